@@ -1,0 +1,421 @@
+//! The analysis engine: one file in, findings out. Each file is parsed once; every detector that the file's
+//! tokens make worth running is dispatched in a single walk of the tree by node kind.
+
+use super::checks::{self, CheckMatch};
+use super::language::{self, FileKind, Lang};
+use super::rules::{Detector, Matcher, RuleSet, Scope};
+use super::suppress::Suppressions;
+use crate::diff::LineSet;
+use crate::report::{Finding, Fix, Severity};
+use ast_grep_core::matcher::{Matcher as _, MatcherExt as _};
+use ast_grep_core::tree_sitter::LanguageExt;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+/// Files larger than this are skipped (minified bundles, generated code, data dumps).
+pub const DEFAULT_MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Per-repository choices that change what the engine reports.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Rule ids (`C5`) or check ids switched off.
+    pub disabled: HashSet<String>,
+    /// Severity by rule id or check id; a check id wins over its rule id.
+    pub severity: HashMap<String, Severity>,
+}
+
+/// What became of one file.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    pub findings: Vec<Finding>,
+    pub suppressed: usize,
+    /// The file's kind, when prodaudit knows it.
+    pub kind: Option<FileKind>,
+    /// Why it was not analysed, if it was not.
+    pub skipped: Option<String>,
+}
+
+pub struct Engine {
+    pub rules: RuleSet,
+    pub overrides: Overrides,
+    pub max_file_bytes: usize,
+}
+
+/// A match before it becomes a finding.
+struct RawMatch {
+    detector: usize,
+    range: Range<usize>,
+    message: String,
+    fix: Option<(Range<usize>, String)>,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, overrides: Overrides) -> Self {
+        Engine {
+            rules,
+            overrides,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+
+    fn enabled(&self, d: &Detector) -> bool {
+        let rule = &self.rules.rule_of(d).id;
+        !(self.overrides.disabled.contains(&d.id) || self.overrides.disabled.contains(rule))
+    }
+
+    fn severity(&self, d: &Detector) -> Severity {
+        let rule = &self.rules.rule_of(d).id;
+        self.overrides
+            .severity
+            .get(&d.id)
+            .or_else(|| self.overrides.severity.get(rule))
+            .copied()
+            .unwrap_or(d.severity)
+    }
+
+    /// Analyse a file given as bytes. `changed` limits findings to those touching these lines (a pull
+    /// request's view); `None` reports every line.
+    pub fn analyze_bytes(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        changed: Option<&LineSet>,
+    ) -> FileOutcome {
+        let kind = language::detect(path, None);
+        // YAML kinds need the text to be recognised; other unknown files are not ours.
+        let maybe_yaml = path.ends_with(".yml") || path.ends_with(".yaml");
+        if kind.is_none() && !maybe_yaml {
+            return FileOutcome::default();
+        }
+        if bytes.len() > self.max_file_bytes {
+            return FileOutcome {
+                kind,
+                skipped: Some(format!(
+                    "too large ({} KiB > {} KiB)",
+                    bytes.len() / 1024,
+                    self.max_file_bytes / 1024
+                )),
+                ..Default::default()
+            };
+        }
+        if bytes[..bytes.len().min(8192)].contains(&0) {
+            return FileOutcome {
+                kind,
+                skipped: Some("binary".into()),
+                ..Default::default()
+            };
+        }
+        let text = String::from_utf8_lossy(bytes);
+        self.analyze(path, &text, changed)
+    }
+
+    /// Analyse one file's text.
+    pub fn analyze(&self, path: &str, text: &str, changed: Option<&LineSet>) -> FileOutcome {
+        self.analyze_only(path, text, changed, None)
+    }
+
+    /// Analyse with every enabled detector, or with one detector only (examples and rule tests).
+    pub fn analyze_only(
+        &self,
+        path: &str,
+        text: &str,
+        changed: Option<&LineSet>,
+        only: Option<usize>,
+    ) -> FileOutcome {
+        let Some(kind) = language::detect(path, Some(text)) else {
+            return FileOutcome::default();
+        };
+        let mut outcome = FileOutcome {
+            kind: Some(kind),
+            ..Default::default()
+        };
+        if changed.is_some_and(|c| c.is_empty()) {
+            return outcome;
+        }
+        let Some(lang) = kind.lang() else {
+            return outcome;
+        };
+        let seen = self.rules.scan_tokens(text);
+        let wanted: Vec<usize> = self
+            .rules
+            .detectors
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| {
+                only.is_none_or(|o| o == *i)
+                    && d.language == lang
+                    && self.enabled(d)
+                    && d.applies_to(path)
+                    && d.wanted(&seen)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if wanted.is_empty() {
+            return outcome;
+        }
+        let raw = self.run_detectors(lang, text, &wanted);
+        if raw.is_empty() {
+            return outcome;
+        }
+        let lines = LineIndex::new(text);
+        let suppressions = Suppressions::scan(text);
+        let mut occurrences: HashMap<(usize, String), usize> = HashMap::new();
+        let mut raw = raw;
+        raw.sort_by_key(|m| (m.range.start, m.detector));
+        raw.dedup_by_key(|m| (m.range.clone(), m.detector));
+        for m in raw {
+            let d = &self.rules.detectors[m.detector];
+            let rule = self.rules.rule_of(d);
+            let (line, column) = lines.position(text, m.range.start);
+            let (end_line, end_column) = lines.position(text, m.range.end);
+            // Fingerprint from the detector, path and the matched code, numbered among identical code, so
+            // moving unrelated lines does not change it.
+            let normalized: String = text[m.range.clone()]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let n = occurrences
+                .entry((m.detector, normalized.clone()))
+                .or_insert(0);
+            *n += 1;
+            let fingerprint = fingerprint(&d.id, path, &normalized, *n);
+            if suppressions.covers(line, &rule.id, &d.id) {
+                outcome.suppressed += 1;
+                continue;
+            }
+            if let Some(changed) = changed
+                && !changed.intersects(line, end_line)
+            {
+                continue;
+            }
+            let fix = m.fix.map(|(r, replacement)| {
+                let (fl, fc) = lines.position(text, r.start);
+                let (el, ec) = lines.position(text, r.end);
+                Fix {
+                    line: fl,
+                    column: fc,
+                    end_line: el,
+                    end_column: ec,
+                    replacement,
+                }
+            });
+            let code = (line..=end_line.min(line + 4))
+                .filter_map(|l| lines.line_text(text, l).map(str::to_string))
+                .collect();
+            outcome.findings.push(Finding {
+                rule: rule.id.clone(),
+                check: d.id.clone(),
+                severity: self.severity(d),
+                path: path.to_string(),
+                line,
+                end_line,
+                column,
+                end_column,
+                message: m.message,
+                standard: rule.title.clone(),
+                conforming: rule.conforming.clone(),
+                fingerprint,
+                fix,
+                code,
+            });
+        }
+        outcome
+    }
+
+    /// Parse once and run the wanted detectors: ast-grep rules in one walk dispatched by node kind, then the
+    /// Rust checks over the same tree.
+    fn run_detectors(&self, lang: Lang, text: &str, wanted: &[usize]) -> Vec<RawMatch> {
+        let root = lang.ast_grep(text);
+        let mut by_kind: Vec<Vec<usize>> = Vec::new();
+        let mut out = Vec::new();
+        for &i in wanted {
+            match &self.rules.detectors[i].matcher {
+                Matcher::Pattern(config) => {
+                    if let Some(kinds) = config.matcher.potential_kinds() {
+                        for k in kinds.iter() {
+                            if by_kind.len() <= k {
+                                by_kind.resize(k + 1, Vec::new());
+                            }
+                            by_kind[k].push(i);
+                        }
+                    }
+                }
+                Matcher::Check(check) => {
+                    let mut found: Vec<CheckMatch> = Vec::new();
+                    check.run(&root.root(), &mut found);
+                    let d = &self.rules.detectors[i];
+                    out.extend(found.into_iter().map(|c| RawMatch {
+                        detector: i,
+                        range: c.range,
+                        message: c.message.unwrap_or_else(|| d.message.clone()),
+                        fix: None,
+                    }));
+                }
+            }
+        }
+        if by_kind.is_empty() {
+            return out;
+        }
+        for node in root.root().dfs() {
+            let Some(candidates) = by_kind.get(node.kind_id() as usize) else {
+                continue;
+            };
+            for &i in candidates {
+                let d = &self.rules.detectors[i];
+                let Matcher::Pattern(config) = &d.matcher else {
+                    continue;
+                };
+                let Some(nm) = config.matcher.match_node(node.clone()) else {
+                    continue;
+                };
+                // Code the parser could not make sense of yields no findings: precision first.
+                if nm.get_node().get_inner_node().has_error() {
+                    continue;
+                }
+                if d.scope == Scope::Async && !checks::in_async_context(nm.get_node()) {
+                    continue;
+                }
+                let message = interpolate(&d.message, &nm);
+                let fix = config.fixer.first().and_then(|fixer| {
+                    if let Some(needle) = &d.fix_if_file_contains
+                        && !text.contains(needle.as_str())
+                    {
+                        return None;
+                    }
+                    let edit = nm.make_edit(&config.matcher, fixer);
+                    let replacement = String::from_utf8(edit.inserted_text).ok()?;
+                    let end = edit.position.checked_add(edit.deleted_length)?;
+                    (end <= text.len()).then_some((edit.position..end, replacement))
+                });
+                out.push(RawMatch {
+                    detector: i,
+                    range: nm.get_node().range(),
+                    message,
+                    fix,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Replace `$VAR` and `$$$VAR` in a message with the matched code (one line, shortened).
+fn interpolate<D: ast_grep_core::Doc>(
+    message: &str,
+    nm: &ast_grep_core::NodeMatch<'_, D>,
+) -> String {
+    if !message.contains('$') {
+        return message.to_string();
+    }
+    let env = nm.get_env();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        let dollars = after.chars().take_while(|&c| c == '$').count();
+        let name_len = after[dollars..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .count();
+        if name_len == 0 {
+            out.push_str(&after[..dollars]);
+            rest = &after[dollars..];
+            continue;
+        }
+        let name = &after[dollars..dollars + name_len];
+        let value = if dollars >= 3 {
+            env.get_multiple_matches(name)
+                .iter()
+                .map(|n| n.text().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            env.get_match(name)
+                .map(|n| n.text().to_string())
+                .unwrap_or_default()
+        };
+        out.push_str(&shorten(&value));
+        rest = &after[dollars + name_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn shorten(code: &str) -> String {
+    let one_line: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 60 {
+        let cut: String = one_line.chars().take(57).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+/// 16 hex digits of SHA-256 over the detector, path, normalised code and occurrence number.
+pub fn fingerprint(check: &str, path: &str, code: &str, occurrence: usize) -> String {
+    let mut h = Sha256::new();
+    for part in [check, path, code, &occurrence.to_string()] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    hex::encode(&digest[..8])
+}
+
+/// Byte offsets of line starts, for 1-based line/column positions (columns in characters).
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    fn position(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line0 = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.starts[line0];
+        let col = text.get(start..offset).map_or(0, |s| s.chars().count());
+        (line0 + 1, col + 1)
+    }
+
+    fn line_text<'t>(&self, text: &'t str, line: usize) -> Option<&'t str> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        let end = self.starts.get(line).map_or(text.len(), |&e| e);
+        text.get(start..end)
+            .map(|l| l.trim_end_matches('\n').trim_end_matches('\r'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_characters_not_bytes() {
+        let text = "a = 1\nµx = 'é'; f()\n";
+        let idx = LineIndex::new(text);
+        let off = text.find("f()").unwrap_or(0);
+        assert_eq!(idx.position(text, off), (2, 11));
+        assert_eq!(idx.position(text, 0), (1, 1));
+        assert_eq!(idx.line_text(text, 2), Some("µx = 'é'; f()"));
+        assert_eq!(idx.line_text(text, 9), None);
+    }
+
+    #[test]
+    fn fingerprint_depends_on_code_not_position() {
+        let a = fingerprint("C5-x", "app/a.py", "time.sleep(1)", 1);
+        assert_eq!(a, fingerprint("C5-x", "app/a.py", "time.sleep(1)", 1));
+        assert_ne!(a, fingerprint("C5-x", "app/a.py", "time.sleep(1)", 2));
+        assert_ne!(a, fingerprint("C5-x", "app/b.py", "time.sleep(1)", 1));
+        assert_eq!(a.len(), 16);
+    }
+}

@@ -1,0 +1,201 @@
+//! Which language a file is in, and the tree-sitter grammars behind ast-grep.
+
+use ast_grep_core::Language;
+use ast_grep_core::matcher::{Pattern, PatternBuilder, PatternError};
+use ast_grep_core::tree_sitter::{LanguageExt, StrDoc, TSLanguage};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+/// A grammar prodaudit parses with tree-sitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Python,
+}
+
+impl Lang {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Python => "python",
+        }
+    }
+
+    fn ts(self) -> &'static TSLanguage {
+        static PY: OnceLock<TSLanguage> = OnceLock::new();
+        match self {
+            Lang::Python => PY.get_or_init(|| tree_sitter_python::LANGUAGE.into()),
+        }
+    }
+}
+
+/// Python identifiers cannot start with `$`, so metavariables in patterns are rewritten to this character
+/// (a letter to the Python grammar) before parsing.
+const PY_EXPANDO: char = 'µ';
+
+impl Language for Lang {
+    fn pre_process_pattern<'q>(&self, query: &'q str) -> Cow<'q, str> {
+        if !query.contains('$') {
+            return Cow::Borrowed(query);
+        }
+        // Replace a `$` that starts a metavariable (`$X`, `$_`, `$$$ARGS`) with the expando character.
+        let chars: Vec<char> = query.chars().collect();
+        let mut out = String::with_capacity(query.len());
+        for (i, &c) in chars.iter().enumerate() {
+            if c == '$' {
+                let next = chars.get(i + 1).copied().unwrap_or(' ');
+                if next == '$' || next == '_' || next.is_ascii_uppercase() {
+                    out.push(PY_EXPANDO);
+                    continue;
+                }
+            }
+            out.push(c);
+        }
+        Cow::Owned(out)
+    }
+
+    fn expando_char(&self) -> char {
+        PY_EXPANDO
+    }
+
+    fn kind_to_id(&self, kind: &str) -> u16 {
+        self.ts().id_for_node_kind(kind, true)
+    }
+
+    fn field_to_id(&self, field: &str) -> Option<u16> {
+        self.ts().field_id_for_name(field).map(|f| f.get())
+    }
+
+    fn build_pattern(&self, builder: &PatternBuilder) -> Result<Pattern, PatternError> {
+        builder.build(|src| StrDoc::try_new(src, *self))
+    }
+}
+
+impl LanguageExt for Lang {
+    fn get_ts_language(&self) -> TSLanguage {
+        self.ts().clone()
+    }
+}
+
+/// What a file is, as far as the rules care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Python,
+    /// Python under a `versions/` folder of an Alembic migrations tree.
+    Alembic,
+    Dockerfile,
+    Compose,
+    Kubernetes,
+    Helm,
+}
+
+impl FileKind {
+    /// The grammar this kind of file is parsed with, when prodaudit has rules for it.
+    pub fn lang(self) -> Option<Lang> {
+        match self {
+            FileKind::Python | FileKind::Alembic => Some(Lang::Python),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Python => "python",
+            FileKind::Alembic => "alembic",
+            FileKind::Dockerfile => "dockerfile",
+            FileKind::Compose => "compose",
+            FileKind::Kubernetes => "kubernetes",
+            FileKind::Helm => "helm",
+        }
+    }
+}
+
+/// Detect a file's kind from its repository-relative path (forward slashes) and, for YAML, its text.
+/// Returns `None` for files no rule is about.
+pub fn detect(path: &str, text: Option<&str>) -> Option<FileKind> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let lower = name.to_ascii_lowercase();
+    let dirs: Vec<&str> = path.split('/').collect();
+    let dirs = &dirs[..dirs.len().saturating_sub(1)];
+
+    if lower.ends_with(".py") || lower.ends_with(".pyi") {
+        if dirs.last().is_some_and(|d| *d == "versions") {
+            return Some(FileKind::Alembic);
+        }
+        return Some(FileKind::Python);
+    }
+    if lower == "dockerfile"
+        || lower == "containerfile"
+        || lower.starts_with("dockerfile.")
+        || lower.ends_with(".dockerfile")
+    {
+        return Some(FileKind::Dockerfile);
+    }
+    if !(lower.ends_with(".yml") || lower.ends_with(".yaml")) {
+        return None;
+    }
+    let stem = lower.trim_end_matches(".yaml").trim_end_matches(".yml");
+    if stem.starts_with("docker-compose") || stem == "compose" || stem.starts_with("compose.") {
+        return Some(FileKind::Compose);
+    }
+    if lower == "chart.yaml"
+        || stem == "values"
+        || stem.starts_with("values.")
+        || stem.starts_with("values-")
+        || dirs.contains(&"templates") && dirs.contains(&"charts")
+    {
+        return Some(FileKind::Helm);
+    }
+    if let Some(text) = text {
+        let has_key = |key: &str| text.lines().any(|l| l.starts_with(key));
+        if has_key("apiVersion:") && has_key("kind:") {
+            return Some(FileKind::Kubernetes);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_kinds_by_path_and_content() {
+        assert_eq!(detect("app/main.py", None), Some(FileKind::Python));
+        assert_eq!(detect("stubs/x.pyi", None), Some(FileKind::Python));
+        assert_eq!(
+            detect("migrations/versions/1a2b_add.py", None),
+            Some(FileKind::Alembic)
+        );
+        assert_eq!(detect("Dockerfile", None), Some(FileKind::Dockerfile));
+        assert_eq!(
+            detect("deploy/api.Dockerfile", None),
+            Some(FileKind::Dockerfile)
+        );
+        assert_eq!(detect("Dockerfile.prod", None), Some(FileKind::Dockerfile));
+        assert_eq!(detect("docker-compose.yml", None), Some(FileKind::Compose));
+        assert_eq!(detect("compose.prod.yaml", None), Some(FileKind::Compose));
+        assert_eq!(detect("charts/api/values.yaml", None), Some(FileKind::Helm));
+        assert_eq!(
+            detect("charts/api/templates/deploy.yaml", None),
+            Some(FileKind::Helm)
+        );
+        assert_eq!(
+            detect(
+                "k8s/deploy.yaml",
+                Some("apiVersion: apps/v1\nkind: Deployment\n")
+            ),
+            Some(FileKind::Kubernetes)
+        );
+        assert_eq!(detect(".github/workflows/ci.yml", Some("on: push\n")), None);
+        assert_eq!(detect("README.md", None), None);
+    }
+
+    #[test]
+    fn metavariables_are_rewritten_only_where_they_start_a_variable() {
+        let l = Lang::Python;
+        assert_eq!(l.pre_process_pattern("f($X, $$$A, $_)"), "f(µX, µµµA, µ_)");
+        assert_eq!(l.pre_process_pattern("print('$5')"), "print('$5')");
+    }
+}

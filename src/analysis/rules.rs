@@ -1,0 +1,687 @@
+//! Rule files: one YAML file per rubric standard, each with its detectors and their examples.
+//!
+//! A detector is either an ast-grep rule (the `rule`, `constraints`, `utils`, `transform` and `fix` keys of
+//! ast-grep's YAML rule syntax) or a Rust check referenced by `check: <id>`.
+
+use super::checks::{self, Check};
+use super::language::Lang;
+use crate::report::{CheckMeta, RuleMeta, Severity};
+use aho_corasick::AhoCorasick;
+use ast_grep_config::{GlobalRules, RuleConfig, SerializableRuleConfig};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A rule file or rules folder that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("cannot read rules folder {}: {source} (check the --rules path)", path.display())]
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rules folder {} contains no rule files (*.yml or *.yaml)", path.display())]
+    EmptyDir { path: PathBuf },
+    #[error("{file}: {problem}")]
+    File { file: String, problem: String },
+    #[error("{file}: detector `{detector}`: {problem}")]
+    Detector {
+        file: String,
+        detector: String,
+        problem: String,
+    },
+}
+
+/// Where a detector applies within a Python file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Anywhere.
+    #[default]
+    Any,
+    /// Only where the nearest enclosing function is an `async def` (a `lambda` or plain `def` in between
+    /// ends the async context: that code runs wherever it is handed, e.g. `run_in_executor`).
+    Async,
+}
+
+/// A code example of a detector: the code and the path it is analysed under.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub path: String,
+    pub code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExampleSer {
+    Code(String),
+    WithPath { path: String, code: String },
+}
+
+impl From<ExampleSer> for Example {
+    fn from(e: ExampleSer) -> Self {
+        match e {
+            ExampleSer::Code(code) => Example {
+                path: "app/example.py".into(),
+                code,
+            },
+            ExampleSer::WithPath { path, code } => Example { path, code },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFileSer {
+    id: String,
+    title: String,
+    severity: Severity,
+    standard: String,
+    why: String,
+    conforming: String,
+    #[serde(default)]
+    detectors: Vec<serde_json::Value>,
+}
+
+/// The prodaudit-specific keys of a detector; everything else goes to ast-grep.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectorSer {
+    id: String,
+    #[serde(default = "default_lang")]
+    language: Lang,
+    message: String,
+    severity: Option<Severity>,
+    #[serde(default)]
+    scope: Scope,
+    #[serde(default)]
+    skip_tests: bool,
+    files: Option<Vec<String>>,
+    ignores: Option<Vec<String>>,
+    check: Option<String>,
+    fix_if_file_contains: Option<String>,
+    prefilter: Option<Vec<String>>,
+    note: Option<String>,
+    #[serde(default)]
+    invalid: Vec<ExampleSer>,
+    #[serde(default)]
+    valid: Vec<ExampleSer>,
+    // ast-grep keys, validated by ast-grep itself.
+    rule: Option<serde_json::Value>,
+    constraints: Option<serde_json::Value>,
+    utils: Option<serde_json::Value>,
+    transform: Option<serde_json::Value>,
+    fix: Option<serde_json::Value>,
+}
+
+fn default_lang() -> Lang {
+    Lang::Python
+}
+
+/// How a detector finds its matches.
+pub enum Matcher {
+    Pattern(Box<RuleConfig<Lang>>),
+    Check(&'static dyn Check),
+}
+
+/// One detector of a rule.
+pub struct Detector {
+    pub id: String,
+    /// Index of its rule in [`RuleSet::rules`].
+    pub rule: usize,
+    pub language: Lang,
+    pub message: String,
+    pub note: Option<String>,
+    pub severity: Severity,
+    pub scope: Scope,
+    pub skip_tests: bool,
+    pub files: Option<GlobSet>,
+    pub ignores: Option<GlobSet>,
+    pub matcher: Matcher,
+    pub fix_if_file_contains: Option<String>,
+    /// Literal tokens the file must contain before the detector is worth running: every group must have at
+    /// least one of its tokens present (indices into the rule set's token table). Empty: always run.
+    pub requires: Vec<Vec<usize>>,
+    pub invalid: Vec<Example>,
+    pub valid: Vec<Example>,
+}
+
+impl Detector {
+    /// Does this detector apply to the file at `path` at all?
+    pub fn applies_to(&self, path: &str) -> bool {
+        if self.skip_tests && is_test_path(path) {
+            return false;
+        }
+        if let Some(files) = &self.files
+            && !files.is_match(path)
+        {
+            return false;
+        }
+        if let Some(ignores) = &self.ignores
+            && ignores.is_match(path)
+        {
+            return false;
+        }
+        true
+    }
+
+    /// Is the detector worth running on a file in which these tokens were seen?
+    pub fn wanted(&self, seen: &[bool]) -> bool {
+        self.requires
+            .iter()
+            .all(|group| group.iter().any(|&t| seen.get(t).copied().unwrap_or(false)))
+    }
+}
+
+/// True for test code: a `tests`/`test` folder, `test_*.py`, `*_test.py`, `conftest.py`.
+pub fn is_test_path(path: &str) -> bool {
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_some() {
+            if part == "tests" || part == "test" {
+                return true;
+            }
+        } else {
+            return part.starts_with("test_")
+                || part.ends_with("_test.py")
+                || part == "conftest.py";
+        }
+    }
+    false
+}
+
+/// A rubric standard and its detectors.
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub standard: String,
+    pub why: String,
+    pub conforming: String,
+    /// The file it came from (`builtin:C5.yml` for rules compiled in).
+    pub source: String,
+    pub detectors: Vec<usize>,
+}
+
+/// All loaded rules, with the prefilter over their literal tokens.
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub detectors: Vec<Detector>,
+    tokens: Vec<String>,
+    token_index: HashMap<String, usize>,
+    scanner: Option<AhoCorasick>,
+}
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+}
+
+impl RuleSet {
+    /// The rules compiled into the binary (the repository's `rules/` folder).
+    pub fn builtin() -> Result<Self, RuleError> {
+        let mut set = RuleSet::empty();
+        for (name, text) in builtin::RULES {
+            set.add_file(&format!("builtin:{name}"), text)?;
+        }
+        set.finish()?;
+        Ok(set)
+    }
+
+    /// The built-in rules plus every `*.yml`/`*.yaml` file of each folder in `dirs`.
+    pub fn load(dirs: &[PathBuf], with_builtin: bool) -> Result<Self, RuleError> {
+        let mut set = RuleSet::empty();
+        if with_builtin {
+            for (name, text) in builtin::RULES {
+                set.add_file(&format!("builtin:{name}"), text)?;
+            }
+        }
+        for dir in dirs {
+            for path in rule_files(dir)? {
+                let text = std::fs::read_to_string(&path).map_err(|e| RuleError::File {
+                    file: path.display().to_string(),
+                    problem: format!("cannot read: {e}"),
+                })?;
+                set.add_file(&path.display().to_string(), &text)?;
+            }
+        }
+        set.finish()?;
+        Ok(set)
+    }
+
+    fn empty() -> Self {
+        RuleSet {
+            rules: Vec::new(),
+            detectors: Vec::new(),
+            tokens: Vec::new(),
+            token_index: HashMap::new(),
+            scanner: None,
+        }
+    }
+
+    /// Parse one rule file and add its rule and detectors.
+    pub fn add_file(&mut self, file: &str, text: &str) -> Result<(), RuleError> {
+        let file_err = |problem: String| RuleError::File {
+            file: file.to_string(),
+            problem,
+        };
+        let value: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| file_err(format!("invalid YAML: {}", yaml_error(&e))))?;
+        let ser: RuleFileSer =
+            serde_json::from_value(value).map_err(|e| file_err(format!("not a rule file: {e}")))?;
+        if ser.id.trim().is_empty() || ser.id.contains(char::is_whitespace) {
+            return Err(file_err(format!(
+                "rule id `{}` must be a non-empty word such as C5",
+                ser.id
+            )));
+        }
+        if let Some(other) = self.rules.iter().find(|r| r.id == ser.id) {
+            return Err(file_err(format!(
+                "rule id `{}` is already defined by {}; give your rule its own id",
+                ser.id, other.source
+            )));
+        }
+        if ser.detectors.is_empty() {
+            return Err(file_err(format!("rule `{}` has no detectors", ser.id)));
+        }
+        let rule_index = self.rules.len();
+        let mut detector_indices = Vec::new();
+        for raw in ser.detectors {
+            let name = raw
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("<no id>")
+                .to_string();
+            let det_err = |problem: String| RuleError::Detector {
+                file: file.to_string(),
+                detector: name.clone(),
+                problem,
+            };
+            let d: DetectorSer = serde_json::from_value(raw).map_err(|e| det_err(e.to_string()))?;
+            if self.detectors.iter().any(|x| x.id == d.id) {
+                return Err(det_err(
+                    "detector id is used twice; ids must be unique".into(),
+                ));
+            }
+            let detector = self
+                .build_detector(d, rule_index, ser.severity)
+                .map_err(det_err)?;
+            detector_indices.push(self.detectors.len());
+            self.detectors.push(detector);
+        }
+        self.rules.push(Rule {
+            id: ser.id,
+            title: ser.title,
+            severity: ser.severity,
+            standard: ser.standard.trim().to_string(),
+            why: ser.why.trim().to_string(),
+            conforming: ser.conforming.trim().to_string(),
+            source: file.to_string(),
+            detectors: detector_indices,
+        });
+        Ok(())
+    }
+
+    fn build_detector(
+        &mut self,
+        d: DetectorSer,
+        rule: usize,
+        rule_severity: Severity,
+    ) -> Result<Detector, String> {
+        let (matcher, derived) = match (&d.check, &d.rule) {
+            (Some(_), Some(_)) => {
+                return Err("has both `check` and `rule`; a detector is one or the other".into());
+            }
+            (None, None) => {
+                return Err("needs either an ast-grep `rule` or a Rust `check`".into());
+            }
+            (Some(id), None) => {
+                if d.constraints.is_some()
+                    || d.utils.is_some()
+                    || d.transform.is_some()
+                    || d.fix.is_some()
+                {
+                    return Err("`constraints`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
+                }
+                let check = checks::lookup(id).ok_or_else(|| {
+                    format!(
+                        "unknown check id `{id}` (known checks: {})",
+                        checks::ids().join(", ")
+                    )
+                })?;
+                let tokens: Vec<String> = check.tokens().iter().map(|s| s.to_string()).collect();
+                (
+                    Matcher::Check(check),
+                    (!tokens.is_empty()).then_some(tokens),
+                )
+            }
+            (None, Some(rule_value)) => {
+                let mut obj = serde_json::Map::new();
+                obj.insert("id".into(), d.id.clone().into());
+                obj.insert("language".into(), d.language.name().into());
+                obj.insert("message".into(), d.message.clone().into());
+                obj.insert("rule".into(), rule_value.clone());
+                for (k, v) in [
+                    ("constraints", &d.constraints),
+                    ("utils", &d.utils),
+                    ("transform", &d.transform),
+                    ("fix", &d.fix),
+                ] {
+                    if let Some(v) = v {
+                        obj.insert(k.into(), v.clone());
+                    }
+                }
+                let ser: SerializableRuleConfig<Lang> =
+                    serde_json::from_value(serde_json::Value::Object(obj))
+                        .map_err(|e| format!("invalid ast-grep rule: {e}"))?;
+                let derived = required_tokens(rule_value);
+                let config = RuleConfig::try_from(ser, &GlobalRules::default())
+                    .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))?;
+                (Matcher::Pattern(Box::new(config)), derived)
+            }
+        };
+        let mut requires = Vec::new();
+        let group = d.prefilter.clone().or(derived);
+        if let Some(group) = group {
+            if group.iter().any(|t| t.is_empty()) {
+                return Err("`prefilter` tokens must not be empty".into());
+            }
+            requires.push(group.iter().map(|t| self.token(t)).collect());
+        }
+        if d.scope == Scope::Async {
+            requires.push(vec![self.token("async")]);
+        }
+        let globs = |list: &Option<Vec<String>>, key: &str| -> Result<Option<GlobSet>, String> {
+            let Some(list) = list else { return Ok(None) };
+            let mut b = GlobSetBuilder::new();
+            for g in list {
+                b.add(Glob::new(g).map_err(|e| format!("bad glob in `{key}`: {e}"))?);
+            }
+            b.build().map(Some).map_err(|e| format!("bad `{key}`: {e}"))
+        };
+        let invalid: Vec<Example> = d.invalid.into_iter().map(Example::from).collect();
+        let valid: Vec<Example> = d.valid.into_iter().map(Example::from).collect();
+        if invalid.is_empty() || valid.is_empty() {
+            return Err("needs at least one `invalid` and one `valid` example".into());
+        }
+        Ok(Detector {
+            severity: d.severity.unwrap_or(rule_severity),
+            files: globs(&d.files, "files")?,
+            ignores: globs(&d.ignores, "ignores")?,
+            id: d.id,
+            rule,
+            language: d.language,
+            message: d.message,
+            note: d.note,
+            scope: d.scope,
+            skip_tests: d.skip_tests,
+            matcher,
+            fix_if_file_contains: d.fix_if_file_contains,
+            requires,
+            invalid,
+            valid,
+        })
+    }
+
+    fn token(&mut self, t: &str) -> usize {
+        if let Some(&i) = self.token_index.get(t) {
+            return i;
+        }
+        self.tokens.push(t.to_string());
+        self.token_index
+            .insert(t.to_string(), self.tokens.len() - 1);
+        self.tokens.len() - 1
+    }
+
+    fn finish(&mut self) -> Result<(), RuleError> {
+        if self.tokens.is_empty() {
+            self.scanner = None;
+            return Ok(());
+        }
+        let scanner = AhoCorasick::new(&self.tokens).map_err(|e| RuleError::File {
+            file: "<rules>".into(),
+            problem: format!("cannot build the token prefilter: {e}"),
+        })?;
+        self.scanner = Some(scanner);
+        Ok(())
+    }
+
+    /// Which prefilter tokens occur in `text` (indexed like the token table).
+    pub fn scan_tokens(&self, text: &str) -> Vec<bool> {
+        let mut seen = vec![false; self.tokens.len()];
+        if let Some(scanner) = &self.scanner {
+            let mut remaining = self.tokens.len();
+            for m in scanner.find_overlapping_iter(text) {
+                let i = m.pattern().as_usize();
+                if !seen[i] {
+                    seen[i] = true;
+                    remaining -= 1;
+                    if remaining == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    pub fn rule_of(&self, d: &Detector) -> &Rule {
+        &self.rules[d.rule]
+    }
+
+    pub fn find_rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Rule metadata for reports, sorted by rule id.
+    pub fn metadata(&self) -> Vec<RuleMeta> {
+        let mut out: Vec<RuleMeta> = self
+            .rules
+            .iter()
+            .map(|r| RuleMeta {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                severity: r.severity,
+                standard: r.standard.clone(),
+                why: r.why.clone(),
+                conforming: r.conforming.clone(),
+                checks: r
+                    .detectors
+                    .iter()
+                    .map(|&i| {
+                        let d = &self.detectors[i];
+                        CheckMeta {
+                            id: d.id.clone(),
+                            severity: d.severity,
+                            message: d.message.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by_key(|m| rule_order(&m.id));
+        out
+    }
+}
+
+/// Rubric order: C, F, I, O, then anything else; numbers numerically.
+pub fn rule_order(id: &str) -> (usize, u32, String) {
+    let letter = id.chars().next().unwrap_or(' ');
+    let group = "CFIO".find(letter).unwrap_or(4);
+    let num: u32 = id
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(u32::MAX);
+    (group, num, id.to_string())
+}
+
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RuleError> {
+    let read = std::fs::read_dir(dir).map_err(|source| RuleError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|source| RuleError::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if (ext == "yml" || ext == "yaml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(RuleError::EmptyDir {
+            path: dir.to_path_buf(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A YAML error in one line: the parser's message carries a multi-line source excerpt.
+pub fn yaml_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    first.trim().trim_start_matches("error: ").to_string()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Literal tokens one of which any file matching `rule` (ast-grep rule syntax, as data) must contain, when
+/// that can be told from the rule: patterns give their longest identifier, `has`/`inside`/`all` add conditions,
+/// `any` unions its branches. `kind`, `regex`, `matches` and `not` tell nothing.
+fn required_tokens(rule: &serde_json::Value) -> Option<Vec<String>> {
+    let obj = rule.as_object()?;
+    let mut candidates: Vec<Vec<String>> = Vec::new();
+    if let Some(p) = obj.get("pattern").and_then(|p| p.as_str())
+        && let Some(t) = pattern_token(p)
+    {
+        candidates.push(vec![t]);
+    }
+    for key in ["has", "inside"] {
+        if let Some(t) = obj.get(key).and_then(required_tokens) {
+            candidates.push(t);
+        }
+    }
+    if let Some(all) = obj.get("all").and_then(|a| a.as_array()) {
+        candidates.extend(all.iter().filter_map(required_tokens));
+    }
+    if let Some(any) = obj.get("any").and_then(|a| a.as_array()) {
+        let mut union = Vec::new();
+        let mut ok = !any.is_empty();
+        for r in any {
+            match required_tokens(r) {
+                Some(t) => union.extend(t),
+                None => ok = false,
+            }
+        }
+        if ok {
+            union.sort();
+            union.dedup();
+            candidates.push(union);
+        }
+    }
+    // The best group is the one whose shortest token is longest (rarer text, fewer false passes).
+    candidates.into_iter().max_by_key(|g| {
+        (
+            g.iter().map(|t| t.len()).min().unwrap_or(0),
+            usize::MAX - g.len(),
+        )
+    })
+}
+
+/// The longest identifier in a pattern that is not a metavariable and not inside a string literal.
+fn pattern_token(pattern: &str) -> Option<String> {
+    let mut best: Option<&str> = None;
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = quote {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' || c == b'\'' {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        if c == b'$' {
+            while i < bytes.len()
+                && (bytes[i] == b'$' || bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_')
+            {
+                i += 1;
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &pattern[start..i];
+            if word.len() >= 3 && best.is_none_or(|b| word.len() > b.len()) {
+                best = Some(word);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    best.map(str::to_string)
+}
+
+/// Group rule metadata by id, for look-ups by the outputs.
+pub fn by_id(meta: &[RuleMeta]) -> BTreeMap<&str, &RuleMeta> {
+    meta.iter().map(|m| (m.id.as_str(), m)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_tokens_skip_metavariables_and_strings() {
+        assert_eq!(pattern_token("time.sleep($X)").as_deref(), Some("sleep"));
+        assert_eq!(
+            pattern_token("requests.$M($$$ARGS)").as_deref(),
+            Some("requests")
+        );
+        assert_eq!(
+            pattern_token("print('hello_world_long')").as_deref(),
+            Some("print")
+        );
+        assert_eq!(pattern_token("$A($B)"), None);
+    }
+
+    #[test]
+    fn test_paths_are_recognised() {
+        assert!(is_test_path("tests/test_api.py"));
+        assert!(is_test_path("app/tests/helpers.py"));
+        assert!(is_test_path("test_x.py"));
+        assert!(is_test_path("pkg/x_test.py"));
+        assert!(is_test_path("conftest.py"));
+        assert!(!is_test_path("app/testing_utils.py"));
+        assert!(!is_test_path("app/main.py"));
+        assert!(!is_test_path("tests"));
+    }
+}

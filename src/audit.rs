@@ -1,0 +1,344 @@
+//! Local audits: the engine fed from git (a pull request's view) or from the files on disk (`--all-lines`).
+
+use crate::analysis::{Engine, FileOutcome};
+use crate::diff::LineSet;
+use crate::git::{GitError, Repo};
+use crate::repo_config::{self, ConfigError, RepoConfig};
+use crate::report::{Report, Skipped};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} does not exist", .0.display())]
+    NoSuchPath(PathBuf),
+}
+
+/// What to audit.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRequest {
+    /// A directory inside the repository (default: the current directory).
+    pub repo: PathBuf,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    pub all_lines: bool,
+    /// Limit to these files or folders.
+    pub paths: Vec<PathBuf>,
+    /// Show a progress bar on a terminal.
+    pub progress: bool,
+}
+
+/// The files of one audit, each with the lines findings are kept on (`None`: every line).
+struct Plan {
+    root: PathBuf,
+    files: Vec<(String, Option<LineSet>)>,
+    source: Source,
+    skipped: Vec<Skipped>,
+}
+
+enum Source {
+    WorkTree,
+    Revision { repo: Repo, rev: String },
+}
+
+/// The repository configuration for this audit: `--config FILE`, else `.github/prodaudit.yml` from the base
+/// revision (pull-request view) or from the working tree (`--all-lines`), else the defaults.
+pub fn load_config(
+    req: &AuditRequest,
+    explicit: Option<&Path>,
+    known_ids: &[String],
+) -> Result<RepoConfig, AuditError> {
+    if let Some(path) = explicit {
+        let text = std::fs::read_to_string(path).map_err(|source| AuditError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        return Ok(RepoConfig::parse(
+            &path.display().to_string(),
+            &text,
+            known_ids,
+        )?);
+    }
+    let repo = Repo::open(&req.repo).ok();
+    if !req.all_lines
+        && let Some(repo) = &repo
+    {
+        let base = match &req.base {
+            Some(b) => b.clone(),
+            None => repo.default_base()?,
+        };
+        let rev = repo.resolve(&base)?;
+        let found = repo.read_files(&rev, &[repo_config::DEFAULT_PATH.to_string()])?;
+        if let Some(Some(bytes)) = found.into_iter().next() {
+            let text = String::from_utf8_lossy(&bytes);
+            let name = format!("{} (at {base})", repo_config::DEFAULT_PATH);
+            return Ok(RepoConfig::parse(&name, &text, known_ids)?);
+        }
+        return Ok(RepoConfig::default());
+    }
+    let root = repo.map(|r| r.root).unwrap_or_else(|| req.repo.clone());
+    let path = root.join(repo_config::DEFAULT_PATH);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(RepoConfig::parse(
+            &path.display().to_string(),
+            &text,
+            known_ids,
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RepoConfig::default()),
+        Err(source) => Err(AuditError::Read { path, source }),
+    }
+}
+
+/// Run an audit and collect its report.
+pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<Report, AuditError> {
+    let plan = if req.all_lines {
+        plan_all_lines(req, config)?
+    } else {
+        plan_change(req, config)?
+    };
+    let Plan {
+        root,
+        files,
+        source,
+        mut skipped,
+    } = plan;
+
+    let bar = if req.progress && files.len() > 1 {
+        let bar =
+            ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed} {msg}")
+        {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+
+    let outcomes: Vec<(String, Result<FileOutcome, String>)> = match &source {
+        Source::WorkTree => files
+            .par_iter()
+            .map(|(path, lines)| {
+                let full = root.join(path);
+                let result = std::fs::read(&full)
+                    .map(|bytes| engine.analyze_bytes(path, &bytes, lines.as_ref()))
+                    .map_err(|e| format!("unreadable: {e}"));
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+                (path.clone(), result)
+            })
+            .collect(),
+        Source::Revision { repo, rev } => {
+            let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+            let contents = repo.read_files(rev, &names)?;
+            files
+                .par_iter()
+                .zip(contents.into_par_iter())
+                .map(|((path, lines), bytes)| {
+                    let result = match bytes {
+                        Some(bytes) => Ok(engine.analyze_bytes(path, &bytes, lines.as_ref())),
+                        None => Err("not a file at the head revision".to_string()),
+                    };
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                    (path.clone(), result)
+                })
+                .collect()
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+
+    let mut report = Report::default();
+    for (path, result) in outcomes {
+        match result {
+            Ok(outcome) => {
+                if let Some(reason) = outcome.skipped {
+                    skipped.push(Skipped { path, reason });
+                } else if outcome.kind.is_some() {
+                    report.files_analyzed += 1;
+                    report.suppressed += outcome.suppressed;
+                    report.findings.extend(outcome.findings);
+                }
+            }
+            Err(reason) => skipped.push(Skipped { path, reason }),
+        }
+    }
+    report
+        .findings
+        .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    report.skipped = skipped;
+    Ok(report)
+}
+
+/// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.
+fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditError> {
+    let repo = Repo::open(&req.repo)?;
+    let head_name = req.head.clone().unwrap_or_else(|| "HEAD".to_string());
+    let head = repo.resolve(&head_name)?;
+    let base_name = match &req.base {
+        Some(b) => b.clone(),
+        None => repo.default_base()?,
+    };
+    let base = repo.resolve(&base_name)?;
+    let merge_base = repo.merge_base(&base, &head)?;
+    let pathspecs = pathspecs(&repo.root, &req.paths)?;
+    let diffs = repo.diff(&merge_base, &head, &pathspecs)?;
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for d in diffs {
+        let Some(path) = d.new_path.clone() else {
+            continue; // deleted: nothing left to review
+        };
+        if !config.wants_path(&path) || !worth_reading(&path) {
+            continue;
+        }
+        if d.submodule {
+            continue;
+        }
+        if d.binary {
+            skipped.push(Skipped {
+                path,
+                reason: "binary".into(),
+            });
+            continue;
+        }
+        let added = d.added_lines();
+        if added.is_empty() {
+            continue; // pure rename or mode change: no new lines to review
+        }
+        files.push((path, Some(added)));
+    }
+    Ok(Plan {
+        root: repo.root.clone(),
+        files,
+        source: Source::Revision { repo, rev: head },
+        skipped,
+    })
+}
+
+/// Every line of the given paths (or the whole tree): the working tree honouring `.gitignore`, or the tree of
+/// `--head` when one is given.
+fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditError> {
+    if let Some(head) = &req.head {
+        let repo = Repo::open(&req.repo)?;
+        let rev = repo.resolve(head)?;
+        let specs = pathspecs(&repo.root, &req.paths)?;
+        let files = repo
+            .list_files(&rev)?
+            .into_iter()
+            .filter(|p| {
+                specs.is_empty()
+                    || specs
+                        .iter()
+                        .any(|s| p == s || p.starts_with(&format!("{}/", s.trim_end_matches('/'))))
+            })
+            .filter(|p| config.wants_path(p) && worth_reading(p))
+            .map(|p| (p, None))
+            .collect();
+        return Ok(Plan {
+            root: repo.root.clone(),
+            files,
+            source: Source::Revision { repo, rev },
+            skipped: Vec::new(),
+        });
+    }
+    let root = match Repo::open(&req.repo) {
+        Ok(repo) => repo.root,
+        Err(GitError::NotARepo(_)) => {
+            if !req.repo.exists() {
+                return Err(AuditError::NoSuchPath(req.repo.clone()));
+            }
+            req.repo.clone()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let root = root.canonicalize().unwrap_or(root);
+    let starts: Vec<PathBuf> = if req.paths.is_empty() {
+        vec![root.clone()]
+    } else {
+        req.paths.clone()
+    };
+    let mut files = Vec::new();
+    for start in &starts {
+        let Ok(start) = start.canonicalize() else {
+            return Err(AuditError::NoSuchPath(start.clone()));
+        };
+        let walker = ignore::WalkBuilder::new(&start)
+            .require_git(false)
+            .hidden(false)
+            .filter_entry(|e| e.file_name() != ".git")
+            .build();
+        for entry in walker.flatten() {
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let rel = relative(&root, entry.path());
+            if config.wants_path(&rel) && worth_reading(&rel) {
+                files.push((rel, None));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0);
+    Ok(Plan {
+        root,
+        files,
+        source: Source::WorkTree,
+        skipped: Vec::new(),
+    })
+}
+
+/// Only files some rule could be about are read at all.
+fn worth_reading(path: &str) -> bool {
+    crate::analysis::language::detect(path, None).is_some()
+        || path.ends_with(".yml")
+        || path.ends_with(".yaml")
+}
+
+/// A path as the report shows it: relative to the root, forward slashes.
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let rel = rel.strip_prefix(".").unwrap_or(rel);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// PATH arguments as git pathspecs relative to the repository root.
+fn pathspecs(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, AuditError> {
+    let cwd = std::env::current_dir().map_err(|source| AuditError::Read {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    paths
+        .iter()
+        .map(|p| -> Result<String, AuditError> {
+            let abs = if p.is_absolute() {
+                p.clone()
+            } else {
+                cwd.join(p)
+            };
+            // A path deleted by the change no longer exists; git still understands it relative to the root.
+            let abs = abs.canonicalize().unwrap_or(abs);
+            Ok(relative(&root, &abs))
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! The `prodaudit` command line: `audit` and `rules`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use prodaudit::analysis::examples;
+use prodaudit::analysis::rules::rule_order;
+use prodaudit::analysis::{Engine, RuleSet};
+use prodaudit::audit::{self, AuditRequest};
+use prodaudit::report::output::{self, Format, RenderOptions};
+use prodaudit::report::{FailOn, Severity};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "prodaudit",
+    version,
+    about = "Reviews changes to async Python services against the production-standards rubric"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Audit a change (the lines added between merge-base(base, head) and head) or, with --all-lines, whole files.
+    Audit(AuditArgs),
+    /// List, explain and test the rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// A directory inside the repository to audit.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The revision the change is compared against (default: the repository's default branch).
+    #[arg(long)]
+    base: Option<String>,
+    /// The revision under review (default: HEAD; with --all-lines, the working tree).
+    #[arg(long)]
+    head: Option<String>,
+    /// Report on every line of the files, not only the changed ones.
+    #[arg(long)]
+    all_lines: bool,
+    /// Output format: text, json, sarif or github.
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// Exit 1 when a finding is at or above this severity: critical, high, medium, low or never.
+    #[arg(long)]
+    fail_on: Option<String>,
+    /// Repository configuration file (default: .github/prodaudit.yml of the base revision).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A folder of additional rule files (may be repeated).
+    #[arg(long = "rules")]
+    rules: Vec<PathBuf>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Limit the audit to these files or folders.
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// One line per rule and its detectors.
+    List {
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+    },
+    /// The standard, why it matters, the conforming pattern and the detectors of one rule.
+    Explain {
+        /// A rubric id such as C5, or a detector id.
+        id: String,
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+    },
+    /// Run every detector's invalid/valid examples (the built-in rules plus DIR's).
+    Test {
+        /// A folder of rule files to test beside the built-in ones.
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    let result = match cli.command {
+        Command::Audit(args) => run_audit(args),
+        Command::Rules { command } => run_rules(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = format!("error: {e}");
+            // Our error types already quote their cause; add only what the message does not say yet.
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !msg.contains(&cause) {
+                    msg.push_str(&format!(": {cause}"));
+                }
+            }
+            let msg = msg.lines().next().unwrap_or_default().to_string();
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_rules(dirs: &[PathBuf]) -> anyhow::Result<RuleSet> {
+    Ok(RuleSet::load(dirs, true)?)
+}
+
+fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let format: Format = args
+        .format
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let fail_on_flag: Option<FailOn> = args
+        .fail_on
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let rules = load_rules(&args.rules)?;
+    let mut known: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+    known.extend(rules.detectors.iter().map(|d| d.id.clone()));
+    let req = AuditRequest {
+        repo: args.repo.clone(),
+        base: args.base.clone(),
+        head: args.head.clone(),
+        all_lines: args.all_lines,
+        paths: args.paths.clone(),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let config = audit::load_config(&req, args.config.as_deref(), &known)?;
+    let fail_on = fail_on_flag
+        .or(config.fail_on)
+        .unwrap_or(FailOn::At(Severity::High));
+    let meta = rules.metadata();
+    let engine = Engine::new(rules, config.overrides.clone());
+    let report = audit::run(&engine, &config, &req)?;
+    let opts = RenderOptions {
+        color: format == Format::Text
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none(),
+        fail_on,
+        tool_version: env!("CARGO_PKG_VERSION"),
+    };
+    let text = output::render(&report, &meta, format, &opts);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("cannot write the report")?;
+    out.flush().ok();
+    let failed = report.findings.iter().any(|f| fail_on.fails(f.severity));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    match cmd {
+        RulesCommand::List { rules } => {
+            let set = load_rules(&rules)?;
+            let mut meta = set.metadata();
+            meta.sort_by_key(|m| rule_order(&m.id));
+            for m in &meta {
+                out.push_str(&format!(
+                    "{:<4} {:<8} {}\n",
+                    m.id,
+                    m.severity.as_str(),
+                    m.title
+                ));
+                for c in &m.checks {
+                    out.push_str(&format!("       {:<8} {}\n", c.severity.as_str(), c.id));
+                }
+            }
+            out.push_str(&format!(
+                "{} rules, {} detectors. `prodaudit rules explain ID` for one rule.\n",
+                meta.len(),
+                set.detectors.len()
+            ));
+        }
+        RulesCommand::Explain { id, rules } => {
+            let set = load_rules(&rules)?;
+            let rule = set
+                .find_rule(&id)
+                .or_else(|| {
+                    set.detectors
+                        .iter()
+                        .find(|d| d.id.eq_ignore_ascii_case(&id))
+                        .map(|d| set.rule_of(d))
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no rule or detector `{id}` (see `prodaudit rules list`)")
+                })?;
+            out.push_str(&format!(
+                "{} · {} ({})\n\n",
+                rule.id, rule.title, rule.severity
+            ));
+            out.push_str(&format!(
+                "Standard:\n  {}\n\n",
+                rule.standard.replace('\n', "\n  ")
+            ));
+            out.push_str(&format!(
+                "Why it matters:\n  {}\n\n",
+                rule.why.replace('\n', "\n  ")
+            ));
+            out.push_str(&format!(
+                "Conforming pattern:\n  {}\n\n",
+                rule.conforming.replace('\n', "\n  ")
+            ));
+            out.push_str("Detectors:\n");
+            for &i in &rule.detectors {
+                let d = &set.detectors[i];
+                out.push_str(&format!("  {} ({})\n    {}\n", d.id, d.severity, d.message));
+                if let Some(note) = &d.note {
+                    out.push_str(&format!("    {}\n", note.trim().replace('\n', "\n    ")));
+                }
+            }
+            out.push_str(&format!("\nDefined in {}\n", rule.source));
+        }
+        RulesCommand::Test { dir } => {
+            let dirs: Vec<PathBuf> = dir.into_iter().collect();
+            let set = load_rules(&dirs)?;
+            let results = examples::run_all(set);
+            let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+            for r in &failed {
+                out.push_str(&format!(
+                    "FAIL {} {} {} example #{}: {}\n",
+                    r.rule,
+                    r.detector,
+                    r.kind,
+                    r.index,
+                    r.problem.as_deref().unwrap_or("")
+                ));
+            }
+            out.push_str(&format!(
+                "rule examples: {} passed, {} failed\n",
+                results.len() - failed.len(),
+                failed.len()
+            ));
+            print!("{out}");
+            return Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}

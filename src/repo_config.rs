@@ -1,0 +1,222 @@
+//! `.github/prodaudit.yml`: what a repository asks of the reviewer. Read from the base branch of a pull request
+//! (a pull request cannot switch its own checks off), or given with `--config FILE`.
+
+use crate::analysis::Overrides;
+use crate::report::{FailOn, Severity};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The default location in a repository.
+pub const DEFAULT_PATH: &str = ".github/prodaudit.yml";
+
+/// Config files larger than this are refused.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {problem}")]
+    Invalid {
+        source_name: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSer {
+    fail_on: Option<String>,
+    #[serde(default)]
+    rules: RulesSer,
+    #[serde(default)]
+    paths: PathsSer,
+    #[serde(default)]
+    review: ReviewSer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesSer {
+    #[serde(default)]
+    disable: Vec<String>,
+    #[serde(default)]
+    severity: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSer {
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewSer {
+    max_inline_comments: Option<usize>,
+    drafts: Option<bool>,
+}
+
+/// A validated repository configuration.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub fail_on: Option<FailOn>,
+    pub overrides: Overrides,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    /// Inline review comments per audit before the rest go to the review body (the App; default 25).
+    pub max_inline_comments: usize,
+    /// Audit draft pull requests too (the App; default false).
+    pub audit_drafts: bool,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            fail_on: None,
+            overrides: Overrides::default(),
+            include: None,
+            exclude: None,
+            max_inline_comments: 25,
+            audit_drafts: false,
+        }
+    }
+}
+
+impl RepoConfig {
+    /// Parse and validate a config file's text. `known_ids` are the rule and check ids that exist, so a
+    /// misspelt id is an error rather than a silent no-op.
+    pub fn parse(source_name: &str, text: &str, known_ids: &[String]) -> Result<Self, ConfigError> {
+        let err = |problem: String| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            problem,
+        };
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(err(format!(
+                "config is {} bytes; at most {} are read",
+                text.len(),
+                MAX_CONFIG_BYTES
+            )));
+        }
+        let ser: ConfigSer = if text.trim().is_empty() {
+            ConfigSer::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| err(crate::analysis::rules::yaml_error(&e)))?
+        };
+        let known = |id: &str| known_ids.iter().any(|k| k.eq_ignore_ascii_case(id));
+        let canonical = |id: &str| {
+            known_ids
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(id))
+                .cloned()
+                .unwrap_or_else(|| id.to_string())
+        };
+        let mut overrides = Overrides::default();
+        for id in &ser.rules.disable {
+            if !known(id) {
+                return Err(err(format!("rules.disable: unknown rule or check `{id}`")));
+            }
+            overrides.disabled.insert(canonical(id));
+        }
+        for (id, sev) in &ser.rules.severity {
+            if !known(id) {
+                return Err(err(format!("rules.severity: unknown rule or check `{id}`")));
+            }
+            let sev: Severity = sev
+                .parse()
+                .map_err(|e: String| err(format!("rules.severity.{id}: {e}")))?;
+            overrides.severity.insert(canonical(id), sev);
+        }
+        let fail_on = ser
+            .fail_on
+            .as_deref()
+            .map(str::parse::<FailOn>)
+            .transpose()
+            .map_err(|e| err(format!("fail_on: {e}")))?;
+        let globs = |list: &[String], key: &str| -> Result<Option<GlobSet>, ConfigError> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            let mut b = GlobSetBuilder::new();
+            for g in list {
+                b.add(Glob::new(g).map_err(|e| err(format!("{key}: {e}")))?);
+            }
+            b.build().map(Some).map_err(|e| err(format!("{key}: {e}")))
+        };
+        if ser.review.max_inline_comments.is_some_and(|n| n > 1000) {
+            return Err(err("review.max_inline_comments: at most 1000".into()));
+        }
+        Ok(RepoConfig {
+            fail_on,
+            overrides,
+            include: globs(&ser.paths.include, "paths.include")?,
+            exclude: globs(&ser.paths.exclude, "paths.exclude")?,
+            max_inline_comments: ser.review.max_inline_comments.unwrap_or(25),
+            audit_drafts: ser.review.drafts.unwrap_or(false),
+        })
+    }
+
+    /// Is this repository-relative path to be audited?
+    pub fn wants_path(&self, path: &str) -> bool {
+        if let Some(include) = &self.include
+            && !include.is_match(path)
+        {
+            return false;
+        }
+        !self.exclude.as_ref().is_some_and(|e| e.is_match(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Vec<String> {
+        ["C5", "C5-blocking-sleep", "O1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = RepoConfig::parse(
+            "cfg",
+            "fail_on: medium\nrules:\n  disable: [o1]\n  severity: {C5-blocking-sleep: low}\npaths:\n  exclude: ['scripts/**']\nreview:\n  max_inline_comments: 10\n  drafts: true\n",
+            &ids(),
+        );
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.fail_on, Some(FailOn::At(Severity::Medium)));
+        assert!(c.overrides.disabled.contains("O1"));
+        assert_eq!(
+            c.overrides.severity.get("C5-blocking-sleep"),
+            Some(&Severity::Low)
+        );
+        assert!(!c.wants_path("scripts/x.py"));
+        assert!(c.wants_path("app/x.py"));
+        assert_eq!(c.max_inline_comments, 10);
+        assert!(c.audit_drafts);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_ids_and_levels() {
+        for (text, needle) in [
+            ("fail_on: sometimes\n", "fail_on"),
+            ("rules:\n  disable: [Z9]\n", "unknown rule or check `Z9`"),
+            ("rulez: {}\n", "rulez"),
+            ("rules:\n  severity: {C5: huge}\n", "rules.severity.C5"),
+            ("paths:\n  include: ['[']\n", "paths.include"),
+            ("- a\n- b\n", "cfg"),
+        ] {
+            match RepoConfig::parse("cfg", text, &ids()) {
+                Ok(_) => panic!("accepted {text:?}"),
+                Err(e) => assert!(e.to_string().contains(needle), "{e} lacks {needle}"),
+            }
+        }
+    }
+}
