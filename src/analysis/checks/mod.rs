@@ -55,3 +55,113 @@ pub fn enclosing_function<'r>(node: &PyNode<'r>) -> Option<PyNode<'r>> {
 pub fn in_async_context(node: &PyNode<'_>) -> bool {
     enclosing_function(node).is_some_and(|f| is_async_def(&f))
 }
+
+/// The callee text of a `call` node, e.g. `requests.get` or `db.query` (whitespace removed).
+pub fn callee(call: &PyNode<'_>) -> Option<String> {
+    let f = call.field("function")?;
+    Some(f.text().split_whitespace().collect())
+}
+
+/// The value of keyword argument `name` of a `call` node.
+pub fn keyword_arg<'r>(call: &PyNode<'r>, name: &str) -> Option<PyNode<'r>> {
+    let args = call.field("arguments")?;
+    args.children()
+        .filter(|a| a.kind() == "keyword_argument")
+        .find(|a| a.field("name").is_some_and(|n| n.text() == name))
+        .and_then(|a| a.field("value"))
+}
+
+/// Does a `call` pass `**kwargs` (so any keyword may be set where we cannot see it)?
+pub fn has_kwargs_splat(call: &PyNode<'_>) -> bool {
+    call.field("arguments")
+        .is_some_and(|args| args.children().any(|a| a.kind() == "dictionary_splat"))
+}
+
+/// The name of a `def`/`async def` node.
+pub fn function_name(func: &PyNode<'_>) -> Option<String> {
+    func.field("name").map(|n| n.text().to_string())
+}
+
+/// Is the node at module level (no enclosing function or class)?
+pub fn is_module_level(node: &PyNode<'_>) -> bool {
+    !node.ancestors().any(|a| {
+        matches!(
+            a.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition"
+        )
+    })
+}
+
+/// Is the node inside an `if __name__ == "__main__":` block?
+pub fn in_main_guard(node: &PyNode<'_>) -> bool {
+    node.ancestors().any(|a| {
+        a.kind() == "if_statement"
+            && a.field("condition").is_some_and(|c| {
+                let t: String = c.text().split_whitespace().collect();
+                t == "__name__==\"__main__\"" || t == "__name__=='__main__'"
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    fn first_call<'r>(root: &PyNode<'r>) -> PyNode<'r> {
+        match root.dfs().find(|n| n.kind() == "call") {
+            Some(c) => c,
+            None => panic!("no call in the snippet"),
+        }
+    }
+
+    #[test]
+    fn call_helpers() {
+        let doc = Lang::Python.ast_grep("requests.get(url, timeout=None, **extra)\n");
+        let root = doc.root();
+        let call = first_call(&root);
+        assert_eq!(callee(&call).as_deref(), Some("requests.get"));
+        assert_eq!(
+            keyword_arg(&call, "timeout")
+                .map(|v| v.text().to_string())
+                .as_deref(),
+            Some("None")
+        );
+        assert!(keyword_arg(&call, "verify").is_none());
+        assert!(has_kwargs_splat(&call));
+        assert!(is_module_level(&call));
+        assert!(!in_main_guard(&call));
+    }
+
+    #[test]
+    fn scope_helpers() {
+        let src = "async def a():\n    f()\n    def b():\n        g()\n    h(lambda: k())\nif __name__ == '__main__':\n    m()\n";
+        let doc = Lang::Python.ast_grep(src);
+        let root = doc.root();
+        let call = |name: &str| match root
+            .dfs()
+            .find(|n| n.kind() == "call" && callee(n).as_deref() == Some(name))
+        {
+            Some(c) => c,
+            None => panic!("no call {name}"),
+        };
+        assert!(in_async_context(&call("f")));
+        assert!(
+            !in_async_context(&call("g")),
+            "nested def is not the coroutine"
+        );
+        assert!(
+            !in_async_context(&call("k")),
+            "lambda runs wherever it is handed"
+        );
+        assert!(in_async_context(&call("h")));
+        assert!(in_main_guard(&call("m")));
+        assert!(!is_module_level(&call("f")));
+        assert_eq!(
+            enclosing_function(&call("g"))
+                .and_then(|f| function_name(&f))
+                .as_deref(),
+            Some("b")
+        );
+    }
+}
