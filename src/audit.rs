@@ -1,6 +1,7 @@
 //! Local audits: the engine fed from git (a pull request's view) or from the files on disk (`--all-lines`).
 
-use crate::analysis::{Engine, FileOutcome};
+use crate::analysis::context::needs_globset;
+use crate::analysis::{Engine, FileOutcome, RepoContext};
 use crate::diff::LineSet;
 use crate::git::{GitError, Repo};
 use crate::repo_config::{self, ConfigError, RepoConfig};
@@ -22,6 +23,8 @@ pub enum AuditError {
     },
     #[error("{} does not exist", .0.display())]
     NoSuchPath(PathBuf),
+    #[error("a rule's file globs are invalid: {0}")]
+    Rules(String),
 }
 
 /// What to audit.
@@ -42,6 +45,8 @@ pub struct AuditRequest {
 struct Plan {
     root: PathBuf,
     files: Vec<(String, Option<LineSet>)>,
+    /// Every path of the tree under review.
+    tree: Vec<String>,
     source: Source,
     skipped: Vec<Skipped>,
 }
@@ -109,9 +114,11 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
     let Plan {
         root,
         files,
+        tree,
         source,
         mut skipped,
     } = plan;
+    let repo_ctx = repo_context(engine, &root, &source, &files, tree)?;
 
     let bar = if req.progress && files.len() > 1 {
         let bar =
@@ -132,7 +139,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
             .map(|(path, lines)| {
                 let full = root.join(path);
                 let result = std::fs::read(&full)
-                    .map(|bytes| engine.analyze_bytes(path, &bytes, lines.as_ref()))
+                    .map(|bytes| engine.analyze_bytes(path, &bytes, lines.as_ref(), &repo_ctx))
                     .map_err(|e| format!("unreadable: {e}"));
                 if let Some(b) = &bar {
                     b.inc(1);
@@ -148,7 +155,9 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
                 .zip(contents.into_par_iter())
                 .map(|((path, lines), bytes)| {
                     let result = match bytes {
-                        Some(bytes) => Ok(engine.analyze_bytes(path, &bytes, lines.as_ref())),
+                        Some(bytes) => {
+                            Ok(engine.analyze_bytes(path, &bytes, lines.as_ref(), &repo_ctx))
+                        }
                         None => Err("not a file at the head revision".to_string()),
                     };
                     if let Some(b) = &bar {
@@ -185,6 +194,48 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
     report.skipped = skipped;
     Ok(report)
 }
+
+/// The repository around the audited files: what changed, the tree's paths, and the contents of the files
+/// the enabled checks read (only those are fetched).
+fn repo_context(
+    engine: &Engine,
+    root: &Path,
+    source: &Source,
+    files: &[(String, Option<LineSet>)],
+    mut tree: Vec<String>,
+) -> Result<RepoContext, AuditError> {
+    tree.sort();
+    let needs = engine.needed_files();
+    let mut contents = std::collections::HashMap::new();
+    if !needs.is_empty() {
+        let globs = needs_globset(&needs).map_err(|e| AuditError::Rules(e.to_string()))?;
+        let wanted: Vec<String> = tree
+            .iter()
+            .filter(|p| globs.is_match(p.as_str()))
+            .cloned()
+            .collect();
+        let texts: Vec<Option<Vec<u8>>> = match source {
+            Source::Revision { repo, rev } => repo.read_files(rev, &wanted)?,
+            Source::WorkTree => wanted
+                .iter()
+                .map(|p| std::fs::read(root.join(p)).ok())
+                .collect(),
+        };
+        for (path, bytes) in wanted.into_iter().zip(texts) {
+            if let Some(bytes) = bytes.filter(|b| b.len() <= MAX_CONTEXT_FILE_BYTES) {
+                contents.insert(path, String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    Ok(RepoContext {
+        changed: files.iter().map(|(p, _)| p.clone()).collect(),
+        paths: tree,
+        files: contents,
+    })
+}
+
+/// Context files (e.g. `.env.example`) larger than this are not read.
+const MAX_CONTEXT_FILE_BYTES: usize = 1024 * 1024;
 
 /// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.
 fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditError> {
@@ -224,9 +275,11 @@ fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditErr
         }
         files.push((path, Some(added)));
     }
+    let tree = repo.list_files(&head)?;
     Ok(Plan {
         root: repo.root.clone(),
         files,
+        tree,
         source: Source::Revision { repo, rev: head },
         skipped,
     })
@@ -239,9 +292,10 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         let repo = Repo::open(&req.repo)?;
         let rev = repo.resolve(head)?;
         let specs = pathspecs(&repo.root, &req.paths)?;
-        let files = repo
-            .list_files(&rev)?
-            .into_iter()
+        let tree = repo.list_files(&rev)?;
+        let files = tree
+            .iter()
+            .cloned()
             .filter(|p| {
                 specs.is_empty()
                     || specs
@@ -254,6 +308,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         return Ok(Plan {
             root: repo.root.clone(),
             files,
+            tree,
             source: Source::Revision { repo, rev },
             skipped: Vec::new(),
         });
@@ -275,6 +330,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         req.paths.clone()
     };
     let mut files = Vec::new();
+    let mut tree = Vec::new();
     for start in &starts {
         let Ok(start) = start.canonicalize() else {
             return Err(AuditError::NoSuchPath(start.clone()));
@@ -290,15 +346,19 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             }
             let rel = relative(&root, entry.path());
             if config.wants_path(&rel) && worth_reading(&rel) {
-                files.push((rel, None));
+                files.push((rel.clone(), None));
             }
+            tree.push(rel);
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);
+    tree.sort();
+    tree.dedup();
     Ok(Plan {
         root,
         files,
+        tree,
         source: Source::WorkTree,
         skipped: Vec::new(),
     })

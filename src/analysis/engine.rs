@@ -2,6 +2,7 @@
 //! tokens make worth running is dispatched in a single walk of the tree by node kind.
 
 use super::checks::{self, CheckMatch};
+use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::suppress::Suppressions;
@@ -81,6 +82,7 @@ impl Engine {
         path: &str,
         bytes: &[u8],
         changed: Option<&LineSet>,
+        repo: &RepoContext,
     ) -> FileOutcome {
         let kind = language::detect(path, None);
         // YAML kinds need the text to be recognised; other unknown files are not ours.
@@ -107,20 +109,41 @@ impl Engine {
             };
         }
         let text = String::from_utf8_lossy(bytes);
-        self.analyze(path, &text, changed)
+        self.analyze_in(path, &text, changed, repo, None)
     }
 
-    /// Analyse one file's text.
+    /// Analyse one file's text on its own (no repository around it).
     pub fn analyze(&self, path: &str, text: &str, changed: Option<&LineSet>) -> FileOutcome {
-        self.analyze_only(path, text, changed, None)
+        self.analyze_in(path, text, changed, &RepoContext::default(), None)
     }
 
-    /// Analyse with every enabled detector, or with one detector only (examples and rule tests).
-    pub fn analyze_only(
+    /// Globs of the repository files the enabled checks read besides the analysed files.
+    pub fn needed_files(&self) -> Vec<&'static str> {
+        let mut globs: Vec<&'static str> = self
+            .rules
+            .detectors
+            .iter()
+            .filter(|d| self.enabled(d))
+            .filter_map(|d| match &d.matcher {
+                Matcher::Check(c) => Some(c.needs()),
+                Matcher::Pattern(_) => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        globs.sort_unstable();
+        globs.dedup();
+        globs
+    }
+
+    /// Analyse with every enabled detector, or with one detector only (examples and rule tests), with the
+    /// repository around the file.
+    pub fn analyze_in(
         &self,
         path: &str,
         text: &str,
         changed: Option<&LineSet>,
+        repo: &RepoContext,
         only: Option<usize>,
     ) -> FileOutcome {
         let Some(kind) = language::detect(path, Some(text)) else {
@@ -144,9 +167,8 @@ impl Engine {
             .enumerate()
             .filter(|(i, d)| {
                 only.is_none_or(|o| o == *i)
-                    && d.language == lang
                     && self.enabled(d)
-                    && d.applies_to(path)
+                    && d.applies_to(path, kind)
                     && d.wanted(&seen)
             })
             .map(|(i, _)| i)
@@ -154,7 +176,8 @@ impl Engine {
         if wanted.is_empty() {
             return outcome;
         }
-        let raw = self.run_detectors(lang, text, &wanted);
+        let ctx = FileContext { path, kind, repo };
+        let raw = self.run_detectors(lang, text, &wanted, &ctx);
         if raw.is_empty() {
             return outcome;
         }
@@ -225,7 +248,13 @@ impl Engine {
 
     /// Parse once and run the wanted detectors: ast-grep rules in one walk dispatched by node kind, then the
     /// Rust checks over the same tree.
-    fn run_detectors(&self, lang: Lang, text: &str, wanted: &[usize]) -> Vec<RawMatch> {
+    fn run_detectors(
+        &self,
+        lang: Lang,
+        text: &str,
+        wanted: &[usize],
+        ctx: &FileContext<'_>,
+    ) -> Vec<RawMatch> {
         let root = lang.ast_grep(text);
         let mut by_kind: Vec<Vec<usize>> = Vec::new();
         let mut out = Vec::new();
@@ -243,7 +272,7 @@ impl Engine {
                 }
                 Matcher::Check(check) => {
                     let mut found: Vec<CheckMatch> = Vec::new();
-                    check.run(&root.root(), &mut found);
+                    check.run_in(&root.root(), ctx, &mut found);
                     let d = &self.rules.detectors[i];
                     out.extend(found.into_iter().map(|c| RawMatch {
                         detector: i,

@@ -25,7 +25,7 @@ pub fn run_all(rules: RuleSet) -> Vec<ExampleResult> {
         let rule = engine.rules.rule_of(d).id.clone();
         for (kind, examples) in [("invalid", &d.invalid), ("valid", &d.valid)] {
             for (n, ex) in examples.iter().enumerate() {
-                let outcome = engine.analyze_only(&ex.path, &ex.code, None, Some(i));
+                let outcome = engine.analyze_in(&ex.path, &ex.code, None, &ex.repo, Some(i));
                 let hits: Vec<_> = outcome
                     .findings
                     .iter()

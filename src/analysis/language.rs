@@ -12,25 +12,33 @@ use std::sync::OnceLock;
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
     Python,
+    Dockerfile,
+    Yaml,
 }
 
 impl Lang {
     pub fn name(self) -> &'static str {
         match self {
             Lang::Python => "python",
+            Lang::Dockerfile => "dockerfile",
+            Lang::Yaml => "yaml",
         }
     }
 
     fn ts(self) -> &'static TSLanguage {
         static PY: OnceLock<TSLanguage> = OnceLock::new();
+        static DOCKER: OnceLock<TSLanguage> = OnceLock::new();
+        static YAML: OnceLock<TSLanguage> = OnceLock::new();
         match self {
             Lang::Python => PY.get_or_init(|| tree_sitter_python::LANGUAGE.into()),
+            Lang::Dockerfile => DOCKER.get_or_init(|| tree_sitter_containerfile::LANGUAGE.into()),
+            Lang::Yaml => YAML.get_or_init(|| tree_sitter_yaml::LANGUAGE.into()),
         }
     }
 }
 
-/// Python identifiers cannot start with `$`, so metavariables in patterns are rewritten to this character
-/// (a letter to the Python grammar) before parsing.
+/// Python identifiers cannot start with `$` (and in Dockerfiles and YAML `$` starts a variable), so
+/// metavariables in patterns are rewritten to this character (a letter to the grammars) before parsing.
 const PY_EXPANDO: char = 'µ';
 
 impl Language for Lang {
@@ -91,11 +99,12 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    /// The grammar this kind of file is parsed with, when prodaudit has rules for it.
+    /// The grammar this kind of file is parsed with.
     pub fn lang(self) -> Option<Lang> {
         match self {
             FileKind::Python | FileKind::Alembic => Some(Lang::Python),
-            _ => None,
+            FileKind::Dockerfile => Some(Lang::Dockerfile),
+            FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => Some(Lang::Yaml),
         }
     }
 
@@ -190,6 +199,22 @@ mod tests {
         );
         assert_eq!(detect(".github/workflows/ci.yml", Some("on: push\n")), None);
         assert_eq!(detect("README.md", None), None);
+    }
+
+    #[test]
+    fn infrastructure_grammars_parse_without_errors() {
+        use ast_grep_core::tree_sitter::LanguageExt;
+        let docker = Lang::Dockerfile.ast_grep(
+            "FROM python:3.12-slim AS build\nRUN <<EOT\npip install x\nEOT\nCMD [\"python\", \"-m\", \"app\"]\n",
+        );
+        assert!(!docker.root().get_inner_node().has_error());
+        assert!(docker.root().dfs().any(|n| n.kind() == "from_instruction"));
+        let yaml = Lang::Yaml.ast_grep("a: &x {b: 1}\nc: *x\n---\nkind: Deployment\n");
+        assert!(!yaml.root().get_inner_node().has_error());
+        assert_eq!(
+            yaml.root().dfs().filter(|n| n.kind() == "document").count(),
+            2
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The analysis engine: languages, rule loading, suppressions, and Rust checks.
 
 pub mod checks;
+pub mod context;
 pub mod engine;
 pub mod examples;
 pub mod language;
 pub mod rules;
 pub mod suppress;
 
+pub use context::{FileContext, RepoContext};
 pub use engine::{Engine, FileOutcome, Overrides};
 pub use rules::{RuleError, RuleSet};

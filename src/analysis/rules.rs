@@ -4,7 +4,8 @@
 //! ast-grep's YAML rule syntax) or a Rust check referenced by `check: <id>`.
 
 use super::checks::{self, Check};
-use super::language::Lang;
+use super::context::RepoContext;
+use super::language::{FileKind, Lang};
 use crate::report::{CheckMeta, RuleMeta, Severity};
 use aho_corasick::AhoCorasick;
 use ast_grep_config::{GlobalRules, RuleConfig, SerializableRuleConfig};
@@ -45,29 +46,51 @@ pub enum Scope {
     Async,
 }
 
-/// A code example of a detector: the code and the path it is analysed under.
+/// A code example of a detector: the code, the path it is analysed under, and the repository around it.
 #[derive(Debug, Clone)]
 pub struct Example {
     pub path: String,
     pub code: String,
+    pub repo: RepoContext,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ExampleSer {
     Code(String),
-    WithPath { path: String, code: String },
+    WithPath {
+        path: String,
+        code: String,
+        /// Other files of the repository (path → text), for checks that read beyond their file.
+        #[serde(default)]
+        files: BTreeMap<String, String>,
+    },
 }
 
-impl From<ExampleSer> for Example {
-    fn from(e: ExampleSer) -> Self {
-        match e {
-            ExampleSer::Code(code) => Example {
-                path: "app/example.py".into(),
-                code,
-            },
-            ExampleSer::WithPath { path, code } => Example { path, code },
-        }
+impl Example {
+    fn from_ser(e: ExampleSer, lang: Lang) -> Self {
+        let (path, code, files) = match e {
+            ExampleSer::Code(code) => {
+                let path = match lang {
+                    Lang::Python => "app/example.py",
+                    Lang::Dockerfile => "Dockerfile",
+                    Lang::Yaml => "deploy/example.yaml",
+                };
+                (path.to_string(), code, BTreeMap::new())
+            }
+            ExampleSer::WithPath { path, code, files } => (path, code, files),
+        };
+        // The example's repository: its own file (changed) plus the files it lists.
+        let mut paths: Vec<String> = files.keys().cloned().collect();
+        paths.push(path.clone());
+        paths.sort();
+        paths.dedup();
+        let repo = RepoContext {
+            changed: [path.clone()].into_iter().collect(),
+            paths,
+            files: files.into_iter().collect(),
+        };
+        Example { path, code, repo }
     }
 }
 
@@ -97,6 +120,7 @@ struct DetectorSer {
     scope: Scope,
     #[serde(default)]
     skip_tests: bool,
+    file_kinds: Option<Vec<FileKind>>,
     files: Option<Vec<String>>,
     ignores: Option<Vec<String>>,
     check: Option<String>,
@@ -136,6 +160,8 @@ pub struct Detector {
     pub severity: Severity,
     pub scope: Scope,
     pub skip_tests: bool,
+    /// The kinds of file the detector reads (default: every kind parsed with its language).
+    pub file_kinds: Option<Vec<FileKind>>,
     pub files: Option<GlobSet>,
     pub ignores: Option<GlobSet>,
     pub matcher: Matcher,
@@ -148,8 +174,16 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Does this detector apply to the file at `path` at all?
-    pub fn applies_to(&self, path: &str) -> bool {
+    /// Does this detector apply to the file at `path`, of this kind, at all?
+    pub fn applies_to(&self, path: &str, kind: FileKind) -> bool {
+        if kind.lang() != Some(self.language) {
+            return false;
+        }
+        if let Some(kinds) = &self.file_kinds
+            && !kinds.contains(&kind)
+        {
+            return false;
+        }
         if self.skip_tests && is_test_path(path) {
             return false;
         }
@@ -399,8 +433,26 @@ impl RuleSet {
             }
             b.build().map(Some).map_err(|e| format!("bad `{key}`: {e}"))
         };
-        let invalid: Vec<Example> = d.invalid.into_iter().map(Example::from).collect();
-        let valid: Vec<Example> = d.valid.into_iter().map(Example::from).collect();
+        if let Some(kinds) = &d.file_kinds
+            && let Some(k) = kinds.iter().find(|k| k.lang() != Some(d.language))
+        {
+            return Err(format!(
+                "file kind `{}` is not parsed as {}; set `language` to match",
+                k.name(),
+                d.language.name()
+            ));
+        }
+        let lang = d.language;
+        let invalid: Vec<Example> = d
+            .invalid
+            .into_iter()
+            .map(|e| Example::from_ser(e, lang))
+            .collect();
+        let valid: Vec<Example> = d
+            .valid
+            .into_iter()
+            .map(|e| Example::from_ser(e, lang))
+            .collect();
         if invalid.is_empty() || valid.is_empty() {
             return Err("needs at least one `invalid` and one `valid` example".into());
         }
@@ -415,6 +467,7 @@ impl RuleSet {
             note: d.note,
             scope: d.scope,
             skip_tests: d.skip_tests,
+            file_kinds: d.file_kinds,
             matcher,
             fix_if_file_contains: d.fix_if_file_contains,
             requires,

@@ -1,6 +1,7 @@
 //! Detectors that need more than a pattern: Rust code over the parsed tree, referenced from a rule file by
 //! `check: <id>`.
 
+use super::context::FileContext;
 use super::language::Lang;
 use ast_grep_core::Node;
 use ast_grep_core::tree_sitter::StrDoc;
@@ -8,7 +9,7 @@ use std::ops::Range;
 
 mod sync_session;
 
-/// A node of a parsed Python file.
+/// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
 pub type PyNode<'r> = Node<'r, StrDoc<Lang>>;
 
 /// A place a check found, by byte range, with an optional message replacing the detector's own.
@@ -26,6 +27,17 @@ pub trait Check: Sync + Send {
     fn tokens(&self) -> &'static [&'static str];
     /// Find matches in a parsed file.
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>);
+    /// Globs of other repository files whose contents the check reads (e.g. `**/.env.example`); the caller
+    /// fetches only these.
+    fn needs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Find matches with the repository around the file in view. Checks that look beyond their own file
+    /// override this; the default is [`Check::run`].
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let _ = ctx;
+        self.run(root, out);
+    }
 }
 
 static CHECKS: &[&dyn Check] = &[&sync_session::SyncSessionInAsync];
