@@ -295,15 +295,14 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         let tree = repo.list_files(&rev)?;
         let files = tree
             .iter()
-            .cloned()
             .filter(|p| {
                 specs.is_empty()
                     || specs
                         .iter()
-                        .any(|s| p == s || p.starts_with(&format!("{}/", s.trim_end_matches('/'))))
+                        .any(|s| *p == s || p.starts_with(&format!("{}/", s.trim_end_matches('/'))))
             })
             .filter(|p| config.wants_path(p) && worth_reading(p))
-            .map(|p| (p, None))
+            .map(|p| (p.clone(), None))
             .collect();
         return Ok(Plan {
             root: repo.root.clone(),
