@@ -2,7 +2,10 @@
 
 pub mod analysis;
 pub mod audit;
+pub mod config;
 pub mod diff;
 pub mod git;
+pub mod github;
 pub mod repo_config;
 pub mod report;
+pub mod server;

@@ -1,0 +1,480 @@
+//! The GitHub API client: octocrab as transport on relative routes (so `GITHUB_API_URL` is honoured and the
+//! installation token is sent to GitHub Enterprise Server and test servers alike), a timeout on every call,
+//! retries with exponential backoff and jitter for 5xx, timeouts and connection errors, secondary rate limits
+//! waited out, one token refresh on 401, no retry on other 4xx, and writes of one installation sent one at a
+//! time.
+
+use super::auth::{AppAuth, AuthError, CachedToken};
+use crate::server::metrics::Metrics;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use rand::RngExt;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub answered {status} to {method} {route}: {message}")]
+    Status {
+        status: u16,
+        method: String,
+        route: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("GitHub did not answer {method} {route} within {timeout:?}")]
+    Timeout {
+        method: String,
+        route: String,
+        timeout: Duration,
+    },
+    #[error("cannot reach GitHub for {method} {route}: {detail}")]
+    Transport {
+        method: String,
+        route: String,
+        detail: String,
+    },
+    #[error("unexpected answer from GitHub to {route}: {detail}")]
+    Decode { route: String, detail: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("invalid request path {0}")]
+    Path(String),
+}
+
+impl GitHubError {
+    /// Worth trying again later (the job is retried with backoff).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GitHubError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 403 && self.retry_after().is_some()
+            }
+            GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
+            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+        }
+    }
+
+    /// How long GitHub asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GitHubError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GitHubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A GitHub answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json<T: DeserializeOwned>(&self, route: &str) -> Result<T, GitHubError> {
+        serde_json::from_slice(&self.body).map_err(|e| GitHubError::Decode {
+            route: route.to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Tunables of the client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub timeout: Duration,
+    /// Attempts per call for transient failures.
+    pub attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// The longest rate-limit wait done inside a call; longer waits fail the call as transient, and the job
+    /// is retried after the reset.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(20),
+            attempts: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(20),
+            max_rate_limit_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The App's API client.
+pub struct GitHub {
+    octo: Octocrab,
+    pub auth: AppAuth,
+    opts: ClientOptions,
+    metrics: Arc<Metrics>,
+    write_locks: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+}
+
+/// Exponential backoff with full jitter: a random wait in [0, min(max, base·2^attempt)].
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+    let cap = exp.min(max);
+    let millis = cap.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(rand::rng().random_range(0..=millis))
+}
+
+const USER_AGENT: &str = concat!("prodaudit/", env!("CARGO_PKG_VERSION"));
+
+impl GitHub {
+    pub fn new(
+        api_url: &str,
+        auth: AppAuth,
+        opts: ClientOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, GitHubError> {
+        let octo = Octocrab::builder()
+            .base_uri(api_url)
+            .map_err(|e| GitHubError::Path(format!("{api_url}: {e}")))?
+            .set_connect_timeout(Some(opts.timeout))
+            .set_read_timeout(Some(opts.timeout))
+            .set_write_timeout(Some(opts.timeout))
+            .build()
+            .map_err(|e| GitHubError::Path(e.to_string()))?;
+        Ok(GitHub {
+            octo,
+            auth,
+            opts,
+            metrics,
+            write_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// An installation token, from the cache or fresh from GitHub.
+    pub async fn installation_token(&self, installation: i64) -> Result<String, GitHubError> {
+        let now = Utc::now();
+        if let Some(t) = self.auth.cached(installation, now).await {
+            return Ok(t);
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResp {
+            token: String,
+            expires_at: DateTime<Utc>,
+        }
+        let jwt = self.auth.jwt(now)?;
+        let route = "/app/installations/{installation_id}/access_tokens";
+        let path = format!("/app/installations/{installation}/access_tokens");
+        let resp = self
+            .send_with_retries(
+                Method::POST,
+                &path,
+                route,
+                &format!("Bearer {jwt}"),
+                None,
+                None,
+            )
+            .await?;
+        let t: TokenResp = resp.json(route)?;
+        self.auth
+            .store(
+                installation,
+                CachedToken {
+                    token: t.token.clone(),
+                    expires_at: t.expires_at,
+                },
+            )
+            .await;
+        Ok(t.token)
+    }
+
+    /// A call as the installation. `route` is the path template, for metrics and errors.
+    pub async fn call(
+        &self,
+        installation: i64,
+        method: Method,
+        path: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        accept: Option<&str>,
+    ) -> Result<Resp, GitHubError> {
+        let is_write = method != Method::GET && method != Method::HEAD;
+        let lock = if is_write {
+            let mut locks = self.write_locks.lock().await;
+            Some(locks.entry(installation).or_default().clone())
+        } else {
+            None
+        };
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let token = self.installation_token(installation).await?;
+        match self
+            .send_with_retries(
+                method.clone(),
+                path,
+                route,
+                &format!("Bearer {token}"),
+                body,
+                accept,
+            )
+            .await
+        {
+            Err(GitHubError::Status { status: 401, .. }) => {
+                // An expired or revoked token: refresh once.
+                self.auth.invalidate(installation).await;
+                let token = self.installation_token(installation).await?;
+                self.send_with_retries(
+                    method,
+                    path,
+                    route,
+                    &format!("Bearer {token}"),
+                    body,
+                    accept,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// GET a JSON document as the installation.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        installation: i64,
+        path: &str,
+        route: &str,
+    ) -> Result<T, GitHubError> {
+        self.call(installation, Method::GET, path, route, None, None)
+            .await?
+            .json(route)
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        path: &str,
+        route: &str,
+        authorization: &str,
+        body: Option<&serde_json::Value>,
+        accept: Option<&str>,
+    ) -> Result<Resp, GitHubError> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .send_once(method.clone(), path, route, authorization, body, accept)
+                .await;
+            attempt += 1;
+            let err = match result {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            if attempt >= self.opts.attempts || !err.is_transient() {
+                return Err(err);
+            }
+            let wait = match err.retry_after() {
+                Some(w) if w > self.opts.max_rate_limit_wait => return Err(err),
+                Some(w) => w,
+                None => backoff(attempt, self.opts.backoff_base, self.opts.backoff_max),
+            };
+            tracing::warn!(route, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying GitHub call");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        route: &str,
+        authorization: &str,
+        body: Option<&serde_json::Value>,
+        accept: Option<&str>,
+    ) -> Result<Resp, GitHubError> {
+        let m = method.to_string();
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header(
+                http::header::ACCEPT,
+                accept.unwrap_or("application/vnd.github+json"),
+            )
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        let mut auth =
+            HeaderValue::from_str(authorization).map_err(|e| GitHubError::Path(e.to_string()))?;
+        auth.set_sensitive(true);
+        builder = builder.header(http::header::AUTHORIZATION, auth);
+        let bytes = match body {
+            Some(b) => {
+                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+                serde_json::to_vec(b).map_err(|e| GitHubError::Path(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let request = builder
+            .body(octocrab::OctoBody::from(bytes))
+            .map_err(|e| GitHubError::Path(format!("{path}: {e}")))?;
+        let timeout = self.opts.timeout;
+        let fut = async {
+            let response =
+                self.octo
+                    .execute(request)
+                    .await
+                    .map_err(|e| GitHubError::Transport {
+                        method: m.clone(),
+                        route: route.to_string(),
+                        detail: e.to_string(),
+                    })?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| GitHubError::Transport {
+                method: m.clone(),
+                route: route.to_string(),
+                detail: e.to_string(),
+            })?;
+            Ok::<_, GitHubError>((parts, body.to_bytes()))
+        };
+        let (parts, body) = match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r?,
+            Err(_) => {
+                self.metrics.github_request(route, 0);
+                return Err(GitHubError::Timeout {
+                    method: m,
+                    route: route.to_string(),
+                    timeout,
+                });
+            }
+        };
+        let status = parts.status.as_u16();
+        self.metrics.github_request(route, status);
+        if let Some(remaining) = header_i64(&parts.headers, "x-ratelimit-remaining") {
+            self.metrics.rate_limit_remaining.set(remaining);
+        }
+        if (200..300).contains(&status) || status == 304 {
+            return Ok(Resp {
+                status,
+                headers: parts.headers,
+                body,
+            });
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        let retry_after = rate_limit_wait(status, &parts.headers, Utc::now());
+        Err(GitHubError::Status {
+            status,
+            method: m,
+            route: route.to_string(),
+            message,
+            retry_after,
+        })
+    }
+}
+
+fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// For 403/429 answers that are rate limits: how long to wait (Retry-After, else until x-ratelimit-reset when
+/// nothing remains). `None` for other errors, including a 403 that is a permission problem.
+pub fn rate_limit_wait(status: u16, headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    if status != 403 && status != 429 {
+        return None;
+    }
+    if let Some(secs) = header_i64(headers, "retry-after") {
+        return Some(Duration::from_secs(secs.max(0) as u64));
+    }
+    if header_i64(headers, "x-ratelimit-remaining") == Some(0)
+        && let Some(reset) = header_i64(headers, "x-ratelimit-reset")
+    {
+        let wait = reset - now.timestamp();
+        return Some(Duration::from_secs(wait.max(1) as u64));
+    }
+    if status == 429 {
+        // Secondary limit without a hint: GitHub asks for at least a minute.
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// Percent-encode a repository path for use in a URL path (keeps `/`).
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 0..40 {
+            assert!(backoff(attempt, base, max) <= max);
+        }
+        let samples: Vec<Duration> = (0..50).map(|_| backoff(5, base, max)).collect();
+        assert!(
+            samples.iter().any(|s| *s != samples[0]),
+            "jitter varies the waits"
+        );
+        assert!(backoff(0, base, max) <= base);
+    }
+
+    #[test]
+    fn rate_limits_are_recognised() {
+        let now = Utc::now();
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(rate_limit_wait(403, &h, now), Some(Duration::from_secs(7)));
+        assert_eq!(rate_limit_wait(500, &h, now), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let reset = (now.timestamp() + 30).to_string();
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&reset).unwrap_or(HeaderValue::from_static("0")),
+        );
+        assert_eq!(rate_limit_wait(403, &h, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            rate_limit_wait(403, &HeaderMap::new(), now),
+            None,
+            "a permission 403 is not a rate limit"
+        );
+        assert_eq!(
+            rate_limit_wait(429, &HeaderMap::new(), now),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn paths_are_percent_encoded() {
+        assert_eq!(
+            encode_path("app/new name é.py"),
+            "app/new%20name%20%C3%A9.py"
+        );
+        assert_eq!(encode_path("a/b_c-d.e~f"), "a/b_c-d.e~f");
+        assert_eq!(encode_path("x?y#z"), "x%3Fy%23z");
+    }
+}

@@ -1,0 +1,7 @@
+//! GitHub: App authentication, the API client, and the events the App acts on.
+
+pub mod auth;
+pub mod client;
+pub mod events;
+
+pub use client::{GitHub, GitHubError};
