@@ -65,6 +65,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Timeout of every GitHub API call (GITHUB_TIMEOUT_SECS, default 20).
     pub github_timeout: Duration,
+    /// How long a claimed job stays leased without a heartbeat before another worker may take it over
+    /// (JOB_LEASE_SECS, default 60; renewed every third of it while the job runs).
+    pub job_lease: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -242,6 +245,7 @@ impl Settings {
             max_queue_depth: count("MAX_QUEUE_DEPTH", 10_000)?,
             shutdown_grace: secs("SHUTDOWN_GRACE_SECS", 30)?,
             github_timeout: secs("GITHUB_TIMEOUT_SECS", 20)?,
+            job_lease: secs("JOB_LEASE_SECS", 60)?,
         })
     }
 }

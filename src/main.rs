@@ -32,6 +32,12 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Run the GitHub App: webhooks in, check runs and reviews out (settings from the environment or .env).
+    Serve {
+        /// Additional rule folders, as for `audit --rules`.
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -90,6 +96,9 @@ enum RulesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { rules } = cli.command {
+        return run_serve(&rules);
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -100,6 +109,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Audit(args) => run_audit(args),
         Command::Rules { command } => run_rules(command),
+        Command::Serve { .. } => Ok(ExitCode::from(2)),
     };
     match result {
         Ok(code) => code,
@@ -114,6 +124,39 @@ fn main() -> ExitCode {
             }
             let msg = msg.lines().next().unwrap_or_default().to_string();
             eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_serve(rules: &[PathBuf]) -> ExitCode {
+    let settings = match prodaudit::config::Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    prodaudit::serve::init_logging(&settings);
+    let rules = match load_rules(rules) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(prodaudit::serve::serve(settings, rules)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "fatal");
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

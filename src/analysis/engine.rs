@@ -13,6 +13,7 @@ use ast_grep_core::tree_sitter::LanguageExt;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Files larger than this are skipped (minified bundles, generated code, data dumps).
 pub const DEFAULT_MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -38,7 +39,7 @@ pub struct FileOutcome {
 }
 
 pub struct Engine {
-    pub rules: RuleSet,
+    pub rules: Arc<RuleSet>,
     pub overrides: Overrides,
     pub max_file_bytes: usize,
 }
@@ -52,9 +53,9 @@ struct RawMatch {
 }
 
 impl Engine {
-    pub fn new(rules: RuleSet, overrides: Overrides) -> Self {
+    pub fn new(rules: impl Into<Arc<RuleSet>>, overrides: Overrides) -> Self {
         Engine {
-            rules,
+            rules: rules.into(),
             overrides,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }

@@ -121,6 +121,8 @@ impl Default for ClientOptions {
 /// The App's API client.
 pub struct GitHub {
     octo: Octocrab,
+    /// The path of the REST API under its host: empty on api.github.com, `/api/v3` on GitHub Enterprise Server.
+    base_path: String,
     pub auth: AppAuth,
     opts: ClientOptions,
     metrics: Arc<Metrics>,
@@ -144,8 +146,21 @@ impl GitHub {
         opts: ClientOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, GitHubError> {
+        // octocrab gets only scheme and host; we prefix the base path ourselves, so that GraphQL on GitHub
+        // Enterprise Server (`/api/graphql`, beside `/api/v3`) is reachable on a relative route too.
+        let uri: http::Uri = api_url
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| GitHubError::Path(format!("GITHUB_API_URL {api_url}: {e}")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(GitHubError::Path(format!(
+                "GITHUB_API_URL {api_url} has no scheme or host"
+            )));
+        };
+        let origin = format!("{scheme}://{authority}");
+        let base_path = uri.path().trim_end_matches('/').to_string();
         let octo = Octocrab::builder()
-            .base_uri(api_url)
+            .base_uri(origin.as_str())
             .map_err(|e| GitHubError::Path(format!("{api_url}: {e}")))?
             .set_connect_timeout(Some(opts.timeout))
             .set_read_timeout(Some(opts.timeout))
@@ -154,11 +169,21 @@ impl GitHub {
             .map_err(|e| GitHubError::Path(e.to_string()))?;
         Ok(GitHub {
             octo,
+            base_path,
             auth,
             opts,
             metrics,
             write_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The GraphQL endpoint: `/graphql` on api.github.com and test servers, `/api/graphql` on GitHub Enterprise
+    /// Server (whose REST base is `/api/v3`). Absolute, so the REST base path is not prefixed.
+    pub fn graphql_url(&self) -> String {
+        match self.base_path.strip_suffix("/v3") {
+            Some(api) => format!("{api}/graphql"),
+            None => format!("{}/graphql", self.base_path),
+        }
     }
 
     /// An installation token, from the cache or fresh from GitHub.
@@ -175,6 +200,7 @@ impl GitHub {
         let jwt = self.auth.jwt(now)?;
         let route = "/app/installations/{installation_id}/access_tokens";
         let path = format!("/app/installations/{installation}/access_tokens");
+        // (send_with_retries adds the REST base path.)
         let resp = self
             .send_with_retries(
                 Method::POST,
@@ -303,9 +329,15 @@ impl GitHub {
         accept: Option<&str>,
     ) -> Result<Resp, GitHubError> {
         let m = method.to_string();
+        // GraphQL paths come complete (see graphql_url); REST paths get the base path.
+        let full = if route == "/graphql" {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base_path)
+        };
         let mut builder = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(full.as_str())
             .header(http::header::USER_AGENT, USER_AGENT)
             .header(
                 http::header::ACCEPT,

@@ -7,6 +7,12 @@ use ast_grep_core::Node;
 use ast_grep_core::tree_sitter::StrDoc;
 use std::ops::Range;
 
+mod f1_db_statement_timeout;
+mod i4_compose_ports;
+mod i4_secret_in_response;
+mod o1_signed_url_log;
+mod o2_untraced_invocation;
+mod o3_hardcoded_secrets;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
@@ -40,7 +46,18 @@ pub trait Check: Sync + Send {
     }
 }
 
-static CHECKS: &[&dyn Check] = &[&sync_session::SyncSessionInAsync];
+static CHECKS: &[&dyn Check] = &[
+    &sync_session::SyncSessionInAsync,
+    &f1_db_statement_timeout::DbEngineNoStatementTimeout,
+    &i4_compose_ports::ComposeDatastorePort,
+    &i4_secret_in_response::SecretInResponse,
+    &i4_secret_in_response::SecretFieldInResponseModel,
+    &o1_signed_url_log::SignedUrlInLog,
+    &o2_untraced_invocation::UntracedInvocation,
+    &o3_hardcoded_secrets::KnownFormatSecret,
+    &o3_hardcoded_secrets::NamedSecretLiteral,
+    &o3_hardcoded_secrets::CredentialsInUrl,
+];
 
 /// The check with this id.
 pub fn lookup(id: &str) -> Option<&'static dyn Check> {
@@ -81,6 +98,81 @@ pub fn keyword_arg<'r>(call: &PyNode<'r>, name: &str) -> Option<PyNode<'r>> {
         .filter(|a| a.kind() == "keyword_argument")
         .find(|a| a.field("name").is_some_and(|n| n.text() == name))
         .and_then(|a| a.field("value"))
+}
+
+/// The `n`-th (0-based) positional argument of a `call` node.
+pub fn positional_arg<'r>(call: &PyNode<'r>, n: usize) -> Option<PyNode<'r>> {
+    let args = call.field("arguments")?;
+    args.children()
+        .filter(|a| {
+            a.is_named()
+                && !matches!(
+                    a.kind().as_ref(),
+                    "keyword_argument" | "dictionary_splat" | "list_splat" | "comment"
+                )
+        })
+        .nth(n)
+}
+
+/// The value of a string literal (`string` or `concatenated_string` node) without prefix and quotes, escapes
+/// left as written; `None` for f-strings with interpolations and for other nodes.
+pub fn string_value(node: &PyNode<'_>) -> Option<String> {
+    match node.kind().as_ref() {
+        "string" => {
+            let mut out = String::new();
+            for c in node.children() {
+                match c.kind().as_ref() {
+                    "interpolation" => return None,
+                    "string_content" => out.push_str(&c.text()),
+                    _ => {}
+                }
+            }
+            Some(out)
+        }
+        "concatenated_string" => {
+            let mut out = String::new();
+            for c in node.children().filter(|c| c.kind() == "string") {
+                out.push_str(&string_value(&c)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Is this `def`/`async def` a web route handler, i.e. decorated with `@<router or app>.get/post/put/patch/
+/// delete/head/options/api_route/websocket(...)`?
+pub fn is_route_handler(func: &PyNode<'_>) -> bool {
+    let Some(parent) = func.parent() else {
+        return false;
+    };
+    if parent.kind() != "decorated_definition" {
+        return false;
+    }
+    parent
+        .children()
+        .filter(|d| d.kind() == "decorator")
+        .any(|d| {
+            let t: String = d.text().split_whitespace().collect();
+            let t = t.trim_start_matches('@');
+            let head = t.split('(').next().unwrap_or("");
+            t.contains('(')
+                && head.contains('.')
+                && matches!(
+                    head.rsplit('.').next(),
+                    Some(
+                        "get"
+                            | "post"
+                            | "put"
+                            | "patch"
+                            | "delete"
+                            | "head"
+                            | "options"
+                            | "api_route"
+                            | "websocket"
+                    )
+                )
+        })
 }
 
 /// Does a `call` pass `**kwargs` (so any keyword may be set where we cannot see it)?

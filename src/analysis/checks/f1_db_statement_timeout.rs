@@ -1,0 +1,250 @@
+//! F1: a SQLAlchemy engine for PostgreSQL created without a statement timeout.
+//!
+//! PostgreSQL runs a statement for as long as it takes unless `statement_timeout` is set, and neither asyncpg nor
+//! psycopg put a bound on waiting for the answer by default. A query stuck behind a lock or a plan gone wrong
+//! then holds its pooled connection and the request until the pool is exhausted. The bound is set where the
+//! engine is built: `connect_args={"server_settings": {"statement_timeout": "30000"}}` or
+//! `connect_args={"command_timeout": 30}` for asyncpg, `connect_args={"options": "-c statement_timeout=30000"}`
+//! for psycopg.
+//!
+//! Reported only when the engine is clearly PostgreSQL (a `postgres…://` URL, or a URL from elsewhere in a file or
+//! repository that uses asyncpg/psycopg) and nothing in the file mentions a statement or command timeout.
+
+use super::{
+    Check, CheckMatch, PyNode, callee, has_kwargs_splat, keyword_arg, positional_arg, string_value,
+};
+use crate::analysis::context::FileContext;
+use regex::Regex;
+use std::sync::OnceLock;
+
+pub struct DbEngineNoStatementTimeout;
+
+fn postgres_evidence_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?i)postgres|asyncpg|psycopg").expect("valid regex"))
+}
+
+fn pg_dependency_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?i)\b(asyncpg|psycopg)").expect("valid regex"))
+}
+
+/// Is `name` (a callee) SQLAlchemy's or SQLModel's engine constructor, given the file's imports? `Some(true)` for
+/// the async one.
+fn engine_constructor(name: &str, imports: &[Import]) -> Option<bool> {
+    let (module, func) = match name.rsplit_once('.') {
+        Some((m, f)) => (Some(m), f),
+        None => (None, name),
+    };
+    let is_async = match func {
+        "create_engine" => false,
+        "create_async_engine" => true,
+        _ => return None,
+    };
+    let from_sqla = |m: &str| matches!(m, "sqlalchemy" | "sqlalchemy.ext.asyncio" | "sqlmodel");
+    let known = match module {
+        None => imports
+            .iter()
+            .any(|i| i.name.as_deref() == Some(func) && i.bound == func && from_sqla(&i.module)),
+        Some(m) => imports
+            .iter()
+            .any(|i| i.name.is_none() && i.bound == m && from_sqla(&i.module)),
+    };
+    known.then_some(is_async)
+}
+
+/// One imported binding: `import module as bound` (name `None`) or `from module import name as bound`.
+pub(super) struct Import {
+    pub module: String,
+    pub name: Option<String>,
+    pub bound: String,
+}
+
+/// The imports of a file (anywhere in it).
+pub(super) fn imports(root: &PyNode<'_>) -> Vec<Import> {
+    let squash = |n: &PyNode<'_>| n.text().split_whitespace().collect::<String>();
+    let mut out = Vec::new();
+    for node in root.dfs() {
+        match node.kind().as_ref() {
+            "import_statement" => {
+                for n in node.field_children("name") {
+                    if n.kind() == "aliased_import" {
+                        if let (Some(m), Some(a)) = (n.field("name"), n.field("alias")) {
+                            out.push(Import {
+                                module: squash(&m),
+                                name: None,
+                                bound: squash(&a),
+                            });
+                        }
+                    } else {
+                        let m = squash(&n);
+                        let bound = m.split('.').next().unwrap_or("").to_string();
+                        out.push(Import {
+                            module: m,
+                            name: None,
+                            bound,
+                        });
+                    }
+                }
+            }
+            "import_from_statement" => {
+                let Some(module) = node.field("module_name").map(|m| squash(&m)) else {
+                    continue;
+                };
+                for n in node.field_children("name") {
+                    let (name, bound) = if n.kind() == "aliased_import" {
+                        match (n.field("name"), n.field("alias")) {
+                            (Some(m), Some(a)) => (squash(&m), squash(&a)),
+                            _ => continue,
+                        }
+                    } else {
+                        (squash(&n), squash(&n))
+                    };
+                    out.push(Import {
+                        module: module.clone(),
+                        name: Some(name),
+                        bound,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Check for DbEngineNoStatementTimeout {
+    fn id(&self) -> &'static str {
+        "db-engine-no-statement-timeout"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["create_engine", "create_async_engine"]
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        &[
+            "**/pyproject.toml",
+            "**/requirements*.txt",
+            "**/requirements/*.txt",
+            "**/requirements*.in",
+            "**/Pipfile",
+            "**/setup.cfg",
+        ]
+    }
+
+    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        self.find(root, false, out);
+    }
+
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let repo_uses_pg = ctx
+            .repo
+            .files
+            .values()
+            .any(|t| pg_dependency_re().is_match(t));
+        self.find(root, repo_uses_pg, out);
+    }
+}
+
+impl DbEngineNoStatementTimeout {
+    fn find(&self, root: &PyNode<'_>, repo_uses_pg: bool, out: &mut Vec<CheckMatch>) {
+        let file = root.text();
+        // A timeout set anywhere in the file (connect_args built apart, an event listener running
+        // `SET statement_timeout`, a helper): trust it.
+        if file.contains("statement_timeout") || file.contains("command_timeout") {
+            return;
+        }
+        let file_mentions_pg = postgres_evidence_re().is_match(&file);
+        let file_mentions_other = file.contains("sqlite") || file.contains("mysql");
+        let imports = imports(root);
+        for call in root.dfs().filter(|n| n.kind() == "call") {
+            let Some(name) = callee(&call) else { continue };
+            let Some(is_async) = engine_constructor(&name, &imports) else {
+                continue;
+            };
+            if has_kwargs_splat(&call) {
+                continue;
+            }
+            let Some(url) = keyword_arg(&call, "url").or_else(|| positional_arg(&call, 0)) else {
+                continue;
+            };
+            let url_text = url.text().to_ascii_lowercase();
+            if [
+                "sqlite", "mysql", "mssql", "oracle", "duckdb", "timeout", "options",
+            ]
+            .iter()
+            .any(|w| url_text.contains(w))
+            {
+                continue;
+            }
+            let is_pg = match string_value(&url) {
+                Some(v) => v.to_ascii_lowercase().starts_with("postgres"),
+                None if url.kind() == "string" => url_text.contains("postgres"),
+                None => !file_mentions_other && (file_mentions_pg || repo_uses_pg),
+            };
+            if !is_pg {
+                continue;
+            }
+            // connect_args built somewhere we cannot see: trust it.
+            if let Some(ca) = keyword_arg(&call, "connect_args")
+                && ca.kind() != "dictionary"
+            {
+                continue;
+            }
+            let fix = if is_async {
+                "pass `connect_args={\"server_settings\": {\"statement_timeout\": \"30000\"}}` (asyncpg; or `{\"command_timeout\": 30}`)"
+            } else {
+                "pass `connect_args={\"options\": \"-c statement_timeout=30000\"}` (psycopg)"
+            };
+            out.push(CheckMatch {
+                range: call.range(),
+                message: Some(format!(
+                    "`{name}(…)` sets no statement timeout: a slow or lock-blocked query holds its connection and the request until PostgreSQL finishes it; {fix} (not visible here: a timeout set on the database role or in the URL's environment value)"
+                )),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    fn ctor(src: &str, name: &str) -> Option<bool> {
+        let doc = Lang::Python.ast_grep(src);
+        engine_constructor(name, &imports(&doc.root()))
+    }
+
+    #[test]
+    fn recognises_engine_imports() {
+        let f = "from sqlalchemy.ext.asyncio import (\n    AsyncSession,\n    create_async_engine,\n)\n";
+        assert_eq!(ctor(f, "create_async_engine"), Some(true));
+        assert_eq!(ctor(f, "create_engine"), None);
+        assert_eq!(
+            ctor(
+                "from sqlmodel import Session, create_engine\n",
+                "create_engine"
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            ctor(
+                "from polar.kit.db.postgres import create_async_engine\n",
+                "create_async_engine"
+            ),
+            None
+        );
+        assert_eq!(
+            ctor("import sqlalchemy as sa\n", "sa.create_engine"),
+            Some(false)
+        );
+        assert_eq!(
+            ctor("import sqlalchemy\n", "sqlalchemy.create_engine"),
+            Some(false)
+        );
+        assert_eq!(ctor("import sqlalchemy as sa\n", "db.create_engine"), None);
+    }
+}

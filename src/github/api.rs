@@ -1,0 +1,438 @@
+//! The REST and GraphQL calls the App makes, typed to the fields it reads.
+
+use super::client::{GitHub, GitHubError, encode_path};
+use http::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A pull request, as far as an audit cares.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pull {
+    pub number: i64,
+    pub state: String,
+    #[serde(default)]
+    pub draft: bool,
+    pub head: GitRef,
+    pub base: GitRef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitRef {
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub repo: Option<RepoRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoRef {
+    pub full_name: String,
+}
+
+/// One file of a pull request (`GET /repos/{owner}/{repo}/pulls/{pull_number}/files`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrFile {
+    pub filename: String,
+    pub status: String,
+    #[serde(default)]
+    pub previous_filename: Option<String>,
+    /// Left out by GitHub for large diffs and binary files.
+    #[serde(default)]
+    pub patch: Option<String>,
+    #[serde(default)]
+    pub changes: u64,
+}
+
+/// GitHub lists at most this many files of a pull request.
+pub const MAX_PR_FILES: usize = 3000;
+
+/// A review comment (`GET /repos/{owner}/{repo}/pulls/{pull_number}/comments`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewComment {
+    pub id: i64,
+    pub body: String,
+    #[serde(default)]
+    pub in_reply_to_id: Option<i64>,
+}
+
+/// An inline comment of a new review.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NewComment {
+    pub path: String,
+    pub line: usize,
+    pub side: &'static str,
+    pub body: String,
+}
+
+/// A review thread (GraphQL), with the database ids and authors of its comments.
+#[derive(Debug, Clone)]
+pub struct ReviewThread {
+    pub id: String,
+    pub resolved: bool,
+    /// (database id, author login, body) of each comment, oldest first.
+    pub comments: Vec<(i64, String, String)>,
+}
+
+fn split_repo(repo: &str) -> (&str, &str) {
+    repo.split_once('/').unwrap_or((repo, ""))
+}
+
+impl GitHub {
+    pub async fn get_pull(&self, inst: i64, repo: &str, number: i64) -> Result<Pull, GitHubError> {
+        self.get_json(
+            inst,
+            &format!("/repos/{repo}/pulls/{number}"),
+            "/repos/{owner}/{repo}/pulls/{pull_number}",
+        )
+        .await
+    }
+
+    /// Every file of a pull request (GitHub stops at 3000), 100 per page.
+    pub async fn list_pr_files(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<PrFile>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/files";
+        let mut files = Vec::new();
+        for page in 1..=(MAX_PR_FILES / 100) {
+            let batch: Vec<PrFile> = self
+                .get_json(
+                    inst,
+                    &format!("/repos/{repo}/pulls/{number}/files?per_page=100&page={page}"),
+                    route,
+                )
+                .await?;
+            let done = batch.len() < 100;
+            files.extend(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(files)
+    }
+
+    /// A file's bytes at a commit; `None` when it does not exist there.
+    pub async fn get_file(
+        &self,
+        inst: i64,
+        repo: &str,
+        path: &str,
+        git_ref: &str,
+    ) -> Result<Option<Vec<u8>>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/contents/{path}";
+        let p = format!(
+            "/repos/{repo}/contents/{}?ref={}",
+            encode_path(path),
+            encode_path(git_ref)
+        );
+        match self
+            .call(
+                inst,
+                Method::GET,
+                &p,
+                route,
+                None,
+                Some("application/vnd.github.raw+json"),
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(r.body.to_vec())),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The paths of every file of the tree at a commit (one request; GitHub truncates very large trees).
+    pub async fn get_tree(
+        &self,
+        inst: i64,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Vec<String>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/git/trees/{tree_sha}";
+        let v: Value = self
+            .get_json(
+                inst,
+                &format!("/repos/{repo}/git/trees/{sha}?recursive=1"),
+                route,
+            )
+            .await?;
+        Ok(v["tree"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["type"] == "blob")
+                    .filter_map(|e| e["path"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub async fn create_check_run(
+        &self,
+        inst: i64,
+        repo: &str,
+        body: &Value,
+    ) -> Result<i64, GitHubError> {
+        let route = "/repos/{owner}/{repo}/check-runs";
+        let r = self
+            .call(
+                inst,
+                Method::POST,
+                &format!("/repos/{repo}/check-runs"),
+                route,
+                Some(body),
+                None,
+            )
+            .await?;
+        let v: Value = r.json(route)?;
+        v["id"].as_i64().ok_or_else(|| GitHubError::Decode {
+            route: route.into(),
+            detail: "no id".into(),
+        })
+    }
+
+    pub async fn update_check_run(
+        &self,
+        inst: i64,
+        repo: &str,
+        id: i64,
+        body: &Value,
+    ) -> Result<(), GitHubError> {
+        let route = "/repos/{owner}/{repo}/check-runs/{check_run_id}";
+        self.call(
+            inst,
+            Method::PATCH,
+            &format!("/repos/{repo}/check-runs/{id}"),
+            route,
+            Some(body),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Review comments of a pull request, 100 per page.
+    pub async fn list_review_comments(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<ReviewComment>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/comments";
+        let mut all = Vec::new();
+        for page in 1..=50 {
+            let batch: Vec<ReviewComment> = self
+                .get_json(
+                    inst,
+                    &format!("/repos/{repo}/pulls/{number}/comments?per_page=100&page={page}"),
+                    route,
+                )
+                .await?;
+            let done = batch.len() < 100;
+            all.extend(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// One review (event COMMENT) with inline comments on the head commit.
+    pub async fn create_review(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+        commit_id: &str,
+        body: &str,
+        comments: &[NewComment],
+    ) -> Result<i64, GitHubError> {
+        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews";
+        let payload =
+            json!({"commit_id": commit_id, "body": body, "event": "COMMENT", "comments": comments});
+        let r = self
+            .call(
+                inst,
+                Method::POST,
+                &format!("/repos/{repo}/pulls/{number}/reviews"),
+                route,
+                Some(&payload),
+                None,
+            )
+            .await?;
+        let v: Value = r.json(route)?;
+        Ok(v["id"].as_i64().unwrap_or_default())
+    }
+
+    /// The permission a user has on a repository: admin, maintain, write, triage, read or none.
+    pub async fn collaborator_permission(
+        &self,
+        inst: i64,
+        repo: &str,
+        user: &str,
+    ) -> Result<String, GitHubError> {
+        let route = "/repos/{owner}/{repo}/collaborators/{username}/permission";
+        let p = format!(
+            "/repos/{repo}/collaborators/{}/permission",
+            encode_path(user)
+        );
+        match self.call(inst, Method::GET, &p, route, None, None).await {
+            Ok(r) => {
+                let v: Value = r.json(route)?;
+                // role_name tells maintain and triage apart; permission folds them into write/read.
+                Ok(v["role_name"]
+                    .as_str()
+                    .or(v["permission"].as_str())
+                    .unwrap_or("none")
+                    .to_string())
+            }
+            Err(e) if e.status() == Some(404) => Ok("none".into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn add_reaction(
+        &self,
+        inst: i64,
+        repo: &str,
+        comment_id: i64,
+        content: &str,
+    ) -> Result<(), GitHubError> {
+        let route = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions";
+        let body = json!({"content": content});
+        self.call(
+            inst,
+            Method::POST,
+            &format!("/repos/{repo}/issues/comments/{comment_id}/reactions"),
+            route,
+            Some(&body),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn create_issue_comment(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
+        let route = "/repos/{owner}/{repo}/issues/{issue_number}/comments";
+        let payload = json!({"body": body});
+        self.call(
+            inst,
+            Method::POST,
+            &format!("/repos/{repo}/issues/{number}/comments"),
+            route,
+            Some(&payload),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Open pull requests whose head is this commit (for re-runs that arrive without them, e.g. from forks).
+    pub async fn pulls_for_commit(
+        &self,
+        inst: i64,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Vec<i64>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/commits/{commit_sha}/pulls";
+        let v: Vec<Value> = self
+            .get_json(inst, &format!("/repos/{repo}/commits/{sha}/pulls"), route)
+            .await?;
+        Ok(v.iter()
+            .filter(|p| p["state"] == "open" && p["head"]["sha"] == sha)
+            .filter_map(|p| p["number"].as_i64())
+            .collect())
+    }
+
+    /// A GraphQL query or mutation; GraphQL errors are errors.
+    pub async fn graphql_query(
+        &self,
+        inst: i64,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, GitHubError> {
+        let route = "/graphql";
+        let body = json!({"query": query, "variables": variables});
+        let r = self
+            .call(
+                inst,
+                Method::POST,
+                &self.graphql_url(),
+                route,
+                Some(&body),
+                None,
+            )
+            .await?;
+        let v: Value = r.json(route)?;
+        if let Some(errors) = v.get("errors").filter(|e| !e.is_null()) {
+            return Err(GitHubError::Decode {
+                route: route.into(),
+                detail: errors.to_string(),
+            });
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// Review threads of a pull request with their comments (the first 100 threads, 30 comments each).
+    pub async fn review_threads(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<ReviewThread>, GitHubError> {
+        let (owner, name) = split_repo(repo);
+        let query = "query($owner:String!,$name:String!,$number:Int!){repository(owner:$owner,name:$name){pullRequest(number:$number){reviewThreads(first:100){nodes{id isResolved comments(first:30){nodes{databaseId body author{login}}}}}}}}";
+        let data = self
+            .graphql_query(
+                inst,
+                query,
+                json!({"owner": owner, "name": name, "number": number}),
+            )
+            .await?;
+        let nodes = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(nodes
+            .iter()
+            .map(|t| ReviewThread {
+                id: t["id"].as_str().unwrap_or_default().to_string(),
+                resolved: t["isResolved"].as_bool().unwrap_or(false),
+                comments: t["comments"]["nodes"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .map(|n| {
+                                (
+                                    n["databaseId"].as_i64().unwrap_or_default(),
+                                    n["author"]["login"]
+                                        .as_str()
+                                        .unwrap_or_default()
+                                        .to_string(),
+                                    n["body"].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn resolve_thread(&self, inst: i64, thread_id: &str) -> Result<(), GitHubError> {
+        let query =
+            "mutation($id:ID!){resolveReviewThread(input:{threadId:$id}){thread{isResolved}}}";
+        self.graphql_query(inst, query, json!({"id": thread_id}))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,585 @@
+//! The App's audit of one pull request: read what changed (few, batched API calls), run the engine, publish a
+//! check run and one review with the new findings, and resolve threads whose finding is gone.
+
+use super::api::{NewComment, PrFile};
+use super::client::{GitHub, GitHubError};
+use crate::analysis::{Engine, RepoContext, RuleSet};
+use crate::diff::{self, LineSet};
+use crate::queue::JobStore;
+use crate::repo_config::{self, RepoConfig};
+use crate::report::markdown::{self, CHECK_NAME};
+use crate::report::{FailOn, Finding, Severity};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// Files larger than this are not fetched.
+pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// Files per GraphQL contents query.
+const GRAPHQL_BATCH: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("the analysis task failed: {0}")]
+    Analysis(String),
+}
+
+impl ReviewError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReviewError::GitHub(e) => e.is_transient(),
+            ReviewError::Queue(_) => true,
+            ReviewError::Analysis(_) => false,
+        }
+    }
+}
+
+/// What to audit.
+#[derive(Debug, Clone)]
+pub struct AuditTarget {
+    pub installation: i64,
+    pub repo: String,
+    pub pr_number: i64,
+    /// The head the job was queued for; `None` audits the pull request's current head.
+    pub head_sha: Option<String>,
+    /// Every line of the changed files (`/audit full`).
+    pub full: bool,
+    /// Started by a person (slash command, re-run): drafts are audited too.
+    pub explicit: bool,
+}
+
+/// What an audit did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AuditOutcome {
+    pub skipped: Option<String>,
+    pub findings: usize,
+    pub new_comments: usize,
+    pub resolved: usize,
+    pub conclusion: String,
+    pub head_sha: String,
+}
+
+/// One file of the pull request as the audit sees it.
+struct ChangedFile {
+    path: String,
+    previous: Option<String>,
+    patch: Option<String>,
+    added: LineSet,
+    commentable: LineSet,
+}
+
+pub struct Reviewer {
+    pub gh: Arc<GitHub>,
+    pub rules: Arc<RuleSet>,
+    pub store: Arc<dyn JobStore>,
+}
+
+fn split(repo: &str) -> (&str, &str) {
+    repo.split_once('/').unwrap_or((repo, ""))
+}
+
+impl Reviewer {
+    /// Run the whole audit of one pull request.
+    pub async fn audit(
+        &self,
+        t: &AuditTarget,
+        job: Option<&crate::queue::Job>,
+    ) -> Result<AuditOutcome, ReviewError> {
+        let gh = &self.gh;
+        let pull = gh.get_pull(t.installation, &t.repo, t.pr_number).await?;
+        let head = pull.head.sha.clone();
+        let mut outcome = AuditOutcome {
+            head_sha: head.clone(),
+            ..Default::default()
+        };
+        if pull.state != "open" {
+            outcome.skipped = Some("pull request is closed".into());
+            return Ok(outcome);
+        }
+        if let Some(queued) = &t.head_sha
+            && *queued != head
+        {
+            outcome.skipped = Some(format!(
+                "head moved on from {queued} to {head}; the newer push is audited"
+            ));
+            return Ok(outcome);
+        }
+        let check_id = self.start_check(t, &head).await?;
+
+        let files = gh
+            .list_pr_files(t.installation, &t.repo, t.pr_number)
+            .await?;
+        let mut notes = Vec::new();
+        let (mut changed, skipped) = changed_files(&files);
+        for (path, why) in &skipped {
+            notes.push(format!("Skipped `{path}`: {why}."));
+        }
+
+        // One GraphQL request: the base branch's config, and the head version of every file worth reading.
+        let mut wanted: Vec<(String, String)> =
+            vec![(pull.base.sha.clone(), repo_config::DEFAULT_PATH.to_string())];
+        wanted.extend(changed.iter().map(|f| (head.clone(), f.path.clone())));
+        let mut contents = self.fetch_blobs(t, &wanted).await?;
+        let config_text =
+            contents.remove(&(pull.base.sha.clone(), repo_config::DEFAULT_PATH.to_string()));
+        let known: Vec<String> = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| r.id.clone())
+            .chain(self.rules.detectors.iter().map(|d| d.id.clone()))
+            .collect();
+        let config = match config_text.flatten() {
+            Some(text) => match RepoConfig::parse(
+                repo_config::DEFAULT_PATH,
+                &String::from_utf8_lossy(&text),
+                &known,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    notes.push(format!("**Configuration ignored**: {e}. The defaults apply until it is fixed on the base branch."));
+                    RepoConfig::default()
+                }
+            },
+            None => RepoConfig::default(),
+        };
+        if pull.draft && !config.audit_drafts && !t.explicit {
+            self.finish_check(t, check_id, "neutral", "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", &[]).await?;
+            outcome.skipped = Some("draft".into());
+            outcome.conclusion = "neutral".into();
+            return Ok(outcome);
+        }
+        changed.retain(|f| config.wants_path(&f.path));
+
+        // Files without a patch (large diffs): hunks from both versions.
+        let need_base: Vec<(String, String)> = changed
+            .iter()
+            .filter(|f| f.patch.is_none())
+            .map(|f| {
+                (
+                    pull.base.sha.clone(),
+                    f.previous.clone().unwrap_or_else(|| f.path.clone()),
+                )
+            })
+            .collect();
+        let base_versions = if need_base.is_empty() {
+            Default::default()
+        } else {
+            self.fetch_blobs(t, &need_base).await?
+        };
+        let mut inputs = Vec::new();
+        for f in &mut changed {
+            let Some(Some(bytes)) = contents.remove(&(head.clone(), f.path.clone())) else {
+                notes.push(format!(
+                    "Skipped `{}`: not readable at the head commit.",
+                    f.path
+                ));
+                continue;
+            };
+            if f.patch.is_none() {
+                let base_path = f.previous.clone().unwrap_or_else(|| f.path.clone());
+                let old = base_versions
+                    .get(&(pull.base.sha.clone(), base_path))
+                    .cloned()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let hunks = diff::diff_texts(&old, &String::from_utf8_lossy(&bytes), 3);
+                for h in &hunks {
+                    for &l in &h.added {
+                        f.added.insert(l);
+                    }
+                    if h.new_lines > 0 {
+                        f.commentable
+                            .insert_range(h.new_start, h.new_start + h.new_lines - 1);
+                    }
+                }
+            }
+            inputs.push((
+                f.path.clone(),
+                bytes,
+                if t.full { None } else { Some(f.added.clone()) },
+            ));
+        }
+
+        // The repository around the files, only when a rule reads beyond its file.
+        let engine = Engine::new(self.rules.clone(), config.overrides.clone());
+        let needs = engine.needed_files();
+        let mut repo_ctx = RepoContext {
+            changed: changed.iter().map(|f| f.path.clone()).collect(),
+            ..Default::default()
+        };
+        if !needs.is_empty() {
+            let tree = gh.get_tree(t.installation, &t.repo, &head).await?;
+            if let Ok(globs) = crate::analysis::context::needs_globset(&needs) {
+                let want: Vec<(String, String)> = tree
+                    .iter()
+                    .filter(|p| globs.is_match(p.as_str()))
+                    .map(|p| (head.clone(), p.clone()))
+                    .collect();
+                for ((_, path), text) in self.fetch_blobs(t, &want).await? {
+                    if let Some(text) = text {
+                        repo_ctx
+                            .files
+                            .insert(path, String::from_utf8_lossy(&text).into_owned());
+                    }
+                }
+            }
+            repo_ctx.paths = tree;
+            repo_ctx.paths.sort();
+        }
+
+        let analysed = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            inputs
+                .par_iter()
+                .map(|(path, bytes, lines)| {
+                    engine.analyze_bytes(path, bytes, lines.as_ref(), &repo_ctx)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ReviewError::Analysis(e.to_string()))?;
+        let mut findings: Vec<Finding> = Vec::new();
+        for o in analysed {
+            if let Some(reason) = o.skipped {
+                notes.push(format!("Skipped a file: {reason}."));
+            }
+            findings.extend(o.findings);
+        }
+        findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        outcome.findings = findings.len();
+
+        let fail_on = config.fail_on.unwrap_or(FailOn::At(Severity::High));
+        let failed = findings.iter().any(|f| fail_on.fails(f.severity));
+        let conclusion = if failed { "failure" } else { "success" };
+        outcome.conclusion = conclusion.into();
+        let refs: Vec<&Finding> = findings.iter().collect();
+        if let Some(job) = job
+            && self.store.is_superseded(job).await?
+        {
+            outcome.skipped = Some("superseded by a newer push".into());
+            return Ok(outcome);
+        }
+        self.finish_check(
+            t,
+            check_id,
+            conclusion,
+            &markdown::check_title(&refs),
+            &markdown::check_summary(&refs, &notes),
+            &refs,
+        )
+        .await?;
+
+        // The review: findings not commented before, inline where GitHub accepts a comment.
+        let threads = gh
+            .review_threads(t.installation, &t.repo, t.pr_number)
+            .await?;
+        let mut already: HashSet<String> = self
+            .store
+            .posted_comments(&t.repo, t.pr_number)
+            .await?
+            .into_iter()
+            .map(|(fp, _)| fp)
+            .collect();
+        for th in &threads {
+            for (_, _, body) in &th.comments {
+                already.extend(markdown::markers_in(body));
+            }
+        }
+        let commentable: BTreeMap<&str, &LineSet> = changed
+            .iter()
+            .map(|f| (f.path.as_str(), &f.commentable))
+            .collect();
+        let new: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| !already.contains(&f.fingerprint))
+            .collect();
+        let mut inline: Vec<&Finding> = Vec::new();
+        let mut overflow: Vec<&Finding> = Vec::new();
+        for f in &new {
+            let ok = commentable
+                .get(f.path.as_str())
+                .is_some_and(|c| c.contains(f.line));
+            if ok && inline.len() < config.max_inline_comments {
+                inline.push(f);
+            } else {
+                overflow.push(f);
+            }
+        }
+        if !new.is_empty() {
+            let comments: Vec<NewComment> = inline
+                .iter()
+                .map(|f| NewComment {
+                    path: f.path.clone(),
+                    line: f.line,
+                    side: "RIGHT",
+                    body: markdown::comment_body(f),
+                })
+                .collect();
+            let body = markdown::review_body(inline.len(), &overflow);
+            match gh
+                .create_review(
+                    t.installation,
+                    &t.repo,
+                    t.pr_number,
+                    &head,
+                    &body,
+                    &comments,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status() == Some(422) => {
+                    // GitHub refused a comment's position: never lose the audit, put everything in the body.
+                    tracing::warn!(error = %e, "review refused; posting all findings in the review body");
+                    let body = markdown::review_body(0, &new);
+                    gh.create_review(t.installation, &t.repo, t.pr_number, &head, &body, &[])
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let posted: Vec<(String, i64)> =
+                new.iter().map(|f| (f.fingerprint.clone(), 0)).collect();
+            self.store
+                .record_comments(&t.repo, t.pr_number, &posted)
+                .await?;
+            outcome.new_comments = new.len();
+        }
+
+        // Resolve our threads whose finding is gone, unless a person replied.
+        let current: HashSet<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
+        for th in threads.iter().filter(|th| !th.resolved) {
+            let Some((_, _, first)) = th.comments.first() else {
+                continue;
+            };
+            let fps = markdown::markers_in(first);
+            if fps.is_empty() || fps.iter().any(|fp| current.contains(fp.as_str())) {
+                continue;
+            }
+            let replied = th
+                .comments
+                .iter()
+                .skip(1)
+                .any(|(_, _, body)| markdown::markers_in(body).is_empty());
+            if replied {
+                continue;
+            }
+            gh.resolve_thread(t.installation, &th.id).await?;
+            for fp in fps {
+                self.store.forget_comment(&t.repo, t.pr_number, &fp).await?;
+            }
+            outcome.resolved += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// The check run of this head: reuse the one a failed attempt created, else create it in progress.
+    async fn start_check(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
+        let body = json!({
+            "name": CHECK_NAME,
+            "head_sha": head,
+            "status": "in_progress",
+            "started_at": chrono::Utc::now().to_rfc3339(),
+            "output": {"title": "Auditing…", "summary": "prodaudit is reviewing the changed lines."},
+        });
+        if let Some(id) = self.store.check_run(&t.repo, head).await? {
+            let update = json!({"status": "in_progress", "output": body["output"]});
+            self.gh
+                .update_check_run(t.installation, &t.repo, id, &update)
+                .await?;
+            return Ok(id);
+        }
+        let id = self
+            .gh
+            .create_check_run(t.installation, &t.repo, &body)
+            .await?;
+        self.store.set_check_run(&t.repo, head, id).await?;
+        Ok(id)
+    }
+
+    /// Complete the check run; annotations go 50 per request (GitHub's limit; later requests append).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_check(
+        &self,
+        t: &AuditTarget,
+        id: i64,
+        conclusion: &str,
+        title: &str,
+        summary: &str,
+        findings: &[&Finding],
+    ) -> Result<(), ReviewError> {
+        let annotations: Vec<Value> = findings.iter().map(|f| markdown::annotation(f)).collect();
+        let mut chunks = annotations.chunks(50);
+        let first: Vec<Value> = chunks.next().map(<[Value]>::to_vec).unwrap_or_default();
+        let body = json!({
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": chrono::Utc::now().to_rfc3339(),
+            "output": {"title": title, "summary": summary, "annotations": first},
+            "actions": [{"label": "Re-audit", "description": "Audit this pull request again", "identifier": "reaudit"}],
+        });
+        self.gh
+            .update_check_run(t.installation, &t.repo, id, &body)
+            .await?;
+        for chunk in chunks {
+            let more =
+                json!({"output": {"title": title, "summary": summary, "annotations": chunk}});
+            self.gh
+                .update_check_run(t.installation, &t.repo, id, &more)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Mark the head's check run failed after the last attempt, with a message saying what happened.
+    pub async fn fail_check(
+        &self,
+        t: &AuditTarget,
+        head: &str,
+        error: &str,
+    ) -> Result<(), ReviewError> {
+        let id = match self.store.check_run(&t.repo, head).await? {
+            Some(id) => id,
+            None => {
+                let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
+                let id = self
+                    .gh
+                    .create_check_run(t.installation, &t.repo, &body)
+                    .await?;
+                self.store.set_check_run(&t.repo, head, id).await?;
+                id
+            }
+        };
+        let summary = format!(
+            "prodaudit could not finish this audit after several attempts:\n\n> {}\n\nPress **Re-run** (or comment `/audit`) to try again.",
+            error.replace('\n', " ")
+        );
+        self.finish_check(
+            t,
+            id,
+            "failure",
+            "The audit could not be completed",
+            &summary,
+            &[],
+        )
+        .await
+    }
+
+    /// Head versions of files in one (or a few) GraphQL requests: `(rev, path) → bytes` (`None`: absent,
+    /// binary or too large). Text GraphQL leaves out is fetched over REST.
+    async fn fetch_blobs(
+        &self,
+        t: &AuditTarget,
+        wanted: &[(String, String)],
+    ) -> Result<BTreeMap<(String, String), Option<Vec<u8>>>, ReviewError> {
+        let (owner, name) = split(&t.repo);
+        let mut out = BTreeMap::new();
+        for batch in wanted.chunks(GRAPHQL_BATCH) {
+            let mut decl = String::from("$owner:String!,$name:String!");
+            let mut fields = String::new();
+            let mut vars = serde_json::Map::new();
+            vars.insert("owner".into(), owner.into());
+            vars.insert("name".into(), name.into());
+            for (i, (rev, path)) in batch.iter().enumerate() {
+                decl.push_str(&format!(",$e{i}:String!"));
+                fields.push_str(&format!(
+                    "f{i}:object(expression:$e{i}){{... on Blob{{text isBinary byteSize}}}} "
+                ));
+                vars.insert(format!("e{i}"), format!("{rev}:{path}").into());
+            }
+            let query = format!("query({decl}){{repository(owner:$owner,name:$name){{{fields}}}}}");
+            let data = self
+                .gh
+                .graphql_query(t.installation, &query, Value::Object(vars))
+                .await?;
+            for (i, (rev, path)) in batch.iter().enumerate() {
+                let blob = &data["repository"][format!("f{i}")];
+                let bytes = if blob.is_null() || blob["isBinary"] == true {
+                    None
+                } else if let Some(text) = blob["text"].as_str() {
+                    Some(text.as_bytes().to_vec())
+                } else if blob["byteSize"]
+                    .as_u64()
+                    .is_some_and(|n| n <= MAX_FILE_BYTES)
+                {
+                    self.gh.get_file(t.installation, &t.repo, path, rev).await?
+                } else {
+                    None
+                };
+                out.insert((rev.clone(), path.clone()), bytes);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Which files of the pull request to read, with their changed and commentable lines from the patch; and the
+/// files skipped with the reason.
+fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for f in files {
+        if f.status == "removed" {
+            continue;
+        }
+        let path = f.filename.clone();
+        if crate::analysis::language::detect(&path, None).is_none()
+            && !(path.ends_with(".yml") || path.ends_with(".yaml"))
+        {
+            continue;
+        }
+        if is_vendored(&path) {
+            skipped.push((path, "vendored or generated".to_string()));
+            continue;
+        }
+        let (added, commentable) = match &f.patch {
+            Some(p) => match diff::parse_patch(p) {
+                Ok(hunks) => {
+                    let mut added = LineSet::new();
+                    let mut commentable = LineSet::new();
+                    for h in &hunks {
+                        for &l in &h.added {
+                            added.insert(l);
+                        }
+                        if h.new_lines > 0 {
+                            commentable.insert_range(h.new_start, h.new_start + h.new_lines - 1);
+                        }
+                    }
+                    (added, commentable)
+                }
+                Err(e) => {
+                    skipped.push((path, format!("unreadable patch ({e})")));
+                    continue;
+                }
+            },
+            None => (LineSet::new(), LineSet::new()),
+        };
+        if f.patch.is_some() && added.is_empty() {
+            continue;
+        }
+        out.push(ChangedFile {
+            path,
+            previous: f.previous_filename.clone(),
+            patch: f.patch.clone(),
+            added,
+            commentable,
+        });
+    }
+    (out, skipped)
+}
+
+/// Vendored or generated code is not the team's to fix.
+pub fn is_vendored(path: &str) -> bool {
+    path.split('/').any(|c| {
+        matches!(
+            c,
+            "vendor" | "vendored" | "third_party" | "node_modules" | "site-packages" | ".venv"
+        )
+    }) || path.ends_with("_pb2.py")
+        || path.ends_with("_pb2_grpc.py")
+}

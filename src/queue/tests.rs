@@ -1,0 +1,947 @@
+//! One test suite, run against SQLite (a temporary file) and PostgreSQL (a fresh database per test, when the
+//! server at `PROD_AUDIT_TEST_PG` or `postgres://postgres@127.0.0.1:5432/test` answers).
+
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::task::JoinSet;
+
+use super::*;
+
+const LEASE: Duration = Duration::from_secs(60);
+const SHORT_LEASE: Duration = Duration::from_millis(150);
+const PAST_SHORT_LEASE: Duration = Duration::from_millis(400);
+const NO_CAP: usize = 1000;
+
+type TestResult = Result<(), QueueError>;
+
+/// A database for one test on one backend.
+#[derive(Debug, Clone)]
+struct TestDb {
+    backend: &'static str,
+    url: String,
+}
+
+impl TestDb {
+    async fn open(&self) -> Result<Arc<dyn JobStore>, QueueError> {
+        let options = QueueOptions {
+            max_connections: 10,
+            ..QueueOptions::default()
+        };
+        open_with(&self.url, &options).await
+    }
+}
+
+/// Runs `body` on SQLite, then on PostgreSQL if reachable.
+async fn on_each_backend<F, Fut>(test: &str, body: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = TestResult> + Send + 'static,
+{
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("{test}: cannot create a temporary directory: {e}"),
+    };
+    let sqlite = TestDb {
+        backend: "sqlite",
+        url: dir.path().join("queue.db").display().to_string(),
+    };
+    if let Err(e) = body(sqlite).await {
+        panic!("{test} on SQLite: {e}");
+    }
+    let pg = match PgTestDatabase::create().await {
+        Ok(pg) => pg,
+        Err(reason) => {
+            eprintln!("skipping PostgreSQL queue tests: {reason}");
+            return;
+        }
+    };
+    let outcome = tokio::spawn(body(TestDb {
+        backend: "postgres",
+        url: pg.url.clone(),
+    }))
+    .await;
+    pg.drop_database().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{test} on PostgreSQL: {e}"),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => panic!("{test} on PostgreSQL: {join}"),
+    }
+}
+
+/// `CREATE DATABASE pa_test_<random>` on the test server, dropped afterwards.
+struct PgTestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgTestDatabase {
+    fn admin_url() -> String {
+        std::env::var("PROD_AUDIT_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    }
+
+    async fn connect_admin(admin_url: &str) -> Result<PgConnection, String> {
+        match tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(admin_url)).await {
+            Err(_) => Err(format!(
+                "{} did not answer within 3 s",
+                redact_url(admin_url)
+            )),
+            Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", redact_url(admin_url))),
+            Ok(Ok(conn)) => Ok(conn),
+        }
+    }
+
+    async fn create() -> Result<Self, String> {
+        let admin_url = Self::admin_url();
+        let mut conn = Self::connect_admin(&admin_url).await?;
+        let name = format!("pa_test_{:016x}", rand::random::<u64>());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("cannot create database {name}: {e}"))?;
+        let _ = conn.close().await;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (admin_url.as_str(), None),
+        };
+        let server = match base.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('/') {
+                Some((authority, _)) => format!("{scheme}://{authority}"),
+                None => base.to_string(),
+            },
+            None => return Err(format!("{} is not a URL", redact_url(&admin_url))),
+        };
+        let url = match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        };
+        Ok(PgTestDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn drop_database(self) {
+        match Self::connect_admin(&self.admin_url).await {
+            Ok(mut conn) => {
+                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await {
+                    eprintln!("cannot drop test database {}: {e}", self.name);
+                }
+                let _ = conn.close().await;
+            }
+            Err(e) => eprintln!("cannot drop test database {}: {e}", self.name),
+        }
+    }
+}
+
+fn new_job(
+    delivery: &str,
+    installation: i64,
+    repo: &str,
+    pr: Option<i64>,
+    head: Option<&str>,
+    payload: serde_json::Value,
+) -> NewJob {
+    NewJob {
+        delivery_id: delivery.to_string(),
+        event: "pull_request".to_string(),
+        installation_id: installation,
+        repo: repo.to_string(),
+        pr_number: pr,
+        head_sha: head.map(str::to_string),
+        payload,
+    }
+}
+
+/// A plain audit of `o/r` pull request `pr` at `head`, for installation 1.
+fn audit(delivery: &str, pr: i64, head: &str) -> NewJob {
+    new_job(
+        delivery,
+        1,
+        "o/r",
+        Some(pr),
+        Some(head),
+        json!({"kind": "audit", "full": false}),
+    )
+}
+
+fn full_audit(delivery: &str, pr: i64, head: &str) -> NewJob {
+    new_job(
+        delivery,
+        1,
+        "o/r",
+        Some(pr),
+        Some(head),
+        json!({"kind": "audit", "full": true, "comment_id": 42}),
+    )
+}
+
+fn new_id(e: Enqueued) -> i64 {
+    match e {
+        Enqueued::New(id) => id,
+        other => panic!("expected a new job, got {other:?}"),
+    }
+}
+
+async fn must_job(s: &Arc<dyn JobStore>, id: i64) -> Result<Job, QueueError> {
+    match s.job(id).await? {
+        Some(job) => Ok(job),
+        None => panic!("job {id} is missing"),
+    }
+}
+
+async fn must_claim(s: &Arc<dyn JobStore>, worker: &str) -> Result<Job, QueueError> {
+    match s.claim(worker, LEASE, NO_CAP).await? {
+        Some(job) => Ok(job),
+        None => panic!("nothing to claim for {worker}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dedup_by_delivery_id() {
+    on_each_backend("dedup", |db| async move {
+        let s = db.open().await?;
+        let id = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        assert_eq!(s.enqueue(audit("d1", 1, "aaa")).await?, Enqueued::Duplicate);
+        // A redelivery is a duplicate whatever it carries.
+        assert_eq!(s.enqueue(audit("d1", 2, "bbb")).await?, Enqueued::Duplicate);
+        assert_eq!(s.depth().await?.queued, 1);
+        assert_eq!(must_job(&s, id).await?.head_sha.as_deref(), Some("aaa"));
+
+        // Eight concurrent redeliveries of one id store one job.
+        let mut tasks = JoinSet::new();
+        for _ in 0..8 {
+            let s = Arc::clone(&s);
+            tasks.spawn(async move {
+                s.enqueue(new_job(
+                    "d2",
+                    1,
+                    "o/other",
+                    None,
+                    None,
+                    json!({"kind": "audit"}),
+                ))
+                .await
+            });
+        }
+        let mut new = 0;
+        let mut duplicate = 0;
+        for outcome in tasks.join_all().await {
+            match outcome? {
+                Enqueued::New(_) => new += 1,
+                Enqueued::Duplicate => duplicate += 1,
+                Enqueued::Coalesced(id) => panic!("{} coalesced into {id}", db.backend),
+            }
+        }
+        assert_eq!((new, duplicate), (1, 7), "{}", db.backend);
+        assert_eq!(s.depth().await?.queued, 2);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coalescing_per_pull_request() {
+    on_each_backend("coalescing", |db| async move {
+        let s = db.open().await?;
+        let first = new_id(s.enqueue(audit("d1", 7, "aaa")).await?);
+        assert_eq!(
+            s.enqueue(audit("d2", 7, "bbb")).await?,
+            Enqueued::Coalesced(first)
+        );
+        let job = must_job(&s, first).await?;
+        assert_eq!(job.head_sha.as_deref(), Some("bbb"));
+        assert_eq!(job.delivery_id, "d2");
+        assert_eq!(s.depth().await?.queued, 1);
+
+        // Another pull request, jobs without one, and other kinds of work stay separate.
+        new_id(s.enqueue(audit("d3", 8, "ccc")).await?);
+        new_id(
+            s.enqueue(new_job("d4", 1, "o/r", None, None, json!({})))
+                .await?,
+        );
+        new_id(
+            s.enqueue(new_job("d5", 1, "o/r", None, None, json!({})))
+                .await?,
+        );
+        let help = json!({"kind": "help", "comment_id": 5});
+        new_id(
+            s.enqueue(new_job("d6", 1, "o/r", Some(7), Some("bbb"), help))
+                .await?,
+        );
+        // Same number in another repository.
+        let other_repo = new_job("d6b", 1, "o/r2", Some(7), Some("bbb"), json!({}));
+        new_id(s.enqueue(other_repo).await?);
+        assert_eq!(s.depth().await?.queued, 6);
+
+        // A running job is not coalesced into: the next push makes a new job.
+        let running = must_claim(&s, "w1").await?;
+        assert_eq!(running.id, first);
+        let second = new_id(s.enqueue(audit("d7", 7, "ddd")).await?);
+        assert_ne!(second, first);
+        assert_eq!(
+            s.enqueue(audit("d8", 7, "eee")).await?,
+            Enqueued::Coalesced(second)
+        );
+        // A delivery without a head keeps the known head.
+        let headless = new_job("d9", 1, "o/r", Some(7), None, json!({"kind": "audit"}));
+        assert_eq!(s.enqueue(headless).await?, Enqueued::Coalesced(second));
+        assert_eq!(must_job(&s, second).await?.head_sha.as_deref(), Some("eee"));
+        assert_eq!(must_job(&s, first).await?.head_sha.as_deref(), Some("bbb"));
+        assert_eq!(must_job(&s, first).await?.state, JobState::Running);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_audit_is_never_weakened() {
+    on_each_backend("full precedence", |db| async move {
+        let s = db.open().await?;
+        // Full, then a plain push: one job, full, at the newer head.
+        let id = new_id(s.enqueue(full_audit("d1", 1, "aaa")).await?);
+        assert_eq!(
+            s.enqueue(audit("d2", 1, "bbb")).await?,
+            Enqueued::Coalesced(id)
+        );
+        let job = must_job(&s, id).await?;
+        assert_eq!(job.payload["full"], json!(true));
+        assert_eq!(job.payload["comment_id"], json!(42));
+        assert_eq!(job.head_sha.as_deref(), Some("bbb"));
+
+        // Plain, then full: full.
+        let id = new_id(s.enqueue(audit("d3", 2, "ccc")).await?);
+        assert_eq!(
+            s.enqueue(full_audit("d4", 2, "ccc")).await?,
+            Enqueued::Coalesced(id)
+        );
+        assert_eq!(must_job(&s, id).await?.payload["full"], json!(true));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_audit_per_pull_request_at_a_time() {
+    on_each_backend("per-PR serialization", |db| async move {
+        let s = db.open().await?;
+        let first = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let other = new_id(s.enqueue(audit("d2", 2, "xxx")).await?);
+        assert_eq!(must_claim(&s, "w1").await?.id, first);
+        let second = new_id(s.enqueue(audit("d3", 1, "bbb")).await?);
+        // The newer head waits while the older audit of the same pull request runs.
+        assert_eq!(must_claim(&s, "w2").await?.id, other);
+        assert!(s.claim("w2", LEASE, NO_CAP).await?.is_none());
+        assert!(s.complete(first, "w1").await?);
+        assert_eq!(must_claim(&s, "w2").await?.id, second);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claim_fairness_and_cap() {
+    on_each_backend("fairness", |db| async move {
+        let s = db.open().await?;
+        for i in 0..10 {
+            let job = new_job(&format!("a{i}"), 100, "a/a", Some(i), Some("h"), json!({}));
+            new_id(s.enqueue(job).await?);
+        }
+        new_id(
+            s.enqueue(new_job("b0", 200, "b/b", Some(1), Some("h"), json!({})))
+                .await?,
+        );
+        let c1 = s.claim("w", LEASE, 2).await?;
+        let c2 = s.claim("w", LEASE, 2).await?;
+        let installations: BTreeSet<i64> = [c1, c2]
+            .iter()
+            .flatten()
+            .map(|job| job.installation_id)
+            .collect();
+        assert_eq!(installations, BTreeSet::from([100, 200]), "{}", db.backend);
+
+        // Cap 2: A gets one more, then nothing until one of A's jobs finishes.
+        let c3 = s.claim("w", LEASE, 2).await?;
+        let Some(c3) = c3 else {
+            panic!("third claim found nothing")
+        };
+        assert_eq!(c3.installation_id, 100);
+        assert!(s.claim("w", LEASE, 2).await?.is_none(), "{}", db.backend);
+        assert!(s.complete(c3.id, "w").await?);
+        let c4 = s.claim("w", LEASE, 2).await?;
+        assert_eq!(c4.map(|job| job.installation_id), Some(100));
+
+        // Round robin: three more installations with three jobs each. Never-claimed installations go
+        // first, then every three consecutive claims serve three different installations (A included).
+        for inst in [300, 400, 500] {
+            for i in 0..3 {
+                let delivery = format!("rr{inst}-{i}");
+                let job = new_job(
+                    &delivery,
+                    inst,
+                    "c/c",
+                    Some(inst * 10 + i),
+                    Some("h"),
+                    json!({}),
+                );
+                new_id(s.enqueue(job).await?);
+            }
+        }
+        for round in 0..4 {
+            let mut seen = BTreeSet::new();
+            for _ in 0..3 {
+                seen.insert(must_claim(&s, "rr").await?.installation_id);
+            }
+            if round == 0 {
+                assert_eq!(seen, BTreeSet::from([300, 400, 500]), "{}", db.backend);
+            }
+            assert_eq!(
+                seen.len(),
+                3,
+                "{}: round {round} served {seen:?}",
+                db.backend
+            );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_lease_is_reclaimable() {
+    on_each_backend("lease expiry", |db| async move {
+        let s = db.open().await?;
+        let id = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let first = s.claim("w1", SHORT_LEASE, NO_CAP).await?;
+        assert_eq!(first.as_ref().map(|j| (j.id, j.attempts)), Some((id, 1)));
+        assert!(s.claim("w2", LEASE, NO_CAP).await?.is_none());
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        let second = must_claim(&s, "w2").await?;
+        assert_eq!((second.id, second.attempts), (id, 2));
+        assert_eq!(second.lease_owner.as_deref(), Some("w2"));
+        assert!(second.lease_expires_at.is_some_and(|t| t > Utc::now()));
+        // The first worker lost its lease.
+        assert!(!s.extend_lease(id, "w1", LEASE).await?);
+        assert!(!s.complete(id, "w1").await?);
+        assert!(!s.retry(id, "w1", "late", Utc::now()).await?);
+        assert!(!s.give_up(id, "w1", "late").await?);
+        assert!(s.extend_lease(id, "w2", LEASE).await?);
+        assert!(s.complete(id, "w2").await?);
+        assert_eq!(must_job(&s, id).await?.state, JobState::Done);
+        assert!(!s.extend_lease(id, "w2", LEASE).await?);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_waits_for_run_after() {
+    on_each_backend("retry", |db| async move {
+        let s = db.open().await?;
+        let id = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        must_claim(&s, "w1").await?;
+        let later = Utc::now() + chrono::Duration::milliseconds(400);
+        assert!(s.retry(id, "w1", "GitHub answered 502", later).await?);
+        let job = must_job(&s, id).await?;
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.last_error.as_deref(), Some("GitHub answered 502"));
+        assert_eq!(job.lease_owner, None);
+        assert!(s.claim("w1", LEASE, NO_CAP).await?.is_none());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let again = must_claim(&s, "w1").await?;
+        assert_eq!((again.id, again.attempts), (id, 2));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn give_up_keeps_the_job_dead() {
+    on_each_backend("give up", |db| async move {
+        let s = db.open().await?;
+        let id = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        must_claim(&s, "w1").await?;
+        assert!(s.give_up(id, "w1", "5 attempts failed").await?);
+        let job = must_job(&s, id).await?;
+        assert_eq!(job.state, JobState::Dead);
+        assert_eq!(job.last_error.as_deref(), Some("5 attempts failed"));
+        let depth = s.depth().await?;
+        assert_eq!((depth.queued, depth.running, depth.dead), (0, 0, 1));
+        assert!(s.claim("w1", LEASE, NO_CAP).await?.is_none());
+        // Still there after pruning.
+        s.prune(Duration::ZERO).await?;
+        assert_eq!(must_job(&s, id).await?.state, JobState::Dead);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requeue_running_on_shutdown() {
+    on_each_backend("requeue running", |db| async move {
+        let s = db.open().await?;
+        let a = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let b = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
+        let c = new_id(s.enqueue(audit("d3", 3, "ccc")).await?);
+        assert_eq!(must_claim(&s, "w1").await?.id, a);
+        assert_eq!(must_claim(&s, "w1").await?.id, b);
+        assert_eq!(must_claim(&s, "w2").await?.id, c);
+        assert_eq!(s.requeue_running("w1").await?, 2);
+        for id in [a, b] {
+            let job = must_job(&s, id).await?;
+            assert_eq!(
+                (job.state, job.attempts, job.lease_owner),
+                (JobState::Queued, 0, None)
+            );
+        }
+        assert_eq!(must_job(&s, c).await?.state, JobState::Running);
+        assert_eq!(s.requeue_running("w1").await?, 0);
+        let again = must_claim(&s, "w3").await?;
+        assert_eq!((again.id, again.attempts), (a, 1));
+
+        // A running full audit requeued while a newer plain push waits merges into it (full wins).
+        let full = new_id(s.enqueue(full_audit("d4", 4, "old")).await?);
+        assert_eq!(must_claim(&s, "w4").await?.id, b);
+        assert_eq!(must_claim(&s, "w4").await?.id, full);
+        let newer = new_id(s.enqueue(audit("d5", 4, "new")).await?);
+        assert_eq!(s.requeue_running("w4").await?, 2);
+        let merged = must_job(&s, full).await?;
+        assert_eq!(merged.state, JobState::Done);
+        assert!(merged.last_error.is_some_and(|e| e.contains("merged into")));
+        let newer = must_job(&s, newer).await?;
+        assert_eq!(newer.state, JobState::Queued);
+        assert_eq!(newer.payload["full"], json!(true));
+        assert_eq!(newer.head_sha.as_deref(), Some("new"));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn superseded_heads() {
+    on_each_backend("is_superseded", |db| async move {
+        let s = db.open().await?;
+        new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let old = must_claim(&s, "w1").await?;
+        assert!(!s.is_superseded(&old).await?);
+        // /audit on the same head does not supersede.
+        let same = new_id(s.enqueue(audit("d2", 1, "aaa")).await?);
+        assert!(!s.is_superseded(&old).await?);
+        // Another pull request does not either.
+        new_id(s.enqueue(audit("d3", 2, "zzz")).await?);
+        assert!(!s.is_superseded(&old).await?);
+        // A newer head does, while queued and after it is done.
+        assert_eq!(
+            s.enqueue(audit("d4", 1, "bbb")).await?,
+            Enqueued::Coalesced(same)
+        );
+        assert!(s.is_superseded(&old).await?);
+        let newer = must_job(&s, same).await?;
+        assert!(!s.is_superseded(&newer).await?);
+        assert!(s.complete(old.id, "w1").await?);
+        let newer = must_claim(&s, "w2").await?;
+        assert_eq!(newer.id, same);
+        assert!(s.complete(newer.id, "w2").await?);
+        assert!(s.is_superseded(&old).await?);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn survives_a_restart() {
+    on_each_backend("crash durability", |db| async move {
+        let s = db.open().await?;
+        let a = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let b = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
+        // A worker takes `a` and dies with it.
+        assert_eq!(
+            s.claim("doomed", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            Some(a)
+        );
+        drop(s);
+
+        let s = db.open().await?;
+        assert_eq!(s.enqueue(audit("d1", 1, "aaa")).await?, Enqueued::Duplicate);
+        assert_eq!(must_job(&s, b).await?.state, JobState::Queued);
+        assert_eq!(must_claim(&s, "w").await?.id, b);
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        let resumed = must_claim(&s, "w").await?;
+        assert_eq!((resumed.id, resumed.attempts), (a, 2));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_take_each_job_once() {
+    on_each_backend("concurrent claims", |db| async move {
+        let s = db.open().await?;
+        // 100 jobs enqueued from 8 tasks at once, over 4 installations.
+        let mut enqueuers = JoinSet::new();
+        for t in 0..8i64 {
+            let s = Arc::clone(&s);
+            enqueuers.spawn(async move {
+                let mut ids = Vec::new();
+                for i in (t..100).step_by(8) {
+                    let job = new_job(
+                        &format!("d{i}"),
+                        i % 4,
+                        "o/r",
+                        Some(i),
+                        Some("h"),
+                        json!({}),
+                    );
+                    ids.push(new_id(s.enqueue(job).await?));
+                }
+                Ok::<_, QueueError>(ids)
+            });
+        }
+        let mut all = BTreeSet::new();
+        for ids in enqueuers.join_all().await {
+            all.extend(ids?);
+        }
+        assert_eq!(all.len(), 100);
+
+        let claimed = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = JoinSet::new();
+        for w in 0..8 {
+            let s = Arc::clone(&s);
+            let claimed = Arc::clone(&claimed);
+            workers.spawn(async move {
+                let worker = format!("w{w}");
+                loop {
+                    match s.claim(&worker, LEASE, NO_CAP).await? {
+                        Some(job) => {
+                            if let Ok(mut claimed) = claimed.lock() {
+                                claimed.push((job.id, job.attempts));
+                            }
+                            assert!(s.complete(job.id, &worker).await?);
+                        }
+                        None => {
+                            let depth = s.depth().await?;
+                            if depth.queued == 0 && depth.running == 0 {
+                                return Ok::<_, QueueError>(());
+                            }
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                }
+            });
+        }
+        // A claim that wrongly finds nothing would spin forever: fail instead.
+        let Ok(outcomes) = tokio::time::timeout(Duration::from_secs(60), workers.join_all()).await
+        else {
+            panic!(
+                "{}: workers did not drain the queue within 60 s",
+                db.backend
+            );
+        };
+        for outcome in outcomes {
+            outcome?;
+        }
+        let claimed = match claimed.lock() {
+            Ok(claimed) => claimed.clone(),
+            Err(_) => panic!("a worker panicked"),
+        };
+        assert_eq!(claimed.len(), 100, "{}: {claimed:?}", db.backend);
+        let ids: HashSet<i64> = claimed.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), 100, "{}: a job was claimed twice", db.backend);
+        assert!(claimed.iter().all(|(_, attempts)| *attempts == 1));
+        assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), all);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn comment_fingerprints_and_check_runs() {
+    on_each_backend("fingerprints", |db| async move {
+        let s = db.open().await?;
+        assert!(s.posted_comments("o/r", 1).await?.is_empty());
+        let comments = vec![("fp-b".to_string(), 2), ("fp-a".to_string(), 1)];
+        s.record_comments("o/r", 1, &comments).await?;
+        s.record_comments("o/r", 2, &[("fp-a".to_string(), 9)])
+            .await?;
+        s.record_comments("o/r", 1, &[]).await?;
+        assert_eq!(
+            s.posted_comments("o/r", 1).await?,
+            vec![("fp-a".to_string(), 1), ("fp-b".to_string(), 2)]
+        );
+        // Recording a fingerprint again keeps one row with the newer comment.
+        s.record_comments("o/r", 1, &[("fp-a".to_string(), 3)])
+            .await?;
+        assert_eq!(
+            s.posted_comments("o/r", 1).await?,
+            vec![("fp-a".to_string(), 3), ("fp-b".to_string(), 2)]
+        );
+        assert!(s.forget_comment("o/r", 1, "fp-a").await?);
+        assert!(!s.forget_comment("o/r", 1, "fp-a").await?);
+        assert_eq!(
+            s.posted_comments("o/r", 1).await?,
+            vec![("fp-b".to_string(), 2)]
+        );
+        assert_eq!(
+            s.posted_comments("o/r", 2).await?,
+            vec![("fp-a".to_string(), 9)]
+        );
+
+        assert_eq!(s.check_run("o/r", "aaa").await?, None);
+        s.set_check_run("o/r", "aaa", 1001).await?;
+        s.set_check_run("o/r", "bbb", 1002).await?;
+        assert_eq!(s.check_run("o/r", "aaa").await?, Some(1001));
+        s.set_check_run("o/r", "aaa", 1003).await?;
+        assert_eq!(s.check_run("o/r", "aaa").await?, Some(1003));
+        assert_eq!(s.check_run("o/x", "aaa").await?, None);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounded_queue_drops_superseded_first() {
+    on_each_backend("bounded queue", |db| async move {
+        let s = db.open().await?;
+        // A slow worker's audit of head aaa outlives its lease; the newer head bbb is claimed meanwhile.
+        let old = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        assert_eq!(
+            s.claim("slow", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            Some(old)
+        );
+        let newer = new_id(s.enqueue(audit("d2", 1, "bbb")).await?);
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        assert_eq!(must_claim(&s, "fast").await?.id, newer);
+        // The slow worker retries: its superseded audit is queued again.
+        assert!(s.retry(old, "slow", "timeout", Utc::now()).await?);
+        assert_eq!(s.depth().await?.queued, 1);
+
+        // Within bounds nothing is dropped.
+        let first = s.enqueue_bounded(audit("d3", 2, "ccc"), 2).await?;
+        assert!(matches!(first.enqueued, Enqueued::New(_)));
+        assert_eq!((first.dropped, first.over_capacity), (0, false));
+        // Over the bound: the superseded audit goes first, the new job is stored.
+        let second = s.enqueue_bounded(audit("d4", 3, "ddd"), 2).await?;
+        let kept = new_id(second.enqueued);
+        assert_eq!(
+            (second.dropped, second.over_capacity),
+            (1, false),
+            "{}",
+            db.backend
+        );
+        assert_eq!(must_job(&s, old).await?.state, JobState::Dropped);
+        assert_eq!(must_job(&s, kept).await?.state, JobState::Queued);
+        // Still over with nothing superseded: stored anyway, reported over capacity, nothing dropped.
+        let third = s.enqueue_bounded(audit("d5", 4, "eee"), 2).await?;
+        new_id(third.enqueued);
+        assert_eq!((third.dropped, third.over_capacity), (0, true));
+        assert_eq!(s.depth().await?.queued, 3);
+        // A redelivery stays a duplicate.
+        let again = s.enqueue_bounded(audit("d5", 4, "eee"), 2).await?;
+        assert_eq!(again.enqueued, Enqueued::Duplicate);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_forgets_old_work() {
+    on_each_backend("prune", |db| async move {
+        let s = db.open().await?;
+        let id = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let queued = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
+        must_claim(&s, "w").await?;
+        assert!(s.complete(id, "w").await?);
+        s.set_check_run("o/r", "aaa", 7).await?;
+        s.record_comments("o/r", 1, &[("fp".to_string(), 1)])
+            .await?;
+        assert_eq!(s.prune(DEFAULT_RETENTION).await?, Pruned::default());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let pruned = s.prune(Duration::ZERO).await?;
+        assert_eq!(
+            (pruned.jobs, pruned.deliveries, pruned.check_runs),
+            (1, 2, 1)
+        );
+        assert!(s.job(id).await?.is_none());
+        assert_eq!(must_job(&s, queued).await?.state, JobState::Queued);
+        assert_eq!(s.posted_comments("o/r", 1).await?.len(), 1);
+        // A forgotten delivery id is accepted again.
+        assert!(matches!(
+            s.enqueue(audit("d1", 1, "aaa")).await?,
+            Enqueued::New(_)
+        ));
+        s.ping().await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_migrate_at_once() {
+    let pg = match PgTestDatabase::create().await {
+        Ok(pg) => pg,
+        Err(reason) => {
+            eprintln!("skipping PostgreSQL queue tests: {reason}");
+            return;
+        }
+    };
+    let mut replicas = JoinSet::new();
+    for _ in 0..4 {
+        let db = TestDb {
+            backend: "postgres",
+            url: pg.url.clone(),
+        };
+        replicas.spawn(async move {
+            let s = db.open().await?;
+            s.ping().await?;
+            s.close().await;
+            Ok::<_, QueueError>(())
+        });
+    }
+    let outcomes = replicas.join_all().await;
+    pg.drop_database().await;
+    for outcome in outcomes {
+        if let Err(e) = outcome {
+            panic!("a replica could not start: {e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_url_forms() {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    };
+    let path = dir.path().join("nested.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    for target in [url.as_str(), "sqlite::memory:"] {
+        let s = match open(target).await {
+            Ok(s) => s,
+            Err(e) => panic!("{target}: {e}"),
+        };
+        assert_eq!(s.backend(), "sqlite");
+        let enqueued = s.enqueue(audit("d1", 1, "aaa")).await;
+        assert!(
+            matches!(enqueued, Ok(Enqueued::New(_))),
+            "{target}: {enqueued:?}"
+        );
+        assert!(
+            matches!(s.claim("w", LEASE, 1).await, Ok(Some(_))),
+            "{target}"
+        );
+        s.close().await;
+        assert!(s.ping().await.is_err());
+    }
+    assert!(path.exists());
+    match open("mysql://root:hunter2@db/x").await {
+        Err(QueueError::UnsupportedUrl { url }) => assert_eq!(url, "mysql://root:***@db/x"),
+        other => panic!("expected UnsupportedUrl, got {other:?}"),
+    }
+}
+
+#[test]
+fn backoff_is_bounded_and_jittered() {
+    let base = Duration::from_millis(100);
+    let max = Duration::from_secs(5);
+    for attempt in 0..=40u32 {
+        let ceiling = base
+            .checked_mul(
+                1u32.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            )
+            .unwrap_or(max)
+            .min(max);
+        for _ in 0..200 {
+            assert!(backoff(attempt, base, max) <= ceiling, "attempt {attempt}");
+        }
+    }
+    assert!(backoff(u32::MAX, base, max) <= max);
+    assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+    // Full jitter: spread over [0, ceiling], mean near half of it.
+    let samples: Vec<Duration> = (0..2000).map(|_| backoff(4, base, max)).collect();
+    let distinct: HashSet<Duration> = samples.iter().copied().collect();
+    assert!(distinct.len() > 1000, "{} distinct delays", distinct.len());
+    let mean = samples.iter().sum::<Duration>() / 2000;
+    assert!(
+        mean > Duration::from_millis(320) && mean < Duration::from_millis(480),
+        "mean {mean:?} for a ceiling of 800ms"
+    );
+    assert!(samples.iter().any(|d| *d < Duration::from_millis(200)));
+    assert!(samples.iter().any(|d| *d > Duration::from_millis(600)));
+}
+
+#[test]
+fn urls_are_redacted() {
+    assert_eq!(
+        redact_url("postgres://u:secret@h:5432/db?sslmode=require"),
+        "postgres://u:***@h:5432/db?sslmode=require"
+    );
+    assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        redact_url("/var/lib/prodaudit/queue.db"),
+        "/var/lib/prodaudit/queue.db"
+    );
+}
+
+/// Throughput of the intake path and of claims over a deep queue (run with
+/// `cargo test --release --lib queue::tests::throughput -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn throughput() {
+    on_each_backend("throughput", |db| async move {
+        const JOBS: usize = 20_000;
+        const CLIENTS: usize = 64;
+        let s = db.open().await?;
+        let started = std::time::Instant::now();
+        let mut clients = JoinSet::new();
+        for c in 0..CLIENTS {
+            let s = Arc::clone(&s);
+            clients.spawn(async move {
+                let mut latencies = Vec::new();
+                for i in (c..JOBS).step_by(CLIENTS) {
+                    let pr = i64::try_from(i % 5000).unwrap_or(0);
+                    let inst = i64::try_from(i % 50).unwrap_or(0);
+                    let job = new_job(&format!("d{i}"), inst, "o/r", Some(pr), Some(&format!("h{i}")), json!({"kind": "audit"}));
+                    let t = std::time::Instant::now();
+                    s.enqueue_bounded(job, DEFAULT_MAX_DEPTH).await?;
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, QueueError>(latencies)
+            });
+        }
+        let mut latencies = Vec::new();
+        for outcome in clients.join_all().await {
+            latencies.extend(outcome?);
+        }
+        let elapsed = started.elapsed();
+        latencies.sort();
+        let pct = |p: usize| latencies.get(latencies.len() * p / 100).copied().unwrap_or_default();
+        eprintln!(
+            "{}: {JOBS} enqueues from {CLIENTS} tasks in {elapsed:?} = {:.0}/s, p50 {:?}, p99 {:?}, depth {:?}",
+            db.backend,
+            JOBS as f64 / elapsed.as_secs_f64(),
+            pct(50),
+            pct(99),
+            s.depth().await?
+        );
+        let started = std::time::Instant::now();
+        for _ in 0..200 {
+            if let Some(job) = s.claim("bench", LEASE, 4).await? {
+                s.complete(job.id, "bench").await?;
+            }
+        }
+        eprintln!("{}: 200 claim+complete over a deep queue in {:?}", db.backend, started.elapsed());
+        Ok(())
+    })
+    .await;
+}

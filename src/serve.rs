@@ -1,0 +1,143 @@
+//! `prodaudit serve`: settings, database, GitHub client, workers and the HTTP server, with graceful shutdown.
+
+use crate::analysis::RuleSet;
+use crate::config::{LogFormat, Settings};
+use crate::github::GitHub;
+use crate::github::auth::AppAuth;
+use crate::github::client::ClientOptions;
+use crate::github::review::Reviewer;
+use crate::server::metrics::Metrics;
+use crate::server::{AppState, router};
+use crate::worker::{Worker, WorkerOptions};
+use anyhow::Context as _;
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
+
+/// Start logging as the settings say (JSON by default), never printing secrets.
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Run the App until SIGTERM or SIGINT.
+pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
+    tracing::info!(settings = ?settings, "starting");
+    let metrics = Arc::new(Metrics::new());
+    // The database may not be up yet (a container starting beside it): retry with backoff, not a crash loop.
+    let store = {
+        let mut attempt = 0u32;
+        loop {
+            match crate::queue::open(&settings.database_url).await {
+                Ok(s) => break s,
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    let wait = crate::queue::backoff(
+                        attempt,
+                        std::time::Duration::from_millis(500),
+                        std::time::Duration::from_secs(10),
+                    );
+                    tracing::warn!(error = %e, attempt, "database not available yet; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e).context("cannot open the database (DATABASE_URL)"),
+            }
+        }
+    };
+    let auth = AppAuth::new(settings.app_id, &settings.private_key)?;
+    let opts = ClientOptions {
+        timeout: settings.github_timeout,
+        ..Default::default()
+    };
+    let gh = Arc::new(GitHub::new(
+        &settings.github_api_url,
+        auth,
+        opts,
+        metrics.clone(),
+    )?);
+    let rules = Arc::new(rules);
+    let reviewer = Arc::new(Reviewer {
+        gh: gh.clone(),
+        rules,
+        store: store.clone(),
+    });
+    let wake = Arc::new(Notify::new());
+    let worker_id = format!("{}-{}", hostname(), std::process::id());
+    let worker = Arc::new(Worker {
+        store: store.clone(),
+        reviewer,
+        gh,
+        metrics: metrics.clone(),
+        opts: WorkerOptions {
+            lease: settings.job_lease,
+            ..WorkerOptions::new(
+                worker_id,
+                settings.workers,
+                settings.per_installation,
+                settings.job_timeout,
+                settings.max_attempts,
+            )
+        },
+        wake: wake.clone(),
+    });
+    let state = Arc::new(AppState {
+        webhook_secret: settings.webhook_secret.clone(),
+        app_id: settings.app_id,
+        max_queue_depth: settings.max_queue_depth,
+        store: store.clone(),
+        metrics,
+        wake,
+        credentials_ok: true,
+    });
+    let app = router(state, &settings.webhook_path);
+    let addr = std::net::SocketAddr::new(settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, path = %settings.webhook_path, "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = tokio::spawn(worker.run(stop_rx, settings.shutdown_grace));
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: intake closed, draining running audits");
+        let _ = stop_tx.send(true);
+    });
+    server.await.context("HTTP server failed")?;
+    let _ = workers.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "prodaudit".into())
+}

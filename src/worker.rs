@@ -1,0 +1,372 @@
+//! Runs jobs from the durable queue: bounded concurrency, per-installation fairness (the queue's claim), a
+//! lease kept alive while a job runs, a time limit per job, transient failures retried with backoff and
+//! jitter, and a clear failed check run after the last attempt.
+
+use crate::github::GitHub;
+use crate::github::events::Command;
+use crate::github::review::{AuditTarget, Reviewer};
+use crate::queue::{Job, JobStore, backoff};
+use crate::report::markdown;
+use crate::server::metrics::Metrics;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub id: String,
+    pub concurrency: usize,
+    pub per_installation: usize,
+    pub job_timeout: Duration,
+    pub max_attempts: u32,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl WorkerOptions {
+    pub fn new(
+        id: String,
+        concurrency: usize,
+        per_installation: usize,
+        job_timeout: Duration,
+        max_attempts: u32,
+    ) -> Self {
+        WorkerOptions {
+            id,
+            concurrency,
+            per_installation,
+            job_timeout,
+            max_attempts,
+            // The lease outlives the job's time limit, and is renewed while the job runs.
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(500),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn JobStore>,
+    pub reviewer: Arc<Reviewer>,
+    pub gh: Arc<GitHub>,
+    pub metrics: Arc<Metrics>,
+    pub opts: WorkerOptions,
+    /// Woken by intake when a job is stored, so idle workers need not wait for the next poll.
+    pub wake: Arc<Notify>,
+}
+
+/// Why a job failed.
+struct JobFailure {
+    message: String,
+    transient: bool,
+    retry_after: Option<Duration>,
+    /// Gone (404): drop without retrying or reporting.
+    gone: bool,
+}
+
+impl Worker {
+    /// Claim and run jobs until `shutdown` turns true; then wait for running jobs up to `grace` and put
+    /// unfinished ones back in the queue.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.opts.concurrency));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            };
+            let claimed = self
+                .store
+                .claim(&self.opts.id, self.opts.lease, self.opts.per_installation)
+                .await;
+            match claimed {
+                Ok(Some(job)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.run_job(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.opts.poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(error = %e, "cannot claim a job; retrying");
+                    tokio::time::sleep(self.opts.poll * 4).await;
+                }
+            }
+            if let Ok(d) = self.store.depth().await {
+                self.metrics.queue_queued.set(d.queued as i64);
+                self.metrics.queue_running.set(d.running as i64);
+                self.metrics.queue_dead.set(d.dead as i64);
+            }
+        }
+        // Drain: running jobs finish within the grace period; the rest go back to the queue for any replica.
+        let deadline = Instant::now() + grace;
+        while slots.available_permits() < self.opts.concurrency && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match self.store.requeue_running(&self.opts.id).await {
+            Ok(n) if n > 0 => {
+                tracing::warn!(jobs = n, "shutdown: unfinished jobs returned to the queue")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "shutdown: cannot requeue running jobs; their leases will expire")
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "job",
+            job = job.id,
+            delivery = %job.delivery_id,
+            repo = %job.repo,
+            pr = job.pr_number.unwrap_or_default(),
+            installation = job.installation_id,
+        );
+        self.run_job_in_span(job).instrument(span).await;
+    }
+
+    async fn run_job_in_span(&self, job: Job) {
+        let started = Instant::now();
+        // Keep the lease while the job runs.
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let heartbeat = {
+            let store = self.store.clone();
+            let (id, worker, lease) = (job.id, self.opts.id.clone(), self.opts.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(lease / 3) => {}
+                        _ = stop_rx.changed() => break,
+                    }
+                    match store.extend_lease(id, &worker, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!("lease lost: another worker took the job over");
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot extend the lease"),
+                    }
+                }
+            })
+        };
+        let result = match tokio::time::timeout(self.opts.job_timeout, self.execute(&job)).await {
+            Ok(r) => r,
+            Err(_) => Err(JobFailure {
+                message: format!("the audit took longer than {:?}", self.opts.job_timeout),
+                transient: true,
+                retry_after: None,
+                gone: false,
+            }),
+        };
+        let _ = stop_tx.send(true);
+        let _ = heartbeat.await;
+        self.metrics
+            .audit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let (id, worker) = (job.id, self.opts.id.as_str());
+        let outcome = match result {
+            Ok(()) => {
+                tracing::info!(ms = started.elapsed().as_millis() as u64, "job done");
+                self.store.complete(id, worker).await.map(|_| "done")
+            }
+            Err(f) if f.gone => {
+                tracing::warn!(error = %f.message, "pull request or repository is gone; job dropped");
+                self.store
+                    .give_up(id, worker, &f.message)
+                    .await
+                    .map(|_| "gone")
+            }
+            Err(f) if f.transient && job.attempts < self.opts.max_attempts => {
+                let wait = f.retry_after.unwrap_or_else(|| {
+                    backoff(job.attempts, self.opts.backoff_base, self.opts.backoff_max)
+                });
+                let run_after =
+                    chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                tracing::warn!(error = %f.message, attempt = job.attempts, wait_s = wait.as_secs(), "job failed; retrying");
+                self.store
+                    .retry(id, worker, &f.message, run_after)
+                    .await
+                    .map(|_| "retry")
+            }
+            Err(f) => {
+                tracing::error!(error = %f.message, attempt = job.attempts, "job failed for good");
+                if let Some(target) = target_of(&job)
+                    && let Some(head) = job.head_sha.clone()
+                    && let Err(e) = self.reviewer.fail_check(&target, &head, &f.message).await
+                {
+                    tracing::error!(error = %e, "cannot mark the check run failed");
+                }
+                self.store
+                    .give_up(id, worker, &f.message)
+                    .await
+                    .map(|_| "dead")
+            }
+        };
+        match outcome {
+            Ok(label) => self
+                .metrics
+                .audits
+                .get_or_create(&vec![("outcome", label.to_string())])
+                .inc(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the job's outcome");
+                0
+            }
+        };
+    }
+
+    async fn execute(&self, job: &Job) -> Result<(), JobFailure> {
+        let kind = job.payload["kind"].as_str().unwrap_or("audit");
+        match kind {
+            "command" => self.command(job).await,
+            "rerun" => {
+                let mut prs: Vec<i64> = job.payload["pr_numbers"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+                    .unwrap_or_default();
+                if prs.is_empty()
+                    && let Some(head) = &job.head_sha
+                {
+                    // Re-runs from fork pushes arrive without pull requests: ask which ones have this head.
+                    prs = self
+                        .gh
+                        .pulls_for_commit(job.installation_id, &job.repo, head)
+                        .await
+                        .map_err(fail)?;
+                }
+                for pr in prs {
+                    let t = AuditTarget {
+                        installation: job.installation_id,
+                        repo: job.repo.clone(),
+                        pr_number: pr,
+                        head_sha: job.head_sha.clone(),
+                        full: false,
+                        explicit: true,
+                    };
+                    self.reviewer
+                        .audit(&t, Some(job))
+                        .await
+                        .map_err(fail_review)?;
+                }
+                Ok(())
+            }
+            _ => {
+                let Some(t) = target_of(job) else {
+                    return Err(JobFailure {
+                        message: "job without a pull request".into(),
+                        transient: false,
+                        retry_after: None,
+                        gone: false,
+                    });
+                };
+                let out = self
+                    .reviewer
+                    .audit(&t, Some(job))
+                    .await
+                    .map_err(fail_review)?;
+                tracing::info!(findings = out.findings, new_comments = out.new_comments, resolved = out.resolved, conclusion = %out.conclusion, skipped = ?out.skipped, "audited");
+                Ok(())
+            }
+        }
+    }
+
+    /// A slash command: only users with write, maintain or admin permission may run it.
+    async fn command(&self, job: &Job) -> Result<(), JobFailure> {
+        let (inst, repo) = (job.installation_id, job.repo.as_str());
+        let Some(pr) = job.pr_number else {
+            return Ok(());
+        };
+        let user = job.payload["user"].as_str().unwrap_or_default();
+        let comment_id = job.payload["comment_id"].as_i64().unwrap_or_default();
+        let command = match job.payload["command"].as_str() {
+            Some("full") => Command::Full,
+            Some("help") => Command::Help,
+            _ => Command::Audit,
+        };
+        let permission = self
+            .gh
+            .collaborator_permission(inst, repo, user)
+            .await
+            .map_err(fail)?;
+        if !matches!(permission.as_str(), "admin" | "maintain" | "write") {
+            let body = format!(
+                "@{user} only people with write access to this repository can run prodaudit commands (you have `{permission}`)."
+            );
+            self.gh
+                .create_issue_comment(inst, repo, pr, &body)
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        self.gh
+            .add_reaction(inst, repo, comment_id, "eyes")
+            .await
+            .map_err(fail)?;
+        if command == Command::Help {
+            self.gh
+                .create_issue_comment(inst, repo, pr, &markdown::help_text())
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        let t = AuditTarget {
+            installation: inst,
+            repo: repo.to_string(),
+            pr_number: pr,
+            head_sha: None,
+            full: command == Command::Full,
+            explicit: true,
+        };
+        self.reviewer.audit(&t, None).await.map_err(fail_review)?;
+        Ok(())
+    }
+}
+
+fn target_of(job: &Job) -> Option<AuditTarget> {
+    Some(AuditTarget {
+        installation: job.installation_id,
+        repo: job.repo.clone(),
+        pr_number: job.pr_number?,
+        head_sha: job.head_sha.clone(),
+        full: job.payload["full"].as_bool().unwrap_or(false),
+        explicit: false,
+    })
+}
+
+fn fail(e: crate::github::GitHubError) -> JobFailure {
+    JobFailure {
+        gone: e.status() == Some(404),
+        transient: e.is_transient(),
+        retry_after: e.retry_after(),
+        message: e.to_string(),
+    }
+}
+
+fn fail_review(e: crate::github::review::ReviewError) -> JobFailure {
+    match e {
+        crate::github::review::ReviewError::GitHub(g) => fail(g),
+        other => JobFailure {
+            transient: other.is_transient(),
+            retry_after: None,
+            gone: false,
+            message: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,525 @@
+//! End to end: the real `prodaudit serve` binary against the in-process fake GitHub.
+
+mod fake_github;
+
+use fake_github::{Fault, World};
+use prodaudit::server::signature::sign;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "e2e-secret";
+const APP_ID: u64 = 4242;
+const REPO: &str = "acme/api";
+
+const BASE_PY: &str = "import asyncio\nimport time\n\n\nasync def a():\n    return 1\n\n\nasync def b():\n    return 2\n";
+const HEAD_PY: &str = "import asyncio\nimport time\n\n\nasync def a():\n    time.sleep(1)\n    return 1\n\n\nasync def b():\n    return 2\n";
+
+fn world() -> World {
+    let mut trees = std::collections::HashMap::new();
+    trees.insert(
+        "base1".to_string(),
+        BTreeMap::from([("app/svc.py".to_string(), BASE_PY.to_string())]),
+    );
+    trees.insert(
+        "head1".to_string(),
+        BTreeMap::from([("app/svc.py".to_string(), HEAD_PY.to_string())]),
+    );
+    World {
+        repo: REPO.into(),
+        base_sha: "base1".into(),
+        head_sha: "head1".into(),
+        pr_number: 7,
+        trees,
+        permissions: [
+            ("writer".to_string(), "write".to_string()),
+            ("reader".to_string(), "read".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+struct App {
+    child: Child,
+    pub url: String,
+}
+
+fn free_port() -> u16 {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("no free port: {e}"),
+    }
+}
+
+impl App {
+    fn start(api: &str, db: &std::path::Path) -> App {
+        let port = free_port();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-app-key.pem"
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_prodaudit"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_ID", APP_ID.to_string())
+            .env("PRIVATE_KEY_PATH", key)
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("GITHUB_API_URL", api)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .env("GITHUB_TIMEOUT_SECS", "5")
+            .env("JOB_LEASE_SECS", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start prodaudit serve: {e}"),
+        };
+        let app = App {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        app.wait_ready();
+        app
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq_get(&format!("{}/readyz", self.url))
+                && r == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prodaudit serve did not become ready");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tiny blocking HTTP client over std (status only), to keep test dependencies small.
+fn ureq_get(url: &str) -> std::io::Result<u16> {
+    http_request("GET", url, &[], b"").map(|(s, _)| s)
+}
+
+fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    // A server refusing an oversized body may answer and close before reading it all.
+    let _ = s.write_all(body);
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn deliver(app: &App, event: &str, delivery: &str, payload: &Value) -> u16 {
+    let body = payload.to_string().into_bytes();
+    let headers = vec![
+        ("X-GitHub-Event", event.to_string()),
+        ("X-GitHub-Delivery", delivery.to_string()),
+        ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    match http_request(
+        "POST",
+        &format!("{}/api/github/webhooks", app.url),
+        &headers,
+        &body,
+    ) {
+        Ok((s, _)) => s,
+        Err(e) => panic!("cannot deliver: {e}"),
+    }
+}
+
+fn pr_payload(action: &str, head: &str) -> Value {
+    json!({
+        "action": action,
+        "installation": {"id": 99},
+        "repository": {"full_name": REPO},
+        "pull_request": {"number": 7, "state": "open", "draft": false, "head": {"sha": head}, "base": {"sha": "base1", "ref": "main"}},
+    })
+}
+
+/// Wait until the check run of `head` is completed; returns it.
+async fn completed_check(w: &fake_github::Shared, head: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        {
+            let world = fake_github::lock_pub(w);
+            if let Some(run) = world
+                .check_runs
+                .values()
+                .find(|r| r["head_sha"] == head && r["status"] == "completed")
+            {
+                return run.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            let world = fake_github::lock_pub(w);
+            panic!(
+                "no completed check run for {head}; requests: {:?}",
+                world
+                    .requests
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_request_opened_gets_a_check_run_and_one_review() {
+    let (api, w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        202
+    );
+    // The same delivery again (an operator's redelivery) creates no second audit.
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "failure");
+    assert_eq!(run["name"], "production-standards");
+    assert!(
+        run["output"]["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("1 high")),
+        "{run}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    assert_eq!(world.reviews.len(), 1, "one review");
+    let comments = world.reviews[0]["comments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["path"], "app/svc.py");
+    assert_eq!(comments[0]["line"], 6);
+    assert_eq!(comments[0]["side"], "RIGHT");
+    let body = comments[0]["body"].as_str().unwrap_or("");
+    assert!(
+        body.starts_with("**HIGH · C5 · Never block the event loop**"),
+        "{body}"
+    );
+    assert!(body.contains("<!-- prodaudit:fp="));
+    let creates = world
+        .requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/check-runs"))
+        .count();
+    assert_eq!(
+        creates, 1,
+        "the duplicate delivery did not start a second audit"
+    );
+    // Installation calls carry the installation token, not the JWT.
+    assert!(
+        world
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with("/repos/"))
+            .all(|r| r.authorization.starts_with("Bearer ghs_"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_fixes_one_and_adds_another_resolves_and_comments_once() {
+    let (api, w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        202
+    );
+    completed_check(&w, "head1").await;
+    {
+        let mut world = fake_github::lock_pub(&w);
+        let fixed = HEAD_PY
+            .replace("    time.sleep(1)\n", "    await asyncio.sleep(1)\n")
+            .replace("    return 2\n", "    time.sleep(2)\n    return 2\n");
+        world.trees.insert(
+            "head2".into(),
+            BTreeMap::from([("app/svc.py".to_string(), fixed)]),
+        );
+        world.head_sha = "head2".into();
+    }
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "d-2",
+            &pr_payload("synchronize", "head2")
+        ),
+        202
+    );
+    completed_check(&w, "head2").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    assert_eq!(world.reviews.len(), 2);
+    let second = world.reviews[1]["comments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(second.len(), 1, "only the new finding is commented");
+    assert_eq!(second[0]["line"], 11);
+    let resolved = world.threads.iter().filter(|t| t.resolved).count();
+    assert_eq!(resolved, 1, "the fixed finding's thread is resolved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_need_write_access() {
+    let (api, w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    let comment = |user: &str, id: i64| {
+        json!({
+            "action": "created",
+            "installation": {"id": 99},
+            "repository": {"full_name": REPO},
+            "issue": {"number": 7, "pull_request": {"url": "x"}},
+            "comment": {"id": id, "body": "/audit", "user": {"login": user, "type": "User"}},
+        })
+    };
+    assert_eq!(
+        deliver(&app, "issue_comment", "c-1", &comment("reader", 501)),
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake_github::lock_pub(&w).issue_comments.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    {
+        let world = fake_github::lock_pub(&w);
+        assert!(
+            world
+                .issue_comments
+                .iter()
+                .any(|c| c.contains("write access")),
+            "{:?}",
+            world.issue_comments
+        );
+        assert!(
+            world.check_runs.is_empty(),
+            "a reader's command audits nothing"
+        );
+    }
+    assert_eq!(
+        deliver(&app, "issue_comment", "c-2", &comment("writer", 502)),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "failure");
+    assert!(
+        fake_github::lock_pub(&w)
+            .reactions
+            .contains(&(502, "eyes".to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_without_pull_requests_and_a_diff_without_patch() {
+    let mut wd = world();
+    wd.no_patch = vec!["app/svc.py".into()];
+    let (api, w) = fake_github::start(wd).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    let payload = json!({
+        "action": "rerequested",
+        "installation": {"id": 99},
+        "repository": {"full_name": REPO},
+        "check_run": {"head_sha": "head1", "app": {"id": APP_ID}, "pull_requests": []},
+    });
+    assert_eq!(deliver(&app, "check_run", "r-1", &payload), 202);
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(
+        run["conclusion"], "failure",
+        "the finding is found from the two versions"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let world = fake_github::lock_pub(&w);
+    assert!(
+        world
+            .requests
+            .iter()
+            .any(|r| r.path.ends_with("/commits/head1/pulls")),
+        "head mapped to its pull request"
+    );
+    assert_eq!(world.reviews[0]["comments"][0]["line"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_and_a_killed_server_resumes() {
+    let (api, w) = fake_github::start(world()).await;
+    {
+        let mut world = fake_github::lock_pub(&w);
+        world.faults.push_back(Fault {
+            method: Some("GET".into()),
+            path_part: "/pulls/7/files".into(),
+            status: 502,
+            headers: vec![],
+            delay_ms: 0,
+            times: 2,
+        });
+        world.faults.push_back(Fault {
+            method: Some("GET".into()),
+            path_part: "/pulls/7".into(),
+            status: 429,
+            headers: vec![("retry-after".into(), "1".into())],
+            delay_ms: 0,
+            times: 1,
+        });
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("q.db");
+    let mut app = App::start(&api, &db);
+    // Accepted, then the process dies before (or while) it works.
+    {
+        let mut world = fake_github::lock_pub(&w);
+        world.faults.push_back(Fault {
+            method: Some("POST".into()),
+            path_part: "/access_tokens".into(),
+            status: 0,
+            headers: vec![],
+            delay_ms: 3000,
+            times: 1,
+        });
+    }
+    assert_eq!(
+        deliver(&app, "pull_request", "k-1", &pr_payload("opened", "head1")),
+        202
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.kill();
+    let app2 = App::start(&api, &db);
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "failure");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let world = fake_github::lock_pub(&w);
+    assert_eq!(
+        world.reviews.len(),
+        1,
+        "no duplicate review after the restart"
+    );
+    drop(app2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_answers() {
+    let (api, _w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    let url = format!("{}/api/github/webhooks", app.url);
+    let body = br#"{"zen":"hi"}"#.to_vec();
+    let h = |sig: String, ct: &str| {
+        vec![
+            ("X-GitHub-Event", "ping".to_string()),
+            ("X-GitHub-Delivery", "p-1".to_string()),
+            ("X-Hub-Signature-256", sig),
+            ("Content-Type", ct.to_string()),
+        ]
+    };
+    let status = |headers: Vec<(&str, String)>, body: &[u8]| match http_request(
+        "POST", &url, &headers, body,
+    ) {
+        Ok((s, _)) => s,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        status(h(sign(SECRET.as_bytes(), &body), "application/json"), &body),
+        202
+    );
+    assert_eq!(
+        status(h(sign(b"wrong", &body), "application/json"), &body),
+        401
+    );
+    assert_eq!(status(h(String::new(), "application/json"), &body), 401);
+    assert_eq!(
+        status(h(sign(SECRET.as_bytes(), b"{}"), "application/json"), &body),
+        401,
+        "signature of another body"
+    );
+    assert_eq!(
+        status(
+            h(
+                sign(SECRET.as_bytes(), &body),
+                "application/x-www-form-urlencoded"
+            ),
+            &body
+        ),
+        415
+    );
+    let bad = b"{not json".to_vec();
+    assert_eq!(
+        status(h(sign(SECRET.as_bytes(), &bad), "application/json"), &bad),
+        400
+    );
+    let huge = vec![b' '; 26 * 1024 * 1024];
+    assert_eq!(
+        status(h(sign(SECRET.as_bytes(), &huge), "application/json"), &huge),
+        413
+    );
+    assert_eq!(ureq_get(&format!("{}/healthz", app.url)).unwrap_or(0), 200);
+    let (_, metrics) =
+        http_request("GET", &format!("{}/metrics", app.url), &[], b"").unwrap_or_default();
+    assert!(
+        metrics.contains("prodaudit_webhooks_total{event=\"ping\",outcome=\"ignored\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("outcome=\"bad_signature\""));
+}
