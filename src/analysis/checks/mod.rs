@@ -7,6 +7,10 @@ use ast_grep_core::Node;
 use ast_grep_core::tree_sitter::StrDoc;
 use std::ops::Range;
 
+mod c1_counter;
+mod c2_contended_row;
+mod c3_session_sharing;
+mod c4_pools;
 mod f1_db_statement_timeout;
 mod i4_compose_ports;
 mod i4_secret_in_response;
@@ -48,6 +52,20 @@ pub trait Check: Sync + Send {
 
 static CHECKS: &[&dyn Check] = &[
     &sync_session::SyncSessionInAsync,
+    &c1_counter::CounterReadModifyWrite,
+    &c1_counter::QuotaCheckThenAct,
+    &c1_counter::CounterRmwLoadedElsewhere,
+    &c1_counter::CountThenInsert,
+    &c2_contended_row::UnlockedStatusTransition,
+    &c2_contended_row::UnlockedBalanceUpdate,
+    &c3_session_sharing::SessionSharedAcrossTasks,
+    &c3_session_sharing::SessionPassedToTask,
+    &c3_session_sharing::ModuleLevelSession,
+    &c3_session_sharing::SessionOnInstance,
+    &c4_pools::EnginePoolDefaults,
+    &c4_pools::EnginePoolTimeoutNone,
+    &c4_pools::EngineNullPool,
+    &c4_pools::ClientPerRequest,
     &f1_db_statement_timeout::DbEngineNoStatementTimeout,
     &i4_compose_ports::ComposeDatastorePort,
     &i4_secret_in_response::SecretInResponse,
