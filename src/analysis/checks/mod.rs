@@ -17,6 +17,16 @@ mod i4_secret_in_response;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
 mod o3_hardcoded_secrets;
+mod i1_tenant;
+mod i2_limits;
+mod i3_fault;
+mod i5_state;
+mod i6_growth;
+mod c5_blocking;
+mod c5_sync_driver;
+mod c6_fanout;
+mod c8_scheduler;
+mod f5_partial_failure;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
@@ -52,6 +62,31 @@ pub trait Check: Sync + Send {
 
 static CHECKS: &[&dyn Check] = &[
     &sync_session::SyncSessionInAsync,
+    &i1_tenant::TenantQueryIgnoresTenant,
+    &i1_tenant::TenantQueryUnscoped,
+    &i1_tenant::CacheKeyWithoutTenant,
+    &i1_tenant::VectorCollectionNotScoped,
+    &i2_limits::PublicRouterWithoutRateLimit,
+    &i2_limits::UploadReadWithoutSizeLimit,
+    &i2_limits::UploadReadInHelper,
+    &i3_fault::ProcessExitInApp,
+    &i3_fault::TenantLoopWithoutIsolation,
+    &i5_state::ModuleMutableState,
+    &i5_state::GlobalRebindOnRequestPath,
+    &i5_state::EnvironMutationOnRequestPath,
+    &i6_growth::UnboundedModuleCollection,
+    &i6_growth::UnboundedMemoization,
+    &c5_sync_driver::SyncDriverInAsync,
+    &c5_blocking::BLOCKING_HELPER,
+    &c5_blocking::BLOCKING_HELPER_MEDIUM,
+    &c6_fanout::UNBOUNDED_FANOUT_REQUEST,
+    &c6_fanout::UNBOUNDED_FANOUT,
+    &c8_scheduler::InProcessScheduler,
+    &c8_scheduler::RepeatEvery,
+    &c8_scheduler::StartupLoopTask,
+    &c8_scheduler::CeleryBeatEmbedded,
+    &f5_partial_failure::ItemLoopNoTry,
+    &f5_partial_failure::SwallowedException,
     &c1_counter::CounterReadModifyWrite,
     &c1_counter::QuotaCheckThenAct,
     &c1_counter::CounterRmwLoadedElsewhere,

@@ -3,9 +3,14 @@
 //! `db: Session = Depends(get_db)` in an `async def` endpoint runs every query on the event loop thread: while
 //! the database answers, no other request of this worker makes progress. A method call on the session
 //! (`db.query(...)`, `db.execute(...)`, `db.commit()`) or handing it to a helper (`crud.get_user(db, ...)`)
-//! both block.
+//! both block. So does a session opened with a plain `with` in the coroutine (`with Session(engine) as db:`,
+//! `with SessionLocal() as db:`): a plain `with` cannot open an `AsyncSession`. In-memory session methods
+//! (`add`, `expunge`, `expire`) are not reported, nor is start-up code (`lifespan`).
 
-use super::{Check, CheckMatch, PyNode, is_async_def};
+use super::c5_blocking::{
+    Imports, dotted, is_awaited, is_startup_function, own_nodes, well_formed,
+};
+use super::{Check, CheckMatch, PyNode, is_async_def, is_module_level};
 
 pub struct SyncSessionInAsync;
 
@@ -49,66 +54,160 @@ fn session_params(func: &PyNode<'_>) -> Vec<String> {
         .collect()
 }
 
+/// Session methods that never talk to the database: staging and bookkeeping in memory.
+fn is_in_memory_method(m: &str) -> bool {
+    matches!(
+        m,
+        "add"
+            | "add_all"
+            | "expunge"
+            | "expunge_all"
+            | "expire"
+            | "expire_all"
+            | "is_modified"
+            | "in_transaction"
+            | "in_nested_transaction"
+            | "get_bind"
+            | "get_transaction"
+            | "get_nested_transaction"
+            | "enable_relationship_loading"
+    )
+}
+
+/// Does a plain (not `async`) `with <call> as name:` open a synchronous SQLAlchemy session? `Session(engine)`,
+/// `SessionLocal()`, a module-level `sessionmaker(...)` of this file, or a factory named like one
+/// (`get_session_with_tenant()`, `get_db_session()`, `session_scope()`). A plain `with` cannot open an
+/// `AsyncSession`, so what it opens is synchronous; the name says it is a database session.
+fn opens_sync_session(value: &PyNode<'_>, imports: &Imports, makers: &[String]) -> bool {
+    if value.kind() != "call" {
+        return false;
+    }
+    let Some(name) = value.field("function").and_then(|f| dotted(&f)) else {
+        return false;
+    };
+    let resolved = imports.resolve(&name);
+    let first = resolved.split('.').next().unwrap_or("");
+    if matches!(
+        first,
+        "requests" | "httpx" | "aiohttp" | "neo4j" | "tensorflow" | "boto3" | "botocore"
+    ) {
+        return false;
+    }
+    if makers.contains(&name) {
+        return true;
+    }
+    let last = name.rsplit('.').next().unwrap_or("");
+    if last.to_ascii_lowercase().contains("async") {
+        return false;
+    }
+    last == "Session"
+        || last.ends_with("SessionLocal")
+        || last == "session_scope"
+        || (last.starts_with("get_") && last.contains("session"))
+        || last.contains("db_session")
+}
+
+/// Module-level names bound to a synchronous `sessionmaker(...)`.
+fn sync_session_makers(root: &PyNode<'_>, imports: &Imports) -> Vec<String> {
+    root.dfs()
+        .filter(|n| n.kind() == "assignment" && is_module_level(n))
+        .filter_map(|a| {
+            let left = a.field("left")?;
+            let right = a.field("right")?;
+            if right.kind() != "call" {
+                return None;
+            }
+            let callee = imports.resolve(&dotted(&right.field("function")?)?);
+            let sync = callee.ends_with("orm.sessionmaker") || callee == "sessionmaker";
+            let to_async = right.text().contains("AsyncSession");
+            (sync && !to_async && left.kind() == "identifier").then(|| left.text().to_string())
+        })
+        .collect()
+}
+
+/// Names bound by `with <sync session> as name:` in the function's own body.
+fn with_sessions(func: &PyNode<'_>, imports: &Imports, makers: &[String]) -> Vec<String> {
+    own_nodes(func)
+        .into_iter()
+        .filter(|n| n.kind() == "with_statement" && !n.children().any(|c| c.kind() == "async"))
+        .flat_map(|w| {
+            w.dfs()
+                .filter(|n| n.kind() == "as_pattern")
+                .filter_map(|p| {
+                    let value = p.child(0)?;
+                    if !opens_sync_session(&value, imports, makers) {
+                        return None;
+                    }
+                    let target = p.field("alias")?.child(0)?;
+                    (target.kind() == "identifier").then(|| target.text().to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 impl Check for SyncSessionInAsync {
     fn id(&self) -> &'static str {
         "sync-session-in-async"
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["Session"]
+        &["Session", "session"]
     }
 
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        let imports = Imports::of(root);
+        let makers = sync_session_makers(root, &imports);
         for func in root.dfs().filter(is_async_def) {
-            let names = session_params(&func);
-            if names.is_empty() {
+            if is_startup_function(&func) {
                 continue;
             }
-            let Some(body) = func.field("body") else {
+            let params = session_params(&func);
+            let opened = with_sessions(&func, &imports, &makers);
+            if params.is_empty() && opened.is_empty() {
                 continue;
-            };
-            let mut stack: Vec<PyNode<'_>> = body.children().collect();
-            while let Some(node) = stack.pop() {
-                let kind = node.kind();
-                // Nested functions and lambdas run elsewhere (often in a thread): not this coroutine's body.
-                if matches!(
-                    kind.as_ref(),
-                    "function_definition" | "lambda" | "class_definition"
-                ) {
+            }
+            for node in own_nodes(&func) {
+                if node.kind() != "call" || !well_formed(&node) {
                     continue;
                 }
-                if kind == "call"
-                    && let Some(hit) = session_use(&node, &names)
+                if let Some(hit) = session_use(&node, &params, "")
+                    .or_else(|| session_use(&node, &opened, " opened with `with`"))
                 {
                     out.push(CheckMatch {
                         range: node.range(),
                         message: Some(hit),
                     });
                 }
-                stack.extend(node.children());
             }
         }
     }
 }
 
 /// If this call uses one of the session names, say how.
-fn session_use(call: &PyNode<'_>, names: &[String]) -> Option<String> {
+fn session_use(call: &PyNode<'_>, names: &[String], how: &str) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    // An awaited call means it is not the sync Session after all (e.g. a mis-annotated AsyncSession).
+    if is_awaited(call) {
+        return None;
+    }
     let func = call.field("function")?;
     if func.kind() == "attribute"
         && let Some(obj) = func.field("object")
         && obj.kind() == "identifier"
         && names.iter().any(|n| *n == obj.text())
     {
-        // An awaited call on it means it is not the sync Session after all (e.g. a mis-annotated AsyncSession).
-        if call.parent().is_some_and(|p| p.kind() == "await") {
-            return None;
-        }
         let attr = func
             .field("attribute")
             .map(|a| a.text().to_string())
             .unwrap_or_default();
+        if is_in_memory_method(&attr) {
+            return None;
+        }
         return Some(format!(
-            "`{}.{attr}(…)` runs a blocking database call on the event loop: `{}` is a synchronous SQLAlchemy `Session` inside `async def`",
+            "`{}.{attr}(…)` runs a blocking database call on the event loop: `{}` is a synchronous SQLAlchemy `Session`{how} inside `async def`",
             obj.text(),
             obj.text()
         ));
@@ -124,11 +223,17 @@ fn session_use(call: &PyNode<'_>, names: &[String]) -> Option<String> {
             && v.kind() == "identifier"
             && names.iter().any(|n| *n == v.text())
         {
-            if call.parent().is_some_and(|p| p.kind() == "await") {
+            // Handed to a thread, not called here.
+            let callee = dotted(&func).unwrap_or_default();
+            let last = callee.rsplit('.').next().unwrap_or("");
+            if matches!(
+                last,
+                "to_thread" | "run_in_executor" | "run_in_threadpool" | "run_sync" | "submit"
+            ) {
                 return None;
             }
             return Some(format!(
-                "`{}(…)` is handed the synchronous SQLAlchemy `Session` `{}` inside `async def`: its queries block the event loop",
+                "`{}(…)` is handed the synchronous SQLAlchemy `Session` `{}`{how} inside `async def`: its queries block the event loop",
                 func.text(),
                 v.text()
             ));

@@ -1,0 +1,265 @@
+//! I6: unbounded in-memory growth.
+//!
+//! - `unbounded-module-collection`: a module-level list/dict/set that functions only ever add to: nothing in the
+//!   file removes entries, clears it or watches its size, so it grows for as long as the process lives (one
+//!   entry per request, user or document) until the container hits its memory limit.
+//! - `unbounded-memoization`: `@lru_cache(maxsize=None)` / `@cache` on a function whose arguments look
+//!   request-dependent (ids, queries, texts, URLs): one cache entry per distinct request, never evicted.
+
+use super::i5_state::{
+    CollKind, Collection, MODULE_COLLECTION_TOKENS, Op, Use, analyze_collections, decorator_name,
+    decorators, has_error, request_ish_key, shorten,
+};
+use super::{Check, CheckMatch, PyNode, keyword_arg};
+use std::collections::HashSet;
+
+/// Does this use add entries (or grow an entry's inner collection)?
+fn is_growth(c: &Collection, u: &Use) -> bool {
+    match u.op {
+        Op::Grow => true,
+        Op::Mutate => {
+            matches!(c.kind, CollKind::DefaultDict | CollKind::Counter)
+                || [
+                    ".append(",
+                    ".add(",
+                    ".extend(",
+                    ".update(",
+                    ".setdefault(",
+                    ".insert(",
+                ]
+                .iter()
+                .any(|m| u.text.contains(m))
+        }
+        _ => false,
+    }
+}
+
+/// If the collection is only ever added to at run time, the first growing use outside start-up code.
+pub(super) fn grows_without_bound(c: &Collection) -> Option<&Use> {
+    if c.bounded {
+        return None;
+    }
+    // Anything that removes entries, resets, measures or hands the collection elsewhere means it is managed (or
+    // may be, where we cannot see).
+    if c.uses.iter().any(|u| {
+        matches!(u.op, Op::Shrink | Op::Escape | Op::Measure)
+            || (u.op == Op::Mutate && u.text.contains(".pop"))
+    }) {
+        return None;
+    }
+    c.uses
+        .iter()
+        .find(|u| !u.startup && is_growth(c, u) && unbounded_key(c, u))
+}
+
+/// Lists and sets grow per call; dicts only when their keys come from an unbounded space (ids, users, texts):
+/// a dict keyed by provider name or config URL stays small.
+fn unbounded_key(c: &Collection, u: &Use) -> bool {
+    match c.kind {
+        CollKind::List | CollKind::Deque | CollKind::Set => {
+            u.request_path || u.key.as_deref().is_some_and(request_ish_key)
+        }
+        _ => match &u.key {
+            // `X["listeners"].append(…)`: a fixed slot whose inner collection grows; per request or not?
+            Some(k) if k.starts_with('"') || k.starts_with('\'') => u.request_path,
+            Some(k) => request_ish_key(k),
+            // `.update(...)` / `X[k].append(v)` without a visible key: the inner growth of a keyed value.
+            None => u.op == Op::Mutate,
+        },
+    }
+}
+
+pub struct UnboundedModuleCollection;
+
+impl Check for UnboundedModuleCollection {
+    fn id(&self) -> &'static str {
+        "unbounded-module-collection"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        MODULE_COLLECTION_TOKENS
+    }
+
+    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        for c in analyze_collections(root) {
+            if grows_without_bound(&c).is_none() {
+                continue;
+            }
+            let mut seen_funcs: HashSet<(usize, usize)> = HashSet::new();
+            for u in c
+                .uses
+                .iter()
+                .filter(|u| !u.startup && is_growth(&c, u) && unbounded_key(&c, u))
+            {
+                let fkey = u.func.as_ref().map_or((0, 0), |r| (r.start, r.end));
+                if !seen_funcs.insert(fkey) {
+                    continue;
+                }
+                out.push(CheckMatch {
+                    range: u.range.clone(),
+                    message: Some(format!(
+                        "`{}` adds to module-level `{}` (a {}) and nothing ever removes entries or caps its size: it grows for the life of the process (and is per-replica state)",
+                        shorten(&u.text),
+                        c.name,
+                        c.kind.describe()
+                    )),
+                });
+            }
+        }
+    }
+}
+
+/// Parameter names whose values come from requests (so each call is likely a new cache key).
+fn is_request_dependent(name: &str) -> bool {
+    let n = name.trim_start_matches('_').to_ascii_lowercase();
+    let last = n.rsplit('_').next().unwrap_or(&n);
+    matches!(
+        last,
+        "id" | "ids"
+            | "query"
+            | "question"
+            | "prompt"
+            | "text"
+            | "texts"
+            | "message"
+            | "messages"
+            | "content"
+            | "url"
+            | "uri"
+            | "token"
+            | "email"
+            | "username"
+            | "input"
+            | "body"
+            | "payload"
+            | "request"
+            | "req"
+            | "filename"
+            | "q"
+            | "term"
+            | "search"
+            | "sql"
+            | "html"
+            | "markdown"
+            | "document"
+            | "doc"
+            | "docs"
+            | "chunk"
+            | "chunks"
+            | "sentence"
+    ) || matches!(
+        n.as_str(),
+        "user" | "path" | "key" | "data" | "value" | "s" | "string"
+    )
+}
+
+pub struct UnboundedMemoization;
+
+impl Check for UnboundedMemoization {
+    fn id(&self) -> &'static str {
+        "unbounded-memoization"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["lru_cache", "@cache", "functools.cache"]
+    }
+
+    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        if !root.text().contains("functools") {
+            return;
+        }
+        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
+            let Some(dec) = decorators(&func)
+                .into_iter()
+                .find(|d| unbounded_cache_decorator(d))
+            else {
+                continue;
+            };
+            if has_error(&dec) {
+                continue;
+            }
+            let name = super::function_name(&func).unwrap_or_default();
+            let lname = name.to_ascii_lowercase();
+            // Warn-once / log-once helpers: one entry per distinct message is the point.
+            if ["warn", "once", "log", "deprecat"]
+                .iter()
+                .any(|w| lname.contains(w))
+            {
+                continue;
+            }
+            let keyed: Vec<String> = small_domain_params(&func)
+                .into_iter()
+                .filter(|p| p.as_str() != "self" && p.as_str() != "cls")
+                .filter(|p| is_request_dependent(p))
+                .collect();
+            if keyed.is_empty() {
+                continue;
+            }
+            out.push(CheckMatch {
+                range: dec.range(),
+                message: Some(format!(
+                    "`{}` keeps one result per distinct `{}` of `{name}`, forever (no `maxsize`): memory grows with every new value it is called with",
+                    dec.text().trim(),
+                    keyed.join("`/`")
+                )),
+            });
+        }
+    }
+}
+
+/// Parameter names, minus those whose annotation limits them to a few values (`bool`, `Literal[...]`, an enum).
+fn small_domain_params(func: &PyNode<'_>) -> Vec<String> {
+    let Some(params) = func.field("parameters") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in params.children() {
+        if let Some(ty) = p.field("type") {
+            let t = ty.text();
+            if t == "bool" || t.starts_with("Literal[") || t.ends_with("Enum") || t.contains("Type")
+            {
+                continue;
+            }
+        }
+        out.extend(param_names_of(&p));
+    }
+    out
+}
+
+/// The name a single parameter node binds.
+fn param_names_of(p: &PyNode<'_>) -> Option<String> {
+    match p.kind().as_ref() {
+        "identifier" => Some(p.text().to_string()),
+        "default_parameter" | "typed_default_parameter" => {
+            p.field("name").map(|n| n.text().to_string())
+        }
+        "typed_parameter" => p
+            .children()
+            .find(|c| c.kind() == "identifier")
+            .map(|n| n.text().to_string()),
+        _ => None,
+    }
+}
+
+/// `@cache`, `@functools.cache`, `@lru_cache(maxsize=None)`, `@functools.lru_cache(None)`.
+fn unbounded_cache_decorator(dec: &PyNode<'_>) -> bool {
+    let name = decorator_name(dec);
+    let Some(expr) = dec.children().find(|c| c.is_named()) else {
+        return false;
+    };
+    match name.as_str() {
+        "cache" | "functools.cache" => expr.kind() != "call",
+        "lru_cache" | "functools.lru_cache" => {
+            if expr.kind() != "call" {
+                return false;
+            }
+            if let Some(v) = keyword_arg(&expr, "maxsize") {
+                return v.text() == "None";
+            }
+            expr.field("arguments")
+                .and_then(|a| a.children().find(|c| c.is_named()))
+                .is_some_and(|a| a.text() == "None")
+        }
+        _ => false,
+    }
+}
