@@ -133,7 +133,10 @@ pub(super) fn startup_function_names(root: &PyNode<'_>) -> Vec<String> {
 fn in_startup(node: &PyNode<'_>, startup: &[String]) -> bool {
     node.ancestors()
         .filter(|a| a.kind() == "function_definition")
-        .any(|f| f.field("name").is_some_and(|n| startup.iter().any(|s| *s == n.text())))
+        .any(|f| {
+            f.field("name")
+                .is_some_and(|n| startup.iter().any(|s| *s == n.text()))
+        })
 }
 
 const SCHEDULER_CLASSES: &[&str] = &[
@@ -261,17 +264,76 @@ impl Check for RepeatEvery {
 
 /// Words that say a loop does work that must happen once per cluster, not once per process.
 const SHARED_WORK: &[&str] = &[
-    "delete", "cleanup", "clean", "purge", "expire", "expired", "sync", "crawl", "scrape", "send", "email",
-    "notify", "reindex", "index", "ingest", "commit", "insert", "update", "job", "jobs", "cron", "billing",
-    "charge", "reset", "archive", "backup", "digest", "report", "schedule", "scheduled", "prune", "rotate",
-    "renew", "dispatch", "enqueue",
+    "delete",
+    "cleanup",
+    "clean",
+    "purge",
+    "expire",
+    "expired",
+    "sync",
+    "crawl",
+    "scrape",
+    "send",
+    "email",
+    "notify",
+    "reindex",
+    "index",
+    "ingest",
+    "commit",
+    "insert",
+    "update",
+    "job",
+    "jobs",
+    "cron",
+    "billing",
+    "charge",
+    "reset",
+    "archive",
+    "backup",
+    "digest",
+    "report",
+    "schedule",
+    "scheduled",
+    "prune",
+    "rotate",
+    "renew",
+    "dispatch",
+    "enqueue",
 ];
 
 /// Words that say a loop is per-process by design (its own cache, heartbeat, metrics, consuming a queue).
 const PER_PROCESS: &[&str] = &[
-    "heartbeat", "metric", "metrics", "health", "refresh", "reload", "watch", "watcher", "listen", "listener",
-    "consume", "consumer", "subscribe", "subscriber", "monitor", "ping", "keepalive", "log", "logs", "flush",
-    "stats", "telemetry", "warm", "warmup", "cache", "pubsub", "queue", "worker", "poll", "poller", "drain",
+    "heartbeat",
+    "metric",
+    "metrics",
+    "health",
+    "refresh",
+    "reload",
+    "watch",
+    "watcher",
+    "listen",
+    "listener",
+    "consume",
+    "consumer",
+    "subscribe",
+    "subscriber",
+    "monitor",
+    "ping",
+    "keepalive",
+    "log",
+    "logs",
+    "flush",
+    "stats",
+    "telemetry",
+    "warm",
+    "warmup",
+    "cache",
+    "pubsub",
+    "queue",
+    "worker",
+    "poll",
+    "poller",
+    "drain",
 ];
 
 fn has_any_word(name: &str, set: &[&str]) -> bool {
@@ -285,7 +347,8 @@ fn periodic_loop<'r>(def: &PyNode<'r>) -> Option<PyNode<'r>> {
             && n.field("body").is_some_and(|b| {
                 b.dfs().any(|c| {
                     c.kind() == "call"
-                        && callee(&c).is_some_and(|f| f.ends_with("sleep") || f.ends_with("wait_for"))
+                        && callee(&c)
+                            .is_some_and(|f| f.ends_with("sleep") || f.ends_with("wait_for"))
                 })
             })
     })
@@ -355,8 +418,20 @@ impl Check for StartupLoopTask {
                 None => words(&job).iter().any(|w| {
                     matches!(
                         w.as_str(),
-                        "cleanup" | "purge" | "expire" | "crawl" | "crawler" | "scrape" | "cron" | "reindex"
-                            | "digest" | "billing" | "backup" | "scheduler" | "periodic" | "sync"
+                        "cleanup"
+                            | "purge"
+                            | "expire"
+                            | "crawl"
+                            | "crawler"
+                            | "scrape"
+                            | "cron"
+                            | "reindex"
+                            | "digest"
+                            | "billing"
+                            | "backup"
+                            | "scheduler"
+                            | "periodic"
+                            | "sync"
                     )
                 }),
             };
@@ -431,7 +506,9 @@ mod tests {
         assert!(lock_in_sight("async with redis.lock('jobs', timeout=60):"));
         assert!(lock_in_sight("if not await elect_leader(): return"));
         assert!(lock_in_sight("await r.set(key, 1, nx=True, ex=60)"));
-        assert!(!lock_in_sight("guard = asyncio.Lock()\nsched = BlockingScheduler()"));
+        assert!(!lock_in_sight(
+            "guard = asyncio.Lock()\nsched = BlockingScheduler()"
+        ));
         assert!(!lock_in_sight("clock = time.monotonic(); block = 1"));
     }
 }

@@ -143,8 +143,8 @@ fn is_item_loop(for_stmt: &PyNode<'_>) -> Option<String> {
     }
     let names = target_names(&left);
     const NOT_ITEMS: &[&str] = &[
-        "line", "lines", "type", "types", "size", "count", "num", "number", "idx", "index", "key", "keys",
-        "token", "tokens",
+        "line", "lines", "type", "types", "size", "count", "num", "number", "idx", "index", "key",
+        "keys", "token", "tokens",
     ];
     if let Some(t) = names
         .iter()
@@ -154,7 +154,9 @@ fn is_item_loop(for_stmt: &PyNode<'_>) -> Option<String> {
         return Some(t.clone());
     }
     let iter = iter?;
-    if has_word(&iter, PLURAL_ITEM_WORDS) && !has_word(&iter, &["ids", "names", "paths", "count", "lines"]) {
+    if has_word(&iter, PLURAL_ITEM_WORDS)
+        && !has_word(&iter, &["ids", "names", "paths", "count", "lines"])
+    {
         return Some(iter);
     }
     None
@@ -177,16 +179,60 @@ fn self_guarded_functions(root: &PyNode<'_>) -> Vec<String> {
 
 /// Verbs of per-item work against something outside the process (by any word of the callee's name).
 const EXTERNAL_WORK: &[&str] = &[
-    "ingest", "index", "vectorize", "vectorise", "embed", "crawl", "scrape", "upload", "download", "fetch",
-    "extract", "parse", "convert", "transcribe", "ocr", "import", "sync", "publish", "notify", "webhook",
-    "summarize", "summarise", "process", "partition",
+    "ingest",
+    "index",
+    "vectorize",
+    "vectorise",
+    "embed",
+    "crawl",
+    "scrape",
+    "upload",
+    "download",
+    "fetch",
+    "extract",
+    "parse",
+    "convert",
+    "transcribe",
+    "ocr",
+    "import",
+    "sync",
+    "publish",
+    "notify",
+    "webhook",
+    "summarize",
+    "summarise",
+    "process",
+    "partition",
 ];
 
 /// Words in a function's name that say it runs a batch job.
 const BATCH_CONTEXT: &[&str] = &[
-    "ingest", "ingestion", "index", "indexing", "vectorize", "vectorise", "embed", "crawl", "scrape", "upload",
-    "uploads", "import", "sync", "load", "loader", "process", "batch", "bulk", "extract", "parse", "convert",
-    "publish", "notify", "download", "fetch", "reindex",
+    "ingest",
+    "ingestion",
+    "index",
+    "indexing",
+    "vectorize",
+    "vectorise",
+    "embed",
+    "crawl",
+    "scrape",
+    "upload",
+    "uploads",
+    "import",
+    "sync",
+    "load",
+    "loader",
+    "process",
+    "batch",
+    "bulk",
+    "extract",
+    "parse",
+    "convert",
+    "publish",
+    "notify",
+    "download",
+    "fetch",
+    "reindex",
 ];
 
 const HTTP_VERBS: &[&str] = &[
@@ -195,8 +241,19 @@ const HTTP_VERBS: &[&str] = &[
 
 /// Vector-store and embedding calls whose failure is per item.
 const VECTOR_CALLS: &[&str] = &[
-    "upsert", "add_documents", "aadd_documents", "add_texts", "aadd_texts", "upload_points", "upload_collection",
-    "add_embeddings", "embed_documents", "aembed_documents", "embed_query", "aembed_query", "from_documents",
+    "upsert",
+    "add_documents",
+    "aadd_documents",
+    "add_texts",
+    "aadd_texts",
+    "upload_points",
+    "upload_collection",
+    "add_embeddings",
+    "embed_documents",
+    "aembed_documents",
+    "embed_query",
+    "aembed_query",
+    "from_documents",
     "afrom_documents",
 ];
 
@@ -217,27 +274,46 @@ fn external_work(call: &PyNode<'_>, awaited: bool, batch: bool) -> Option<String
         && (HTTP_VERBS.contains(&name) || name == "request");
     let http_client = awaited
         && HTTP_VERBS.contains(&name)
-        && recv_words
+        && recv_words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "client" | "http" | "httpx" | "aiohttp" | "transport"
+            )
+        })
+        && !recv_words
             .iter()
-            .any(|w| matches!(w.as_str(), "client" | "http" | "httpx" | "aiohttp" | "transport"))
-        && !recv_words.iter().any(|w| w == "db" || w == "redis" || w == "cache");
+            .any(|w| w == "db" || w == "redis" || w == "cache");
     let loader = matches!(name, "load" | "aload" | "lazy_load" | "load_and_split")
         && recv_words.iter().any(|w| w == "loader");
     let llm = matches!(name, "ainvoke" | "invoke" | "agenerate" | "apredict")
-        && recv_words
-            .iter()
-            .any(|w| matches!(w.as_str(), "llm" | "chain" | "model" | "chat" | "summarizer"));
+        && recv_words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "llm" | "chain" | "model" | "chat" | "summarizer"
+            )
+        });
     // A helper is trusted to do I/O only when it is awaited: sync `extract_*`/`parse_*`/`index_*` helpers are
     // as often pure functions (measured on real code).
     let named_work = awaited
-        && words(name).iter().any(|w| EXTERNAL_WORK.contains(&w.as_str()))
-        && !words(name)
-            .first()
-            .is_some_and(|w| matches!(w.as_str(), "get" | "read" | "is" | "has" | "should" | "can"));
+        && words(name)
+            .iter()
+            .any(|w| EXTERNAL_WORK.contains(&w.as_str()))
+        && !words(name).first().is_some_and(|w| {
+            matches!(w.as_str(), "get" | "read" | "is" | "has" | "should" | "can")
+        });
     let parse = matches!(
         f.as_str(),
-        "json.load" | "json.loads" | "yaml.safe_load" | "yaml.load" | "ET.parse" | "etree.parse" | "ElementTree.parse"
-            | "pypdf.PdfReader" | "PdfReader" | "fitz.open" | "docx.Document"
+        "json.load"
+            | "json.loads"
+            | "yaml.safe_load"
+            | "yaml.load"
+            | "ET.parse"
+            | "etree.parse"
+            | "ElementTree.parse"
+            | "pypdf.PdfReader"
+            | "PdfReader"
+            | "fitz.open"
+            | "docx.Document"
     );
     let commit = name == "commit"
         && call
@@ -277,7 +353,11 @@ fn in_batch_function(node: &PyNode<'_>) -> bool {
     node.ancestors()
         .find(|a| a.kind() == "function_definition")
         .and_then(|f| f.field("name"))
-        .is_some_and(|n| words(&n.text()).iter().any(|w| BATCH_CONTEXT.contains(&w.as_str())))
+        .is_some_and(|n| {
+            words(&n.text())
+                .iter()
+                .any(|w| BATCH_CONTEXT.contains(&w.as_str()))
+        })
 }
 
 /// The first unprotected I/O of a loop body: not inside a nested function, and not inside a `try` of the
@@ -409,10 +489,45 @@ fn caught_types(clause: &PyNode<'_>) -> Option<Vec<String>> {
 /// failing to tidy up is routinely ignored.
 fn cleanup_call(name: &str) -> bool {
     const TIDY: &[&str] = &[
-        "close", "aclose", "cancel", "unlink", "remove", "rmtree", "rmdir", "kill", "terminate", "disconnect",
-        "shutdown", "stop", "rollback", "release", "flush", "cleanup", "dispose", "join", "unregister", "detach",
-        "discard", "delete", "clear", "evict", "invalidate", "purge", "signal", "killpg", "wait", "closed",
-        "setsockopt", "set", "setattr", "delattr", "pop", "callback", "unsubscribe", "unlock", "expire",
+        "close",
+        "aclose",
+        "cancel",
+        "unlink",
+        "remove",
+        "rmtree",
+        "rmdir",
+        "kill",
+        "terminate",
+        "disconnect",
+        "shutdown",
+        "stop",
+        "rollback",
+        "release",
+        "flush",
+        "cleanup",
+        "dispose",
+        "join",
+        "unregister",
+        "detach",
+        "discard",
+        "delete",
+        "clear",
+        "evict",
+        "invalidate",
+        "purge",
+        "signal",
+        "killpg",
+        "wait",
+        "closed",
+        "setsockopt",
+        "set",
+        "setattr",
+        "delattr",
+        "pop",
+        "callback",
+        "unsubscribe",
+        "unlock",
+        "expire",
     ];
     words(name).iter().any(|w| TIDY.contains(&w.as_str()))
 }
@@ -420,9 +535,31 @@ fn cleanup_call(name: &str) -> bool {
 /// Calls that write or hand work on (by any word of their name), as opposed to reads with a fallback.
 fn write_call(name: &str) -> bool {
     const WRITE: &[&str] = &[
-        "add", "insert", "update", "upsert", "save", "commit", "create", "write", "store", "index", "post", "put",
-        "send", "upload", "persist", "ingest", "vectorize", "embed", "process", "publish", "enqueue",
-        "apply", "sync", "import", "notify",
+        "add",
+        "insert",
+        "update",
+        "upsert",
+        "save",
+        "commit",
+        "create",
+        "write",
+        "store",
+        "index",
+        "post",
+        "put",
+        "send",
+        "upload",
+        "persist",
+        "ingest",
+        "vectorize",
+        "embed",
+        "process",
+        "publish",
+        "enqueue",
+        "apply",
+        "sync",
+        "import",
+        "notify",
     ];
     words(name).iter().any(|w| WRITE.contains(&w.as_str()))
 }
@@ -447,7 +584,11 @@ fn first_write(body: &PyNode<'_>) -> Option<String> {
                 && node
                     .field("function")
                     .and_then(|f| f.field("object"))
-                    .is_some_and(|o| o.kind() == "identifier" && !o.text().contains("session") && o.text() != "db");
+                    .is_some_and(|o| {
+                        o.kind() == "identifier"
+                            && !o.text().contains("session")
+                            && o.text() != "db"
+                    });
             if write_call(name) && !cleanup_call(name) && !local {
                 return Some(format!("{f}(…)"));
             }
@@ -468,7 +609,10 @@ fn try_body_is_best_effort(body: &PyNode<'_>) -> bool {
         .collect();
     !stmts.is_empty()
         && stmts.iter().all(|s| match s.kind().as_ref() {
-            "import_statement" | "import_from_statement" | "delete_statement" | "pass_statement" => true,
+            "import_statement"
+            | "import_from_statement"
+            | "delete_statement"
+            | "pass_statement" => true,
             "expression_statement" => {
                 let e = s.child(0);
                 let call = match e {
@@ -495,12 +639,28 @@ fn in_cleanup_function(node: &PyNode<'_>) -> bool {
                 .unwrap_or_default();
             matches!(
                 name.as_str(),
-                "__del__" | "__exit__" | "__aexit__" | "close" | "aclose" | "cleanup" | "shutdown" | "teardown"
-                    | "dispose" | "stop" | "terminate"
+                "__del__"
+                    | "__exit__"
+                    | "__aexit__"
+                    | "close"
+                    | "aclose"
+                    | "cleanup"
+                    | "shutdown"
+                    | "teardown"
+                    | "dispose"
+                    | "stop"
+                    | "terminate"
             ) || words(&name).iter().any(|w| {
                 matches!(
                     w.as_str(),
-                    "cleanup" | "close" | "shutdown" | "teardown" | "dispose" | "stop" | "cancel" | "kill"
+                    "cleanup"
+                        | "close"
+                        | "shutdown"
+                        | "teardown"
+                        | "dispose"
+                        | "stop"
+                        | "cancel"
+                        | "kill"
                 )
             })
         })
@@ -509,7 +669,12 @@ fn in_cleanup_function(node: &PyNode<'_>) -> bool {
 /// The item-loop variable of the nearest enclosing loop within the function, if that loop walks a batch.
 fn enclosing_item_loop(node: &PyNode<'_>) -> Option<String> {
     node.ancestors()
-        .take_while(|a| !matches!(a.kind().as_ref(), "function_definition" | "lambda" | "class_definition"))
+        .take_while(|a| {
+            !matches!(
+                a.kind().as_ref(),
+                "function_definition" | "lambda" | "class_definition"
+            )
+        })
         .find(|a| a.kind() == "for_statement")
         .filter(|f| f.child(0).is_none_or(|c| c.kind() != "async"))
         .and_then(|f| is_item_loop(&f))
@@ -594,10 +759,7 @@ impl Check for SwallowedException {
                 Some(list) if list.len() == 1 => format!("except {}:", list[0]),
                 Some(list) => format!("except ({}):", list.join(", ")),
             };
-            let action = if stmts
-                .iter()
-                .any(|s| s.kind() == "continue_statement")
-            {
+            let action = if stmts.iter().any(|s| s.kind() == "continue_statement") {
                 "continue"
             } else {
                 "pass"
@@ -606,7 +768,9 @@ impl Check for SwallowedException {
                 (Some(item), _) => format!(
                     "a `{item}` that fails silently drops out of the batch and nobody can tell which one or why"
                 ),
-                (None, Some(io)) => format!("a failed `{io}` is lost without a log line or a recorded error"),
+                (None, Some(io)) => {
+                    format!("a failed `{io}` is lost without a log line or a recorded error")
+                }
                 (None, None) => String::new(),
             };
             out.push(CheckMatch {

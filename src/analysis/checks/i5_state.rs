@@ -499,7 +499,8 @@ fn startup_functions(root: &PyNode<'_>) -> HashSet<String> {
             _ => {}
         }
         let main_guard = kind == "if_statement"
-            && n.field("condition").is_some_and(|c| c.text().contains("__main__"));
+            && n.field("condition")
+                .is_some_and(|c| c.text().contains("__main__"));
         let still_top = top
             && !main_guard
             && !matches!(

@@ -11,22 +11,26 @@ mod c1_counter;
 mod c2_contended_row;
 mod c3_session_sharing;
 mod c4_pools;
-mod f1_db_statement_timeout;
-mod i4_compose_ports;
-mod i4_secret_in_response;
-mod o1_signed_url_log;
-mod o2_untraced_invocation;
-mod o3_hardcoded_secrets;
-mod i1_tenant;
-mod i2_limits;
-mod i3_fault;
-mod i5_state;
-mod i6_growth;
 mod c5_blocking;
 mod c5_sync_driver;
 mod c6_fanout;
 mod c8_scheduler;
+mod f1_db_statement_timeout;
+mod f2_retry_loop;
+mod f3_no_fallback;
 mod f5_partial_failure;
+mod f6_lifecycle;
+mod f7_health;
+mod i1_tenant;
+mod i2_limits;
+mod i3_fault;
+mod i4_compose_ports;
+mod i4_secret_in_response;
+mod i5_state;
+mod i6_growth;
+mod o1_signed_url_log;
+mod o2_untraced_invocation;
+mod o3_hardcoded_secrets;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
@@ -62,6 +66,12 @@ pub trait Check: Sync + Send {
 
 static CHECKS: &[&dyn Check] = &[
     &sync_session::SyncSessionInAsync,
+    &f2_retry_loop::RetryLoopUnbounded,
+    &f3_no_fallback::ChatNoFallbackRoute,
+    &f3_no_fallback::ChatNoFallbackChat,
+    &f6_lifecycle::LifespanResourceNotClosed,
+    &f6_lifecycle::SigtermExitsImmediately,
+    &f7_health::FastApiNoHealth,
     &i1_tenant::TenantQueryIgnoresTenant,
     &i1_tenant::TenantQueryUnscoped,
     &i1_tenant::CacheKeyWithoutTenant,
@@ -226,6 +236,36 @@ pub fn is_route_handler(func: &PyNode<'_>) -> bool {
                     )
                 )
         })
+}
+
+/// The last dotted segment of a call's callee: `sleep` for `asyncio.sleep(…)`, `AsyncClient` for
+/// `httpx.AsyncClient(…)`.
+pub fn callee_tail(call: &PyNode<'_>) -> Option<String> {
+    let f = call.field("function")?;
+    match f.kind().as_ref() {
+        "identifier" => Some(f.text().to_string()),
+        "attribute" => f.field("attribute").map(|a| a.text().to_string()),
+        _ => None,
+    }
+}
+
+/// Every descendant of `node` (not `node` itself) that runs in the same function body: nested `def`, `lambda`
+/// and `class` bodies are not entered (the nested definition node itself is included).
+pub fn same_scope_descendants<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PyNode<'r>> = node.children().collect();
+    while let Some(n) = stack.pop() {
+        let nested = matches!(
+            n.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition"
+        );
+        if !nested {
+            stack.extend(n.children());
+        }
+        out.push(n);
+    }
+    out.sort_by_key(|n| n.range().start);
+    out
 }
 
 /// Does a `call` pass `**kwargs` (so any keyword may be set where we cannot see it)?
