@@ -30,15 +30,14 @@ CREATE TABLE jobs (
 CREATE UNIQUE INDEX jobs_one_queued_audit_per_pr ON jobs (repo, pr_number)
     WHERE state = 'queued' AND coalescible = 1;
 CREATE INDEX jobs_by_installation ON jobs (installation_id, state, id);
-CREATE INDEX jobs_by_pr ON jobs (repo, pr_number, id);
+CREATE INDEX jobs_by_pr ON jobs (repo, pr_number, state, id);
 CREATE INDEX jobs_by_state ON jobs (state, finished_at);
 CREATE INDEX jobs_by_lease_owner ON jobs (lease_owner) WHERE state = 'running';
 
 -- Every delivery id seen (dedup of redeliveries), kept until prune.
 CREATE TABLE deliveries (
     delivery_id TEXT    PRIMARY KEY,
-    received_at INTEGER NOT NULL,
-    job_id      INTEGER
+    received_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_by_received_at ON deliveries (received_at);
 

@@ -4,7 +4,8 @@
 //! One interface ([`JobStore`]), two backends chosen by the database URL ([`open`]):
 //! - SQLite (the embedded default): one file in WAL mode, `synchronous=FULL`. All writes of this process go
 //!   through one connection, and enqueues are group-committed (a batch of concurrent enqueues shares one
-//!   transaction and one fsync), so each enqueue is on disk before it returns.
+//!   transaction and one fsync), so each enqueue is on disk before it returns. `sqlite:PATH?synchronous=normal`
+//!   skips the fsync (still safe against a crash of the process, not against power loss).
 //! - PostgreSQL (several replicas): claims lock rows with `FOR UPDATE SKIP LOCKED`; migrations run under a
 //!   PostgreSQL advisory lock, so replicas may start at the same time.
 //!
@@ -17,7 +18,7 @@
 //!   Other jobs (no pull request, or another `kind`) are never coalesced.
 //! - **Claiming**: round-robin over installations (the one claimed longest ago first), skipping installations
 //!   that already have `per_installation_cap` jobs running under a live lease; oldest job first within an
-//!   installation. Audits of one pull request never run at the same time (the next waits for the running one),
+//!   installation (installations never claimed before go first, by installation id). Audits of one pull request never run at the same time (the next waits for the running one),
 //!   and when a pull request has several runnable audits the newest is taken first. A running job whose lease
 //!   expired (crashed worker) is claimable again; each claim counts an attempt.
 //! - **Bounded queue** ([`JobStore::enqueue_bounded`]): the job is always stored (a webhook is never lost).
@@ -170,7 +171,8 @@ pub struct Pruned {
 /// Connection settings; [`open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
-    /// PostgreSQL pool size; SQLite reader pool size (SQLite writes use one connection).
+    /// PostgreSQL pool size (concurrent enqueues wait for their commit's fsync on a connection, so this
+    /// bounds PostgreSQL intake throughput); SQLite reader pool size (SQLite writes use one connection).
     pub max_connections: u32,
     /// Longest wait for a pooled connection.
     pub acquire_timeout: Duration,
@@ -185,7 +187,7 @@ pub struct QueueOptions {
 impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
-            max_connections: 8,
+            max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
@@ -378,6 +380,75 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     let ceiling = base.checked_mul(factor).unwrap_or(max).min(max);
     let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
     Duration::from_micros(rand::random_range(0..=micros))
+}
+
+/// How often the real queued count is taken at least, and at most while the queue stays over capacity.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+const GAUGE_OVER_CAPACITY_RECHECK: Duration = Duration::from_millis(100);
+
+/// Keeps bounded enqueues cheap: the queued count (a scan of the queued jobs) is taken only when an
+/// over-estimate (last count plus jobs added since) exceeds the bound, when the last count is older than
+/// [`GAUGE_REFRESH`] (other replicas enqueue too), and at most every [`GAUGE_OVER_CAPACITY_RECHECK`] while
+/// the queue stays over capacity with nothing to drop.
+#[derive(Debug, Default)]
+struct DepthGauge {
+    state: std::sync::Mutex<GaugeState>,
+}
+
+#[derive(Debug, Default)]
+struct GaugeState {
+    estimate: u64,
+    counted_at: Option<std::time::Instant>,
+    over_capacity: bool,
+}
+
+/// What a bounded enqueue must do after storing its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BoundCheck {
+    /// Count the queued jobs and drop superseded ones if over.
+    Count,
+    /// No count needed; the queue is (still) over capacity or not.
+    Skip { over_capacity: bool },
+}
+
+impl DepthGauge {
+    /// `added` jobs were just queued by an unbounded enqueue.
+    fn add(&self, added: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.estimate = state.estimate.saturating_add(added);
+        }
+    }
+
+    /// `added` jobs were just queued; decides whether the bound must be checked against `max_depth`.
+    fn check(&self, added: u64, max_depth: u64) -> BoundCheck {
+        let Ok(mut state) = self.state.lock() else {
+            return BoundCheck::Count;
+        };
+        state.estimate = state.estimate.saturating_add(added);
+        let since = state.counted_at.map(|t| t.elapsed());
+        match since {
+            Some(since) if state.estimate <= max_depth && since < GAUGE_REFRESH => {
+                BoundCheck::Skip {
+                    over_capacity: false,
+                }
+            }
+            Some(since) if state.over_capacity && since < GAUGE_OVER_CAPACITY_RECHECK => {
+                BoundCheck::Skip {
+                    over_capacity: true,
+                }
+            }
+            _ => BoundCheck::Count,
+        }
+    }
+
+    /// Records a real count (after dropping) and whether it is over capacity.
+    fn counted(&self, queued: u64, over_capacity: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            state.estimate = queued;
+            state.counted_at = Some(std::time::Instant::now());
+            state.over_capacity = over_capacity;
+        }
+    }
 }
 
 /// `payload.full == true`.

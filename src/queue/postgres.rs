@@ -6,8 +6,9 @@
 //! serialized, which keeps its concurrency cap exact across replicas, while claims for different
 //! installations run in parallel. Schema migrations run under a session advisory lock.
 
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,8 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Decode, Postgres, Row, Type};
 
 use super::{
-    BoundedEnqueue, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth, QueueError, QueueOptions,
-    attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros, redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
+    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
+    redact_url, state_from_str,
 };
 
 const BACKEND: &str = "postgres";
@@ -79,17 +81,16 @@ macro_rules! claim_installation {
             "SELECT i.installation_id
 FROM installations i
 WHERE i.installation_id <> ALL($2)
-  AND EXISTS (SELECT 1 FROM jobs j
-              WHERE j.installation_id = i.installation_id
-                AND ((j.state = 'queued' AND j.run_after <= now())
-                  OR (j.state = 'running' AND j.lease_expires_at <= now())))
+  AND (EXISTS (SELECT 1 FROM jobs j
+               WHERE j.installation_id = i.installation_id
+                 AND j.state = 'queued' AND j.run_after <= now())
+    OR EXISTS (SELECT 1 FROM jobs j
+               WHERE j.installation_id = i.installation_id
+                 AND j.state = 'running' AND j.lease_expires_at <= now()))
   AND (SELECT count(*) FROM jobs r
        WHERE r.installation_id = i.installation_id
          AND r.state = 'running' AND r.lease_expires_at > now()) < $1
-ORDER BY i.last_claim_seq ASC NULLS FIRST,
-         (SELECT min(j.id) FROM jobs j
-          WHERE j.installation_id = i.installation_id AND j.state IN ('queued', 'running')),
-         i.installation_id
+ORDER BY i.last_claim_seq ASC NULLS FIRST, i.installation_id
 LIMIT 1
 FOR UPDATE OF i ",
             $lock
@@ -102,28 +103,44 @@ const CLAIM_INSTALLATION: &str = claim_installation!("SKIP LOCKED");
 /// The same, waiting for a busy one (used when every candidate is held).
 const CLAIM_INSTALLATION_WAIT: &str = claim_installation!("");
 
-/// Claims the oldest runnable job of a locked installation (re-checking its cap with a fresh snapshot); an
-/// audit only if no audit of its pull request runs and no newer audit of it is runnable.
-const CLAIM_JOB: &str = concat!(
-    "WITH pick AS (
-    SELECT j.id AS pick_id FROM jobs j
-    WHERE j.installation_id = $1
-      AND ((j.state = 'queued' AND j.run_after <= now())
-        OR (j.state = 'running' AND j.lease_expires_at <= now()))
-      AND (SELECT count(*) FROM jobs r
-           WHERE r.installation_id = $1 AND r.state = 'running' AND r.lease_expires_at > now()) < $4
-      AND (NOT j.coalescible OR (
+/// An audit may start only if no audit of its pull request runs and no newer audit of it is runnable.
+macro_rules! audit_may_start {
+    () => {
+        "(NOT j.coalescible OR (
             NOT EXISTS (SELECT 1 FROM jobs r
                         WHERE r.repo = j.repo AND r.pr_number = j.pr_number AND r.coalescible
-                          AND r.id <> j.id AND r.state = 'running' AND r.lease_expires_at > now())
+                          AND r.state = 'running' AND r.id <> j.id AND r.lease_expires_at > now())
         AND NOT EXISTS (SELECT 1 FROM jobs n
                         WHERE n.repo = j.repo AND n.pr_number = j.pr_number AND n.coalescible
                           AND n.id > j.id
                           AND ((n.state = 'queued' AND n.run_after <= now())
-                            OR (n.state = 'running' AND n.lease_expires_at <= now())))))
-    ORDER BY j.id
-    LIMIT 1
+                            OR (n.state = 'running' AND n.lease_expires_at <= now())))))"
+    };
+}
+
+/// Claims the oldest runnable job (the first queued one or the first with an expired lease, each found in
+/// id order) of a locked installation, re-checking its cap with this statement's fresh snapshot.
+const CLAIM_JOB: &str = concat!(
+    "WITH room AS (
+    SELECT count(*) < $4 AS ok FROM jobs r
+    WHERE r.installation_id = $1 AND r.state = 'running' AND r.lease_expires_at > now()
+), queued AS (
+    SELECT j.id FROM jobs j
+    WHERE j.installation_id = $1 AND j.state = 'queued' AND j.run_after <= now() AND ",
+    audit_may_start!(),
+    "
+    ORDER BY j.id LIMIT 1
     FOR UPDATE OF j SKIP LOCKED
+), expired AS (
+    SELECT j.id FROM jobs j
+    WHERE j.installation_id = $1 AND j.state = 'running' AND j.lease_expires_at <= now() AND ",
+    audit_may_start!(),
+    "
+    ORDER BY j.id LIMIT 1
+    FOR UPDATE OF j SKIP LOCKED
+), pick AS (
+    SELECT min(c.id) AS pick_id FROM (SELECT id FROM queued UNION ALL SELECT id FROM expired) c
+    WHERE (SELECT ok FROM room)
 )
 UPDATE jobs SET state = 'running', lease_owner = $2,
     lease_expires_at = now() + $3::float8 * interval '1 microsecond',
@@ -201,6 +218,9 @@ fn job_from_row(row: &PgRow) -> Result<Job, QueueError> {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    gauge: DepthGauge,
+    /// Installations known to have their row (rows are never deleted).
+    installations: Mutex<HashSet<i64>>,
 }
 
 impl PostgresStore {
@@ -228,7 +248,11 @@ impl PostgresStore {
             .connect_with(connect_options)
             .await
             .map_err(connect)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            gauge: DepthGauge::default(),
+            installations: Mutex::new(HashSet::new()),
+        })
     }
 
     /// One claim round: lock an installation (not in `excluded`) and claim its next job.
@@ -376,22 +400,19 @@ async fn migrate(options: &PgConnectOptions, lock_timeout: Duration) -> Result<(
     Ok(())
 }
 
-/// Drops superseded audits when more than `max_depth` jobs are queued: (dropped, still over).
-async fn enforce_bound(
-    conn: &mut PgConnection,
-    max_depth: u64,
-) -> Result<(u64, bool), sqlx::Error> {
+/// Drops superseded audits if more than `max_depth` jobs are queued: (dropped, queued after).
+async fn enforce_bound(conn: &mut PgConnection, max_depth: u64) -> Result<(u64, u64), sqlx::Error> {
     let count = "SELECT count(*) FROM jobs WHERE state = 'queued'";
     let queued: i64 = sqlx::query_scalar(count).fetch_one(&mut *conn).await?;
     if count_u64(queued) <= max_depth {
-        return Ok((0, false));
+        return Ok((0, count_u64(queued)));
     }
     let dropped = sqlx::query(DROP_SUPERSEDED)
         .execute(&mut *conn)
         .await?
         .rows_affected();
     let queued: i64 = sqlx::query_scalar(count).fetch_one(&mut *conn).await?;
-    Ok((dropped, count_u64(queued) > max_depth))
+    Ok((dropped, count_u64(queued)))
 }
 
 /// Puts a running job (locked by the caller) back in the queue, runnable from `run_after` (now if `None`),
@@ -500,14 +521,20 @@ impl JobStore for PostgresStore {
                 over_capacity: false,
             });
         }
-        sqlx::query(
-            "INSERT INTO installations (installation_id) VALUES ($1) \
-             ON CONFLICT (installation_id) DO NOTHING",
-        )
-        .bind(job.installation_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(op))?;
+        let known = self
+            .installations
+            .lock()
+            .is_ok_and(|known| known.contains(&job.installation_id));
+        if !known {
+            sqlx::query(
+                "INSERT INTO installations (installation_id) VALUES ($1) \
+                 ON CONFLICT (installation_id) DO NOTHING",
+            )
+            .bind(job.installation_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(op))?;
+        }
         let row = sqlx::query(ENQUEUE)
             .bind(&job.delivery_id)
             .bind(&job.event)
@@ -523,20 +550,30 @@ impl JobStore for PostgresStore {
             .map_err(db(op))?;
         let id: i64 = row.try_get("id").map_err(db(op))?;
         let coalesced: i32 = row.try_get("coalesced").map_err(db(op))?;
-        sqlx::query("UPDATE deliveries SET job_id = $1 WHERE delivery_id = $2")
-            .bind(id)
-            .bind(&job.delivery_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(op))?;
+        let added = u64::from(coalesced == 0);
+        let mut counted = None;
         let (dropped, over_capacity) = if max_depth == u64::MAX {
+            self.gauge.add(added);
             (0, false)
         } else {
-            enforce_bound(&mut tx, max_depth)
-                .await
-                .map_err(db("enqueue (bound the queue)"))?
+            match self.gauge.check(added, max_depth) {
+                BoundCheck::Skip { over_capacity } => (0, over_capacity),
+                BoundCheck::Count => {
+                    let (dropped, queued) = enforce_bound(&mut tx, max_depth)
+                        .await
+                        .map_err(db("enqueue (bound the queue)"))?;
+                    counted = Some((queued, queued > max_depth));
+                    (dropped, queued > max_depth)
+                }
+            }
         };
         tx.commit().await.map_err(db("enqueue (commit)"))?;
+        if !known && let Ok(mut known) = self.installations.lock() {
+            known.insert(job.installation_id);
+        }
+        if let Some((queued, over)) = counted {
+            self.gauge.counted(queued, over);
+        }
         Ok(BoundedEnqueue {
             enqueued: if coalesced == 0 {
                 Enqueued::New(id)

@@ -1,4 +1,5 @@
-//! SQLite backend: one database file in WAL mode with `synchronous=FULL`.
+//! SQLite backend: one database file in WAL mode with `synchronous=FULL` (`?synchronous=normal` in an
+//! `sqlite:` URL trades power-loss durability for latency; a process crash loses nothing either way).
 //!
 //! Every write of this process goes through a single connection (`writer`), so writers queue in the pool
 //! instead of spinning on SQLite's busy handler; other processes on the same file wait up to
@@ -7,6 +8,7 @@
 //! each, so one bad job fails alone) and answers every caller after the commit, i.e. after the fsync.
 //! Reads go through a separate pool of connections. Times are stored as microseconds since the epoch.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +20,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Decode, Row, Sqlite, SqliteConnection, Type};
+use sqlx::{Decode, Row, Sqlite, SqliteConnection, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BoundedEnqueue, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth, QueueError, QueueOptions,
-    attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros, redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
+    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
+    redact_url, state_from_str,
 };
 
 const BACKEND: &str = "sqlite";
@@ -83,36 +86,49 @@ SELECT EXISTS (SELECT 1 FROM jobs
 const CLAIM_INSTALLATIONS: &str = "\
 SELECT i.installation_id
 FROM installations i
-WHERE EXISTS (SELECT 1 FROM jobs j
-              WHERE j.installation_id = i.installation_id
-                AND ((j.state = 'queued' AND j.run_after <= ?1)
-                  OR (j.state = 'running' AND j.lease_expires_at <= ?1)))
+WHERE (EXISTS (SELECT 1 FROM jobs j
+               WHERE j.installation_id = i.installation_id
+                 AND j.state = 'queued' AND j.run_after <= ?1)
+    OR EXISTS (SELECT 1 FROM jobs j
+               WHERE j.installation_id = i.installation_id
+                 AND j.state = 'running' AND j.lease_expires_at <= ?1))
   AND (SELECT COUNT(*) FROM jobs r
        WHERE r.installation_id = i.installation_id
          AND r.state = 'running' AND r.lease_expires_at > ?1) < ?2
-ORDER BY i.last_claim_seq IS NOT NULL, i.last_claim_seq,
-         (SELECT MIN(j.id) FROM jobs j
-          WHERE j.installation_id = i.installation_id AND j.state IN ('queued', 'running')),
-         i.installation_id
+ORDER BY i.last_claim_seq IS NOT NULL, i.last_claim_seq, i.installation_id
 LIMIT ?3";
 
-/// The oldest runnable job of an installation; an audit only if no audit of its pull request runs and no
-/// newer audit of it is runnable.
-const CLAIM_PICK: &str = "\
-SELECT j.id FROM jobs j
-WHERE j.installation_id = ?1
-  AND ((j.state = 'queued' AND j.run_after <= ?2) OR (j.state = 'running' AND j.lease_expires_at <= ?2))
-  AND (j.coalescible = 0 OR (
+/// An audit may start only if no audit of its pull request runs and no newer audit of it is runnable.
+macro_rules! audit_may_start {
+    () => {
+        "(j.coalescible = 0 OR (
         NOT EXISTS (SELECT 1 FROM jobs r
                     WHERE r.repo = j.repo AND r.pr_number = j.pr_number AND r.coalescible = 1
-                      AND r.id <> j.id AND r.state = 'running' AND r.lease_expires_at > ?2)
+                      AND r.state = 'running' AND r.id <> j.id AND r.lease_expires_at > ?2)
     AND NOT EXISTS (SELECT 1 FROM jobs n
                     WHERE n.repo = j.repo AND n.pr_number = j.pr_number AND n.coalescible = 1
                       AND n.id > j.id
                       AND ((n.state = 'queued' AND n.run_after <= ?2)
-                        OR (n.state = 'running' AND n.lease_expires_at <= ?2)))))
-ORDER BY j.id
-LIMIT 1";
+                        OR (n.state = 'running' AND n.lease_expires_at <= ?2)))))"
+    };
+}
+
+/// The oldest runnable job of an installation: the first queued one or the first with an expired lease,
+/// each found in id order on the (installation_id, state, id) index.
+const CLAIM_PICK: &str = concat!(
+    "SELECT MIN(id) FROM (
+    SELECT id FROM (SELECT j.id FROM jobs j
+                    WHERE j.installation_id = ?1 AND j.state = 'queued' AND j.run_after <= ?2 AND ",
+    audit_may_start!(),
+    "
+                    ORDER BY j.id LIMIT 1)
+    UNION ALL
+    SELECT id FROM (SELECT j.id FROM jobs j
+                    WHERE j.installation_id = ?1 AND j.state = 'running' AND j.lease_expires_at <= ?2 AND ",
+    audit_may_start!(),
+    "
+                    ORDER BY j.id LIMIT 1))"
+);
 
 const CLAIM_UPDATE: &str = concat!(
     "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_expires_at = ?3, ",
@@ -189,6 +205,40 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, QueueError> {
     })
 }
 
+/// Takes our own `synchronous=full|normal` parameter out of an `sqlite:` URL (sqlx rejects unknown ones).
+/// `full` (the default) fsyncs every commit; `normal` survives a crash of the process but may lose the
+/// last commits on power loss or an OS crash, for much lower enqueue latency on slow disks.
+fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), sqlx::Error> {
+    let Some((base, query)) = url.split_once('?').filter(|_| url.starts_with("sqlite:")) else {
+        return Ok((url.to_string(), SqliteSynchronous::Full));
+    };
+    let mut synchronous = SqliteSynchronous::Full;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "full" => SqliteSynchronous::Full,
+                    "normal" => SqliteSynchronous::Normal,
+                    other => {
+                        return Err(sqlx::Error::Configuration(
+                            format!("synchronous={other} is not supported: use full or normal")
+                                .into(),
+                        ));
+                    }
+                };
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, synchronous))
+}
+
 /// One enqueue handed to the group-commit task.
 struct Intake {
     job: NewJob,
@@ -213,6 +263,8 @@ impl SqliteStore {
             target: redact_url(url),
             source,
         };
+        let (url, synchronous) = split_synchronous(url).map_err(connect)?;
+        let url = url.as_str();
         let base = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url).map_err(connect)?
         } else {
@@ -227,7 +279,7 @@ impl SqliteStore {
             base
         } else {
             base.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
+                .synchronous(synchronous)
         };
         // One long-lived writer connection (an in-memory database lives as long as it does).
         let writer = SqlitePoolOptions::new()
@@ -280,82 +332,119 @@ impl SqliteStore {
     }
 }
 
+/// State kept by the group-commit task between batches.
+#[derive(Debug, Default)]
+struct IntakeState {
+    gauge: DepthGauge,
+    /// Installations known to have their row (rows are never deleted).
+    installations: HashSet<i64>,
+}
+
 async fn intake_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Intake>) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
+    let mut state = IntakeState::default();
     while rx.recv_many(&mut buffer, MAX_BATCH).await > 0 {
-        write_batch(&pool, &mut buffer).await;
+        write_batch(&pool, &mut buffer, &mut state).await;
     }
 }
 
 /// Stores and answers the enqueues in `batch`, leaving it empty (its capacity is reused).
-async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Intake>) {
+async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Intake>, state: &mut IntakeState) {
     let mut requests = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for intake in batch.drain(..) {
         requests.push((intake.job, intake.max_depth));
         replies.push(intake.reply);
     }
-    match store_batch(pool, &requests).await {
-        Ok(results) => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                // The caller may have gone away (its request was cancelled); the job is stored regardless.
-                let _ = reply.send(result);
-            }
-        }
+    let results = match store_batch(pool, &requests, state).await {
+        Ok(Some(results)) => results,
+        Ok(None) => store_one_by_one(pool, &requests).await,
         Err(source) => {
             tracing::error!(error = %source, jobs = replies.len(), "cannot store a batch of queue jobs");
             let source = Arc::new(source);
-            for reply in replies {
-                let _ = reply.send(Err(QueueError::Database {
-                    backend: BACKEND,
-                    op: "enqueue (commit)",
-                    source: Arc::clone(&source),
-                }));
-            }
+            replies
+                .iter()
+                .map(|_| {
+                    Err(QueueError::Database {
+                        backend: BACKEND,
+                        op: "enqueue (commit)",
+                        source: Arc::clone(&source),
+                    })
+                })
+                .collect()
         }
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        // The caller may have gone away (its request was cancelled); the job is stored regardless.
+        let _ = reply.send(result);
     }
 }
 
-/// Stores a batch in one transaction. The outer error fails the whole batch (nothing was committed).
+/// Stores a whole batch in one transaction (one fsync). `Ok(None)`: one job failed and nothing was stored;
+/// the caller then stores them one by one so that the others still succeed.
 async fn store_batch(
     pool: &SqlitePool,
     requests: &[(NewJob, u64)],
-) -> Result<Vec<Result<BoundedEnqueue, QueueError>>, sqlx::Error> {
+    state: &mut IntakeState,
+) -> Result<Option<Vec<Result<BoundedEnqueue, QueueError>>>, sqlx::Error> {
     let now = now_micros();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut stored: Vec<Result<Enqueued, QueueError>> = Vec::with_capacity(requests.len());
+    let mut stored = Vec::with_capacity(requests.len());
+    let mut new_installations = Vec::new();
     for (job, _) in requests {
-        let mut savepoint = tx.begin().await?;
-        match enqueue_one(&mut savepoint, job, now).await {
+        let known = state.installations.contains(&job.installation_id)
+            || new_installations.contains(&job.installation_id);
+        match enqueue_one(&mut tx, job, now, !known).await {
             Ok(enqueued) => {
-                savepoint.commit().await?;
-                stored.push(Ok(enqueued));
+                if !known {
+                    new_installations.push(job.installation_id);
+                }
+                stored.push(enqueued);
             }
-            Err(source) => {
-                savepoint.rollback().await?;
-                stored.push(Err(db("enqueue")(source)));
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = %job.delivery_id, "enqueue failed; storing this batch one job at a time");
+                tx.rollback().await?;
+                return Ok(None);
             }
         }
     }
+    let added = stored
+        .iter()
+        .filter(|e| matches!(e, Enqueued::New(_)))
+        .count();
+    let added = u64::try_from(added).unwrap_or(u64::MAX);
     let bound = requests
         .iter()
-        .zip(&stored)
-        .filter(|(_, result)| result.is_ok())
-        .map(|((_, max_depth), _)| *max_depth)
+        .map(|(_, max_depth)| *max_depth)
         .filter(|max_depth| *max_depth != u64::MAX)
         .min();
+    let mut counted = None;
     let (mut dropped, over_capacity) = match bound {
-        Some(max_depth) => enforce_bound(&mut tx, max_depth, now).await?,
-        None => (0, false),
+        None => {
+            state.gauge.add(added);
+            (0, false)
+        }
+        Some(max_depth) => match state.gauge.check(added, max_depth) {
+            BoundCheck::Skip { over_capacity } => (0, over_capacity),
+            BoundCheck::Count => {
+                let (dropped, queued) = enforce_bound(&mut tx, max_depth, now).await?;
+                counted = Some((queued, queued > max_depth));
+                (dropped, queued > max_depth)
+            }
+        },
     };
     tx.commit().await?;
-    Ok(stored
-        .into_iter()
-        .zip(requests)
-        .map(|(result, (_, max_depth))| {
-            result.map(|enqueued| {
+    state.installations.extend(new_installations);
+    if let Some((queued, over)) = counted {
+        state.gauge.counted(queued, over);
+    }
+    Ok(Some(
+        stored
+            .into_iter()
+            .zip(requests)
+            .map(|(enqueued, (_, max_depth))| {
                 let bounded = *max_depth != u64::MAX;
-                BoundedEnqueue {
+                Ok(BoundedEnqueue {
                     enqueued,
                     dropped: if bounded {
                         std::mem::take(&mut dropped)
@@ -363,16 +452,46 @@ async fn store_batch(
                         0
                     },
                     over_capacity: bounded && over_capacity,
-                }
+                })
             })
-        })
-        .collect())
+            .collect(),
+    ))
+}
+
+/// The slow path after a failed batch: each job in its own transaction.
+async fn store_one_by_one(
+    pool: &SqlitePool,
+    requests: &[(NewJob, u64)],
+) -> Vec<Result<BoundedEnqueue, QueueError>> {
+    let mut results = Vec::with_capacity(requests.len());
+    for (job, max_depth) in requests {
+        let result = async {
+            let now = now_micros();
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let enqueued = enqueue_one(&mut tx, job, now, true).await?;
+            let (dropped, queued) = if *max_depth == u64::MAX {
+                (0, 0)
+            } else {
+                enforce_bound(&mut tx, *max_depth, now).await?
+            };
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(BoundedEnqueue {
+                enqueued,
+                dropped,
+                over_capacity: queued > *max_depth,
+            })
+        }
+        .await;
+        results.push(result.map_err(db("enqueue")));
+    }
+    results
 }
 
 async fn enqueue_one(
     conn: &mut SqliteConnection,
     job: &NewJob,
     now: i64,
+    ensure_installation: bool,
 ) -> Result<Enqueued, sqlx::Error> {
     let fresh = sqlx::query(
         "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) \
@@ -385,13 +504,15 @@ async fn enqueue_one(
     if fresh.rows_affected() == 0 {
         return Ok(Enqueued::Duplicate);
     }
-    sqlx::query(
-        "INSERT INTO installations (installation_id) VALUES (?1) \
-         ON CONFLICT (installation_id) DO NOTHING",
-    )
-    .bind(job.installation_id)
-    .execute(&mut *conn)
-    .await?;
+    if ensure_installation {
+        sqlx::query(
+            "INSERT INTO installations (installation_id) VALUES (?1) \
+             ON CONFLICT (installation_id) DO NOTHING",
+        )
+        .bind(job.installation_id)
+        .execute(&mut *conn)
+        .await?;
+    }
     let row = sqlx::query(ENQUEUE)
         .bind(&job.delivery_id)
         .bind(&job.event)
@@ -407,11 +528,6 @@ async fn enqueue_one(
         .await?;
     let id: i64 = row.try_get("id")?;
     let coalesced: i64 = row.try_get("coalesced")?;
-    sqlx::query("UPDATE deliveries SET job_id = ?1 WHERE delivery_id = ?2")
-        .bind(id)
-        .bind(&job.delivery_id)
-        .execute(&mut *conn)
-        .await?;
     Ok(if coalesced == 0 {
         Enqueued::New(id)
     } else {
@@ -419,16 +535,16 @@ async fn enqueue_one(
     })
 }
 
-/// Drops superseded audits when more than `max_depth` jobs are queued: (dropped, still over).
+/// Drops superseded audits if more than `max_depth` jobs are queued: (dropped, queued after).
 async fn enforce_bound(
     conn: &mut SqliteConnection,
     max_depth: u64,
     now: i64,
-) -> Result<(u64, bool), sqlx::Error> {
+) -> Result<(u64, u64), sqlx::Error> {
     let count = "SELECT COUNT(*) FROM jobs WHERE state = 'queued'";
     let queued: i64 = sqlx::query_scalar(count).fetch_one(&mut *conn).await?;
     if count_u64(queued) <= max_depth {
-        return Ok((0, false));
+        return Ok((0, count_u64(queued)));
     }
     let dropped = sqlx::query(DROP_SUPERSEDED)
         .bind(now)
@@ -436,7 +552,7 @@ async fn enforce_bound(
         .await?
         .rows_affected();
     let queued: i64 = sqlx::query_scalar(count).fetch_one(&mut *conn).await?;
-    Ok((dropped, count_u64(queued) > max_depth))
+    Ok((dropped, count_u64(queued)))
 }
 
 /// Puts a running job back in the queue, or merges it into the queued audit of its pull request.
@@ -570,7 +686,7 @@ impl JobStore for SqliteStore {
             let pick: Option<i64> = sqlx::query_scalar(CLAIM_PICK)
                 .bind(installation)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db("claim (pick)"))?;
             let Some(id) = pick else { continue };

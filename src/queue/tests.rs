@@ -566,7 +566,9 @@ async fn survives_a_restart() {
         let b = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
         // A worker takes `a` and dies with it.
         assert_eq!(
-            s.claim("doomed", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            s.claim("doomed", Duration::from_secs(3), NO_CAP)
+                .await?
+                .map(|j| j.id),
             Some(a)
         );
         drop(s);
@@ -575,7 +577,8 @@ async fn survives_a_restart() {
         assert_eq!(s.enqueue(audit("d1", 1, "aaa")).await?, Enqueued::Duplicate);
         assert_eq!(must_job(&s, b).await?.state, JobState::Queued);
         assert_eq!(must_claim(&s, "w").await?.id, b);
-        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        // A lease long enough that a loaded machine cannot let it lapse before `b` is claimed.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
         let resumed = must_claim(&s, "w").await?;
         assert_eq!((resumed.id, resumed.attempts), (a, 2));
         Ok(())
@@ -823,7 +826,7 @@ async fn sqlite_url_forms() {
         Err(e) => panic!("cannot create a temporary directory: {e}"),
     };
     let path = dir.path().join("nested.db");
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let url = format!("sqlite://{}?mode=rwc&synchronous=normal", path.display());
     for target in [url.as_str(), "sqlite::memory:"] {
         let s = match open(target).await {
             Ok(s) => s,
@@ -843,6 +846,8 @@ async fn sqlite_url_forms() {
         assert!(s.ping().await.is_err());
     }
     assert!(path.exists());
+    let bad = format!("sqlite://{}?synchronous=sometimes", path.display());
+    assert!(matches!(open(&bad).await, Err(QueueError::Connect { .. })));
     match open("mysql://root:hunter2@db/x").await {
         Err(QueueError::UnsupportedUrl { url }) => assert_eq!(url, "mysql://root:***@db/x"),
         other => panic!("expected UnsupportedUrl, got {other:?}"),
@@ -898,50 +903,108 @@ fn urls_are_redacted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn throughput() {
-    on_each_backend("throughput", |db| async move {
-        const JOBS: usize = 20_000;
-        const CLIENTS: usize = 64;
-        let s = db.open().await?;
-        let started = std::time::Instant::now();
-        let mut clients = JoinSet::new();
-        for c in 0..CLIENTS {
-            let s = Arc::clone(&s);
-            clients.spawn(async move {
-                let mut latencies = Vec::new();
-                for i in (c..JOBS).step_by(CLIENTS) {
-                    let pr = i64::try_from(i % 5000).unwrap_or(0);
-                    let inst = i64::try_from(i % 50).unwrap_or(0);
-                    let job = new_job(&format!("d{i}"), inst, "o/r", Some(pr), Some(&format!("h{i}")), json!({"kind": "audit"}));
-                    let t = std::time::Instant::now();
-                    s.enqueue_bounded(job, DEFAULT_MAX_DEPTH).await?;
-                    latencies.push(t.elapsed());
-                }
-                Ok::<_, QueueError>(latencies)
-            });
-        }
-        let mut latencies = Vec::new();
-        for outcome in clients.join_all().await {
-            latencies.extend(outcome?);
-        }
-        let elapsed = started.elapsed();
-        latencies.sort();
-        let pct = |p: usize| latencies.get(latencies.len() * p / 100).copied().unwrap_or_default();
-        eprintln!(
-            "{}: {JOBS} enqueues from {CLIENTS} tasks in {elapsed:?} = {:.0}/s, p50 {:?}, p99 {:?}, depth {:?}",
-            db.backend,
-            JOBS as f64 / elapsed.as_secs_f64(),
-            pct(50),
-            pct(99),
-            s.depth().await?
-        );
-        let started = std::time::Instant::now();
-        for _ in 0..200 {
-            if let Some(job) = s.claim("bench", LEASE, 4).await? {
-                s.complete(job.id, "bench").await?;
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    };
+    let relaxed = TestDb {
+        backend: "sqlite (synchronous=normal)",
+        url: format!(
+            "sqlite://{}?mode=rwc&synchronous=normal",
+            dir.path().join("relaxed.db").display()
+        ),
+    };
+    if let Err(e) = bench(relaxed).await {
+        panic!("throughput: {e}");
+    }
+    on_each_backend("throughput", bench).await;
+}
+
+async fn bench(db: TestDb) -> TestResult {
+    const JOBS: usize = 20_000;
+    const CLIENTS: usize = 64;
+    let s = db.open().await?;
+    let started = std::time::Instant::now();
+    let mut clients = JoinSet::new();
+    for c in 0..CLIENTS {
+        let s = Arc::clone(&s);
+        clients.spawn(async move {
+            let mut latencies = Vec::new();
+            for i in (c..JOBS).step_by(CLIENTS) {
+                let pr = i64::try_from(i % 5000).unwrap_or(0);
+                let inst = i64::try_from(i % 50).unwrap_or(0);
+                let head = format!("h{i}");
+                let job = new_job(
+                    &format!("d{i}"),
+                    inst,
+                    "o/r",
+                    Some(pr),
+                    Some(&head),
+                    json!({"kind": "audit"}),
+                );
+                let t = std::time::Instant::now();
+                s.enqueue_bounded(job, DEFAULT_MAX_DEPTH).await?;
+                latencies.push(t.elapsed());
             }
+            Ok::<_, QueueError>(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    for outcome in clients.join_all().await {
+        latencies.extend(outcome?);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: usize| {
+        latencies
+            .get(latencies.len() * p / 100)
+            .copied()
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "{}: {JOBS} enqueues from {CLIENTS} tasks in {elapsed:?} = {:.0}/s, p50 {:?}, p99 {:?}, depth {:?}",
+        db.backend,
+        JOBS as f64 / elapsed.as_secs_f64(),
+        pct(50),
+        pct(99),
+        s.depth().await?
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        if let Some(job) = s.claim("bench", LEASE, 4).await? {
+            s.complete(job.id, "bench").await?;
         }
-        eprintln!("{}: 200 claim+complete over a deep queue in {:?}", db.backend, started.elapsed());
-        Ok(())
-    })
-    .await;
+    }
+    eprintln!(
+        "{}: 200 claim+complete over a deep queue in {:?}",
+        db.backend,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[test]
+fn depth_gauge_counts_only_when_needed() {
+    let gauge = DepthGauge::default();
+    assert_eq!(gauge.check(1, 10), BoundCheck::Count, "never counted");
+    gauge.counted(5, false);
+    let under = BoundCheck::Skip {
+        over_capacity: false,
+    };
+    assert_eq!(gauge.check(1, 10), under);
+    assert_eq!(gauge.check(5, 10), BoundCheck::Count, "estimate 11 > 10");
+    gauge.counted(11, true);
+    let over = BoundCheck::Skip {
+        over_capacity: true,
+    };
+    assert_eq!(gauge.check(1, 10), over, "over capacity, counted just now");
+    std::thread::sleep(GAUGE_OVER_CAPACITY_RECHECK);
+    assert_eq!(gauge.check(0, 10), BoundCheck::Count);
+    gauge.counted(3, false);
+    gauge.add(20);
+    assert_eq!(
+        gauge.check(0, 10),
+        BoundCheck::Count,
+        "unbounded enqueues count too"
+    );
 }

@@ -207,6 +207,10 @@ impl Check for InProcessScheduler {
             } else {
                 continue;
             };
+            // Code the parser could not make sense of yields no findings: precision first.
+            if call.get_inner_node().has_error() {
+                continue;
+            }
             out.push(CheckMatch {
                 range: call.range(),
                 message: Some(format!(
@@ -252,6 +256,10 @@ impl Check for RepeatEvery {
                 .and_then(|d| d.field("name"))
                 .map(|n| n.text().to_string())
                 .unwrap_or_else(|| "the job".into());
+            // Code the parser could not make sense of yields no findings: precision first.
+            if dec.get_inner_node().has_error() {
+                continue;
+            }
             out.push(CheckMatch {
                 range: dec.range(),
                 message: Some(format!(
@@ -438,6 +446,10 @@ impl Check for StartupLoopTask {
             if !shared {
                 continue;
             }
+            // Code the parser could not make sense of yields no findings: precision first.
+            if call.get_inner_node().has_error() {
+                continue;
+            }
             out.push(CheckMatch {
                 range: call.range(),
                 message: Some(format!(
@@ -484,6 +496,10 @@ impl Check for CeleryBeatEmbedded {
                     && strings.iter().any(|s| s == "-B" || s == "--beat")
             });
             if !(embedded_kw || embedded_argv) {
+                continue;
+            }
+            // Code the parser could not make sense of yields no findings: precision first.
+            if call.get_inner_node().has_error() {
                 continue;
             }
             out.push(CheckMatch {

@@ -453,6 +453,10 @@ impl Check for ItemLoopNoTry {
             let Some((io, desc)) = first_unprotected_io(&body, &guarded, batch) else {
                 continue;
             };
+            // Code the parser could not make sense of yields no findings: precision first.
+            if node.get_inner_node().has_error() {
+                continue;
+            }
             out.push(CheckMatch {
                 range: io.range(),
                 message: Some(format!(
@@ -532,7 +536,8 @@ fn cleanup_call(name: &str) -> bool {
     words(name).iter().any(|w| TIDY.contains(&w.as_str()))
 }
 
-/// Calls that write or hand work on (by any word of their name), as opposed to reads with a fallback.
+/// Calls that persist something (by any word of their name), as opposed to reads with a fallback, messages
+/// to a socket, or bookkeeping (config, caches, telemetry) that is fine to lose.
 fn write_call(name: &str) -> bool {
     const WRITE: &[&str] = &[
         "add",
@@ -542,26 +547,41 @@ fn write_call(name: &str) -> bool {
         "save",
         "commit",
         "create",
-        "write",
         "store",
         "index",
-        "post",
-        "put",
-        "send",
-        "upload",
         "persist",
         "ingest",
         "vectorize",
         "embed",
-        "process",
-        "publish",
+        "upload",
         "enqueue",
-        "apply",
-        "sync",
-        "import",
-        "notify",
+        "record",
+        "flush_to_db",
     ];
-    words(name).iter().any(|w| WRITE.contains(&w.as_str()))
+    const BOOKKEEPING: &[&str] = &[
+        "config",
+        "settings",
+        "cache",
+        "telemetry",
+        "metric",
+        "metrics",
+        "analytics",
+        "stats",
+        "log",
+        "logs",
+        "trace",
+        "span",
+        "progress",
+        "status_bar",
+        "ui",
+        "preferences",
+        "prefs",
+        "llm",
+        "call",
+    ];
+    let ws = words(name);
+    ws.iter().any(|w| WRITE.contains(&w.as_str()))
+        && !ws.iter().any(|w| BOOKKEEPING.contains(&w.as_str()))
 }
 
 /// The first write-like call in a `try` body (nested functions excluded).
@@ -773,6 +793,10 @@ impl Check for SwallowedException {
                 }
                 (None, None) => String::new(),
             };
+            // Code the parser could not make sense of yields no findings: precision first.
+            if clause.get_inner_node().has_error() {
+                continue;
+            }
             out.push(CheckMatch {
                 range: clause.range(),
                 message: Some(format!(

@@ -14,10 +14,13 @@ mod c4_pools;
 mod c5_blocking;
 mod c5_sync_driver;
 mod c6_fanout;
+mod c7_idempotency;
 mod c8_scheduler;
+mod c9_checkpointer;
 mod f1_db_statement_timeout;
 mod f2_retry_loop;
 mod f3_no_fallback;
+mod f4_shared_client;
 mod f5_partial_failure;
 mod f6_lifecycle;
 mod f7_health;
@@ -66,6 +69,9 @@ pub trait Check: Sync + Send {
 
 static CHECKS: &[&dyn Check] = &[
     &sync_session::SyncSessionInAsync,
+    &c7_idempotency::PublicWriteNoIdempotency,
+    &c9_checkpointer::UnserializedThreadRun,
+    &f4_shared_client::SharedClientMixedDeps,
     &f2_retry_loop::RetryLoopUnbounded,
     &f3_no_fallback::ChatNoFallbackRoute,
     &f3_no_fallback::ChatNoFallbackChat,
