@@ -71,3 +71,64 @@ fn every_rubric_rule_file_has_its_metadata() {
         }
     }
 }
+
+#[test]
+fn every_detector_has_three_invalid_and_three_valid_examples() {
+    let rules = match RuleSet::builtin() {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let short: Vec<String> = rules
+        .detectors
+        .iter()
+        .filter(|d| d.invalid.len() < 3 || d.valid.len() < 3)
+        .map(|d| format!("{}: {} invalid, {} valid", d.id, d.invalid.len(), d.valid.len()))
+        .collect();
+    assert!(
+        short.is_empty(),
+        "detectors with fewer than 3 invalid or 3 valid examples:\n{}",
+        short.join("\n")
+    );
+}
+
+/// README's coverage table names every rubric standard and every built-in detector, so the table users read
+/// cannot fall behind the rule files.
+#[test]
+fn readme_coverage_table_lists_every_detector() {
+    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = match std::fs::read_to_string(&readme_path) {
+        Ok(t) => t,
+        Err(e) => panic!("{}: {e}", readme_path.display()),
+    };
+    let rules = match RuleSet::builtin() {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let mut missing = Vec::new();
+    for r in &rules.rules {
+        let prefix = format!("| {} ", r.id);
+        let Some(row) = readme.lines().find(|l| l.starts_with(&prefix)) else {
+            missing.push(format!("{}: no row", r.id));
+            continue;
+        };
+        let listed: Vec<&str> = row
+            .split('|')
+            .nth(2)
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.split_whitespace().next().unwrap_or(""))
+            .collect();
+        for &i in &r.detectors {
+            let d = &rules.detectors[i];
+            let short = d.id.trim_start_matches(&format!("{}-", r.id));
+            if !listed.contains(&short) {
+                missing.push(format!("{}: {} not in its row", r.id, d.id));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README coverage table is out of date:\n{}",
+        missing.join("\n")
+    );
+}
