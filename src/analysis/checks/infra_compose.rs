@@ -45,8 +45,13 @@ fn services<'a>(doc: &'a YamlDoc) -> Vec<Service<'a>> {
 }
 
 /// Nothing can be said about what a service lacks: it extends another, or merges keys we cannot see.
+/// A service with neither `image` nor `build` is a fragment merged over another file's definition
+/// (`docker compose -f base.yml -f override.yml`).
 fn incomplete(doc: &YamlDoc, s: &Service<'_>) -> bool {
-    !s.body.is_map() || doc.incomplete(s.body) || doc.get(s.body, "extends").is_some()
+    !s.body.is_map()
+        || doc.incomplete(s.body)
+        || doc.get(s.body, "extends").is_some()
+        || (doc.get(s.body, "image").is_none() && doc.get(s.body, "build").is_none())
 }
 
 /// A file for development, tests or examples.

@@ -198,6 +198,36 @@ impl Check for ShellFormCmd {
     }
 }
 
+/// The final stage is a development, debug or test target (`FROM builder AS dev-envs`), or the file is one.
+fn dev_target(path: &str, df: &Dockerfile) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let dev = |s: &str| ["dev", "debug", "test"].iter().any(|w| s.contains(w));
+    lower.contains(".devcontainer/")
+        || lower.split('/').any(|d| {
+            matches!(
+                d,
+                "test" | "tests" | "e2e" | "loadtest" | "mocks" | "examples"
+            )
+        })
+        || dev(lower.rsplit('/').next().unwrap_or(&lower))
+        || df
+            .final_stage()
+            .and_then(|s| s.alias.as_deref())
+            .is_some_and(dev)
+}
+
+/// Base images with no shell or tools to run a `HEALTHCHECK` with, made for orchestrators' probes.
+fn minimal_base(image: &str) -> bool {
+    let l = image.to_ascii_lowercase();
+    l == "scratch" || l.contains("distroless") || l.contains("chiseled")
+}
+
+/// The image the stage chain finally builds on.
+fn base_image(df: &Dockerfile, chain: &[&Stage]) -> String {
+    let base = chain.last().map_or("", |s| s.image.as_str());
+    df.substitute(base).unwrap_or_else(|| base.to_string())
+}
+
 /// The final stage and the earlier stages it builds on (`FROM build AS final`), final stage first.
 fn stage_chain(df: &Dockerfile) -> Vec<&Stage> {
     let mut chain = Vec::new();
@@ -248,8 +278,7 @@ impl Check for NoHealthcheck {
         &[]
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let lower = ctx.path.to_ascii_lowercase();
-        if lower.contains(".devcontainer/") || lower.contains("dev") || lower.contains("test") {
+        if dev_target(ctx.path, &parsed(root)) {
             return;
         }
         self.run(root, out);
@@ -262,7 +291,7 @@ impl Check for NoHealthcheck {
             return;
         };
         let all = || chain.iter().flat_map(|s| s.instructions.iter());
-        if all().any(|i| i.keyword == "HEALTHCHECK") {
+        if all().any(|i| i.keyword == "HEALTHCHECK") || minimal_base(&base_image(&df, &chain)) {
             return;
         }
         let exposes = all().any(|i| i.keyword == "EXPOSE");
@@ -286,10 +315,19 @@ impl Check for NoHealthcheck {
 
 pub struct RunsAsRoot;
 
-/// Base images that already run as an unprivileged user.
+/// Base images that already run as an unprivileged user, or proxies whose workers drop root themselves.
 fn nonroot_base(image: &str) -> bool {
     let l = image.to_ascii_lowercase();
-    l.contains("nonroot")
+    let name = image_ref(&l)
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    matches!(
+        name.as_str(),
+        "nginx" | "httpd" | "caddy" | "traefik" | "haproxy" | "envoy"
+    ) || l.contains("nonroot")
         || l.contains("unprivileged")
         || l.contains("rootless")
         || l.starts_with("bitnami/")
@@ -310,8 +348,7 @@ impl Check for RunsAsRoot {
         &[]
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let lower = ctx.path.to_ascii_lowercase();
-        if lower.contains(".devcontainer/") {
+        if dev_target(ctx.path, &parsed(root)) {
             return;
         }
         self.run(root, out);
@@ -369,7 +406,11 @@ pub(super) fn literal_secret(name: &str, value: &str) -> bool {
         return false;
     }
     let password = name.to_ascii_lowercase().contains("pass");
-    looks_generated(v, password) || (password && v.len() >= 8 && !placeholder_password("", v))
+    // A password that is a plain word (`wordpress`, `nextcloud`) is a demo value; a real one mixes classes.
+    let mixed =
+        v.chars().any(|c| c.is_ascii_alphabetic()) && v.chars().any(|c| !c.is_ascii_alphabetic());
+    looks_generated(v, password)
+        || (password && v.len() >= 8 && mixed && !placeholder_password("", v))
 }
 
 impl Check for SecretInEnv {

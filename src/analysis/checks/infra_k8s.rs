@@ -24,6 +24,17 @@ use regex::Regex;
 use std::ops::Range;
 use std::sync::OnceLock;
 
+/// Manifests of test and load-test setups (`tests/`, `e2e/`, `loadtest/`): missing probes, limits and replicas
+/// are not worth a review comment there.
+fn test_setup(path: &str) -> bool {
+    path.to_ascii_lowercase().split('/').any(|d| {
+        matches!(
+            d,
+            "test" | "tests" | "e2e" | "loadtest" | "load-test" | "testdata"
+        )
+    })
+}
+
 /// A workload's pod spec and containers.
 struct Workload<'a> {
     kind: &'a str,
@@ -110,6 +121,11 @@ impl Check for NoResources {
     fn tokens(&self) -> &'static [&'static str] {
         &["containers"]
     }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if !test_setup(ctx.path) {
+            self.run(root, out);
+        }
+    }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
         if file.templated {
@@ -158,6 +174,11 @@ impl Check for NoProbes {
     fn tokens(&self) -> &'static [&'static str] {
         &["containers"]
     }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if !test_setup(ctx.path) {
+            self.run(root, out);
+        }
+    }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
         if file.templated {
@@ -173,8 +194,12 @@ impl Check for NoProbes {
                     continue;
                 }
                 let mut missing = Vec::new();
+                // Workers without ports get no traffic to gate; their liveness is a weaker case, left alone.
                 let serves = doc.get(c, "ports").is_some_and(|p| !p.is_empty());
-                if serves && doc.get(c, "readinessProbe").is_none() {
+                if !serves {
+                    continue;
+                }
+                if doc.get(c, "readinessProbe").is_none() {
                     missing.push("readinessProbe");
                 }
                 if doc.get(c, "livenessProbe").is_none() {
@@ -226,12 +251,39 @@ fn judge_image(image: &str, pull_always: bool) -> Option<String> {
     }
 }
 
+/// Does the repository rewrite image names at deploy time (Skaffold, Kustomize `images:`)? Then a bare name
+/// like `image: frontend` is a placeholder.
+fn images_rewritten(ctx: &FileContext<'_>) -> bool {
+    ctx.repo.paths.iter().any(|p| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        matches!(
+            name,
+            "skaffold.yaml" | "skaffold.yml" | "kustomization.yaml" | "kustomization.yml"
+        )
+    })
+}
+
 impl Check for ImageUnpinned {
     fn id(&self) -> &'static str {
         "k8s-image-unpinned"
     }
     fn tokens(&self) -> &'static [&'static str] {
         &["image"]
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let mut found = Vec::new();
+        self.run(root, &mut found);
+        let text = &root.get_doc().src;
+        let rewritten = images_rewritten(ctx);
+        out.extend(found.into_iter().filter(|m| {
+            // `image: frontend`: no registry, no tag
+            let bare = text
+                .get(m.range.clone())
+                .and_then(|t| t.split_once(':'))
+                .map(|(_, v)| v.trim().trim_matches(['"', '\'']))
+                .is_some_and(|v| !v.contains('/') && !v.contains(':'));
+            !(rewritten && bare)
+        }));
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
@@ -279,6 +331,10 @@ fn proxy_re() -> &'static Regex {
 fn exposed_services(root: &PyNode<'_>) -> Vec<(Range<usize>, String, String, bool)> {
     let file = yaml_util::file_of(root);
     let mut out = Vec::new();
+    // In a Helm template the type is chosen by values (`{{- if eq .Values.service.type "NodePort" }}`).
+    if file.templated {
+        return out;
+    }
     for doc in &file.docs {
         if scalar(doc, &doc.root, &["kind"]) != Some("Service") {
             continue;
@@ -373,6 +429,14 @@ impl Check for DatastoreExposed {
     }
 }
 
+fn singleton_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)postgres|mysql|mariadb|mongo|redis|valkey|etcd|zookeeper|nfs|master|primary|leader|locust|scheduler|beat|controller|operator|cockroach|cassandra|elasticsearch|opensearch|minio|qdrant|kafka|rabbitmq")
+            .expect("valid regex")
+    })
+}
+
 pub struct SingleReplica;
 
 impl Check for SingleReplica {
@@ -381,6 +445,11 @@ impl Check for SingleReplica {
     }
     fn tokens(&self) -> &'static [&'static str] {
         &["replicas"]
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if !test_setup(ctx.path) {
+            self.run(root, out);
+        }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
@@ -395,10 +464,17 @@ impl Check for SingleReplica {
             if r.value.templated || doc.str(&r.value) != Some("1") {
                 continue;
             }
-            let serves = containers(doc, w.pod, "containers")
+            let cs = containers(doc, w.pod, "containers");
+            let serves = cs
                 .iter()
                 .any(|c| doc.get(c, "ports").is_some_and(|p| !p.is_empty()));
-            if !serves {
+            // Datastores and singletons (a primary, an NFS server, a load-test driver) run one replica on purpose.
+            let singleton = singleton_re().is_match(w.name)
+                || cs.iter().any(|c| {
+                    let image = scalar(doc, c, &["image"]).unwrap_or("");
+                    datastore_re().is_match(image) || singleton_re().is_match(image)
+                });
+            if !serves || singleton {
                 continue;
             }
             out.push(CheckMatch {
@@ -468,11 +544,17 @@ fn values_file(ctx: &FileContext<'_>) -> bool {
         .next()
         .unwrap_or(ctx.path)
         .to_ascii_lowercase();
-    ctx.kind == FileKind::Helm && name.starts_with("values") && !name.contains("schema")
+    ctx.kind == FileKind::Helm
+        && name.starts_with("values")
+        && ![
+            "schema", "ci", "dev", "test", "local", "example", "sample", "kind", "minikube",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 /// Every mapping of a document, depth first, with the entries that hold it.
-fn walk_maps<'a>(doc: &'a YamlDoc, node: &'a YNode, out: &mut Vec<&'a YNode>, depth: usize) {
+fn walk_maps<'a>(node: &'a YNode, out: &mut Vec<&'a YNode>, depth: usize) {
     if depth > 40 {
         return;
     }
@@ -480,12 +562,12 @@ fn walk_maps<'a>(doc: &'a YamlDoc, node: &'a YNode, out: &mut Vec<&'a YNode>, de
         YKind::Map(entries) => {
             out.push(node);
             for e in entries {
-                walk_maps(doc, &e.value, out, depth + 1);
+                walk_maps(&e.value, out, depth + 1);
             }
         }
         YKind::Seq(items) => {
             for i in items {
-                walk_maps(doc, i, out, depth + 1);
+                walk_maps(i, out, depth + 1);
             }
         }
         _ => {}
@@ -510,7 +592,7 @@ impl Check for ValuesNoResources {
         let file = yaml_util::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
-            walk_maps(doc, &doc.root, &mut maps, 0);
+            walk_maps(&doc.root, &mut maps, 0);
             for m in maps {
                 let YKind::Map(entries) = &m.kind else {
                     continue;
@@ -534,6 +616,12 @@ impl Check for ValuesNoResources {
                         let miss = missing_resources(doc, Some(v));
                         // Only a mapping shaped like container resources (requests/limits) is judged.
                         if doc.get(v, "requests").is_none() && doc.get(v, "limits").is_none() {
+                            continue;
+                        }
+                        // volume claims: `requests.storage`
+                        if doc.path(v, &["requests", "storage"]).is_some()
+                            || doc.path(v, &["limits", "storage"]).is_some()
+                        {
                             continue;
                         }
                         if miss.is_empty() {
@@ -574,7 +662,7 @@ impl Check for ValuesImageUnpinned {
         let file = yaml_util::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
-            walk_maps(doc, &doc.root, &mut maps, 0);
+            walk_maps(&doc.root, &mut maps, 0);
             for m in maps {
                 if m.templated {
                     continue;
@@ -599,9 +687,16 @@ impl Check for ValuesImageUnpinned {
                     });
                 }
                 // `image: repo/app:latest`
+                // an untagged `image:` next to `tag:`/`version:` is tagged by it
+                let sibling_tag = ["tag", "imageTag", "version", "digest"].iter().any(|k| {
+                    doc.get(m, k)
+                        .and_then(|t| doc.str(t))
+                        .is_some_and(|t| !t.is_empty())
+                });
                 if let Some(e) = doc.entry(m, "image")
                     && let Some(image) = doc.str(&e.value)
                     && image.contains('/')
+                    && !(sibling_tag && image_ref(image).tag.is_none())
                     && let Some(what) = judge_image(image, always)
                 {
                     out.push(CheckMatch {

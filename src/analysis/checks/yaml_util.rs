@@ -216,9 +216,18 @@ pub fn blank_templates(text: &str) -> (String, Vec<Range<usize>>) {
         }
     }
     for r in &ranges {
+        // An unquoted action that ends its line (`labels: {{- include … | nindent 4 }}`) usually expands to
+        // a nested block: blank it to nothing, so the indented lines after it still parse as its value.
+        let line_rest = text[r.end..].split('\n').next().unwrap_or("");
+        let quoted = r.start > 0 && matches!(bytes[r.start - 1], b'"' | b'\'');
+        let fill = if line_rest.trim().is_empty() && !quoted {
+            b' '
+        } else {
+            b'_'
+        };
         for b in &mut out[r.clone()] {
             if *b != b'\n' {
-                *b = b'_';
+                *b = fill;
             }
         }
     }
@@ -265,6 +274,7 @@ pub fn parse(text: &str) -> YamlFile {
     };
     let mut docs = Vec::new();
     let mut builder = Builder {
+        src: &src,
         ranges: &ranges,
         anchors: HashMap::new(),
     };
@@ -336,6 +346,7 @@ pub fn cached(text: &str) -> Rc<YamlFile> {
 }
 
 struct Builder<'a> {
+    src: &'a str,
     ranges: &'a [Range<usize>],
     anchors: HashMap<String, YNode>,
 }
@@ -411,12 +422,21 @@ impl Builder<'_> {
                             };
                             let value = match p.field("value") {
                                 Some(v) => self.build(&v),
-                                None => YNode {
-                                    kind: YKind::Null,
-                                    range: k.range().end..k.range().end,
-                                    error: false,
-                                    templated: false,
-                                },
+                                None => {
+                                    // `key: {{ … }}` blanked to nothing: the value came from a template.
+                                    let end = k.range().end;
+                                    let line_end = self
+                                        .src
+                                        .get(end..)
+                                        .and_then(|r| r.find('\n'))
+                                        .map_or(self.src.len(), |i| end + i);
+                                    YNode {
+                                        kind: YKind::Null,
+                                        range: end..end,
+                                        error: false,
+                                        templated: self.templated(&(end..line_end)),
+                                    }
+                                }
                             };
                             entries.push(Entry {
                                 key: name.clone(),
