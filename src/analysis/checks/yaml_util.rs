@@ -219,14 +219,21 @@ pub fn blank_templates(text: &str) -> (String, Vec<Range<usize>>) {
         // An unquoted action that ends its line (`labels: {{- include … | nindent 4 }}`) usually expands to
         // a nested block: blank it to nothing, so the indented lines after it still parse as its value.
         let line_rest = text[r.end..].split('\n').next().unwrap_or("");
-        let quoted = r.start > 0 && matches!(bytes[r.start - 1], b'"' | b'\'');
-        let fill = if line_rest.trim().is_empty() && !quoted {
+        let line_start = text[..r.start].rfind('\n').map_or(0, |i| i + 1);
+        let prefix = &text[line_start..r.start];
+        let before = prefix.trim();
+        // `key: {{ … }}` or `- {{ … }}`, not `image: repo:{{ … }}`
+        let spaced = prefix.len() > prefix.trim_end().len();
+        let whole_value =
+            before.is_empty() || (spaced && (before.ends_with(':') || before.ends_with('-')));
+        let fill = if line_rest.trim().is_empty() && whole_value {
             b' '
         } else {
             b'_'
         };
+        // Whitespace stays, so the lines a multi-line action spans keep their indentation.
         for b in &mut out[r.clone()] {
-            if *b != b'\n' {
+            if !b.is_ascii_whitespace() {
                 *b = fill;
             }
         }
@@ -694,6 +701,21 @@ mod tests {
         assert_eq!(line_of(text, image.key_range.start), 15);
         let replicas = d.path(&d.root, &["spec", "replicas"]);
         assert!(replicas.is_some_and(|r| r.templated));
+    }
+
+    #[test]
+    fn trailing_actions_blank_to_nothing_only_when_they_are_the_value() {
+        let (b, _) = blank_templates("image: repo:{{ .Values.tag }}\n");
+        assert_eq!(b, "image: repo:__ ___________ __\n");
+        let text = "metadata:\n  labels: {{- include \"x\" . | nindent 4 }}\n    app: api\nscript: |\n  A=\"{{\n  $x := 1 }}\"\n  echo ok\n";
+        let f = parse(text);
+        assert!(f.first_error.is_none(), "{:?}", blank_templates(text).0);
+        let d = only(&f);
+        assert_eq!(
+            d.path(&d.root, &["metadata", "labels", "app"])
+                .and_then(|n| d.str(n)),
+            Some("api")
+        );
     }
 
     #[test]
