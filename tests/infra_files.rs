@@ -120,7 +120,7 @@ fn dockerfile_heredocs_continuations_and_stages() {
 
 #[test]
 fn multi_document_manifests_point_at_keys() {
-    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: postgres\nspec:\n  type: LoadBalancer\n  selector: {app: postgres}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n        - name: api\n          image: ghcr.io/acme/api\n          ports: [{containerPort: 8000}]\n          resources:\n            limits: {cpu: 500m, memory: 512Mi}\n          readinessProbe: {httpGet: {path: /readyz, port: 8000}}\n          livenessProbe: {httpGet: {path: /healthz, port: 8000}}\n";
+    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: postgres\nspec:\n  type: LoadBalancer\n  selector: {app: postgres}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n        - name: api\n          image: ghcr.io/acme/api\n          ports: [{containerPort: 8000}]\n          resources:\n            requests: {cpu: 100m, memory: 128Mi}\n          readinessProbe: {httpGet: {path: /readyz, port: 8000}}\n          livenessProbe: {httpGet: {path: /healthz, port: 8000}}\n";
     let out = engine().analyze("k8s/stack.yaml", text, None);
     assert_eq!(
         checks_at(&out),

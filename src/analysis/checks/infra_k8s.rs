@@ -95,7 +95,7 @@ fn container_anchor(doc: &YamlDoc, c: &YNode) -> Range<usize> {
     }
 }
 
-/// What of cpu/memory requests and limits a `resources` mapping lacks.
+/// What of cpu/memory requests and limits a `resources` mapping lacks (a request defaults to its limit).
 fn missing_resources(doc: &YamlDoc, res: Option<&YNode>) -> Vec<&'static str> {
     let mut missing = Vec::new();
     for (part, key, label) in [
@@ -104,7 +104,9 @@ fn missing_resources(doc: &YamlDoc, res: Option<&YNode>) -> Vec<&'static str> {
         ("limits", "cpu", "limits.cpu"),
         ("limits", "memory", "limits.memory"),
     ] {
-        let present = res.and_then(|r| doc.path(r, &[part, key])).is_some();
+        let has = |p: &str| res.and_then(|r| doc.path(r, &[p, key])).is_some();
+        // Kubernetes defaults a missing request to the limit.
+        let present = has(part) || (part == "requests" && has("limits"));
         if !present {
             missing.push(label);
         }
@@ -769,6 +771,11 @@ mod tests {
         let p = "charts/api/values.yaml";
         assert_eq!(lines_of(&ValuesImageUnpinned, p, text), vec![3]);
         assert_eq!(lines_of(&ValuesNoResources, p, text), vec![5, 7]);
+        let limits_only = "resources:\n  limits: {cpu: 500m, memory: 512Mi}\n";
+        assert!(
+            lines_of(&ValuesNoResources, p, limits_only).is_empty(),
+            "requests default to limits"
+        );
         assert!(lines_of(&ValuesNoResources, "charts/api/templates/x.yaml", text).is_empty());
     }
 }
