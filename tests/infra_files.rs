@@ -143,3 +143,21 @@ fn compose_extends_profiles_and_anchors() {
         vec![("F7-compose-depends-on-not-healthy".to_string(), 23)]
     );
 }
+
+#[test]
+fn non_ascii_text_in_templates_and_dockerfiles_does_not_panic() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: café\n  {{ \"ñandú\" }}: x\n  note: \"{{ \"€€€\" }}\"\nspec:\n  template:\n    spec:\n      containers:\n        - name: {{ \"ü\" }}\n          image: ghcr.io/äcme/app:latest\n";
+    let out = engine().analyze("charts/app/templates/deployment.yaml", text, None);
+    assert!(out.skipped.is_none(), "{:?}", out.skipped);
+    assert_eq!(
+        checks_at(&out),
+        vec![("O5-k8s-image-unpinned".to_string(), 12)]
+    );
+    let docker = engine().analyze(
+        "Dockerfile",
+        "# ü\nARG NAMÉ=1\nARGÄ=1\nFROM python:3.12-slim\nENV GRÜSSE=hallo\nUSER app\nCMD [\"python\"]\n",
+        None,
+    );
+    assert!(docker.skipped.is_none(), "{:?}", docker.skipped);
+    assert!(docker.findings.is_empty(), "{:?}", checks_at(&docker));
+}

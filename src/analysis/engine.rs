@@ -279,6 +279,15 @@ impl Engine {
                     let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
                     check.run_fixing(&root.root(), ctx, &mut found);
                     let d = &self.rules.detectors[i];
+                    // A range must cut the text at characters (checks over rewritten text could miss).
+                    let on_chars = |r: &Range<usize>| {
+                        r.start <= r.end
+                            && text.is_char_boundary(r.start)
+                            && text.is_char_boundary(r.end)
+                    };
+                    found.retain(|(c, fix)| {
+                        on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
+                    });
                     out.extend(found.into_iter().map(|(c, fix)| {
                         RawMatch {
                             detector: i,

@@ -455,7 +455,7 @@ fn text_instructions(text: &str) -> Vec<Instruction> {
     let mut start = 0;
     for line in text[..first_from].split_inclusive('\n') {
         let t = line.trim_start();
-        if t.len() >= 4 && t[..4].eq_ignore_ascii_case("ARG ") {
+        if t.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("ARG ")) {
             let indent = line.len() - t.len();
             out.push(Instruction {
                 keyword: "ARG".into(),

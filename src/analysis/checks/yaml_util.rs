@@ -331,7 +331,12 @@ pub fn unparseable(text: &str) -> Option<String> {
     if usable {
         return None;
     }
-    let line = text[..at.min(text.len())].matches('\n').count() + 1;
+    // Byte-wise: the offset comes from the blanked text and may fall inside a multi-byte character.
+    let line = text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
     Some(format!(
         "cannot be parsed as YAML (syntax error at line {line}); fix the file or exclude it in .github/prodaudit.yml"
     ))
@@ -609,7 +614,11 @@ pub fn moving_tag(tag: &str) -> bool {
 /// The line (1-based) of a byte offset, for tests.
 #[cfg(test)]
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
