@@ -1,7 +1,7 @@
 //! The analysis engine: one file in, findings out. Each file is parsed once; every detector that the file's
 //! tokens make worth running is dispatched in a single walk of the tree by node kind.
 
-use super::checks::{self, CheckMatch};
+use super::checks::{self, CheckFix, CheckMatch};
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::rules::{Detector, Matcher, RuleSet, Scope};
@@ -160,6 +160,10 @@ impl Engine {
         let Some(lang) = kind.lang() else {
             return outcome;
         };
+        if let Some(reason) = checks::unparseable(kind, text) {
+            outcome.skipped = Some(reason);
+            return outcome;
+        }
         let seen = self.rules.scan_tokens(text);
         let wanted: Vec<usize> = self
             .rules
@@ -272,14 +276,27 @@ impl Engine {
                     }
                 }
                 Matcher::Check(check) => {
-                    let mut found: Vec<CheckMatch> = Vec::new();
-                    check.run_in(&root.root(), ctx, &mut found);
+                    let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
+                    check.run_fixing(&root.root(), ctx, &mut found);
                     let d = &self.rules.detectors[i];
-                    out.extend(found.into_iter().map(|c| RawMatch {
-                        detector: i,
-                        range: c.range,
-                        message: c.message.unwrap_or_else(|| d.message.clone()),
-                        fix: None,
+                    // A range must cut the text at characters (checks over rewritten text could miss).
+                    let on_chars = |r: &Range<usize>| {
+                        r.start <= r.end
+                            && text.is_char_boundary(r.start)
+                            && text.is_char_boundary(r.end)
+                    };
+                    found.retain(|(c, fix)| {
+                        on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
+                    });
+                    out.extend(found.into_iter().map(|(c, fix)| {
+                        RawMatch {
+                            detector: i,
+                            range: c.range,
+                            message: c.message.unwrap_or_else(|| d.message.clone()),
+                            fix: fix
+                                .filter(|f| f.range.end <= text.len())
+                                .map(|f| (f.range, f.replacement)),
+                        }
                     }));
                 }
             }

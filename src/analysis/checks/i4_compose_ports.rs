@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 pub struct ComposeDatastorePort;
 
-fn datastore_re() -> &'static Regex {
+pub(super) fn datastore_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(r"(?i)(^|/)(postgres|postgis|pgvector|timescaledb\w*|qdrant|redis(-stack\w*)?|valkey|mongo|mysql|mariadb|elasticsearch|opensearch|rabbitmq|minio|memcached|weaviate|milvus|chroma|vespa|neo4j|clickhouse\w*|nats|kafka)([:@]|$)")
@@ -94,7 +94,7 @@ fn published_everywhere(item: &PyNode<'_>) -> bool {
 
 /// A Compose file meant for production: a path component names production or deployment, and the file name
 /// does not name development, tests or local overrides.
-fn is_production_file(path: &str) -> bool {
+pub(super) fn is_production_file(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
     let dev = [

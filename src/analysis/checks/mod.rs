@@ -2,7 +2,7 @@
 //! `check: <id>`.
 
 use super::context::FileContext;
-use super::language::Lang;
+use super::language::{FileKind, Lang};
 use ast_grep_core::Node;
 use ast_grep_core::tree_sitter::StrDoc;
 use std::ops::Range;
@@ -17,6 +17,7 @@ mod c6_fanout;
 mod c7_idempotency;
 mod c8_scheduler;
 mod c9_checkpointer;
+mod dockerfile_util;
 mod f1_db_statement_timeout;
 mod f2_retry_loop;
 mod f3_no_fallback;
@@ -31,10 +32,14 @@ mod i4_compose_ports;
 mod i4_secret_in_response;
 mod i5_state;
 mod i6_growth;
+mod infra_compose;
+mod infra_dockerfile;
+mod infra_k8s;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
 mod o3_hardcoded_secrets;
 mod sync_session;
+pub(crate) mod yaml_util;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
 pub type PyNode<'r> = Node<'r, StrDoc<Lang>>;
@@ -65,6 +70,25 @@ pub trait Check: Sync + Send {
         let _ = ctx;
         self.run(root, out);
     }
+    /// Find matches, each with a safe fix where the check can offer one. Checks with fixes override this; the
+    /// default is [`Check::run_in`] without fixes.
+    fn run_fixing(
+        &self,
+        root: &PyNode<'_>,
+        ctx: &FileContext<'_>,
+        out: &mut Vec<(CheckMatch, Option<CheckFix>)>,
+    ) {
+        let mut found = Vec::new();
+        self.run_in(root, ctx, &mut found);
+        out.extend(found.into_iter().map(|m| (m, None)));
+    }
+}
+
+/// A replacement a check proposes for a byte range of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFix {
+    pub range: Range<usize>,
+    pub replacement: String,
 }
 
 static CHECKS: &[&dyn Check] = &[
@@ -126,7 +150,37 @@ static CHECKS: &[&dyn Check] = &[
     &o3_hardcoded_secrets::KnownFormatSecret,
     &o3_hardcoded_secrets::NamedSecretLiteral,
     &o3_hardcoded_secrets::CredentialsInUrl,
+    &infra_dockerfile::FromUnpinned,
+    &infra_dockerfile::ShellFormCmd,
+    &infra_dockerfile::NoHealthcheck,
+    &infra_dockerfile::RunsAsRoot,
+    &infra_dockerfile::SecretInEnv,
+    &infra_compose::PublishedPort,
+    &infra_compose::DependencyWithoutHealthcheck,
+    &infra_compose::DependsOnNotHealthy,
+    &infra_compose::NoLimits,
+    &infra_compose::ImageUnpinned,
+    &infra_compose::LiteralSecret,
+    &infra_k8s::NoResources,
+    &infra_k8s::NoProbes,
+    &infra_k8s::ImageUnpinned,
+    &infra_k8s::ServiceExposed,
+    &infra_k8s::DatastoreExposed,
+    &infra_k8s::SingleReplica,
+    &infra_k8s::EnvSecret,
+    &infra_k8s::ValuesNoResources,
+    &infra_k8s::ValuesImageUnpinned,
 ];
+
+/// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with
+/// syntax errors is still analysed around them.
+pub fn unparseable(kind: FileKind, text: &str) -> Option<String> {
+    match kind {
+        FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => yaml_util::unparseable(text),
+        FileKind::Dockerfile => dockerfile_util::unparseable(text),
+        _ => None,
+    }
+}
 
 /// The check with this id.
 pub fn lookup(id: &str) -> Option<&'static dyn Check> {

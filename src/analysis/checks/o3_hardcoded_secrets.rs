@@ -61,7 +61,7 @@ fn known_formats() -> &'static [(Regex, &'static str)] {
 }
 
 /// Names that hold a secret value.
-fn secret_name(name: &str) -> bool {
+pub(super) fn secret_name(name: &str) -> bool {
     static NAME: OnceLock<Regex> = OnceLock::new();
     static NOT: OnceLock<Regex> = OnceLock::new();
     re(
@@ -77,7 +77,7 @@ fn secret_name(name: &str) -> bool {
 }
 
 /// Values that are obviously not real: templates, examples, env var names, paths, URLs, prose.
-fn is_placeholder(v: &str) -> bool {
+pub(super) fn is_placeholder(v: &str) -> bool {
     static PH: OnceLock<Regex> = OnceLock::new();
     let lower = v.to_ascii_lowercase();
     re(
@@ -123,7 +123,7 @@ fn is_sequential(s: &str) -> bool {
 }
 
 /// A literal that looks like a generated secret: long, no spaces, letters and digits, high entropy, no long words.
-fn looks_generated(v: &str, password: bool) -> bool {
+pub(super) fn looks_generated(v: &str, password: bool) -> bool {
     if is_placeholder(v) {
         return false;
     }
@@ -440,7 +440,7 @@ fn url_re() -> &'static Regex {
     )
 }
 
-fn placeholder_password(user: &str, pw: &str) -> bool {
+pub(super) fn placeholder_password(user: &str, pw: &str) -> bool {
     let p = pw.to_ascii_lowercase();
     p == user.to_ascii_lowercase()
         || pw.len() < 6
