@@ -34,6 +34,9 @@ mod i6_growth;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
 mod o3_hardcoded_secrets;
+mod o3_env_example;
+mod o4_alembic;
+mod o4_model_migration;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
@@ -126,6 +129,12 @@ static CHECKS: &[&dyn Check] = &[
     &o3_hardcoded_secrets::KnownFormatSecret,
     &o3_hardcoded_secrets::NamedSecretLiteral,
     &o3_hardcoded_secrets::CredentialsInUrl,
+    &o4_alembic::AlembicNoDowngrade,
+    &o4_alembic::AlembicDestructiveWithoutPlan,
+    &o4_alembic::AlembicLoadsWholeTable,
+    &o4_model_migration::ModelChangeWithoutMigration,
+    &o3_env_example::SettingNotInEnvExample,
+    &o3_env_example::OptionalSettingNotInEnvExample,
 ];
 
 /// The check with this id.
