@@ -166,6 +166,7 @@ impl Check for AlembicNoDowngrade {
                         .into(),
                 ),
             }),
+            Some(down) if explains_no_way_back(&down) => {}
             Some(down) if is_trivial_body(&down) => out.push(CheckMatch {
                 range: name_range(&down),
                 message: Some(
@@ -185,6 +186,42 @@ impl Check for AlembicNoDowngrade {
             Some(_) => {}
         }
     }
+}
+
+/// The column (`drop_column`) or table (`drop_table`) a drop removes.
+fn dropped_name(call: &PyNode<'_>, op: &str) -> Option<String> {
+    let args: Vec<String> = (0..3)
+        .filter_map(|i| positional_arg(call, i).and_then(|a| string_value(&a)))
+        .collect();
+    match op {
+        "drop_table" => args.first().cloned(),
+        // `op.drop_column(table, column)`, `batch_op.drop_column(column)`.
+        _ => args.last().cloned(),
+    }
+}
+
+/// Words in a `downgrade()`'s comments that say, on purpose, why there is no way back.
+const NO_WAY_BACK: &[&str] = &[
+    "no downgrade",
+    "not reversible",
+    "cannot be reversed",
+    "cannot be undone",
+    "can't be undone",
+    "one-way",
+    "forward-only",
+    "irreversible",
+];
+
+/// Does the downgrade's own prose record why it does not undo the upgrade? Any comment or docstring of an
+/// otherwise empty `downgrade()` written by a person (not Alembic's `### commands auto generated` markers)
+/// counts: the decision was made on purpose and written down.
+fn explains_no_way_back(down: &PyNode<'_>) -> bool {
+    let notes = prose(down);
+    NO_WAY_BACK.iter().any(|w| notes.contains(w))
+        || notes.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ', '"', '\'']).trim();
+            !l.is_empty() && !l.contains("auto generated") && !l.contains("alembic commands")
+        })
 }
 
 /// Comments and docstrings of the file, lower-cased, joined.
@@ -234,8 +271,9 @@ fn narrows(existing: &PyNode<'_>, new: &PyNode<'_>) -> bool {
         _ => None,
     };
     if is_str(&new) && new_len.is_some() {
+        // `Text` → `String(5_000_000)` is a bound nobody reaches.
         if is_text(&old) || (is_str(&old) && old_len.is_none()) {
-            return true;
+            return new_len.is_some_and(|n| n < 65_536);
         }
         if is_str(&old)
             && let (Some(a), Some(b)) = (old_len, new_len)
@@ -274,10 +312,30 @@ fn backfills_before(up: &PyNode<'_>, offset: usize) -> bool {
             }
             if t == "execute" {
                 let text = c.text().to_ascii_uppercase();
-                return text.contains("UPDATE") || text.contains("INSERT");
+                return text.contains("UPDATE") || text.contains("INSERT") || text.contains("DELETE");
             }
             false
         })
+}
+
+/// Does `upgrade()` read or copy `name` (a column or table) with SQL before `offset`? Then its data is carried
+/// over by the migration itself.
+fn read_before(up: &PyNode<'_>, offset: usize, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    up.dfs()
+        .filter(|n| n.kind() == "call" && n.range().start < offset)
+        .filter(|c| callee_tail(c).as_deref() == Some("execute"))
+        .any(|c| contains_word(&c.text().to_ascii_lowercase(), &name))
+}
+
+/// Does `text` contain `word` with no identifier character on either side?
+fn contains_word(text: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
 }
 
 pub struct AlembicDestructiveWithoutPlan;
@@ -308,6 +366,15 @@ impl Check for AlembicDestructiveWithoutPlan {
                 continue;
             };
             let message = match op.as_str() {
+                // Data copied elsewhere first (`UPDATE … SET new_id = …`, then drop the old column), or read by
+                // the migration before the drop.
+                "drop_column" | "drop_table"
+                    if backfills_before(&up, call.range().start)
+                        || dropped_name(&call, &op)
+                            .is_some_and(|n| read_before(&up, call.range().start, &n)) =>
+                {
+                    None
+                }
                 "drop_column" => Some(
                     "`drop_column` deletes this column's data for good and the migration records no plan \
                      (backup, backfill or expand/contract)",
@@ -337,7 +404,12 @@ impl Check for AlembicDestructiveWithoutPlan {
                              are truncated, and the migration records no plan",
                         )
                     } else if is_false(keyword_arg(&call, "nullable"))
+                        // Only a plain "make it NOT NULL" step: with a new type or name it is a column the
+                        // migration rebuilds, usually filled just before.
+                        && keyword_arg(&call, "type_").is_none()
+                        && keyword_arg(&call, "new_column_name").is_none()
                         && keyword_arg(&call, "server_default").is_none()
+                        && keyword_arg(&call, "existing_server_default").is_none()
                         && !is_false(keyword_arg(&call, "existing_nullable"))
                         && !backfills_before(&up, call.range().start)
                     {
@@ -363,7 +435,8 @@ impl Check for AlembicDestructiveWithoutPlan {
                                 && !is_true(keyword_arg(&col, "primary_key"))
                                 && !col.text().contains("Computed(")
                                 && !col.text().contains("Identity(")
-                                && !table.is_some_and(|t| created.contains(&t)) =>
+                                && !table.is_some_and(|t| created.contains(&t))
+                                && !backfills_before(&up, call.range().start) =>
                         {
                             Some(
                                 "this NOT NULL column has no `server_default`: adding it fails on a table that \
