@@ -37,6 +37,7 @@ mod o3_hardcoded_secrets;
 mod o3_env_example;
 mod o4_alembic;
 mod o4_model_migration;
+mod f7_readiness;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
@@ -135,6 +136,7 @@ static CHECKS: &[&dyn Check] = &[
     &o4_model_migration::ModelChangeWithoutMigration,
     &o3_env_example::SettingNotInEnvExample,
     &o3_env_example::OptionalSettingNotInEnvExample,
+    &f7_readiness::FastApiNoReadinessAnywhere,
 ];
 
 /// The check with this id.
