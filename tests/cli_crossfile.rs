@@ -133,7 +133,7 @@ fn a_column_without_migration_and_an_undocumented_setting_are_reported_on_their_
         triples(&report),
         vec![
             (
-                "O3-setting-not-in-env-example".to_string(),
+                "O3-optional-setting-not-in-env-example".to_string(),
                 "app/core/config.py".to_string(),
                 5
             ),
@@ -208,7 +208,7 @@ fn unchanged_lines_are_left_alone_though_all_lines_sees_them() {
     assert_eq!(
         cross_file(&change),
         vec![(
-            "O3-setting-not-in-env-example".to_string(),
+            "O3-optional-setting-not-in-env-example".to_string(),
             "app/core/config.py".to_string(),
             5
         )]
@@ -225,7 +225,7 @@ fn unchanged_lines_are_left_alone_though_all_lines_sees_them() {
                 4
             ),
             (
-                "O3-setting-not-in-env-example".to_string(),
+                "O3-optional-setting-not-in-env-example".to_string(),
                 "app/core/config.py".to_string(),
                 5
             ),

@@ -9,8 +9,9 @@
 //! `class Config`) and aliases (`alias`, `validation_alias`, `AliasChoices`); pydantic matches them
 //! case-insensitively, and so does this check.
 //!
-//! Two detectors share the logic: reads without a default (the app fails without the variable) and reads with
-//! one.
+//! Two detectors share the logic: required reads (`os.environ["X"]`, a settings field without a default: the app
+//! fails without the variable) and optional ones (`os.getenv`, `os.environ.get`, fields with a default). Settings
+//! classes built with explicit values in their own file (`Settings(**kwargs)`) are not judged.
 
 use super::{Check, CheckMatch, PyNode, callee, keyword_arg, positional_arg, string_value};
 use crate::analysis::context::FileContext;
@@ -164,8 +165,8 @@ fn env_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
                 let Some(name) = positional_arg(&n, 0).and_then(|a| string_value(&a)) else {
                     continue;
                 };
-                let has_default =
-                    positional_arg(&n, 1).is_some() || keyword_arg(&n, "default").is_some();
+                // `getenv("X")` without a default still runs without X (it returns None): optional.
+                let has_default = true;
                 out.push(Read {
                     node: n.clone(),
                     names: vec![name],
@@ -244,6 +245,17 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
             continue;
         }
         let prefix = env_prefix(&class).unwrap_or_default();
+        // Built with explicit values in this file (`Settings(**kwargs)`, `Settings(auth_type=…)`): its fields
+        // need not come from the environment.
+        let class_name = class.field("name").map(|n| n.text().to_string());
+        let built_with_values = root.dfs().filter(|n| n.kind() == "call").any(|c| {
+            callee(&c).is_some_and(|f| Some(&f) == class_name.as_ref())
+                && c.field("arguments")
+                    .is_some_and(|a| a.children().any(|x| x.is_named() && x.kind() != "comment"))
+        });
+        if built_with_values {
+            continue;
+        }
         let Some(body) = class.field("body") else {
             continue;
         };
