@@ -360,6 +360,20 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             tree.push(rel);
         }
     }
+    // Cross-file rules see the whole tree even when only some paths are audited.
+    if !req.paths.is_empty() {
+        let walker = ignore::WalkBuilder::new(&root)
+            .require_git(false)
+            .hidden(false)
+            .filter_entry(|e| e.file_name() != ".git")
+            .build();
+        tree.extend(
+            walker
+                .flatten()
+                .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+                .map(|e| relative(&root, e.path())),
+        );
+    }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);
     tree.sort();

@@ -106,7 +106,10 @@ fn base_repo() -> TestRepo {
     repo.write("app/core/config.py", CONFIG_BASE);
     repo.write("alembic/env.py", ENV_PY);
     repo.write("alembic/versions/0001_initial.py", INITIAL);
-    repo.write(".env.example", "DATABASE_URL=postgresql://app:changethis@localhost/app\n");
+    repo.write(
+        ".env.example",
+        "DATABASE_URL=postgresql://app:changethis@localhost/app\n",
+    );
     repo.commit("base");
     repo.git(&["checkout", "-q", "-b", "feature"]);
     repo
@@ -181,7 +184,10 @@ fn a_change_with_its_migration_and_documented_setting_is_clean() {
 #[test]
 fn a_migration_in_a_folder_the_configuration_excludes_still_counts() {
     let repo = base_repo();
-    repo.write(".github/prodaudit.yml", "paths:\n  exclude: ['alembic/**']\n");
+    repo.write(
+        ".github/prodaudit.yml",
+        "paths:\n  exclude: ['alembic/**']\n",
+    );
     repo.commit("exclude migrations from the audit");
     repo.git(&["checkout", "-q", "main"]);
     repo.git(&["merge", "-q", "--ff-only", "feature"]);

@@ -27,7 +27,14 @@ const SIGNALS: &[&str] = &[
 ];
 
 /// Words in a file name that suggest a health module (`health.py`, `probes.py`, `readiness.py`).
-const NAMES: &[&str] = &["health", "ready", "readiness", "liveness", "probe", "heartbeat"];
+const NAMES: &[&str] = &[
+    "health",
+    "ready",
+    "readiness",
+    "liveness",
+    "probe",
+    "heartbeat",
+];
 
 const NEEDS: &[&str] = &[
     "**/docker-compose*.yml",
@@ -57,8 +64,10 @@ fn is_fastapi_ctor(call: &PyNode<'_>) -> bool {
 fn routes_elsewhere(root: &PyNode<'_>) -> bool {
     root.dfs().filter(|n| n.kind() == "call").any(|c| {
         callee_tail(&c).is_some_and(|t| {
-            matches!(t.as_str(), "include_router" | "mount" | "host" | "add_routes")
-                || t.starts_with("include_router")
+            matches!(
+                t.as_str(),
+                "include_router" | "mount" | "host" | "add_routes"
+            ) || t.starts_with("include_router")
         })
     })
 }

@@ -24,6 +24,7 @@ mod f4_shared_client;
 mod f5_partial_failure;
 mod f6_lifecycle;
 mod f7_health;
+mod f7_readiness;
 mod i1_tenant;
 mod i2_limits;
 mod i3_fault;
@@ -33,11 +34,10 @@ mod i5_state;
 mod i6_growth;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
-mod o3_hardcoded_secrets;
 mod o3_env_example;
+mod o3_hardcoded_secrets;
 mod o4_alembic;
 mod o4_model_migration;
-mod f7_readiness;
 mod sync_session;
 
 /// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).

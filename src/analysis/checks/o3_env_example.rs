@@ -220,9 +220,7 @@ fn env_prefix(class: &PyNode<'_>) -> Option<String> {
         {
             return n.field("value").and_then(|v| string_value(&v));
         }
-        if n.kind() == "assignment"
-            && n.field("left").is_some_and(|l| l.text() == "env_prefix")
-        {
+        if n.kind() == "assignment" && n.field("left").is_some_and(|l| l.text() == "env_prefix") {
             return n.field("right").and_then(|v| string_value(&v));
         }
     }
@@ -236,7 +234,10 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
             .field("superclasses")
             .map(|s| s.text().to_string())
             .unwrap_or_default();
-        if !bases.split([',', '(', ')', ' ', '.']).any(|b| b == "BaseSettings") {
+        if !bases
+            .split([',', '(', ')', ' ', '.'])
+            .any(|b| b == "BaseSettings")
+        {
             continue;
         }
         let text = class.text();
@@ -259,15 +260,23 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
         let Some(body) = class.field("body") else {
             continue;
         };
-        for stmt in body.children().filter(|s| s.kind() == "expression_statement") {
+        for stmt in body
+            .children()
+            .filter(|s| s.kind() == "expression_statement")
+        {
             let Some(a) = stmt.child(0).filter(|a| a.kind() == "assignment") else {
                 continue;
             };
             let Some(ty) = a.field("type") else {
                 continue;
             };
-            let field = a.field("left").map(|l| l.text().to_string()).unwrap_or_default();
-            if field.starts_with('_') || field == "model_config" || ty.text().starts_with("ClassVar")
+            let field = a
+                .field("left")
+                .map(|l| l.text().to_string())
+                .unwrap_or_default();
+            if field.starts_with('_')
+                || field == "model_config"
+                || ty.text().starts_with("ClassVar")
             {
                 continue;
             }
@@ -387,7 +396,9 @@ mod tests {
 
     #[test]
     fn words_and_mentions() {
-        let w = words("# Database\nDATABASE_URL=postgres://x\n# export openai_api_key=\nQDRANT__URL=x\n");
+        let w = words(
+            "# Database\nDATABASE_URL=postgres://x\n# export openai_api_key=\nQDRANT__URL=x\n",
+        );
         assert!(mentioned(&w, "DATABASE_URL"));
         assert!(mentioned(&w, "OPENAI_API_KEY"));
         assert!(mentioned(&w, "qdrant"));

@@ -73,7 +73,8 @@ fn is_op_call(call: &PyNode<'_>) -> Option<String> {
     }
     let obj = f.field("object")?;
     let o = obj.text();
-    let receiver_ok = o == "op" || o.ends_with("_op") || o.starts_with("batch") || o == "operations";
+    let receiver_ok =
+        o == "op" || o.ends_with("_op") || o.starts_with("batch") || o == "operations";
     if !receiver_ok {
         return None;
     }
@@ -230,7 +231,8 @@ fn prose(root: &PyNode<'_>) -> String {
     for n in root.dfs() {
         let is_doc = n.kind() == "string"
             && n.parent().is_some_and(|p| {
-                p.kind() == "expression_statement" && p.children().filter(|c| c.is_named()).count() == 1
+                p.kind() == "expression_statement"
+                    && p.children().filter(|c| c.is_named()).count() == 1
             });
         if n.kind() == "comment" || is_doc {
             out.push_str(&n.text().to_lowercase());
@@ -248,7 +250,13 @@ fn type_shape(node: &PyNode<'_>) -> (String, Option<u64>) {
         (Some(node.clone()), None)
     };
     let name = head
-        .map(|h| h.text().rsplit('.').next().unwrap_or("").to_ascii_lowercase())
+        .map(|h| {
+            h.text()
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let len = call.and_then(|c| {
         positional_arg(c, 0)
@@ -312,7 +320,9 @@ fn backfills_before(up: &PyNode<'_>, offset: usize) -> bool {
             }
             if t == "execute" {
                 let text = c.text().to_ascii_uppercase();
-                return text.contains("UPDATE") || text.contains("INSERT") || text.contains("DELETE");
+                return text.contains("UPDATE")
+                    || text.contains("INSERT")
+                    || text.contains("DELETE");
             }
             false
         })
@@ -346,7 +356,12 @@ impl Check for AlembicDestructiveWithoutPlan {
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["drop_column", "drop_table", "alter_column", "nullable=False"]
+        &[
+            "drop_column",
+            "drop_table",
+            "alter_column",
+            "nullable=False",
+        ]
     }
 
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
@@ -551,7 +566,10 @@ mod tests {
     fn shape(src: &str) -> (String, Option<u64>) {
         let doc = Lang::Python.ast_grep(src);
         let root = doc.root();
-        let Some(e) = root.dfs().find(|n| n.kind() == "call" || n.kind() == "attribute") else {
+        let Some(e) = root
+            .dfs()
+            .find(|n| n.kind() == "call" || n.kind() == "attribute")
+        else {
             panic!("no expression")
         };
         type_shape(&e)

@@ -67,10 +67,7 @@ fn is_schema_statement(assign: &PyNode<'_>, sqlmodel_table: bool) -> bool {
         return false;
     }
     let tail = value_call_tail(assign);
-    if tail
-        .as_deref()
-        .is_some_and(|t| NOT_COLUMNS.contains(&t))
-    {
+    if tail.as_deref().is_some_and(|t| NOT_COLUMNS.contains(&t)) {
         return false;
     }
     if tail
@@ -209,7 +206,13 @@ impl Check for ModelChangeWithoutMigration {
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["Column", "mapped_column", "Mapped[", "table=True", "__tablename__"]
+        &[
+            "Column",
+            "mapped_column",
+            "Mapped[",
+            "table=True",
+            "__tablename__",
+        ]
     }
 
     fn needs(&self) -> &'static [&'static str] {
@@ -232,9 +235,8 @@ impl Check for ModelChangeWithoutMigration {
             return;
         }
         let touched = |n: &PyNode<'_>| {
-            ctx.lines.is_none_or(|l| {
-                l.intersects(n.start_pos().line() + 1, n.end_pos().line() + 1)
-            })
+            ctx.lines
+                .is_none_or(|l| l.intersects(n.start_pos().line() + 1, n.end_pos().line() + 1))
         };
         for class in root.dfs().filter(|n| n.kind() == "class_definition") {
             let Some(sqlmodel_table) = table_class(&class) else {
