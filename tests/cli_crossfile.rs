@@ -83,6 +83,23 @@ def downgrade() -> None:
     op.drop_table(\"users\")
 ";
 
+/// The same migration in raw SQL: no quoted column name, so only the change set ties it to the model change.
+const LOCALE_SQL: &str = "\
+\"\"\"users.locale\"\"\"
+from alembic import op
+
+revision = \"0002\"
+down_revision = \"0001\"
+
+
+def upgrade() -> None:
+    op.execute(\"ALTER TABLE users ADD COLUMN locale varchar(16)\")
+
+
+def downgrade() -> None:
+    op.execute(\"ALTER TABLE users DROP COLUMN locale\")
+";
+
 const LOCALE: &str = "\
 \"\"\"users.locale\"\"\"
 import sqlalchemy as sa
@@ -193,7 +210,7 @@ fn a_migration_in_a_folder_the_configuration_excludes_still_counts() {
     repo.git(&["merge", "-q", "--ff-only", "feature"]);
     repo.git(&["checkout", "-q", "-b", "feature2"]);
     repo.write("app/models.py", MODELS_HEAD);
-    repo.write("alembic/versions/0002_users_locale.py", LOCALE);
+    repo.write("alembic/versions/0002_users_locale.py", LOCALE_SQL);
     repo.commit("add locale with its migration");
     let (_, report) = run_json(
         repo.path(),
