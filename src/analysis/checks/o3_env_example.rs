@@ -280,7 +280,8 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
             {
                 continue;
             }
-            let mut names = vec![format!("{prefix}{field}")];
+            // Shown as it is usually written in an env file; matched case-insensitively.
+            let mut names = vec![format!("{prefix}{field}").to_ascii_uppercase()];
             let mut has_default = false;
             if let Some(v) = a.field("right") {
                 has_default = true;

@@ -189,6 +189,21 @@ impl Check for AlembicNoDowngrade {
     }
 }
 
+/// Does `upgrade()` call a function of this migration before `offset` (e.g. `_migrate_files_to_s3()`)? The
+/// data may be moved there: precision first.
+fn helper_before(root: &PyNode<'_>, up: &PyNode<'_>, offset: usize) -> bool {
+    let helpers: Vec<String> = root
+        .children()
+        .filter(|c| c.kind() == "function_definition")
+        .filter_map(|f| f.field("name").map(|n| n.text().to_string()))
+        .filter(|n| n != "upgrade" && n != "downgrade")
+        .collect();
+    up.dfs()
+        .filter(|n| n.kind() == "call" && n.range().start < offset)
+        .filter_map(|c| c.field("function"))
+        .any(|f| f.kind() == "identifier" && helpers.iter().any(|h| *h == f.text()))
+}
+
 /// The column (`drop_column`) or table (`drop_table`) a drop removes.
 fn dropped_name(call: &PyNode<'_>, op: &str) -> Option<String> {
     let args: Vec<String> = (0..3)
@@ -385,6 +400,7 @@ impl Check for AlembicDestructiveWithoutPlan {
                 // the migration before the drop.
                 "drop_column" | "drop_table"
                     if backfills_before(&up, call.range().start)
+                        || helper_before(root, &up, call.range().start)
                         || dropped_name(&call, &op)
                             .is_some_and(|n| read_before(&up, call.range().start, &n)) =>
                 {
