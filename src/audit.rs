@@ -47,6 +47,9 @@ struct Plan {
     files: Vec<(String, Option<LineSet>)>,
     /// Every path of the tree under review.
     tree: Vec<String>,
+    /// Paths the change adds or modifies, including those the configuration leaves out of the audit (a
+    /// migration in an excluded folder still counts as part of the change); `None`: the audited files.
+    changed: Option<Vec<String>>,
     source: Source,
     skipped: Vec<Skipped>,
 }
@@ -115,10 +118,13 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
         root,
         files,
         tree,
+        changed,
         source,
         mut skipped,
     } = plan;
-    let repo_ctx = repo_context(engine, &root, &source, &files, tree)?;
+    let changed =
+        changed.unwrap_or_else(|| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    let repo_ctx = repo_context(engine, &root, &source, changed, tree)?;
 
     let bar = if req.progress && files.len() > 1 {
         let bar =
@@ -201,7 +207,7 @@ fn repo_context(
     engine: &Engine,
     root: &Path,
     source: &Source,
-    files: &[(String, Option<LineSet>)],
+    changed: Vec<String>,
     mut tree: Vec<String>,
 ) -> Result<RepoContext, AuditError> {
     tree.sort();
@@ -228,7 +234,7 @@ fn repo_context(
         }
     }
     Ok(RepoContext {
-        changed: files.iter().map(|(p, _)| p.clone()).collect(),
+        changed: changed.into_iter().collect(),
         paths: tree,
         files: contents,
     })
@@ -252,10 +258,12 @@ fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditErr
     let diffs = repo.diff(&merge_base, &head, &pathspecs)?;
     let mut files = Vec::new();
     let mut skipped = Vec::new();
+    let mut changed = Vec::new();
     for d in diffs {
         let Some(path) = d.new_path.clone() else {
             continue; // deleted: nothing left to review
         };
+        changed.push(path.clone());
         if !config.wants_path(&path) || !worth_reading(&path) {
             continue;
         }
@@ -280,6 +288,7 @@ fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditErr
         root: repo.root.clone(),
         files,
         tree,
+        changed: Some(changed),
         source: Source::Revision { repo, rev: head },
         skipped,
     })
@@ -308,6 +317,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             root: repo.root.clone(),
             files,
             tree,
+            changed: None,
             source: Source::Revision { repo, rev },
             skipped: Vec::new(),
         });
@@ -350,6 +360,20 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             tree.push(rel);
         }
     }
+    // Cross-file rules see the whole tree even when only some paths are audited.
+    if !req.paths.is_empty() {
+        let walker = ignore::WalkBuilder::new(&root)
+            .require_git(false)
+            .hidden(false)
+            .filter_entry(|e| e.file_name() != ".git")
+            .build();
+        tree.extend(
+            walker
+                .flatten()
+                .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+                .map(|e| relative(&root, e.path())),
+        );
+    }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);
     tree.sort();
@@ -358,6 +382,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         root,
         files,
         tree,
+        changed: None,
         source: Source::WorkTree,
         skipped: Vec::new(),
     })

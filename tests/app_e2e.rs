@@ -523,3 +523,91 @@ async fn intake_answers() {
     );
     assert!(metrics.contains("outcome=\"bad_signature\""));
 }
+
+/// Cross-file rules in the App: the tree and the files rules need (`.env.example`, the migrations) come from the
+/// API; a migration in a folder the configuration excludes still counts as part of the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_file_rules_read_the_repository_through_the_api() {
+    const MODELS_BASE: &str = "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n\n\nclass Base(DeclarativeBase):\n    pass\n\n\nclass User(Base):\n    __tablename__ = \"users\"\n\n    id: Mapped[int] = mapped_column(primary_key=True)\n";
+    const MODELS_HEAD: &str = "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n\n\nclass Base(DeclarativeBase):\n    pass\n\n\nclass User(Base):\n    __tablename__ = \"users\"\n\n    id: Mapped[int] = mapped_column(primary_key=True)\n    locale: Mapped[str] = mapped_column(default=\"en\")\n";
+    const CONFIG_BASE: &str = "import os\n\nDATABASE_URL = os.environ[\"DATABASE_URL\"]\n";
+    const CONFIG_HEAD: &str =
+        "import os\n\nDATABASE_URL = os.environ[\"DATABASE_URL\"]\nNEW_X = os.environ[\"NEW_X\"]\n";
+    let common = [
+        ("alembic/env.py", "from alembic import context\n"),
+        (
+            "alembic/versions/0001_initial.py",
+            "def upgrade():\n    op.create_table(\"users\", sa.Column(\"id\", sa.Integer()))\n\n\ndef downgrade():\n    op.drop_table(\"users\")\n",
+        ),
+        (
+            ".env.example",
+            "DATABASE_URL=postgresql://app:changethis@db/app\n",
+        ),
+        (
+            ".github/prodaudit.yml",
+            "paths:\n  exclude: ['alembic/**']\n",
+        ),
+    ];
+    let tree = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
+        common
+            .iter()
+            .chain(extra.iter())
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect()
+    };
+    let mut w = world();
+    w.trees.insert(
+        "base1".into(),
+        tree(&[
+            ("app/models.py", MODELS_BASE),
+            ("app/core/config.py", CONFIG_BASE),
+        ]),
+    );
+    w.trees.insert(
+        "head1".into(),
+        tree(&[
+            ("app/models.py", MODELS_HEAD),
+            ("app/core/config.py", CONFIG_HEAD),
+            (
+                "alembic/versions/0002_users_locale.py",
+                // Raw SQL: only the change set tells that this migration goes with the model change.
+                "def upgrade():\n    op.execute(\"ALTER TABLE users ADD COLUMN locale varchar DEFAULT 'en'\")\n\n\ndef downgrade():\n    op.execute(\"ALTER TABLE users DROP COLUMN locale\")\n",
+            ),
+        ]),
+    );
+    let (api, w) = fake_github::start(w).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "x-1", &pr_payload("opened", "head1")),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    let comments: Vec<(String, u64, String)> = world
+        .reviews
+        .iter()
+        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap_or("").to_string(),
+                c["line"].as_u64().unwrap_or(0),
+                c["body"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(comments.len(), 1, "{comments:?} {run}");
+    assert_eq!(
+        (comments[0].0.as_str(), comments[0].1),
+        ("app/core/config.py", 4)
+    );
+    assert!(comments[0].2.contains("NEW_X"), "{}", comments[0].2);
+    // The example file came through the GraphQL blob batch.
+    assert!(
+        world
+            .requests
+            .iter()
+            .any(|r| r.path.contains("/git/trees/head1"))
+    );
+}

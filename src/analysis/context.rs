@@ -4,7 +4,8 @@
 //! Rules say which other files they read ([`super::checks::Check::needs`]); the caller (local git today, the
 //! GitHub API later) fetches only those.
 
-use super::language::FileKind;
+use super::language::{self, FileKind};
+use crate::diff::LineSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeSet, HashMap};
 
@@ -37,6 +38,30 @@ impl RepoContext {
         self.files.get(path).map(String::as_str)
     }
 
+    /// A file's kind with the repository in view: a Python file under `versions/` is an Alembic migration
+    /// only when the folder above `versions/` has an `env.py` (when the tree is unknown, the folder name
+    /// decides, as [`language::detect`] does).
+    pub fn kind_of(&self, path: &str, text: Option<&str>) -> Option<FileKind> {
+        let kind = language::detect(path, text)?;
+        if kind == FileKind::Alembic && self.exists(&alembic_env_path(path)) == Some(false) {
+            return Some(FileKind::Python);
+        }
+        Some(kind)
+    }
+
+    /// Does the tree have an Alembic migrations folder (a `versions/` folder beside an `env.py`)? `None`
+    /// when the tree is unknown.
+    pub fn has_alembic_tree(&self) -> Option<bool> {
+        if self.paths.is_empty() {
+            return None;
+        }
+        Some(
+            self.paths
+                .iter()
+                .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
+        )
+    }
+
     /// Paths of the tree matching a glob set.
     pub fn matching<'a>(&'a self, globs: &'a GlobSet) -> impl Iterator<Item = &'a str> + 'a {
         self.paths
@@ -55,11 +80,24 @@ pub fn needs_globset(globs: &[&str]) -> Result<GlobSet, globset::Error> {
     b.build()
 }
 
+/// `alembic/env.py` for `alembic/versions/0001_x.py`.
+fn alembic_env_path(path: &str) -> String {
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let parent = dir.rsplit_once('/').map_or("", |(p, _)| p);
+    if parent.is_empty() {
+        "env.py".to_string()
+    } else {
+        format!("{parent}/env.py")
+    }
+}
+
 /// Where a check is running.
 pub struct FileContext<'a> {
     pub path: &'a str,
     pub kind: FileKind,
     pub repo: &'a RepoContext,
+    /// The lines findings are kept on (`None`: every line), for checks that report once per change.
+    pub lines: Option<&'a LineSet>,
 }
 
 #[cfg(test)]
@@ -87,5 +125,38 @@ mod tests {
             ctx.matching(&globs).collect::<Vec<_>>(),
             vec!["migrations/versions/a1.py"]
         );
+    }
+
+    #[test]
+    fn alembic_needs_an_env_py_beside_versions_when_the_tree_is_known() {
+        let with_env = RepoContext {
+            paths: vec![
+                "backend/alembic/env.py".into(),
+                "backend/alembic/versions/a1.py".into(),
+                "lib/versions/v2.py".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            with_env.kind_of("backend/alembic/versions/a1.py", None),
+            Some(FileKind::Alembic)
+        );
+        assert_eq!(
+            with_env.kind_of("lib/versions/v2.py", None),
+            Some(FileKind::Python)
+        );
+        assert_eq!(with_env.has_alembic_tree(), Some(true));
+        let unknown = RepoContext::default();
+        assert_eq!(
+            unknown.kind_of("lib/versions/v2.py", None),
+            Some(FileKind::Alembic)
+        );
+        assert_eq!(unknown.has_alembic_tree(), None);
+        let without = RepoContext {
+            paths: vec!["lib/versions/v2.py".into(), "app/models.py".into()],
+            ..Default::default()
+        };
+        assert_eq!(without.has_alembic_tree(), Some(false));
+        assert_eq!(alembic_env_path("versions/a.py"), "env.py");
     }
 }

@@ -147,7 +147,7 @@ impl Engine {
         repo: &RepoContext,
         only: Option<usize>,
     ) -> FileOutcome {
-        let Some(kind) = language::detect(path, Some(text)) else {
+        let Some(kind) = repo.kind_of(path, Some(text)) else {
             return FileOutcome::default();
         };
         let mut outcome = FileOutcome {
@@ -181,7 +181,12 @@ impl Engine {
         if wanted.is_empty() {
             return outcome;
         }
-        let ctx = FileContext { path, kind, repo };
+        let ctx = FileContext {
+            path,
+            kind,
+            repo,
+            lines: changed,
+        };
         let raw = self.run_detectors(lang, text, &wanted, &ctx);
         if raw.is_empty() {
             return outcome;

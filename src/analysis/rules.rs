@@ -64,29 +64,38 @@ enum ExampleSer {
         /// Other files of the repository (path → text), for checks that read beyond their file.
         #[serde(default)]
         files: BTreeMap<String, String>,
+        /// Other paths the change touches besides the example's own file (they join the tree too).
+        #[serde(default)]
+        changed: Vec<String>,
     },
 }
 
 impl Example {
     fn from_ser(e: ExampleSer, lang: Lang) -> Self {
-        let (path, code, files) = match e {
+        let (path, code, files, also_changed) = match e {
             ExampleSer::Code(code) => {
                 let path = match lang {
                     Lang::Python => "app/example.py",
                     Lang::Dockerfile => "Dockerfile",
                     Lang::Yaml => "deploy/example.yaml",
                 };
-                (path.to_string(), code, BTreeMap::new())
+                (path.to_string(), code, BTreeMap::new(), Vec::new())
             }
-            ExampleSer::WithPath { path, code, files } => (path, code, files),
+            ExampleSer::WithPath {
+                path,
+                code,
+                files,
+                changed,
+            } => (path, code, files, changed),
         };
         // The example's repository: its own file (changed) plus the files it lists.
         let mut paths: Vec<String> = files.keys().cloned().collect();
+        paths.extend(also_changed.iter().cloned());
         paths.push(path.clone());
         paths.sort();
         paths.dedup();
         let repo = RepoContext {
-            changed: [path.clone()].into_iter().collect(),
+            changed: [path.clone()].into_iter().chain(also_changed).collect(),
             paths,
             files: files.into_iter().collect(),
         };

@@ -114,6 +114,13 @@ impl Reviewer {
             .list_pr_files(t.installation, &t.repo, t.pr_number)
             .await?;
         let mut notes = Vec::new();
+        // Everything the pull request adds or modifies, also files no rule reads or the configuration
+        // excludes: a migration in an excluded folder is still part of the change.
+        let touched: std::collections::BTreeSet<String> = files
+            .iter()
+            .filter(|f| f.status != "removed")
+            .map(|f| f.filename.clone())
+            .collect();
         let (mut changed, skipped) = changed_files(&files);
         for (path, why) in &skipped {
             notes.push(format!("Skipped `{path}`: {why}."));
@@ -210,7 +217,7 @@ impl Reviewer {
         let engine = Engine::new(self.rules.clone(), config.overrides.clone());
         let needs = engine.needed_files();
         let mut repo_ctx = RepoContext {
-            changed: changed.iter().map(|f| f.path.clone()).collect(),
+            changed: touched,
             ..Default::default()
         };
         if !needs.is_empty() {

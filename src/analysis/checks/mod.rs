@@ -25,6 +25,7 @@ mod f4_shared_client;
 mod f5_partial_failure;
 mod f6_lifecycle;
 mod f7_health;
+mod f7_readiness;
 mod i1_tenant;
 mod i2_limits;
 mod i3_fault;
@@ -37,7 +38,10 @@ mod infra_dockerfile;
 mod infra_k8s;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
+mod o3_env_example;
 mod o3_hardcoded_secrets;
+mod o4_alembic;
+mod o4_model_migration;
 mod sync_session;
 pub(crate) mod yaml_util;
 
@@ -170,6 +174,13 @@ static CHECKS: &[&dyn Check] = &[
     &infra_k8s::EnvSecret,
     &infra_k8s::ValuesNoResources,
     &infra_k8s::ValuesImageUnpinned,
+    &o4_alembic::AlembicNoDowngrade,
+    &o4_alembic::AlembicDestructiveWithoutPlan,
+    &o4_alembic::AlembicLoadsWholeTable,
+    &o4_model_migration::ModelChangeWithoutMigration,
+    &o3_env_example::SettingNotInEnvExample,
+    &o3_env_example::OptionalSettingNotInEnvExample,
+    &f7_readiness::FastApiNoReadinessAnywhere,
 ];
 
 /// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with

@@ -1,0 +1,257 @@
+//! Cross-file rules on real git repositories: a model change needs a migration, a new setting needs its line
+//! in `.env.example`; findings land on the changed line that caused them, and only there.
+
+mod common;
+use common::{TestRepo, run_json, triples};
+
+const MODELS_BASE: &str = "\
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = \"users\"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+";
+
+/// The head adds `locale` on line 14.
+const MODELS_HEAD: &str = "\
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = \"users\"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    locale: Mapped[str] = mapped_column(String(16), default=\"en\")
+";
+
+const CONFIG_BASE: &str = "\
+import os
+
+DATABASE_URL = os.environ[\"DATABASE_URL\"]
+LEGACY_FLAG = os.getenv(\"LEGACY_FLAG\", \"0\")
+";
+
+/// The head reads `NEW_X` (line 5), which `.env.example` does not list.
+const CONFIG_HEAD: &str = "\
+import os
+
+DATABASE_URL = os.environ[\"DATABASE_URL\"]
+LEGACY_FLAG = os.getenv(\"LEGACY_FLAG\", \"0\")
+NEW_X = os.getenv(\"NEW_X\")
+";
+
+const ENV_PY: &str = "\
+from alembic import context
+
+from app.models import Base
+
+target_metadata = Base.metadata
+";
+
+const INITIAL: &str = "\
+\"\"\"initial\"\"\"
+import sqlalchemy as sa
+from alembic import op
+
+revision = \"0001\"
+down_revision = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        \"users\",
+        sa.Column(\"id\", sa.Integer(), primary_key=True),
+        sa.Column(\"email\", sa.String(320), unique=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table(\"users\")
+";
+
+/// The same migration in raw SQL: no quoted column name, so only the change set ties it to the model change.
+const LOCALE_SQL: &str = "\
+\"\"\"users.locale\"\"\"
+from alembic import op
+
+revision = \"0002\"
+down_revision = \"0001\"
+
+
+def upgrade() -> None:
+    op.execute(\"ALTER TABLE users ADD COLUMN locale varchar(16)\")
+
+
+def downgrade() -> None:
+    op.execute(\"ALTER TABLE users DROP COLUMN locale\")
+";
+
+const LOCALE: &str = "\
+\"\"\"users.locale\"\"\"
+import sqlalchemy as sa
+from alembic import op
+
+revision = \"0002\"
+down_revision = \"0001\"
+
+
+def upgrade() -> None:
+    op.add_column(\"users\", sa.Column(\"locale\", sa.String(16), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column(\"users\", \"locale\")
+";
+
+fn base_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("app/models.py", MODELS_BASE);
+    repo.write("app/core/config.py", CONFIG_BASE);
+    repo.write("alembic/env.py", ENV_PY);
+    repo.write("alembic/versions/0001_initial.py", INITIAL);
+    repo.write(
+        ".env.example",
+        "DATABASE_URL=postgresql://app:changethis@localhost/app\n",
+    );
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo
+}
+
+fn cross_file(report: &serde_json::Value) -> Vec<(String, String, u64)> {
+    triples(report)
+        .into_iter()
+        .filter(|(c, _, _)| c.starts_with("O4-") || c.contains("env-example"))
+        .collect()
+}
+
+#[test]
+fn a_column_without_migration_and_an_undocumented_setting_are_reported_on_their_lines() {
+    let repo = base_repo();
+    repo.write("app/models.py", MODELS_HEAD);
+    repo.write("app/core/config.py", CONFIG_HEAD);
+    repo.commit("add locale and NEW_X");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(
+        triples(&report),
+        vec![
+            (
+                "O3-optional-setting-not-in-env-example".to_string(),
+                "app/core/config.py".to_string(),
+                5
+            ),
+            (
+                "O4-model-change-without-migration".to_string(),
+                "app/models.py".to_string(),
+                14
+            ),
+        ]
+    );
+    assert_eq!(code, 1, "the model change is high");
+    let o3 = &report["findings"][0];
+    assert!(
+        o3["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NEW_X") && m.contains(".env.example")),
+        "{o3}"
+    );
+    assert!(
+        report["findings"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`User`"))
+    );
+}
+
+#[test]
+fn a_change_with_its_migration_and_documented_setting_is_clean() {
+    let repo = base_repo();
+    repo.write("app/models.py", MODELS_HEAD);
+    repo.write("app/core/config.py", CONFIG_HEAD);
+    repo.write("alembic/versions/0002_users_locale.py", LOCALE);
+    repo.write(
+        ".env.example",
+        "DATABASE_URL=postgresql://app:changethis@localhost/app\n# NEW_X=\n",
+    );
+    repo.commit("add locale with its migration, document NEW_X");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(cross_file(&report), vec![], "{report}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_migration_in_a_folder_the_configuration_excludes_still_counts() {
+    let repo = base_repo();
+    repo.write(
+        ".github/prodaudit.yml",
+        "paths:\n  exclude: ['alembic/**']\n",
+    );
+    repo.commit("exclude migrations from the audit");
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["merge", "-q", "--ff-only", "feature"]);
+    repo.git(&["checkout", "-q", "-b", "feature2"]);
+    repo.write("app/models.py", MODELS_HEAD);
+    repo.write("alembic/versions/0002_users_locale.py", LOCALE_SQL);
+    repo.commit("add locale with its migration");
+    let (_, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature2"],
+    );
+    assert_eq!(cross_file(&report), vec![], "{report}");
+}
+
+#[test]
+fn unchanged_lines_are_left_alone_though_all_lines_sees_them() {
+    let repo = base_repo();
+    repo.write("app/core/config.py", CONFIG_HEAD);
+    repo.commit("add NEW_X");
+    let (_, change) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(
+        cross_file(&change),
+        vec![(
+            "O3-optional-setting-not-in-env-example".to_string(),
+            "app/core/config.py".to_string(),
+            5
+        )]
+    );
+    // Every line of the tree: the old undocumented LEGACY_FLAG (line 4) shows up too, and no migration
+    // finding, since every file counts as changed there.
+    let (_, all) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    assert_eq!(
+        cross_file(&all),
+        vec![
+            (
+                "O3-optional-setting-not-in-env-example".to_string(),
+                "app/core/config.py".to_string(),
+                4
+            ),
+            (
+                "O3-optional-setting-not-in-env-example".to_string(),
+                "app/core/config.py".to_string(),
+                5
+            ),
+        ]
+    );
+}
