@@ -390,19 +390,38 @@ impl GitHub {
         number: i64,
     ) -> Result<Vec<ReviewThread>, GitHubError> {
         let (owner, name) = split_repo(repo);
-        let query = "query($owner:String!,$name:String!,$number:Int!){repository(owner:$owner,name:$name){pullRequest(number:$number){reviewThreads(first:100){nodes{id isResolved comments(first:30){nodes{databaseId body author{login}}}}}}}}";
+        let query = format!(
+            "query($owner:String!,$name:String!,$number:Int!){{repository(owner:$owner,name:$name){{pullRequest(number:$number){{{THREADS_FIELDS}}}}}}}"
+        );
         let data = self
             .graphql_query(
                 inst,
-                query,
+                &query,
                 json!({"owner": owner, "name": name, "number": number}),
             )
             .await?;
-        let nodes = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        Ok(nodes
+        Ok(parse_threads(
+            &data["repository"]["pullRequest"]["reviewThreads"],
+        ))
+    }
+
+    pub async fn resolve_thread(&self, inst: i64, thread_id: &str) -> Result<(), GitHubError> {
+        let query =
+            "mutation($id:ID!){resolveReviewThread(input:{threadId:$id}){thread{isResolved}}}";
+        self.graphql_query(inst, query, json!({"id": thread_id}))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The GraphQL selection of a pull request's review threads (the first 100, 30 comments each).
+pub const THREADS_FIELDS: &str = "reviewThreads(first:100){nodes{id isResolved comments(first:30){nodes{databaseId body author{login}}}}}";
+
+/// Review threads from a `reviewThreads` GraphQL object.
+pub fn parse_threads(threads: &Value) -> Vec<ReviewThread> {
+    {
+        let nodes = threads["nodes"].as_array().cloned().unwrap_or_default();
+        nodes
             .iter()
             .map(|t| ReviewThread {
                 id: t["id"].as_str().unwrap_or_default().to_string(),
@@ -425,14 +444,6 @@ impl GitHub {
                     })
                     .unwrap_or_default(),
             })
-            .collect())
-    }
-
-    pub async fn resolve_thread(&self, inst: i64, thread_id: &str) -> Result<(), GitHubError> {
-        let query =
-            "mutation($id:ID!){resolveReviewThread(input:{threadId:$id}){thread{isResolved}}}";
-        self.graphql_query(inst, query, json!({"id": thread_id}))
-            .await?;
-        Ok(())
+            .collect()
     }
 }
