@@ -301,3 +301,55 @@ pub async fn settle(w: &Shared, quiet: Duration) {
         tokio::time::sleep(quiet).await;
     }
 }
+
+pub const REPO: &str = "acme/api";
+pub const BASE_PY: &str = "import asyncio\nimport time\n\n\nasync def a():\n    return 1\n\n\nasync def b():\n    return 2\n";
+pub const HEAD_PY: &str = "import asyncio\nimport time\n\n\nasync def a():\n    time.sleep(1)\n    return 1\n\n\nasync def b():\n    return 2\n";
+
+/// acme/api#7: one Python file whose head blocks the event loop on line 6.
+pub fn sample_world() -> super::World {
+    let mut trees = std::collections::HashMap::new();
+    trees.insert(
+        "base1".to_string(),
+        std::collections::BTreeMap::from([("app/svc.py".to_string(), BASE_PY.to_string())]),
+    );
+    trees.insert(
+        "head1".to_string(),
+        std::collections::BTreeMap::from([("app/svc.py".to_string(), HEAD_PY.to_string())]),
+    );
+    super::World {
+        repo: REPO.into(),
+        base_sha: "base1".into(),
+        head_sha: "head1".into(),
+        pr_number: 7,
+        trees,
+        permissions: [
+            ("writer".to_string(), "write".to_string()),
+            ("reader".to_string(), "read".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+/// A `pull_request` webhook for acme/api#`number` at `head` (base `base1`).
+pub fn pr_event(action: &str, number: i64, head: &str) -> Value {
+    serde_json::json!({
+        "action": action,
+        "number": number,
+        "installation": {"id": 99},
+        "repository": {"full_name": REPO},
+        "pull_request": {"number": number, "state": "open", "draft": false,
+            "head": {"sha": head}, "base": {"sha": "base1", "ref": "main"}},
+    })
+}
+
+/// Requests whose path contains `part` (and method is `method`).
+pub fn count(w: &Shared, method: &str, part: &str) -> usize {
+    super::lock_pub(w)
+        .requests
+        .iter()
+        .filter(|r| r.method == method && r.path.contains(part))
+        .count()
+}

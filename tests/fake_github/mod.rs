@@ -29,6 +29,8 @@ pub struct Recorded {
     pub route: String,
     /// The status answered; 0 when the connection was dropped.
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// A fault to inject on the next request whose path contains `path_part` (and method matches, if set).
@@ -115,6 +117,8 @@ pub struct World {
     pub revoked_tokens: HashSet<String>,
     /// Requests that do not match GitHub's REST description (or are not well-formed GraphQL).
     pub violations: Vec<String>,
+    /// Installations that are not this App's: GitHub answers 404 to their token requests.
+    pub foreign_installations: HashSet<i64>,
     /// GitHub's REST description, when `../shared` is present.
     pub spec: Option<Arc<openapi::Spec>>,
 }
@@ -291,6 +295,7 @@ async fn record_and_fault(
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             route,
             status: 0,
+            at: std::time::Instant::now(),
         };
         world.requests.push(rec);
         let idx = world.requests.len() - 1;
@@ -385,7 +390,11 @@ async fn unknown(method: Method, uri: Uri) -> Response {
         .into_response()
 }
 
-async fn token(State(w): State<Shared>, headers: HeaderMap) -> Response {
+async fn token(
+    State(w): State<Shared>,
+    Path(installation): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -398,6 +407,9 @@ async fn token(State(w): State<Shared>, headers: HeaderMap) -> Response {
             .into_response();
     }
     let mut world = lock(&w);
+    if world.foreign_installations.contains(&installation) {
+        return not_found();
+    }
     world.tokens_issued += 1;
     let n = world.tokens_issued;
     let expires = chrono::Utc::now() + chrono::Duration::minutes(60);
