@@ -345,3 +345,45 @@ async fn intake_answers() {
     );
     assert!(metrics.contains("outcome=\"bad_signature\""));
 }
+
+/// The webhook said "open at head X", but by the time the job runs the pull request was closed, or moved
+/// on to a newer head: no review, and the check run of that commit says why (neutral).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_or_moved_on_pull_requests_are_not_audited() {
+    let mut wd = world();
+    wd.state = "closed".into();
+    let (api, w) = fake_github::start(wd).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "cl-1", &pr_payload("opened", "head1")),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "neutral");
+    assert_eq!(run["output"]["title"], "Pull request closed: not audited");
+    {
+        let mut world = fake_github::lock_pub(&w);
+        world.state = "open".into();
+        let tree = world.trees["head1"].clone();
+        world.trees.insert("head0".into(), tree);
+    }
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "cl-2",
+            &pr_payload("synchronize", "head0")
+        ),
+        202
+    );
+    let run = completed_check(&w, "head0").await;
+    assert_eq!(run["conclusion"], "neutral");
+    assert_eq!(
+        run["output"]["title"],
+        "Superseded: a newer push is audited"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fake_github::lock_pub(&w).reviews.is_empty());
+    assert_no_violations(&w);
+}

@@ -73,6 +73,15 @@ pub struct ReviewThread {
     pub comments: Vec<(i64, String, String)>,
 }
 
+/// Does a `Link` header have a `rel="next"` entry?
+pub fn has_next_page(link: &str) -> bool {
+    link.split(',').any(|part| {
+        part.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""))
+    })
+}
+
 fn split_repo(repo: &str) -> (&str, &str) {
     repo.split_once('/').unwrap_or((repo, ""))
 }
@@ -97,16 +106,25 @@ impl GitHub {
         let route = "/repos/{owner}/{repo}/pulls/{pull_number}/files";
         let mut files = Vec::new();
         for page in 1..=(MAX_PR_FILES / 100) {
-            let batch: Vec<PrFile> = self
-                .get_json(
+            let resp = self
+                .call(
                     inst,
+                    Method::GET,
                     &format!("/repos/{repo}/pulls/{number}/files?per_page=100&page={page}"),
                     route,
+                    None,
+                    None,
                 )
                 .await?;
-            let done = batch.len() < 100;
+            let batch: Vec<PrFile> = resp.json(route)?;
+            // GitHub's Link header says whether another page follows (no request for an empty last page
+            // when the count is a multiple of 100); without one, a short page is the last.
+            let more = match resp.headers.get(http::header::LINK) {
+                Some(link) => has_next_page(link.to_str().unwrap_or_default()),
+                None => batch.len() == 100,
+            };
             files.extend(batch);
-            if done {
+            if !more {
                 break;
             }
         }
@@ -445,5 +463,21 @@ pub fn parse_threads(threads: &Value) -> Vec<ReviewThread> {
                     .unwrap_or_default(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_next_page;
+
+    #[test]
+    fn link_headers() {
+        assert!(has_next_page(
+            r#"<https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=3>; rel="last""#
+        ));
+        assert!(!has_next_page(
+            r#"<https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=2>; rel="prev", <https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=1>; rel="first""#
+        ));
+        assert!(!has_next_page(""));
     }
 }

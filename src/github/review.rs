@@ -147,8 +147,36 @@ impl Reviewer {
         let mut wanted: Vec<(String, String)> =
             vec![(base_sha.clone(), repo_config::DEFAULT_PATH.to_string())];
         wanted.extend(changed.iter().map(|f| (head.clone(), f.path.clone())));
-        let (mut contents, threads) = self.fetch_blobs_and_threads(t, &wanted, true).await?;
-        let threads = threads.unwrap_or_default();
+        let (mut contents, pr_now) = self.fetch_blobs_and_threads(t, &wanted, true).await?;
+        let pr_now = pr_now.unwrap_or_default();
+        // The same request says whether the pull request is still open at this head (what `GET pull`
+        // said before): a closed or moved-on pull request is not audited, and its check run says why.
+        let gone_by = match (&pr_now.state, &pr_now.head) {
+            (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
+                "Pull request closed: not audited",
+                "pull request is closed".to_string(),
+            )),
+            (_, Some(now)) if *now != head => Some((
+                "Superseded: a newer push is audited",
+                format!("head moved on from {head} to {now}; the newer push is audited"),
+            )),
+            _ => None,
+        };
+        if let Some((title, why)) = gone_by {
+            self.finish_check(
+                t,
+                check_id,
+                "neutral",
+                title,
+                &format!("prodaudit did not audit this commit: {why}."),
+                &[],
+            )
+            .await?;
+            outcome.skipped = Some(why);
+            outcome.conclusion = "neutral".into();
+            return Ok(outcome);
+        }
+        let threads = pr_now.threads;
         let config_text =
             contents.remove(&(base_sha.clone(), repo_config::DEFAULT_PATH.to_string()));
         let known: Vec<String> = self
@@ -525,7 +553,7 @@ impl Reviewer {
             if with_threads && threads.is_none() {
                 decl.push_str(",$number:Int!");
                 fields.push_str(&format!(
-                    "pullRequest(number:$number){{{}}} ",
+                    "pullRequest(number:$number){{state headRefOid {}}} ",
                     super::api::THREADS_FIELDS
                 ));
                 vars.insert("number".into(), t.pr_number.into());
@@ -543,9 +571,12 @@ impl Reviewer {
                 .graphql_query(t.installation, &query, Value::Object(vars))
                 .await?;
             if with_threads && threads.is_none() {
-                threads = Some(super::api::parse_threads(
-                    &data["repository"]["pullRequest"]["reviewThreads"],
-                ));
+                let pr = &data["repository"]["pullRequest"];
+                threads = Some(PullNow {
+                    state: pr["state"].as_str().map(str::to_string),
+                    head: pr["headRefOid"].as_str().map(str::to_string),
+                    threads: super::api::parse_threads(&pr["reviewThreads"]),
+                });
             }
             for (i, (rev, path)) in batch.iter().enumerate() {
                 let blob = &data["repository"][format!("f{i}")];
@@ -569,10 +600,17 @@ impl Reviewer {
 }
 
 /// Blobs by (rev, path), and the review threads when they were asked for.
-type Blobs = (
-    BTreeMap<(String, String), Option<Vec<u8>>>,
-    Option<Vec<super::api::ReviewThread>>,
-);
+type Blobs = (BTreeMap<(String, String), Option<Vec<u8>>>, Option<PullNow>);
+
+/// The pull request as GraphQL reports it now.
+#[derive(Debug, Default)]
+struct PullNow {
+    /// OPEN, CLOSED or MERGED.
+    state: Option<String>,
+    /// The head commit now.
+    head: Option<String>,
+    threads: Vec<super::api::ReviewThread>,
+}
 
 /// Could a check that reads files beyond its own find anything in these inputs? Only if one of its tokens
 /// is in a file it analyses (a check's tokens are necessary for a match): otherwise the tree listing and

@@ -167,7 +167,9 @@ async fn webhook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
             };
             tracing::info!(delivery, event = %event, outcome, dropped = done.dropped, "webhook stored");
             s.metrics.webhook(&event, outcome);
-            s.wake.notify_waiters();
+            // notify_one keeps a permit when the worker loop is not waiting at this instant (claiming,
+            // reading the queue depth), so a new job never waits for the next poll.
+            s.wake.notify_one();
             reply(StatusCode::ACCEPTED, outcome)
         }
         Err(e) => {

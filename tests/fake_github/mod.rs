@@ -507,6 +507,7 @@ async fn files(
     }
     // GitHub lists at most 3000 files.
     all.truncate(3000);
+    let last_page = all.len().div_ceil(per_page).max(1);
     let page_items: Vec<Value> = all
         .into_iter()
         .skip((page - 1) * per_page)
@@ -531,7 +532,28 @@ async fn files(
             f
         })
         .collect();
-    axum::Json(Value::Array(page_items)).into_response()
+    // GitHub's pagination links (absolute URLs; the App must not follow them blindly, see DESIGN.md).
+    let mut links = Vec::new();
+    let url = |p: usize| {
+        format!(
+            "<https://api.github.com/repositories/1/pulls/{n}/files?per_page={per_page}&page={p}>"
+        )
+    };
+    if page < last_page {
+        links.push(format!("{}; rel=\"next\"", url(page + 1)));
+        links.push(format!("{}; rel=\"last\"", url(last_page)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"prev\"", url(page - 1)));
+        links.push(format!("{}; rel=\"first\"", url(1)));
+    }
+    let mut resp = axum::Json(Value::Array(page_items)).into_response();
+    if !links.is_empty()
+        && let Ok(v) = axum::http::HeaderValue::from_str(&links.join(", "))
+    {
+        resp.headers_mut().insert(axum::http::header::LINK, v);
+    }
+    resp
 }
 
 async fn contents(
@@ -726,6 +748,17 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
                 .into_response();
         }
         let mut pr = serde_json::Map::new();
+        if query.contains("headRefOid") {
+            pr.insert("headRefOid".into(), world.head_sha.clone().into());
+        }
+        if query.contains("state") {
+            let state = if world.state.is_empty() {
+                "open"
+            } else {
+                world.state.as_str()
+            };
+            pr.insert("state".into(), state.to_ascii_uppercase().into());
+        }
         if query.contains("reviewThreads") {
             let nodes: Vec<Value> = world
                 .threads
