@@ -786,7 +786,7 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
                     let text = if binary {
                         Value::Null
                     } else {
-                        std::str::from_utf8(&bytes).map_or(Value::Null, |t| Value::from(t))
+                        std::str::from_utf8(&bytes).map_or(Value::Null, Value::from)
                     };
                     json!({"text": text, "isBinary": binary, "byteSize": bytes.len()})
                 })
