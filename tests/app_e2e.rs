@@ -387,3 +387,43 @@ async fn closed_or_moved_on_pull_requests_are_not_audited() {
     assert!(fake_github::lock_pub(&w).reviews.is_empty());
     assert_no_violations(&w);
 }
+
+/// GitHub Enterprise Server: GITHUB_API_URL ending in /api/v3; REST goes under it, GraphQL to /api/graphql,
+/// and every request still matches GitHub's description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_enterprise_server_paths() {
+    let (api, w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start_with(
+        &api,
+        &dir.path().join("q.db"),
+        fake_github::harness::Options {
+            env: vec![("GITHUB_API_URL".into(), format!("{api}/api/v3"))],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "ghes-1",
+            &pr_payload("opened", "head1")
+        ),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "failure");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    assert_eq!(world.reviews.len(), 1);
+    assert!(
+        world
+            .requests
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/") || r.path == "/api/graphql"),
+        "{:?}",
+        world.requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    drop(world);
+    assert_no_violations(&w);
+}
