@@ -30,26 +30,6 @@ pub fn init_logging(settings: &Settings) {
 pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
     tracing::info!(settings = ?settings, "starting");
     let metrics = Arc::new(Metrics::new());
-    // The database may not be up yet (a container starting beside it): retry with backoff, not a crash loop.
-    let store = {
-        let mut attempt = 0u32;
-        loop {
-            match crate::queue::open(&settings.database_url).await {
-                Ok(s) => break s,
-                Err(e) if attempt < 10 => {
-                    attempt += 1;
-                    let wait = crate::queue::backoff(
-                        attempt,
-                        std::time::Duration::from_millis(500),
-                        std::time::Duration::from_secs(10),
-                    );
-                    tracing::warn!(error = %e, attempt, "database not available yet; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Err(e).context("cannot open the database (DATABASE_URL)"),
-            }
-        }
-    };
     let auth = AppAuth::new(settings.app_id, &settings.private_key)?;
     let opts = ClientOptions {
         timeout: settings.github_timeout,
@@ -61,19 +41,81 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
         opts,
         metrics.clone(),
     )?);
+    let wake = Arc::new(Notify::new());
+    let state = Arc::new(AppState {
+        webhook_secret: settings.webhook_secret.clone(),
+        app_id: settings.app_id,
+        max_queue_depth: settings.max_queue_depth,
+        store: tokio::sync::OnceCell::new(),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+        credentials_ok: true,
+    });
+    let app = router(state.clone(), &settings.webhook_path);
+    let addr = std::net::SocketAddr::new(settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, path = %settings.webhook_path, "listening");
+
+    // Listen before the database is open: probes see "not ready" and webhooks get 503 (GitHub records a
+    // failed delivery that can be redelivered) instead of connection errors or a crash loop.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: intake closed, draining running audits");
+                let _ = stop_tx.send(true);
+            })
+            .await
+    });
+    // The database may not be up yet (a container starting beside it): retry with capped backoff until it
+    // answers or the process is told to stop.
+    let store = {
+        let mut attempt = 0u32;
+        loop {
+            match crate::queue::open(&settings.database_url).await {
+                Ok(s) => break Some(s),
+                Err(e @ crate::queue::QueueError::UnsupportedUrl { .. }) => {
+                    server.abort();
+                    return Err(e).context("DATABASE_URL");
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    let wait = crate::queue::backoff(
+                        attempt,
+                        std::time::Duration::from_millis(500),
+                        std::time::Duration::from_secs(10),
+                    );
+                    tracing::warn!(error = %e, attempt, "database not available yet; not ready, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop_rx.changed() => break None,
+                    }
+                }
+            }
+        }
+    };
+    let Some(store) = store else {
+        let _ = server.await;
+        tracing::info!("stopped before the database was available");
+        return Ok(());
+    };
+    let _ = state.store.set(store.clone());
+    tracing::info!("database open; ready");
     let rules = Arc::new(rules);
     let reviewer = Arc::new(Reviewer {
         gh: gh.clone(),
         rules,
         store: store.clone(),
     });
-    let wake = Arc::new(Notify::new());
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     let worker = Arc::new(Worker {
         store: store.clone(),
         reviewer,
         gh,
-        metrics: metrics.clone(),
+        metrics,
         opts: WorkerOptions {
             lease: settings.job_lease,
             ..WorkerOptions::new(
@@ -84,36 +126,17 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
                 settings.max_attempts,
             )
         },
-        wake: wake.clone(),
-    });
-    let state = Arc::new(AppState {
-        webhook_secret: settings.webhook_secret.clone(),
-        app_id: settings.app_id,
-        max_queue_depth: settings.max_queue_depth,
-        store: store.clone(),
-        metrics,
         wake,
-        credentials_ok: true,
     });
-    let app = router(state, &settings.webhook_path);
-    let addr = std::net::SocketAddr::new(settings.host, settings.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, path = %settings.webhook_path, "listening");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
     let workers = tokio::spawn(worker.run(stop_rx, settings.shutdown_grace));
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: intake closed, draining running audits");
-        let _ = stop_tx.send(true);
-    });
-    server.await.context("HTTP server failed")?;
+    let served = server.await;
     let _ = workers.await;
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
+    match served {
+        Ok(r) => r.context("HTTP server failed"),
+        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+    }
 }
 
 async fn shutdown_signal() {

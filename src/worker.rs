@@ -257,6 +257,7 @@ impl Worker {
                         repo: job.repo.clone(),
                         pr_number: pr,
                         head_sha: job.head_sha.clone(),
+                        known: None,
                         full: false,
                         explicit: true,
                     };
@@ -331,6 +332,7 @@ impl Worker {
             repo: repo.to_string(),
             pr_number: pr,
             head_sha: None,
+            known: None,
             full: command == Command::Full,
             explicit: true,
         };
@@ -345,6 +347,16 @@ fn target_of(job: &Job) -> Option<AuditTarget> {
         repo: job.repo.clone(),
         pr_number: job.pr_number?,
         head_sha: job.head_sha.clone(),
+        // A pull_request webhook said what the pull request looks like: no need to ask GitHub again.
+        known: job
+            .payload
+            .get("base_sha")
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| job.head_sha.is_some())
+            .map(|base| crate::github::review::KnownPull {
+                base_sha: base.to_string(),
+                draft: job.payload["draft"].as_bool().unwrap_or(false),
+            }),
         full: job.payload["full"].as_bool().unwrap_or(false),
         explicit: false,
     })

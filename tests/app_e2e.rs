@@ -2,15 +2,15 @@
 
 mod fake_github;
 
-use fake_github::{Fault, World};
+use fake_github::harness::{
+    APP_ID, App, SECRET, completed_check, deliver, get_status as ureq_get, http_request,
+};
+use fake_github::{Fault, World, assert_no_violations};
 use prodaudit::server::signature::sign;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "e2e-secret";
-const APP_ID: u64 = 4242;
 const REPO: &str = "acme/api";
 
 const BASE_PY: &str = "import asyncio\nimport time\n\n\nasync def a():\n    return 1\n\n\nasync def b():\n    return 2\n";
@@ -42,145 +42,6 @@ fn world() -> World {
     }
 }
 
-struct App {
-    child: Child,
-    pub url: String,
-}
-
-fn free_port() -> u16 {
-    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => panic!("no free port: {e}"),
-    }
-}
-
-impl App {
-    fn start(api: &str, db: &std::path::Path) -> App {
-        let port = free_port();
-        let key = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/test-app-key.pem"
-        );
-        let child = Command::new(env!("CARGO_BIN_EXE_prodaudit"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("APP_ID", APP_ID.to_string())
-            .env("PRIVATE_KEY_PATH", key)
-            .env("WEBHOOK_SECRET", SECRET)
-            .env("GITHUB_API_URL", api)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}?mode=rwc", db.display()),
-            )
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
-            .env("GITHUB_TIMEOUT_SECS", "5")
-            .env("JOB_LEASE_SECS", "3")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => panic!("cannot start prodaudit serve: {e}"),
-        };
-        let app = App {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        app.wait_ready();
-        app
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = ureq_get(&format!("{}/readyz", self.url))
-                && r == 200
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("prodaudit serve did not become ready");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A tiny blocking HTTP client over std (status only), to keep test dependencies small.
-fn ureq_get(url: &str) -> std::io::Result<u16> {
-    http_request("GET", url, &[], b"").map(|(s, _)| s)
-}
-
-fn http_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    // A server refusing an oversized body may answer and close before reading it all.
-    let _ = s.write_all(body);
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn deliver(app: &App, event: &str, delivery: &str, payload: &Value) -> u16 {
-    let body = payload.to_string().into_bytes();
-    let headers = vec![
-        ("X-GitHub-Event", event.to_string()),
-        ("X-GitHub-Delivery", delivery.to_string()),
-        ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
-        ("Content-Type", "application/json".to_string()),
-    ];
-    match http_request(
-        "POST",
-        &format!("{}/api/github/webhooks", app.url),
-        &headers,
-        &body,
-    ) {
-        Ok((s, _)) => s,
-        Err(e) => panic!("cannot deliver: {e}"),
-    }
-}
-
 fn pr_payload(action: &str, head: &str) -> Value {
     json!({
         "action": action,
@@ -188,35 +49,6 @@ fn pr_payload(action: &str, head: &str) -> Value {
         "repository": {"full_name": REPO},
         "pull_request": {"number": 7, "state": "open", "draft": false, "head": {"sha": head}, "base": {"sha": "base1", "ref": "main"}},
     })
-}
-
-/// Wait until the check run of `head` is completed; returns it.
-async fn completed_check(w: &fake_github::Shared, head: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        {
-            let world = fake_github::lock_pub(w);
-            if let Some(run) = world
-                .check_runs
-                .values()
-                .find(|r| r["head_sha"] == head && r["status"] == "completed")
-            {
-                return run.clone();
-            }
-        }
-        if Instant::now() > deadline {
-            let world = fake_github::lock_pub(w);
-            panic!(
-                "no completed check run for {head}; requests: {:?}",
-                world
-                    .requests
-                    .iter()
-                    .map(|r| format!("{} {}", r.method, r.path))
-                    .collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +75,7 @@ async fn pull_request_opened_gets_a_check_run_and_one_review() {
         "{run}"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
     assert_eq!(world.reviews.len(), 1, "one review");
     let comments = world.reviews[0]["comments"]
@@ -310,6 +143,7 @@ async fn a_push_that_fixes_one_and_adds_another_resolves_and_comments_once() {
     );
     completed_check(&w, "head2").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
     assert_eq!(world.reviews.len(), 2);
     let second = world.reviews[1]["comments"]
@@ -370,6 +204,7 @@ async fn slash_commands_need_write_access() {
             .reactions
             .contains(&(502, "eyes".to_string()))
     );
+    assert_no_violations(&w);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,6 +227,7 @@ async fn rerun_without_pull_requests_and_a_diff_without_patch() {
         "the finding is found from the two versions"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
     assert!(
         world
@@ -408,22 +244,12 @@ async fn transient_faults_are_retried_and_a_killed_server_resumes() {
     let (api, w) = fake_github::start(world()).await;
     {
         let mut world = fake_github::lock_pub(&w);
-        world.faults.push_back(Fault {
-            method: Some("GET".into()),
-            path_part: "/pulls/7/files".into(),
-            status: 502,
-            headers: vec![],
-            delay_ms: 0,
-            times: 2,
-        });
-        world.faults.push_back(Fault {
-            method: Some("GET".into()),
-            path_part: "/pulls/7".into(),
-            status: 429,
-            headers: vec![("retry-after".into(), "1".into())],
-            delay_ms: 0,
-            times: 1,
-        });
+        world
+            .faults
+            .push_back(Fault::new("GET", "/pulls/7/files", 502).times(2));
+        world
+            .faults
+            .push_back(Fault::new("POST", "/check-runs", 429).header("retry-after", "1"));
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("q.db");
@@ -431,14 +257,9 @@ async fn transient_faults_are_retried_and_a_killed_server_resumes() {
     // Accepted, then the process dies before (or while) it works.
     {
         let mut world = fake_github::lock_pub(&w);
-        world.faults.push_back(Fault {
-            method: Some("POST".into()),
-            path_part: "/access_tokens".into(),
-            status: 0,
-            headers: vec![],
-            delay_ms: 3000,
-            times: 1,
-        });
+        world
+            .faults
+            .push_back(Fault::new("POST", "/access_tokens", 0).delay(3000));
     }
     assert_eq!(
         deliver(&app, "pull_request", "k-1", &pr_payload("opened", "head1")),
@@ -450,6 +271,7 @@ async fn transient_faults_are_retried_and_a_killed_server_resumes() {
     let run = completed_check(&w, "head1").await;
     assert_eq!(run["conclusion"], "failure");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
     assert_eq!(
         world.reviews.len(),
@@ -610,4 +432,86 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
             .iter()
             .any(|r| r.path.contains("/git/trees/head1"))
     );
+}
+
+/// The webhook said "open at head X", but by the time the job runs the pull request was closed, or moved
+/// on to a newer head: no review, and the check run of that commit says why (neutral).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_or_moved_on_pull_requests_are_not_audited() {
+    let mut wd = world();
+    wd.state = "closed".into();
+    let (api, w) = fake_github::start(wd).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "cl-1", &pr_payload("opened", "head1")),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "neutral");
+    assert_eq!(run["output"]["title"], "Pull request closed: not audited");
+    {
+        let mut world = fake_github::lock_pub(&w);
+        world.state = "open".into();
+        let tree = world.trees["head1"].clone();
+        world.trees.insert("head0".into(), tree);
+    }
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "cl-2",
+            &pr_payload("synchronize", "head0")
+        ),
+        202
+    );
+    let run = completed_check(&w, "head0").await;
+    assert_eq!(run["conclusion"], "neutral");
+    assert_eq!(
+        run["output"]["title"],
+        "Superseded: a newer push is audited"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fake_github::lock_pub(&w).reviews.is_empty());
+    assert_no_violations(&w);
+}
+
+/// GitHub Enterprise Server: GITHUB_API_URL ending in /api/v3; REST goes under it, GraphQL to /api/graphql,
+/// and every request still matches GitHub's description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_enterprise_server_paths() {
+    let (api, w) = fake_github::start(world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start_with(
+        &api,
+        &dir.path().join("q.db"),
+        fake_github::harness::Options {
+            env: vec![("GITHUB_API_URL".into(), format!("{api}/api/v3"))],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "ghes-1",
+            &pr_payload("opened", "head1")
+        ),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    assert_eq!(run["conclusion"], "failure");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    assert_eq!(world.reviews.len(), 1);
+    assert!(
+        world
+            .requests
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/") || r.path == "/api/graphql"),
+        "{:?}",
+        world.requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    drop(world);
+    assert_no_violations(&w);
 }

@@ -73,6 +73,15 @@ pub struct ReviewThread {
     pub comments: Vec<(i64, String, String)>,
 }
 
+/// Does a `Link` header have a `rel="next"` entry?
+pub fn has_next_page(link: &str) -> bool {
+    link.split(',').any(|part| {
+        part.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""))
+    })
+}
+
 fn split_repo(repo: &str) -> (&str, &str) {
     repo.split_once('/').unwrap_or((repo, ""))
 }
@@ -97,16 +106,25 @@ impl GitHub {
         let route = "/repos/{owner}/{repo}/pulls/{pull_number}/files";
         let mut files = Vec::new();
         for page in 1..=(MAX_PR_FILES / 100) {
-            let batch: Vec<PrFile> = self
-                .get_json(
+            let resp = self
+                .call(
                     inst,
+                    Method::GET,
                     &format!("/repos/{repo}/pulls/{number}/files?per_page=100&page={page}"),
                     route,
+                    None,
+                    None,
                 )
                 .await?;
-            let done = batch.len() < 100;
+            let batch: Vec<PrFile> = resp.json(route)?;
+            // GitHub's Link header says whether another page follows (no request for an empty last page
+            // when the count is a multiple of 100); without one, a short page is the last.
+            let more = match resp.headers.get(http::header::LINK) {
+                Some(link) => has_next_page(link.to_str().unwrap_or_default()),
+                None => batch.len() == 100,
+            };
             files.extend(batch);
-            if done {
+            if !more {
                 break;
             }
         }
@@ -390,19 +408,38 @@ impl GitHub {
         number: i64,
     ) -> Result<Vec<ReviewThread>, GitHubError> {
         let (owner, name) = split_repo(repo);
-        let query = "query($owner:String!,$name:String!,$number:Int!){repository(owner:$owner,name:$name){pullRequest(number:$number){reviewThreads(first:100){nodes{id isResolved comments(first:30){nodes{databaseId body author{login}}}}}}}}";
+        let query = format!(
+            "query($owner:String!,$name:String!,$number:Int!){{repository(owner:$owner,name:$name){{pullRequest(number:$number){{{THREADS_FIELDS}}}}}}}"
+        );
         let data = self
             .graphql_query(
                 inst,
-                query,
+                &query,
                 json!({"owner": owner, "name": name, "number": number}),
             )
             .await?;
-        let nodes = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        Ok(nodes
+        Ok(parse_threads(
+            &data["repository"]["pullRequest"]["reviewThreads"],
+        ))
+    }
+
+    pub async fn resolve_thread(&self, inst: i64, thread_id: &str) -> Result<(), GitHubError> {
+        let query =
+            "mutation($id:ID!){resolveReviewThread(input:{threadId:$id}){thread{isResolved}}}";
+        self.graphql_query(inst, query, json!({"id": thread_id}))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The GraphQL selection of a pull request's review threads (the first 100, 30 comments each).
+pub const THREADS_FIELDS: &str = "reviewThreads(first:100){nodes{id isResolved comments(first:30){nodes{databaseId body author{login}}}}}";
+
+/// Review threads from a `reviewThreads` GraphQL object.
+pub fn parse_threads(threads: &Value) -> Vec<ReviewThread> {
+    {
+        let nodes = threads["nodes"].as_array().cloned().unwrap_or_default();
+        nodes
             .iter()
             .map(|t| ReviewThread {
                 id: t["id"].as_str().unwrap_or_default().to_string(),
@@ -425,14 +462,22 @@ impl GitHub {
                     })
                     .unwrap_or_default(),
             })
-            .collect())
+            .collect()
     }
+}
 
-    pub async fn resolve_thread(&self, inst: i64, thread_id: &str) -> Result<(), GitHubError> {
-        let query =
-            "mutation($id:ID!){resolveReviewThread(input:{threadId:$id}){thread{isResolved}}}";
-        self.graphql_query(inst, query, json!({"id": thread_id}))
-            .await?;
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::has_next_page;
+
+    #[test]
+    fn link_headers() {
+        assert!(has_next_page(
+            r#"<https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=3>; rel="last""#
+        ));
+        assert!(!has_next_page(
+            r#"<https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=2>; rel="prev", <https://api.github.com/repositories/1/pulls/7/files?per_page=100&page=1>; rel="first""#
+        ));
+        assert!(!has_next_page(""));
     }
 }

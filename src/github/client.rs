@@ -162,6 +162,10 @@ impl GitHub {
         let octo = Octocrab::builder()
             .base_uri(origin.as_str())
             .map_err(|e| GitHubError::Path(format!("{api_url}: {e}")))?
+            // Our own retries (backoff with jitter, Retry-After honoured, bounded) are the only ones:
+            // octocrab's default retries 5xx, 429 and transport errors three more times at once, which
+            // multiplied every bounded retry by four and ignored rate-limit waits.
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .set_connect_timeout(Some(opts.timeout))
             .set_read_timeout(Some(opts.timeout))
             .set_write_timeout(Some(opts.timeout))
@@ -378,7 +382,12 @@ impl GitHub {
             Ok::<_, GitHubError>((parts, body.to_bytes()))
         };
         let (parts, body) = match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r?,
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                // No answer (connection refused or reset, octocrab's own read timeout): counted as status 0.
+                self.metrics.github_request(route, 0);
+                return Err(e);
+            }
             Err(_) => {
                 self.metrics.github_request(route, 0);
                 return Err(GitHubError::Timeout {

@@ -23,6 +23,8 @@ pub enum Intake {
         repo: String,
         pr_number: i64,
         head_sha: String,
+        /// The base commit as the webhook gave it (lets the audit skip asking for the pull request).
+        base_sha: Option<String>,
         draft: bool,
         full: bool,
     },
@@ -65,6 +67,7 @@ impl Intake {
                 repo,
                 pr_number,
                 head_sha,
+                base_sha,
                 draft,
                 full,
             } => Some(JobFields {
@@ -72,7 +75,12 @@ impl Intake {
                 repo: repo.clone(),
                 pr_number: Some(*pr_number),
                 head_sha: Some(head_sha.clone()),
-                payload: serde_json::json!({"kind": "audit", "full": full, "draft": draft}),
+                payload: match base_sha {
+                    Some(b) => {
+                        serde_json::json!({"kind": "audit", "full": full, "draft": draft, "base_sha": b})
+                    }
+                    None => serde_json::json!({"kind": "audit", "full": full, "draft": draft}),
+                },
             }),
             Intake::Command {
                 installation_id,
@@ -162,6 +170,10 @@ pub fn classify(event: &str, payload: &Value, app_id: u64) -> Intake {
                 repo,
                 pr_number: number,
                 head_sha: head.to_string(),
+                base_sha: pr["base"]["sha"]
+                    .as_str()
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_string),
                 draft: pr["draft"].as_bool().unwrap_or(false),
                 full: false,
             }
@@ -262,6 +274,7 @@ mod tests {
                 repo: "acme/api".into(),
                 pr_number: 5,
                 head_sha: "abc".into(),
+                base_sha: None,
                 draft: true,
                 full: false
             }

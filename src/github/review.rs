@@ -46,10 +46,19 @@ pub struct AuditTarget {
     pub pr_number: i64,
     /// The head the job was queued for; `None` audits the pull request's current head.
     pub head_sha: Option<String>,
+    /// What the webhook said of the pull request (with `head_sha`): the audit need not fetch it.
+    pub known: Option<KnownPull>,
     /// Every line of the changed files (`/audit full`).
     pub full: bool,
     /// Started by a person (slash command, re-run): drafts are audited too.
     pub explicit: bool,
+}
+
+/// The pull request as its `pull_request` webhook described it.
+#[derive(Debug, Clone)]
+pub struct KnownPull {
+    pub base_sha: String,
+    pub draft: bool,
 }
 
 /// What an audit did, for logs and tests.
@@ -90,24 +99,38 @@ impl Reviewer {
         job: Option<&crate::queue::Job>,
     ) -> Result<AuditOutcome, ReviewError> {
         let gh = &self.gh;
-        let pull = gh.get_pull(t.installation, &t.repo, t.pr_number).await?;
-        let head = pull.head.sha.clone();
+        // A pull_request webhook gave head, base and draft: one request fewer. A newer push is caught by the
+        // queue (coalescing, and `is_superseded` before anything is posted). Otherwise ask GitHub.
+        let (head, base_sha, draft) = match (&t.head_sha, &t.known) {
+            (Some(head), Some(k)) => (head.clone(), k.base_sha.clone(), k.draft),
+            _ => {
+                let pull = gh.get_pull(t.installation, &t.repo, t.pr_number).await?;
+                let head = pull.head.sha.clone();
+                if pull.state != "open" {
+                    return Ok(AuditOutcome {
+                        head_sha: head,
+                        skipped: Some("pull request is closed".into()),
+                        ..Default::default()
+                    });
+                }
+                if let Some(queued) = &t.head_sha
+                    && *queued != head
+                {
+                    return Ok(AuditOutcome {
+                        skipped: Some(format!(
+                            "head moved on from {queued} to {head}; the newer push is audited"
+                        )),
+                        head_sha: head,
+                        ..Default::default()
+                    });
+                }
+                (head, pull.base.sha, pull.draft)
+            }
+        };
         let mut outcome = AuditOutcome {
             head_sha: head.clone(),
             ..Default::default()
         };
-        if pull.state != "open" {
-            outcome.skipped = Some("pull request is closed".into());
-            return Ok(outcome);
-        }
-        if let Some(queued) = &t.head_sha
-            && *queued != head
-        {
-            outcome.skipped = Some(format!(
-                "head moved on from {queued} to {head}; the newer push is audited"
-            ));
-            return Ok(outcome);
-        }
         let check_id = self.start_check(t, &head).await?;
 
         let files = gh
@@ -126,13 +149,43 @@ impl Reviewer {
             notes.push(format!("Skipped `{path}`: {why}."));
         }
 
-        // One GraphQL request: the base branch's config, and the head version of every file worth reading.
+        // One GraphQL request: the base branch's config, the head version of every file worth reading, and
+        // the review threads (for fingerprints already commented and threads to resolve).
         let mut wanted: Vec<(String, String)> =
-            vec![(pull.base.sha.clone(), repo_config::DEFAULT_PATH.to_string())];
+            vec![(base_sha.clone(), repo_config::DEFAULT_PATH.to_string())];
         wanted.extend(changed.iter().map(|f| (head.clone(), f.path.clone())));
-        let mut contents = self.fetch_blobs(t, &wanted).await?;
+        let (mut contents, pr_now) = self.fetch_blobs_and_threads(t, &wanted, true).await?;
+        let pr_now = pr_now.unwrap_or_default();
+        // The same request says whether the pull request is still open at this head (what `GET pull`
+        // said before): a closed or moved-on pull request is not audited, and its check run says why.
+        let gone_by = match (&pr_now.state, &pr_now.head) {
+            (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
+                "Pull request closed: not audited",
+                "pull request is closed".to_string(),
+            )),
+            (_, Some(now)) if *now != head => Some((
+                "Superseded: a newer push is audited",
+                format!("head moved on from {head} to {now}; the newer push is audited"),
+            )),
+            _ => None,
+        };
+        if let Some((title, why)) = gone_by {
+            self.finish_check(
+                t,
+                check_id,
+                "neutral",
+                title,
+                &format!("prodaudit did not audit this commit: {why}."),
+                &[],
+            )
+            .await?;
+            outcome.skipped = Some(why);
+            outcome.conclusion = "neutral".into();
+            return Ok(outcome);
+        }
+        let threads = pr_now.threads;
         let config_text =
-            contents.remove(&(pull.base.sha.clone(), repo_config::DEFAULT_PATH.to_string()));
+            contents.remove(&(base_sha.clone(), repo_config::DEFAULT_PATH.to_string()));
         let known: Vec<String> = self
             .rules
             .rules
@@ -154,7 +207,7 @@ impl Reviewer {
             },
             None => RepoConfig::default(),
         };
-        if pull.draft && !config.audit_drafts && !t.explicit {
+        if draft && !config.audit_drafts && !t.explicit {
             self.finish_check(t, check_id, "neutral", "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", &[]).await?;
             outcome.skipped = Some("draft".into());
             outcome.conclusion = "neutral".into();
@@ -168,7 +221,7 @@ impl Reviewer {
             .filter(|f| f.patch.is_none())
             .map(|f| {
                 (
-                    pull.base.sha.clone(),
+                    base_sha.clone(),
                     f.previous.clone().unwrap_or_else(|| f.path.clone()),
                 )
             })
@@ -190,7 +243,7 @@ impl Reviewer {
             if f.patch.is_none() {
                 let base_path = f.previous.clone().unwrap_or_else(|| f.path.clone());
                 let old = base_versions
-                    .get(&(pull.base.sha.clone(), base_path))
+                    .get(&(base_sha.clone(), base_path))
                     .cloned()
                     .flatten()
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -220,7 +273,7 @@ impl Reviewer {
             changed: touched,
             ..Default::default()
         };
-        if !needs.is_empty() {
+        if !needs.is_empty() && context_may_matter(&self.rules, &inputs) {
             let tree = gh.get_tree(t.installation, &t.repo, &head).await?;
             if let Ok(globs) = crate::analysis::context::needs_globset(&needs) {
                 let want: Vec<(String, String)> = tree
@@ -283,9 +336,6 @@ impl Reviewer {
         .await?;
 
         // The review: findings not commented before, inline where GitHub accepts a comment.
-        let threads = gh
-            .review_threads(t.installation, &t.repo, t.pr_number)
-            .await?;
         let mut already: HashSet<String> = self
             .store
             .posted_comments(&t.repo, t.pr_number)
@@ -484,14 +534,37 @@ impl Reviewer {
         t: &AuditTarget,
         wanted: &[(String, String)],
     ) -> Result<BTreeMap<(String, String), Option<Vec<u8>>>, ReviewError> {
+        Ok(self.fetch_blobs_and_threads(t, wanted, false).await?.0)
+    }
+
+    /// [`Reviewer::fetch_blobs`], with the pull request's review threads in the first request when asked.
+    async fn fetch_blobs_and_threads(
+        &self,
+        t: &AuditTarget,
+        wanted: &[(String, String)],
+        with_threads: bool,
+    ) -> Result<Blobs, ReviewError> {
         let (owner, name) = split(&t.repo);
         let mut out = BTreeMap::new();
-        for batch in wanted.chunks(GRAPHQL_BATCH) {
+        let mut threads = None;
+        let mut batches: Vec<&[(String, String)]> = wanted.chunks(GRAPHQL_BATCH).collect();
+        if batches.is_empty() && with_threads {
+            batches.push(&[]);
+        }
+        for batch in batches {
             let mut decl = String::from("$owner:String!,$name:String!");
             let mut fields = String::new();
             let mut vars = serde_json::Map::new();
             vars.insert("owner".into(), owner.into());
             vars.insert("name".into(), name.into());
+            if with_threads && threads.is_none() {
+                decl.push_str(",$number:Int!");
+                fields.push_str(&format!(
+                    "pullRequest(number:$number){{state headRefOid {}}} ",
+                    super::api::THREADS_FIELDS
+                ));
+                vars.insert("number".into(), t.pr_number.into());
+            }
             for (i, (rev, path)) in batch.iter().enumerate() {
                 decl.push_str(&format!(",$e{i}:String!"));
                 fields.push_str(&format!(
@@ -504,6 +577,14 @@ impl Reviewer {
                 .gh
                 .graphql_query(t.installation, &query, Value::Object(vars))
                 .await?;
+            if with_threads && threads.is_none() {
+                let pr = &data["repository"]["pullRequest"];
+                threads = Some(PullNow {
+                    state: pr["state"].as_str().map(str::to_string),
+                    head: pr["headRefOid"].as_str().map(str::to_string),
+                    threads: super::api::parse_threads(&pr["reviewThreads"]),
+                });
+            }
             for (i, (rev, path)) in batch.iter().enumerate() {
                 let blob = &data["repository"][format!("f{i}")];
                 let bytes = if blob.is_null() || blob["isBinary"] == true {
@@ -521,7 +602,44 @@ impl Reviewer {
                 out.insert((rev.clone(), path.clone()), bytes);
             }
         }
-        Ok(out)
+        Ok((out, threads))
+    }
+}
+
+/// Blobs by (rev, path), and the review threads when they were asked for.
+type Blobs = (BTreeMap<(String, String), Option<Vec<u8>>>, Option<PullNow>);
+
+/// The pull request as GraphQL reports it now.
+#[derive(Debug, Default)]
+struct PullNow {
+    /// OPEN, CLOSED or MERGED.
+    state: Option<String>,
+    /// The head commit now.
+    head: Option<String>,
+    threads: Vec<super::api::ReviewThread>,
+}
+
+/// Could a check that reads files beyond its own find anything in these inputs? Only if one of its tokens
+/// is in a file it analyses (a check's tokens are necessary for a match): otherwise the tree listing and
+/// the extra contents are not fetched.
+fn context_may_matter(rules: &RuleSet, inputs: &[(String, Vec<u8>, Option<LineSet>)]) -> bool {
+    let mut tokens: Vec<&'static str> = Vec::new();
+    for d in &rules.detectors {
+        if let crate::analysis::rules::Matcher::Check(c) = &d.matcher
+            && !c.needs().is_empty()
+        {
+            if c.tokens().is_empty() {
+                return true;
+            }
+            tokens.extend(c.tokens());
+        }
+    }
+    if tokens.is_empty() {
+        return false;
+    }
+    match aho_corasick::AhoCorasick::new(&tokens) {
+        Ok(ac) => inputs.iter().any(|(_, bytes, _)| ac.is_match(bytes)),
+        Err(_) => true,
     }
 }
 

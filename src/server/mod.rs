@@ -23,7 +23,9 @@ pub struct AppState {
     pub webhook_secret: String,
     pub app_id: u64,
     pub max_queue_depth: u64,
-    pub store: Arc<dyn JobStore>,
+    /// The job store, once the database could be opened: until then the server answers, but not ready and
+    /// 503 to webhooks (never a 2xx for work it could not store).
+    pub store: tokio::sync::OnceCell<Arc<dyn JobStore>>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     /// The App's key parsed (readiness).
@@ -52,7 +54,13 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
             "App credentials not usable",
         );
     }
-    match s.store.ping().await {
+    let Some(store) = s.store.get() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database not available yet",
+        );
+    };
+    match store.ping().await {
         Ok(()) => reply(StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
@@ -133,6 +141,14 @@ async fn webhook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
         s.metrics.webhook(&event, "ignored");
         return reply(StatusCode::ACCEPTED, "nothing to do");
     };
+    let Some(store) = s.store.get() else {
+        tracing::error!(delivery, event = %event, "database not available yet; answering 503 so GitHub can redeliver");
+        s.metrics.webhook(&event, "store_failed");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot store the delivery; redeliver later",
+        );
+    };
     let job = NewJob {
         delivery_id: delivery.to_string(),
         event: event.clone(),
@@ -142,7 +158,7 @@ async fn webhook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
         head_sha: fields.head_sha,
         payload: fields.payload,
     };
-    match s.store.enqueue_bounded(job, s.max_queue_depth).await {
+    match store.enqueue_bounded(job, s.max_queue_depth).await {
         Ok(done) => {
             let outcome = match done.enqueued {
                 crate::queue::Enqueued::New(_) => "queued",
@@ -151,7 +167,9 @@ async fn webhook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
             };
             tracing::info!(delivery, event = %event, outcome, dropped = done.dropped, "webhook stored");
             s.metrics.webhook(&event, outcome);
-            s.wake.notify_waiters();
+            // notify_one keeps a permit when the worker loop is not waiting at this instant (claiming,
+            // reading the queue depth), so a new job never waits for the next poll.
+            s.wake.notify_one();
             reply(StatusCode::ACCEPTED, outcome)
         }
         Err(e) => {

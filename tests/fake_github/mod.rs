@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod harness;
+pub mod openapi;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// One recorded request.
@@ -22,6 +25,12 @@ pub struct Recorded {
     pub query: String,
     pub authorization: String,
     pub body: Value,
+    /// The path template of GitHub's description the request matched (else the path).
+    pub route: String,
+    /// The status answered; 0 when the connection was dropped.
+    pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// A fault to inject on the next request whose path contains `path_part` (and method matches, if set).
@@ -33,6 +42,39 @@ pub struct Fault {
     pub headers: Vec<(String, String)>,
     pub delay_ms: u64,
     pub times: usize,
+    /// Drop the connection without an answer (a connection reset).
+    pub reset: bool,
+}
+
+impl Fault {
+    /// `status` on the next request whose path contains `path_part` (0: answer normally, after any delay).
+    pub fn new(method: &str, path_part: &str, status: u16) -> Fault {
+        Fault {
+            method: Some(method.to_string()),
+            path_part: path_part.to_string(),
+            status,
+            headers: Vec::new(),
+            delay_ms: 0,
+            times: 1,
+            reset: false,
+        }
+    }
+    pub fn times(mut self, n: usize) -> Fault {
+        self.times = n;
+        self
+    }
+    pub fn delay(mut self, ms: u64) -> Fault {
+        self.delay_ms = ms;
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Fault {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+    pub fn reset(mut self) -> Fault {
+        self.reset = true;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +109,18 @@ pub struct World {
     pub reactions: Vec<(i64, String)>,
     pub tokens_issued: usize,
     pub next_id: i64,
+    /// File contents as bytes (binary, non-UTF-8), by commit sha; they take precedence over `trees`.
+    pub raw: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Latency added to every answer (benchmarks).
+    pub latency_ms: u64,
+    /// Installation tokens GitHub no longer accepts (answered 401, as for an expired token).
+    pub revoked_tokens: HashSet<String>,
+    /// Requests that do not match GitHub's REST description (or are not well-formed GraphQL).
+    pub violations: Vec<String>,
+    /// Installations that are not this App's: GitHub answers 404 to their token requests.
+    pub foreign_installations: HashSet<i64>,
+    /// GitHub's REST description, when `../shared` is present.
+    pub spec: Option<Arc<openapi::Spec>>,
 }
 
 impl World {
@@ -74,34 +128,84 @@ impl World {
         self.next_id += 1;
         self.next_id
     }
+
+    /// Every file of a commit as bytes.
+    pub fn files_at(&self, sha: &str) -> BTreeMap<String, Vec<u8>> {
+        let mut out: BTreeMap<String, Vec<u8>> = self
+            .trees
+            .get(sha)
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(raw) = self.raw.get(sha) {
+            out.extend(raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out
+    }
+
+    /// One file at a commit.
+    pub fn file_at(&self, sha: &str, path: &str) -> Option<Vec<u8>> {
+        if let Some(b) = self.raw.get(sha).and_then(|t| t.get(path)) {
+            return Some(b.clone());
+        }
+        self.trees
+            .get(sha)
+            .and_then(|t| t.get(path))
+            .map(|s| s.clone().into_bytes())
+    }
+
+    /// Requests by route (method and path template).
+    pub fn counts_by_route(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.requests {
+            *out.entry(format!("{} {}", r.method, r.route)).or_default() += 1;
+        }
+        out
+    }
+}
+
+static SPEC: std::sync::OnceLock<Option<Arc<openapi::Spec>>> = std::sync::OnceLock::new();
+
+/// GitHub's REST description, loaded once; `None` (with the reason printed) without `../shared`.
+pub fn spec() -> Option<Arc<openapi::Spec>> {
+    SPEC.get_or_init(|| match openapi::load() {
+        Ok(s) => Some(Arc::new(s)),
+        Err(why) => {
+            eprintln!("skipping OpenAPI validation of the App's requests: {why}");
+            None
+        }
+    })
+    .clone()
+}
+
+/// Assert that every request the App sent matched GitHub's description (when it is present).
+pub fn assert_no_violations(w: &Shared) {
+    let world = lock(w);
+    if world.spec.is_none() {
+        eprintln!("OpenAPI validation skipped: ../shared/github/openapi is not present");
+        return;
+    }
+    assert!(
+        world.violations.is_empty(),
+        "requests that do not match GitHub's REST description:\n{}",
+        world.violations.join("\n")
+    );
 }
 
 pub type Shared = Arc<Mutex<World>>;
 
 /// Start the fake on a free loopback port; returns its base URL and the shared world.
-pub async fn start(world: World) -> (String, Shared) {
+pub async fn start(mut world: World) -> (String, Shared) {
+    world.spec = spec();
     let shared: Shared = Arc::new(Mutex::new(world));
+    // GitHub Enterprise Server serves REST under /api/v3 and GraphQL at /api/graphql.
     let app = Router::new()
-        .route("/app/installations/{id}/access_tokens", post(token))
-        .route("/repos/{o}/{r}/pulls/{n}", get(pull))
-        .route("/repos/{o}/{r}/pulls/{n}/files", get(files))
-        .route("/repos/{o}/{r}/pulls/{n}/reviews", post(review))
-        .route("/repos/{o}/{r}/pulls/{n}/comments", get(review_comments))
-        .route("/repos/{o}/{r}/check-runs", post(create_check))
-        .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check))
-        .route("/repos/{o}/{r}/contents/{*path}", get(contents))
-        .route("/repos/{o}/{r}/git/trees/{sha}", get(tree))
-        .route(
-            "/repos/{o}/{r}/collaborators/{u}/permission",
-            get(permission),
-        )
-        .route(
-            "/repos/{o}/{r}/issues/comments/{id}/reactions",
-            post(reaction),
-        )
-        .route("/repos/{o}/{r}/issues/{n}/comments", post(issue_comment))
-        .route("/repos/{o}/{r}/commits/{sha}/pulls", get(commit_pulls))
-        .route("/graphql", post(graphql))
+        .nest("/api/v3", routes())
+        .route("/api/graphql", post(graphql))
+        .merge(routes())
         .fallback(any(unknown))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -122,6 +226,30 @@ pub async fn start(world: World) -> (String, Shared) {
     (format!("http://{addr}"), shared)
 }
 
+fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/app/installations/{id}/access_tokens", post(token))
+        .route("/repos/{o}/{r}/pulls/{n}", get(pull))
+        .route("/repos/{o}/{r}/pulls/{n}/files", get(files))
+        .route("/repos/{o}/{r}/pulls/{n}/reviews", post(review))
+        .route("/repos/{o}/{r}/pulls/{n}/comments", get(review_comments))
+        .route("/repos/{o}/{r}/check-runs", post(create_check))
+        .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check))
+        .route("/repos/{o}/{r}/contents/{*path}", get(contents))
+        .route("/repos/{o}/{r}/git/trees/{sha}", get(tree))
+        .route(
+            "/repos/{o}/{r}/collaborators/{u}/permission",
+            get(permission),
+        )
+        .route(
+            "/repos/{o}/{r}/issues/comments/{id}/reactions",
+            post(reaction),
+        )
+        .route("/repos/{o}/{r}/issues/{n}/comments", post(issue_comment))
+        .route("/repos/{o}/{r}/commits/{sha}/pulls", get(commit_pulls))
+        .route("/graphql", post(graphql))
+}
+
 async fn record_and_fault(
     State(w): State<Shared>,
     req: axum::extract::Request,
@@ -131,28 +259,50 @@ async fn record_and_fault(
     let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    let rec = Recorded {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or("").to_string(),
-        authorization: parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    };
-    let fault = {
-        let mut world = match w.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (fault, idx, latency, revoked) = {
+        let mut world = lock(&w);
+        let route = match &world.spec {
+            Some(_) if openapi::is_graphql(&path) => "/graphql".to_string(),
+            Some(spec) => spec
+                .route(&method, &path)
+                .unwrap_or_else(|| openapi::rest_path(&path).to_string()),
+            None => openapi::rest_path(&path).to_string(),
         };
-        world.requests.push(rec.clone());
+        if let Some(spec) = world.spec.clone()
+            && let Err(v) = spec.check(&method, &path, &query, &bytes)
+        {
+            world.violations.push(v);
+        }
+        if !path.contains("/access_tokens") && !authorization.starts_with("Bearer ghs_") {
+            world.violations.push(format!(
+                "{method} {path}: not sent with an installation token"
+            ));
+        }
+        let rec = Recorded {
+            method: method.clone(),
+            path: path.clone(),
+            query,
+            authorization: authorization.clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            route,
+            status: 0,
+            at: std::time::Instant::now(),
+        };
+        world.requests.push(rec);
+        let idx = world.requests.len() - 1;
         let pos = world.faults.iter().position(|f| {
-            rec.path.contains(&f.path_part) && f.method.as_deref().is_none_or(|m| m == rec.method)
+            path.contains(&f.path_part) && f.method.as_deref().is_none_or(|m| m == method)
         });
-        match pos {
+        let fault = match pos {
             Some(i) => {
                 let f = world.faults[i].clone();
                 if f.times <= 1 {
@@ -163,11 +313,22 @@ async fn record_and_fault(
                 Some(f)
             }
             None => None,
-        }
+        };
+        let revoked = authorization
+            .strip_prefix("Bearer ")
+            .is_some_and(|t| world.revoked_tokens.contains(t));
+        (fault, idx, world.latency_ms, revoked)
     };
-    if let Some(f) = fault {
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    let resp = if let Some(f) = fault {
         if f.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(f.delay_ms)).await;
+        }
+        if f.reset {
+            // Unwinding the connection's task drops the connection with no answer (and no panic message).
+            std::panic::resume_unwind(Box::new("injected connection reset"));
         }
         if f.status != 0 {
             let mut resp = (
@@ -183,11 +344,27 @@ async fn record_and_fault(
                     resp.headers_mut().insert(k, v);
                 }
             }
-            return resp;
+            Some(resp)
+        } else {
+            None
         }
-    }
-    let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-    next.run(req).await
+    } else {
+        None
+    };
+    let resp = match resp {
+        Some(r) => r,
+        None if revoked => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Bad credentials"})),
+        )
+            .into_response(),
+        None => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+    };
+    lock(&w).requests[idx].status = resp.status().as_u16();
+    resp
 }
 
 fn lock(w: &Shared) -> std::sync::MutexGuard<'_, World> {
@@ -213,7 +390,11 @@ async fn unknown(method: Method, uri: Uri) -> Response {
         .into_response()
 }
 
-async fn token(State(w): State<Shared>, headers: HeaderMap) -> Response {
+async fn token(
+    State(w): State<Shared>,
+    Path(installation): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -226,6 +407,9 @@ async fn token(State(w): State<Shared>, headers: HeaderMap) -> Response {
             .into_response();
     }
     let mut world = lock(&w);
+    if world.foreign_installations.contains(&installation) {
+        return not_found();
+    }
     world.tokens_issued += 1;
     let n = world.tokens_issued;
     let expires = chrono::Utc::now() + chrono::Duration::minutes(60);
@@ -264,6 +448,31 @@ fn unified_patch(old: &str, new: &str) -> String {
         .join("\n")
 }
 
+/// The new-side line ranges of the hunks of a diff (the lines a review comment may be on).
+pub fn right_lines(old: &str, new: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for line in unified_patch(old, new).lines() {
+        let Some(rest) = line.strip_prefix("@@ -") else {
+            continue;
+        };
+        let Some(plus) = rest.split(' ').nth(1).and_then(|p| p.strip_prefix('+')) else {
+            continue;
+        };
+        let (start, len) = match plus.split_once(',') {
+            Some((s, l)) => (s.parse().unwrap_or(0), l.parse().unwrap_or(0)),
+            None => (plus.parse().unwrap_or(0), 1),
+        };
+        if len > 0 {
+            out.push((start, start + len - 1));
+        }
+    }
+    out
+}
+
+fn is_binary(b: &[u8]) -> bool {
+    b[..b.len().min(8000)].contains(&0)
+}
+
 async fn files(
     State(w): State<Shared>,
     Path((_o, _r, n)): Path<(String, String, i64)>,
@@ -273,36 +482,78 @@ async fn files(
     if n != world.pr_number {
         return not_found();
     }
-    let per_page: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30);
-    let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let empty = BTreeMap::new();
-    let base = world.trees.get(&world.base_sha).unwrap_or(&empty);
-    let head = world.trees.get(&world.head_sha).unwrap_or(&empty);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: usize = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let base = world.files_at(&world.base_sha);
+    let head = world.files_at(&world.head_sha);
     let mut all = Vec::new();
-    for (path, text) in head {
+    for (path, bytes) in &head {
         let old = base.get(path);
-        if old == Some(text) {
+        if old == Some(bytes) {
             continue;
         }
-        let mut f = json!({
-            "filename": path,
-            "status": if old.is_some() { "modified" } else { "added" },
-            "changes": 1,
-        });
-        if !world.no_patch.contains(path) {
-            f["patch"] = unified_patch(old.map(String::as_str).unwrap_or(""), text).into();
-        }
-        all.push(f);
+        all.push((path.clone(), old.is_some(), Some(bytes)));
     }
     for path in base.keys().filter(|p| !head.contains_key(*p)) {
-        all.push(json!({"filename": path, "status": "removed", "changes": 1}));
+        all.push((path.clone(), true, None));
     }
+    // GitHub lists at most 3000 files.
+    all.truncate(3000);
+    let last_page = all.len().div_ceil(per_page).max(1);
     let page_items: Vec<Value> = all
         .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
+        .map(|(path, existed, new)| {
+            let Some(new) = new else {
+                return json!({"filename": path, "status": "removed", "changes": 1});
+            };
+            let mut f = json!({
+                "filename": path,
+                "status": if existed { "modified" } else { "added" },
+                "changes": 1,
+            });
+            let old = base.get(&path).cloned().unwrap_or_default();
+            if !world.no_patch.contains(&path) && !is_binary(new) && !is_binary(&old) {
+                f["patch"] = unified_patch(
+                    &String::from_utf8_lossy(&old),
+                    &String::from_utf8_lossy(new),
+                )
+                .into();
+            }
+            f
+        })
         .collect();
-    axum::Json(Value::Array(page_items)).into_response()
+    // GitHub's pagination links (absolute URLs; the App must not follow them blindly, see DESIGN.md).
+    let mut links = Vec::new();
+    let url = |p: usize| {
+        format!(
+            "<https://api.github.com/repositories/1/pulls/{n}/files?per_page={per_page}&page={p}>"
+        )
+    };
+    if page < last_page {
+        links.push(format!("{}; rel=\"next\"", url(page + 1)));
+        links.push(format!("{}; rel=\"last\"", url(last_page)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"prev\"", url(page - 1)));
+        links.push(format!("{}; rel=\"first\"", url(1)));
+    }
+    let mut resp = axum::Json(Value::Array(page_items)).into_response();
+    if !links.is_empty()
+        && let Ok(v) = axum::http::HeaderValue::from_str(&links.join(", "))
+    {
+        resp.headers_mut().insert(axum::http::header::LINK, v);
+    }
+    resp
 }
 
 async fn contents(
@@ -315,8 +566,8 @@ async fn contents(
         .get("ref")
         .cloned()
         .unwrap_or_else(|| world.head_sha.clone());
-    match world.trees.get(&rev).and_then(|t| t.get(&path)) {
-        Some(text) => text.clone().into_response(),
+    match world.file_at(&rev, &path) {
+        Some(bytes) => bytes.into_response(),
         None => not_found(),
     }
 }
@@ -326,10 +577,11 @@ async fn tree(
     Path((_o, _r, sha)): Path<(String, String, String)>,
 ) -> Response {
     let world = lock(&w);
-    let Some(t) = world.trees.get(&sha) else {
+    if !world.trees.contains_key(&sha) && !world.raw.contains_key(&sha) {
         return not_found();
-    };
-    let entries: Vec<Value> = t
+    }
+    let entries: Vec<Value> = world
+        .files_at(&sha)
         .keys()
         .map(|p| json!({"path": p, "type": "blob"}))
         .collect();
@@ -375,16 +627,18 @@ async fn review(State(w): State<Shared>, body: Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut world = lock(&w);
     // Reject comments outside the diff as GitHub does: the whole review fails with 422.
-    let empty = BTreeMap::new();
-    let head = world.trees.get(&world.head_sha).unwrap_or(&empty).clone();
     for c in v["comments"].as_array().cloned().unwrap_or_default() {
         let path = c["path"].as_str().unwrap_or("");
         let line = c["line"].as_u64().unwrap_or(0);
-        let lines = head
-            .get(path)
-            .map(|t| t.lines().count() as u64)
-            .unwrap_or(0);
-        if line == 0 || line > lines {
+        let old = world.file_at(&world.base_sha, path).unwrap_or_default();
+        let new = world.file_at(&world.head_sha, path).unwrap_or_default();
+        let in_diff = right_lines(
+            &String::from_utf8_lossy(&old),
+            &String::from_utf8_lossy(&new),
+        )
+        .iter()
+        .any(|(a, b)| (*a..=*b).contains(&line));
+        if !in_diff || c["side"] != "RIGHT" {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 axum::Json(json!({"message": "Unprocessable Entity", "errors": ["Line could not be resolved"]})),
@@ -487,21 +741,37 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
             None => axum::Json(json!({"errors": [{"message": "no such thread"}]})).into_response(),
         };
     }
-    if query.contains("reviewThreads") {
-        let nodes: Vec<Value> = world
-            .threads
-            .iter()
-            .map(|t| {
-                json!({"id": t.id, "isResolved": t.resolved, "comments": {"nodes": t.comments.iter().map(|(id, a, b)| json!({"databaseId": id, "body": b, "author": {"login": a}})).collect::<Vec<_>>()}})
-            })
-            .collect();
-        return axum::Json(
-            json!({"data": {"repository": {"pullRequest": {"reviewThreads": {"nodes": nodes}}}}}),
-        )
-        .into_response();
+    let mut repo = serde_json::Map::new();
+    if query.contains("pullRequest(") {
+        if vars["number"].as_i64() != Some(world.pr_number) {
+            return axum::Json(json!({"data": {"repository": {"pullRequest": null}}, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest"}]}))
+                .into_response();
+        }
+        let mut pr = serde_json::Map::new();
+        if query.contains("headRefOid") {
+            pr.insert("headRefOid".into(), world.head_sha.clone().into());
+        }
+        if query.contains("state") {
+            let state = if world.state.is_empty() {
+                "open"
+            } else {
+                world.state.as_str()
+            };
+            pr.insert("state".into(), state.to_ascii_uppercase().into());
+        }
+        if query.contains("reviewThreads") {
+            let nodes: Vec<Value> = world
+                .threads
+                .iter()
+                .map(|t| {
+                    json!({"id": t.id, "isResolved": t.resolved, "comments": {"nodes": t.comments.iter().map(|(id, a, b)| json!({"databaseId": id, "body": b, "author": {"login": a}})).collect::<Vec<_>>()}})
+                })
+                .collect();
+            pr.insert("reviewThreads".into(), json!({"nodes": nodes}));
+        }
+        repo.insert("pullRequest".into(), Value::Object(pr));
     }
     // Blob lookups: f{i}: object(expression: $e{i}).
-    let mut repo = serde_json::Map::new();
     if let Some(obj) = vars.as_object() {
         for (k, expr) in obj {
             let Some(i) = k.strip_prefix('e') else {
@@ -510,10 +780,16 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
             let expr = expr.as_str().unwrap_or("");
             let (rev, path) = expr.split_once(':').unwrap_or((expr, ""));
             let blob = world
-                .trees
-                .get(rev)
-                .and_then(|t| t.get(path))
-                .map(|text| json!({"text": text, "isBinary": false, "byteSize": text.len()}))
+                .file_at(rev, path)
+                .map(|bytes| {
+                    let binary = is_binary(&bytes);
+                    let text = if binary {
+                        Value::Null
+                    } else {
+                        std::str::from_utf8(&bytes).map_or(Value::Null, Value::from)
+                    };
+                    json!({"text": text, "isBinary": binary, "byteSize": bytes.len()})
+                })
                 .unwrap_or(Value::Null);
             repo.insert(format!("f{i}"), blob);
         }

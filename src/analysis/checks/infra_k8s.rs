@@ -729,6 +729,7 @@ mod tests {
             path,
             kind,
             repo: &repo,
+            lines: None,
         };
         let mut out = Vec::new();
         check.run_in(&doc.root(), &ctx, &mut out);
