@@ -799,8 +799,10 @@ async fn postgres_replicas_migrate_at_once() {
             return;
         }
     };
+    // Eight replicas start on the empty database at once: one migrates, the others wait for the advisory
+    // lock, find the schema current, and all of them serve.
     let mut replicas = JoinSet::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let db = TestDb {
             backend: "postgres",
             url: pg.url.clone(),
