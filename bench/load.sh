@@ -103,9 +103,15 @@ PY
   esac
   local acknowledged
   acknowledged=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["acknowledged"])' "$result")
+  local errors
+  errors=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$result")
+  # Lost: acknowledged but not stored. Requests still in flight when the time bound cut the client off
+  # (counted as errors) may be stored without an acknowledgement the client saw.
   local verdict=ok
-  if [ "$deliveries" != "$acknowledged" ] || [ "$jobs" != "$acknowledged" ]; then
-    verdict="MISMATCH"
+  if [ "$deliveries" -lt "$acknowledged" ] || [ "$jobs" -lt "$acknowledged" ]; then
+    verdict="LOST $((acknowledged - deliveries))"
+  elif [ $((deliveries - acknowledged)) -gt "$errors" ]; then
+    verdict="MISMATCH (more stored than sent)"
   fi
   echo "$backend: $result (load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "$backend: serve RSS idle ${rss_before} KiB, peak ${rss_peak} KiB, after ${rss_after} KiB; stored deliveries=$deliveries jobs=$jobs acknowledged=$acknowledged: $verdict"
