@@ -139,6 +139,23 @@ fn ignore(reason: impl Into<String>) -> Intake {
     }
 }
 
+/// `owner/name` with GitHub's characters (letters, digits, `-`, `_`, `.`), neither part empty, `.` or `..`.
+pub fn is_repo_full_name(full_name: &str) -> bool {
+    let mut parts = full_name.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    [owner, name].iter().all(|part| {
+        !part.is_empty()
+            && part.len() <= 100
+            && *part != "."
+            && *part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
+}
+
 /// Read what an event asks for. `app_id` is ours: check-run events of other apps are not ours to answer.
 pub fn classify(event: &str, payload: &Value, app_id: u64) -> Intake {
     let action = payload["action"].as_str().unwrap_or("");
@@ -149,6 +166,12 @@ pub fn classify(event: &str, payload: &Value, app_id: u64) -> Intake {
     let (Some(installation_id), Some(repo)) = (installation, repo) else {
         return ignore(format!("{event}.{action}: no installation or repository"));
     };
+    // The name goes into API paths: only `owner/name` as GitHub spells them.
+    if !is_repo_full_name(&repo) {
+        return ignore(format!(
+            "{event}.{action}: repository name is not owner/name"
+        ));
+    }
     match event {
         "pull_request" => {
             if !matches!(
@@ -352,5 +375,37 @@ mod tests {
             classify("ping", &json!({"zen": "x"}), 42),
             Intake::Ignore { .. }
         ));
+    }
+
+    /// The webhook_payload fuzz target's invariant (every job names its repository): an empty or path-like
+    /// repository name was turned into a job, and from there into API paths such as `/repos//pulls/1`.
+    #[test]
+    fn repository_names_must_be_owner_slash_name() {
+        for bad in [
+            "",
+            "/",
+            "acme",
+            "acme/",
+            "/api",
+            "a/b/c",
+            "../x",
+            "acme/..",
+            "ac me/api",
+            "acme/api?x=1",
+        ] {
+            let payload = serde_json::json!({
+                "action": "opened",
+                "installation": {"id": 1},
+                "repository": {"full_name": bad},
+                "pull_request": {"number": 1, "state": "open", "head": {"sha": "abc"}},
+            });
+            assert!(
+                matches!(classify("pull_request", &payload, 1), Intake::Ignore { .. }),
+                "{bad:?} was accepted"
+            );
+        }
+        for good in ["acme/api", "a-b/c_d.e", "octo-org/.github"] {
+            assert!(is_repo_full_name(good), "{good:?} was refused");
+        }
     }
 }

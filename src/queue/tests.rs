@@ -14,8 +14,10 @@ use tokio::task::JoinSet;
 use super::*;
 
 const LEASE: Duration = Duration::from_secs(60);
-const SHORT_LEASE: Duration = Duration::from_millis(150);
-const PAST_SHORT_LEASE: Duration = Duration::from_millis(400);
+/// Long enough that a loaded 2-core machine (four PostgreSQL claims in a row, other test binaries running)
+/// cannot let it lapse before the test's next step; 150 ms did lapse once.
+const SHORT_LEASE: Duration = Duration::from_millis(1500);
+const PAST_SHORT_LEASE: Duration = Duration::from_millis(2000);
 const NO_CAP: usize = 1000;
 
 type TestResult = Result<(), QueueError>;
@@ -797,8 +799,10 @@ async fn postgres_replicas_migrate_at_once() {
             return;
         }
     };
+    // Eight replicas start on the empty database at once: one migrates, the others wait for the advisory
+    // lock, find the schema current, and all of them serve.
     let mut replicas = JoinSet::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let db = TestDb {
             backend: "postgres",
             url: pg.url.clone(),
@@ -1007,4 +1011,174 @@ fn depth_gauge_counts_only_when_needed() {
         BoundCheck::Count,
         "unbounded enqueues count too"
     );
+}
+
+/// One installation's burst of 50 audits cannot starve another installation's single job: it is claimed
+/// within the first two claims whether it arrives before the burst is served or in the middle of it, and
+/// later jobs of the quiet installation are served within one round too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_does_not_starve_another_installation() {
+    on_each_backend("burst fairness", |db| async move {
+        let s = db.open().await?;
+        for i in 0..50 {
+            let job = new_job(
+                &format!("burst{i}"),
+                100,
+                "big/repo",
+                Some(i),
+                Some("h"),
+                json!({}),
+            );
+            new_id(s.enqueue(job).await?);
+        }
+        // The burst is being served when the quiet installation's job arrives.
+        for _ in 0..5 {
+            let job = must_claim(&s, "w").await?;
+            assert_eq!(job.installation_id, 100);
+            assert!(s.complete(job.id, "w").await?);
+        }
+        let quiet = new_id(
+            s.enqueue(new_job(
+                "quiet0",
+                200,
+                "small/repo",
+                Some(1),
+                Some("h"),
+                json!({}),
+            ))
+            .await?,
+        );
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            let job = must_claim(&s, "w").await?;
+            order.push(job.id);
+            assert!(s.complete(job.id, "w").await?);
+        }
+        assert!(
+            order.contains(&quiet),
+            "{}: the quiet installation's job waited behind the burst: {order:?}",
+            db.backend
+        );
+        // Once served, the quiet installation is behind the burst in the rotation, but only by one claim.
+        for round in 0..3 {
+            let next = new_id(
+                s.enqueue(new_job(
+                    &format!("quiet{}", round + 1),
+                    200,
+                    "small/repo",
+                    Some(10 + round),
+                    Some("h"),
+                    json!({}),
+                ))
+                .await?,
+            );
+            let first = must_claim(&s, "w").await?;
+            let second = if first.id == next {
+                first.clone()
+            } else {
+                must_claim(&s, "w").await?
+            };
+            assert_eq!(second.id, next, "{}: round {round}", db.backend);
+            assert!(s.complete(first.id, "w").await?);
+            if second.id != first.id {
+                assert!(s.complete(second.id, "w").await?);
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// The per-installation cap holds under concurrent claimers on separate connections pools (as separate
+/// replicas would have): with a burst of one installation and a cap of 3, never more than 3 of its jobs run
+/// at once, while another installation's jobs still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_installation_cap_holds_across_claimers() {
+    on_each_backend("cap across claimers", |db| async move {
+        const CAP: usize = 3;
+        let s = db.open().await?;
+        for i in 0..40 {
+            let job = new_job(
+                &format!("b{i}"),
+                7,
+                "big/repo",
+                Some(i),
+                Some("h"),
+                json!({}),
+            );
+            new_id(s.enqueue(job).await?);
+        }
+        for i in 0..4 {
+            let job = new_job(
+                &format!("q{i}"),
+                8,
+                "small/repo",
+                Some(i),
+                Some("h"),
+                json!({}),
+            );
+            new_id(s.enqueue(job).await?);
+        }
+        // Two "replicas" (two stores on one database) with four claimers each.
+        let stores = [Arc::clone(&s), db.open().await?];
+        let running: Arc<Mutex<std::collections::HashMap<i64, usize>>> = Arc::default();
+        let peak: Arc<Mutex<std::collections::HashMap<i64, usize>>> = Arc::default();
+        let mut workers = JoinSet::new();
+        for w in 0..8 {
+            let store = Arc::clone(&stores[w % 2]);
+            let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+            workers.spawn(async move {
+                let worker = format!("w{w}");
+                let mut idle = 0;
+                while idle < 50 {
+                    let Some(job) = store.claim(&worker, LEASE, CAP).await? else {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    idle = 0;
+                    let inst = job.installation_id;
+                    if let (Ok(mut running), Ok(mut peak)) = (running.lock(), peak.lock()) {
+                        let n = running.entry(inst).or_default();
+                        *n += 1;
+                        let p = peak.entry(inst).or_default();
+                        *p = (*p).max(*n);
+                    }
+                    // Hold the job long enough for claims to overlap (a PostgreSQL claim takes a few ms).
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    if let Ok(mut running) = running.lock() {
+                        *running.entry(inst).or_default() -= 1;
+                    }
+                    assert!(store.complete(job.id, &worker).await?);
+                }
+                Ok::<_, QueueError>(())
+            });
+        }
+        let Ok(outcomes) = tokio::time::timeout(Duration::from_secs(120), workers.join_all()).await
+        else {
+            panic!("{}: claimers did not finish within 120 s", db.backend);
+        };
+        for outcome in outcomes {
+            outcome?;
+        }
+        let depth = s.depth().await?;
+        assert_eq!((depth.queued, depth.running), (0, 0), "{}", db.backend);
+        let peak = match peak.lock() {
+            Ok(p) => p.clone(),
+            Err(_) => panic!("a claimer panicked"),
+        };
+        assert!(
+            peak.get(&7).is_some_and(|p| *p <= CAP),
+            "{}: cap exceeded: {peak:?}",
+            db.backend
+        );
+        assert!(
+            peak.get(&7).is_some_and(|p| *p >= 2),
+            "{}: the burst never ran concurrently, the test proves nothing: {peak:?}",
+            db.backend
+        );
+        assert!(peak.contains_key(&8), "{}", db.backend);
+        Ok(())
+    })
+    .await;
 }
