@@ -24,7 +24,7 @@ fn app(store: Arc<dyn JobStore>) -> axum::Router {
         webhook_secret: SECRET.into(),
         app_id: 1,
         max_queue_depth: MAX_DEPTH,
-        store,
+        store: store.into(),
         metrics: Arc::new(Metrics::new()),
         wake: Arc::new(tokio::sync::Notify::new()),
         credentials_ok: true,

@@ -364,14 +364,7 @@ fn completed_checks(w: &fake_github::Shared, head: &str) -> usize {
 }
 
 fn slow_files(delay_ms: u64) -> Fault {
-    Fault {
-        method: Some("GET".into()),
-        path_part: "/pulls/7/files".into(),
-        status: 0,
-        headers: vec![],
-        delay_ms,
-        times: 1,
-    }
+    Fault::new("GET", "/pulls/7/files", 0).delay(delay_ms)
 }
 
 async fn pool(db: &PgDb) -> PgPool {
