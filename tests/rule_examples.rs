@@ -82,7 +82,14 @@ fn every_detector_has_three_invalid_and_three_valid_examples() {
         .detectors
         .iter()
         .filter(|d| d.invalid.len() < 3 || d.valid.len() < 3)
-        .map(|d| format!("{}: {} invalid, {} valid", d.id, d.invalid.len(), d.valid.len()))
+        .map(|d| {
+            format!(
+                "{}: {} invalid, {} valid",
+                d.id,
+                d.invalid.len(),
+                d.valid.len()
+            )
+        })
         .collect();
     assert!(
         short.is_empty(),
