@@ -8,7 +8,8 @@
 # Workers run as configured but GitHub is a closed local port, so audits fail fast and retry later: the point
 # is intake.
 #
-#   bench/load.sh                      # both backends
+#   bench/load.sh                      # both backends (BACKENDS="sqlite sqlite-normal postgres" adds
+#                                      # SQLite with synchronous=normal)
 #   BACKENDS=sqlite REQUESTS=5000 CONNECTIONS=16 bench/load.sh
 #   LOG_LEVEL=info bench/load.sh       # the default log level writes one line per webhook (to a file here)
 set -euo pipefail
@@ -52,6 +53,11 @@ run_backend() {
       rm -f "$work"/load.db*
       database_url="sqlite://$work/load.db?mode=rwc"
       ;;
+    sqlite-normal)
+      # WAL with synchronous=normal: a commit survives a crash of the process, not of the machine
+      rm -f "$work"/load.db*
+      database_url="sqlite://$work/load.db?mode=rwc&synchronous=normal"
+      ;;
     postgres)
       if ! pg_isready -q -h 127.0.0.1 -p 5432; then
         echo "postgres: skipped, no server on 127.0.0.1:5432"
@@ -87,7 +93,7 @@ run_backend() {
   serve_pid=
   local deliveries jobs
   case $backend in
-    sqlite)
+    sqlite | sqlite-normal)
       read -r deliveries jobs < <(python3 - "$work/load.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
