@@ -69,6 +69,9 @@ struct AuditArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// After the report, print to stderr where analysis time went: prefilter, parsing and the slowest detectors.
+    #[arg(long)]
+    timings: bool,
     /// Limit the audit to these files or folders.
     paths: Vec<PathBuf>,
 }
@@ -193,8 +196,15 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         .or(config.fail_on)
         .unwrap_or(FailOn::At(Severity::High));
     let meta = rules.metadata();
-    let engine = Engine::new(rules, config.overrides.clone());
+    let mut engine = Engine::new(rules, config.overrides.clone());
+    if args.timings {
+        engine = engine.with_timings();
+    }
     let report = audit::run(&engine, &config, &req)?;
+    if let Some(t) = &engine.timings {
+        let names: Vec<&str> = engine.rules.detectors.iter().map(|d| d.id.as_str()).collect();
+        eprint!("{}", t.render(&names, 25));
+    }
     let opts = RenderOptions {
         color: format == Format::Text
             && std::io::stdout().is_terminal()

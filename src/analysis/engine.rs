@@ -6,6 +6,7 @@ use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::suppress::Suppressions;
+use super::timings::Timings;
 use crate::diff::LineSet;
 use crate::report::{Finding, Fix, Severity};
 use ast_grep_core::matcher::{Matcher as _, MatcherExt as _};
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Files larger than this are skipped (minified bundles, generated code, data dumps).
 pub const DEFAULT_MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -42,6 +44,8 @@ pub struct Engine {
     pub rules: Arc<RuleSet>,
     pub overrides: Overrides,
     pub max_file_bytes: usize,
+    /// Where analysis time goes, when asked for (`--timings`).
+    pub timings: Option<Arc<Timings>>,
 }
 
 /// A match before it becomes a finding.
@@ -58,6 +62,24 @@ impl Engine {
             rules: rules.into(),
             overrides,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            timings: None,
+        }
+    }
+
+    /// Count where analysis time goes from now on; read it back from [`Engine::timings`].
+    pub fn with_timings(mut self) -> Self {
+        self.timings = Some(Arc::new(Timings::new(self.rules.detectors.len())));
+        self
+    }
+
+    /// Start a clock when timings are on.
+    fn clock(&self) -> Option<Instant> {
+        self.timings.as_ref().map(|_| Instant::now())
+    }
+
+    fn record(&self, started: Option<Instant>, what: impl FnOnce(&Timings, std::time::Duration)) {
+        if let (Some(t), Some(s)) = (&self.timings, started) {
+            what(t, s.elapsed());
         }
     }
 
@@ -164,7 +186,9 @@ impl Engine {
             outcome.skipped = Some(reason);
             return outcome;
         }
+        let started = self.clock();
         let seen = self.rules.scan_tokens(text);
+        self.record(started, Timings::scanned);
         let wanted: Vec<usize> = self
             .rules
             .detectors
@@ -265,7 +289,9 @@ impl Engine {
         wanted: &[usize],
         ctx: &FileContext<'_>,
     ) -> Vec<RawMatch> {
+        let started = self.clock();
         let root = lang.ast_grep(text);
+        self.record(started, Timings::parsed);
         let mut by_kind: Vec<Vec<usize>> = Vec::new();
         let mut out = Vec::new();
         for &i in wanted {
@@ -282,7 +308,9 @@ impl Engine {
                 }
                 Matcher::Check(check) => {
                     let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
+                    let started = self.clock();
                     check.run_fixing(&root.root(), ctx, &mut found);
+                    self.record(started, |t, d| t.detector(i, d));
                     let d = &self.rules.detectors[i];
                     // A range must cut the text at characters (checks over rewritten text could miss).
                     let on_chars = |r: &Range<usize>| {
@@ -318,7 +346,10 @@ impl Engine {
                 let Matcher::Pattern(config) = &d.matcher else {
                     continue;
                 };
-                let Some(nm) = config.matcher.match_node(node.clone()) else {
+                let started = self.clock();
+                let matched = config.matcher.match_node(node.clone());
+                self.record(started, |t, d| t.detector(i, d));
+                let Some(nm) = matched else {
                     continue;
                 };
                 // Code the parser could not make sense of yields no findings: precision first.

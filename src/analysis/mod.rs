@@ -7,6 +7,7 @@ pub mod examples;
 pub mod language;
 pub mod rules;
 pub mod suppress;
+pub mod timings;
 
 pub use context::{FileContext, RepoContext};
 pub use engine::{Engine, FileOutcome, Overrides};
