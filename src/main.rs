@@ -202,7 +202,12 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let report = audit::run(&engine, &config, &req)?;
     if let Some(t) = &engine.timings {
-        let names: Vec<&str> = engine.rules.detectors.iter().map(|d| d.id.as_str()).collect();
+        let names: Vec<&str> = engine
+            .rules
+            .detectors
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
         eprint!("{}", t.render(&names, 25));
     }
     let opts = RenderOptions {

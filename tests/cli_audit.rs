@@ -375,3 +375,27 @@ fn text_format_has_a_code_frame_and_summary() {
     assert!(!text.contains('\u{1b}'), "no colour when not a terminal");
     assert!(text.contains("1 finding"), "{text}");
 }
+
+#[test]
+fn timings_go_to_stderr_and_leave_the_report_alone() {
+    let repo = two_commit_repo();
+    let out = run(
+        repo.path(),
+        &["audit", "--all-lines", "--format", "json", "--timings"],
+    );
+    let report: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("stdout is not the JSON report: {e}"),
+    };
+    let lines: Vec<u64> = triples(&report).into_iter().map(|t| t.2).collect();
+    assert_eq!(lines, vec![6, 11]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timings (CPU seconds"), "{err}");
+    // One Python file was parsed; the detector that found the sleep ran and is listed.
+    let parse = err
+        .lines()
+        .find(|l| l.starts_with("parse "))
+        .unwrap_or_else(|| panic!("no parse line: {err}"));
+    assert!(parse.trim_end().ends_with(" 1"), "{parse}");
+    assert!(err.contains("C5-blocking-sleep"), "{err}");
+}

@@ -4,7 +4,9 @@
 //! Rules say which other files they read ([`super::checks::Check::needs`]); the caller (local git today, the
 //! GitHub API later) fetches only those.
 
+use super::checks::PyNode;
 use super::language::{self, FileKind};
+use super::nodes::{NodeIndex, Nodes};
 use crate::diff::LineSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeSet, HashMap};
@@ -98,6 +100,43 @@ pub struct FileContext<'a> {
     pub repo: &'a RepoContext,
     /// The lines findings are kept on (`None`: every line), for checks that report once per change.
     pub lines: Option<&'a LineSet>,
+    /// The file's nodes by kind, built once for all detectors (`None` outside the engine).
+    pub nodes: Option<&'a NodeIndex<'a>>,
+}
+
+impl<'a> FileContext<'a> {
+    /// A context for a tree analysed on its own: no path, no repository, no index.
+    pub fn detached() -> Self {
+        static EMPTY: std::sync::LazyLock<RepoContext> =
+            std::sync::LazyLock::new(RepoContext::default);
+        FileContext {
+            path: "",
+            kind: FileKind::Python,
+            repo: &EMPTY,
+            lines: None,
+            nodes: None,
+        }
+    }
+
+    /// A context for one file, without a node index.
+    pub fn new(path: &'a str, kind: FileKind, repo: &'a RepoContext) -> Self {
+        FileContext {
+            path,
+            kind,
+            repo,
+            lines: None,
+            nodes: None,
+        }
+    }
+
+    /// The nodes of `kind` in `root`'s tree, in document order: from the shared index when `root` is the
+    /// root it indexed, else by walking `root`.
+    pub fn of_kind(&self, root: &PyNode<'a>, kind: &str) -> Nodes<'_, 'a> {
+        match self.nodes {
+            Some(index) if index.is_of(root) => index.of_kind(kind),
+            _ => Nodes::Owned(root.dfs().filter(|n| n.kind() == kind).collect()),
+        }
+    }
 }
 
 #[cfg(test)]

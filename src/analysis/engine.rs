@@ -4,6 +4,7 @@
 use super::checks::{self, CheckFix, CheckMatch};
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
+use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::suppress::Suppressions;
 use super::timings::Timings;
@@ -210,6 +211,7 @@ impl Engine {
             kind,
             repo,
             lines: changed,
+            nodes: None,
         };
         let raw = self.run_detectors(lang, text, &wanted, &ctx);
         if raw.is_empty() {
@@ -292,6 +294,17 @@ impl Engine {
         let started = self.clock();
         let root = lang.ast_grep(text);
         self.record(started, Timings::parsed);
+        let started = self.clock();
+        let tree = root.root();
+        let index = NodeIndex::build(&tree);
+        self.record(started, Timings::indexed);
+        let ctx = &FileContext {
+            path: ctx.path,
+            kind: ctx.kind,
+            repo: ctx.repo,
+            lines: ctx.lines,
+            nodes: Some(&index),
+        };
         let mut by_kind: Vec<Vec<usize>> = Vec::new();
         let mut out = Vec::new();
         for &i in wanted {
@@ -309,7 +322,7 @@ impl Engine {
                 Matcher::Check(check) => {
                     let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
                     let started = self.clock();
-                    check.run_fixing(&root.root(), ctx, &mut found);
+                    check.run_fixing(&tree, ctx, &mut found);
                     self.record(started, |t, d| t.detector(i, d));
                     let d = &self.rules.detectors[i];
                     // A range must cut the text at characters (checks over rewritten text could miss).
@@ -337,10 +350,15 @@ impl Engine {
         if by_kind.is_empty() {
             return out;
         }
-        for node in root.root().dfs() {
-            let Some(candidates) = by_kind.get(node.kind_id() as usize) else {
-                continue;
-            };
+        let dispatch = by_kind
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.is_empty())
+            .flat_map(|(k, candidates)| {
+                let nodes = u16::try_from(k).map_or(&[][..], |k| index.of_kind_id(k));
+                nodes.iter().map(move |n| (n, candidates))
+            });
+        for (node, candidates) in dispatch {
             for &i in candidates {
                 let d = &self.rules.detectors[i];
                 let Matcher::Pattern(config) = &d.matcher else {

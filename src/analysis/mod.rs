@@ -5,6 +5,7 @@ pub mod context;
 pub mod engine;
 pub mod examples;
 pub mod language;
+pub mod nodes;
 pub mod rules;
 pub mod suppress;
 pub mod timings;

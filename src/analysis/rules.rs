@@ -371,6 +371,7 @@ impl RuleSet {
         rule: usize,
         rule_severity: Severity,
     ) -> Result<Detector, String> {
+        let mut extra_groups: Vec<Vec<String>> = Vec::new();
         let (matcher, derived) = match (&d.check, &d.rule) {
             (Some(_), Some(_)) => {
                 return Err("has both `check` and `rule`; a detector is one or the other".into());
@@ -393,6 +394,11 @@ impl RuleSet {
                     )
                 })?;
                 let tokens: Vec<String> = check.tokens().iter().map(|s| s.to_string()).collect();
+                extra_groups = check
+                    .also_requires()
+                    .iter()
+                    .map(|g| g.iter().map(|s| s.to_string()).collect())
+                    .collect();
                 (
                     Matcher::Check(check),
                     (!tokens.is_empty()).then_some(tokens),
@@ -425,8 +431,8 @@ impl RuleSet {
         };
         let mut requires = Vec::new();
         let group = d.prefilter.clone().or(derived);
-        if let Some(group) = group {
-            if group.iter().any(|t| t.is_empty()) {
+        for group in group.into_iter().chain(extra_groups) {
+            if group.is_empty() || group.iter().any(|t| t.is_empty()) {
                 return Err("`prefilter` tokens must not be empty".into());
             }
             requires.push(group.iter().map(|t| self.token(t)).collect());
@@ -733,6 +739,28 @@ mod tests {
             Some("print")
         );
         assert_eq!(pattern_token("$A($B)"), None);
+    }
+
+    #[test]
+    fn a_checks_extra_token_groups_must_all_be_present() {
+        let set = match RuleSet::builtin() {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let Some(d) = set.detectors.iter().find(|d| d.id == "F5-item-loop-no-try") else {
+            panic!("no F5-item-loop-no-try detector");
+        };
+        assert_eq!(
+            d.requires.len(),
+            3,
+            "`for `, an item word, a word for external work"
+        );
+        let wanted = |text: &str| d.wanted(&set.scan_tokens(text));
+        assert!(wanted("for doc in docs:\n    await index(doc)\n"));
+        // Loops over things that are not items, or with nothing external in them, do not need parsing for it.
+        assert!(!wanted("for i in range(3):\n    await step(i)\n"));
+        assert!(!wanted("for doc in docs:\n    total += len(doc)\n"));
+        assert!(!wanted("x = [file]\n"));
     }
 
     #[test]

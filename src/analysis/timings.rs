@@ -107,7 +107,9 @@ impl Timings {
             .enumerate()
             .filter(|(_, (_, runs))| runs.load(Ordering::Relaxed) > 0)
             .map(|(i, (ns, runs))| TimingRow {
-                name: names.get(i).map_or_else(|| format!("#{i}"), |n| n.to_string()),
+                name: names
+                    .get(i)
+                    .map_or_else(|| format!("#{i}"), |n| n.to_string()),
                 seconds: secs(ns),
                 runs: runs.load(Ordering::Relaxed),
             })

@@ -8,6 +8,7 @@
 //! session commits, whether the function locks rows).
 
 use super::{Check, CheckMatch, PyNode, function_name};
+use crate::analysis::context::FileContext;
 use std::collections::HashSet;
 
 pub struct CounterReadModifyWrite;
@@ -167,9 +168,18 @@ impl Check for CountThenInsert {
     fn tokens(&self) -> &'static [&'static str] {
         &["count"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let facts = FuncFacts::new(&func);
+    /// The insert must be committed (`session.commit()`/`flush()`) in the same function.
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[&["commit", "flush"]]
+    }
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            // Facts walk the whole body: only for functions that count and could commit at all.
+            let text = func.text();
+            if !(text.contains("count") && (text.contains("commit") || text.contains("flush"))) {
+                continue;
+            }
+            let facts = FuncFacts::new(func);
             if facts.locks_rows() || facts.commits.is_empty() {
                 continue;
             }

@@ -10,6 +10,7 @@
 
 use super::c1_counter::{FuncFacts, Source, counter_write, short, strip_parens, var_attr};
 use super::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
 
 pub struct UnlockedStatusTransition;
 pub struct UnlockedBalanceUpdate;
@@ -52,12 +53,12 @@ impl Check for UnlockedStatusTransition {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if root.text().contains("version_id_col") {
             return;
         }
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let facts = FuncFacts::new(&func);
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            let facts = FuncFacts::new(func);
             if facts.locks_rows() || facts.commits.is_empty() {
                 continue;
             }
@@ -152,12 +153,12 @@ impl Check for UnlockedBalanceUpdate {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if root.text().contains("version_id_col") {
             return;
         }
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let facts = FuncFacts::new(&func);
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            let facts = FuncFacts::new(func);
             if facts.locks_rows() || facts.commits.is_empty() {
                 continue;
             }

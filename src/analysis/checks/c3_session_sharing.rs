@@ -8,6 +8,7 @@
 
 use super::c1_counter::{FuncFacts, is_session_name, short};
 use super::{Check, CheckMatch, PyNode, enclosing_function, function_name, in_main_guard};
+use crate::analysis::context::FileContext;
 
 pub struct SessionSharedAcrossTasks;
 pub struct SessionPassedToTask;
@@ -201,10 +202,10 @@ struct TaskHit {
     message: String,
 }
 
-fn task_hits(root: &PyNode<'_>) -> Vec<TaskHit> {
+fn task_hits<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
     let mut hits = Vec::new();
-    for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-        let facts = FuncFacts::new(&func);
+    for func in ctx.of_kind(root, "function_definition").iter() {
+        let facts = FuncFacts::new(func);
         let sessions = session_vars(&facts);
         if sessions.is_empty() {
             continue;
@@ -339,9 +340,9 @@ impl Check for SessionSharedAcrossTasks {
             "submit",
         ]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
-            task_hits(root)
+            task_hits(ctx, root)
                 .into_iter()
                 .filter(|h| h.shared)
                 .map(|h| CheckMatch {
@@ -359,9 +360,9 @@ impl Check for SessionPassedToTask {
     fn tokens(&self) -> &'static [&'static str] {
         &["create_task", "ensure_future", "start_soon", "add_task"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
-            task_hits(root)
+            task_hits(ctx, root)
                 .into_iter()
                 .filter(|h| !h.shared)
                 .map(|h| CheckMatch {
@@ -373,9 +374,9 @@ impl Check for SessionPassedToTask {
 }
 
 /// Does the file import `Session`/`AsyncSession` from SQLAlchemy or SQLModel (so a bare `Session(...)` is one)?
-fn imports_orm_session(root: &PyNode<'_>) -> bool {
-    root.dfs()
-        .filter(|n| n.kind() == "import_from_statement")
+fn imports_orm_session<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> bool {
+    ctx.of_kind(root, "import_from_statement")
+        .iter()
         .any(|imp| {
             let module = imp
                 .field("module_name")
@@ -453,10 +454,10 @@ impl Check for ModuleLevelSession {
     fn tokens(&self) -> &'static [&'static str] {
         &["Session", "session", "get_db"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imported = imports_orm_session(root);
-        for a in root.dfs().filter(|n| n.kind() == "assignment") {
-            if enclosing_function(&a).is_some() || in_main_guard(&a) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imported = imports_orm_session(ctx, root);
+        for a in ctx.of_kind(root, "assignment").iter() {
+            if enclosing_function(a).is_some() || in_main_guard(a) {
                 continue;
             }
             let Some(right) = a.field("right") else {
@@ -493,8 +494,13 @@ impl Check for SessionOnInstance {
     fn tokens(&self) -> &'static [&'static str] {
         &["__init__"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imported = imports_orm_session(root);
+    /// Every way `opens_session` recognises names a session (`Session`, `SessionLocal`, `async_session…`,
+    /// `sessionmaker`) or `get_db`.
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[&["ession", "get_db"]]
+    }
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imported = imports_orm_session(ctx, root);
         for func in root
             .dfs()
             .filter(|n| n.kind() == "function_definition")

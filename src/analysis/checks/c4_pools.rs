@@ -11,6 +11,7 @@ use super::{
     Check, CheckMatch, PyNode, enclosing_function, function_name, has_kwargs_splat, in_main_guard,
     keyword_arg,
 };
+use crate::analysis::context::FileContext;
 
 pub struct EnginePoolDefaults;
 pub struct EnginePoolTimeoutNone;
@@ -300,22 +301,22 @@ impl Check for ClientPerRequest {
     fn tokens(&self) -> &'static [&'static str] {
         &["Client", "ClientSession", "OpenAI"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let callee = callee_text(&call);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in ctx.of_kind(root, "call").iter() {
+            let callee = callee_text(call);
             let Some(kind) = client_kind(root, &callee) else {
                 continue;
             };
             if call.get_inner_node().has_error() {
                 continue;
             }
-            let Some(func) = enclosing_function(&call) else {
+            let Some(func) = enclosing_function(call) else {
                 continue;
             };
             if func.kind() != "function_definition" {
                 continue;
             }
-            let dependency = yields_per_request_client(&call, &func);
+            let dependency = yields_per_request_client(call, &func);
             if !is_route_handler(&func) && !dependency {
                 continue;
             }

@@ -7,6 +7,7 @@
 
 use super::c5_sync_driver::DriverTracker;
 use super::{Check, CheckMatch, PyNode, function_name, is_async_def};
+use crate::analysis::context::FileContext;
 use std::collections::{HashMap, HashSet};
 
 /// How bad a blocking call is on the event loop.
@@ -34,9 +35,22 @@ pub struct Imports {
 }
 
 impl Imports {
+    #[cfg(test)]
     pub fn of(root: &PyNode<'_>) -> Self {
+        Self::from_nodes(root.dfs())
+    }
+
+    /// [`Imports::of`] from the file's node index.
+    pub fn of_file<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Self {
+        let mut nodes: Vec<PyNode<'r>> = ctx.of_kind(root, "import_statement").to_vec();
+        nodes.extend(ctx.of_kind(root, "import_from_statement").iter().cloned());
+        nodes.sort_by_key(|n| n.range().start);
+        Self::from_nodes(nodes.into_iter())
+    }
+
+    fn from_nodes<'r>(nodes: impl Iterator<Item = PyNode<'r>>) -> Self {
         let mut map = HashMap::new();
-        for node in root.dfs() {
+        for node in nodes {
             match node.kind().as_ref() {
                 "import_statement" => {
                     for name in node.field_children("name") {
@@ -394,15 +408,23 @@ impl Check for BlockingHelper {
         &["async"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of(root);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        // Nothing to report without an `async def` to call a helper from.
+        if !ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .any(is_async_def)
+        {
+            return;
+        }
+        let imports = Imports::of_file(ctx, root);
         let langchain = imports_langchain(&imports);
         let drivers = DriverTracker::new(root, &imports);
         // Module-level functions by name (a name defined twice, or also async, is ambiguous: skipped), and
         // sync methods by (class node id, name).
         let mut module_defs: HashMap<String, Vec<PyNode<'_>>> = HashMap::new();
         let mut methods: HashMap<(usize, String), Vec<PyNode<'_>>> = HashMap::new();
-        for def in root.dfs().filter(|n| n.kind() == "function_definition") {
+        for def in ctx.of_kind(root, "function_definition").iter().cloned() {
             let Some(name) = function_name(&def) else {
                 continue;
             };
@@ -437,16 +459,20 @@ impl Check for BlockingHelper {
         if module_helpers.is_empty() && method_helpers.is_empty() {
             return;
         }
-        for func in root.dfs().filter(is_async_def) {
-            if is_startup_function(&func) {
+        for func in ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|n| is_async_def(n))
+        {
+            if is_startup_function(func) {
                 continue;
             }
-            let locals = local_names(&func);
-            let class_id = match def_owner(&func) {
+            let locals = local_names(func);
+            let class_id = match def_owner(func) {
                 Owner::Class(id) => Some(id),
                 _ => None,
             };
-            for call in own_nodes(&func).into_iter().filter(|n| n.kind() == "call") {
+            for call in own_nodes(func).into_iter().filter(|n| n.kind() == "call") {
                 if is_awaited(&call) || !well_formed(&call) {
                     continue;
                 }

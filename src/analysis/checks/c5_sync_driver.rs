@@ -11,6 +11,7 @@ use super::c5_blocking::{
     Imports, dotted, is_awaited, is_startup_function, own_nodes, well_formed,
 };
 use super::{Check, CheckMatch, PyNode, is_async_def, is_module_level};
+use crate::analysis::context::FileContext;
 use std::collections::HashMap;
 
 /// What a name holds.
@@ -516,17 +517,21 @@ impl Check for SyncDriverInAsync {
         &["psycopg", "pymysql", "pymongo", "redis"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of(root);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = Imports::of_file(ctx, root);
         let tracker = DriverTracker::new(root, &imports);
         if !tracker.active() {
             return;
         }
-        for func in root.dfs().filter(is_async_def) {
-            if is_startup_function(&func) {
+        for func in ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|n| is_async_def(n))
+        {
+            if is_startup_function(func) {
                 continue;
             }
-            for u in tracker.blocking_uses(&func, true) {
+            for u in tracker.blocking_uses(func, true) {
                 if !well_formed(&u.call) {
                     continue;
                 }

@@ -12,6 +12,7 @@
 
 use super::c5_blocking::{Imports, dotted, own_nodes, well_formed};
 use super::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -690,9 +691,10 @@ fn in_process(collection: &str, element: Option<&PyNode<'_>>) -> bool {
 }
 
 /// Names (`SEM`, `self._limit`) assigned a semaphore or limiter anywhere in the file.
-fn limiter_names(root: &PyNode<'_>) -> Vec<String> {
-    root.dfs()
-        .filter(|n| n.kind() == "assignment")
+fn limiter_names<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<String> {
+    ctx.of_kind(root, "assignment")
+        .iter()
+        .cloned()
         .filter_map(|a| {
             let right = a.field("right")?.text().to_string();
             let is_limiter = ["Semaphore(", "CapacityLimiter(", "Limiter("]
@@ -769,15 +771,15 @@ impl Check for UnboundedFanout {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of(root);
-        let limiters = limiter_names(root);
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let nodes = own_nodes(&func);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = Imports::of_file(ctx, root);
+        let limiters = limiter_names(ctx, root);
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            let nodes = own_nodes(func);
             let ctx = Ctx {
                 func: func.clone(),
                 nodes: &nodes,
-                route: is_route_handler(&func),
+                route: is_route_handler(func),
             };
             let gathered = gathered_names(&nodes, &imports);
             for call in nodes.iter().filter(|n| n.kind() == "call") {
@@ -834,8 +836,8 @@ impl Check for UnboundedFanout {
                 if matches!(size, Size::Request(_)) != self.request {
                     continue;
                 }
-                if fanout.list.as_deref().is_some_and(|l| windowed(&func, l))
-                    || bounded(&func, fanout.element.as_ref(), root, &limiters)
+                if fanout.list.as_deref().is_some_and(|l| windowed(func, l))
+                    || bounded(func, fanout.element.as_ref(), root, &limiters)
                     || in_process(name, fanout.element.as_ref())
                 {
                     continue;

@@ -9,6 +9,7 @@
 
 use super::f5_partial_failure::words;
 use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::context::FileContext;
 
 /// A route decorator of a `def`: its HTTP method (lower case) and path literal, if any.
 pub(super) struct Route {
@@ -98,9 +99,10 @@ fn public_path(path: &str) -> bool {
 }
 
 /// The routers of this file with their `APIRouter(prefix=…)` text (empty when none).
-fn router_prefixes(root: &PyNode<'_>) -> Vec<(String, String)> {
-    root.dfs()
-        .filter(|n| n.kind() == "assignment")
+fn router_prefixes<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String, String)> {
+    ctx.of_kind(root, "assignment")
+        .iter()
+        .cloned()
         .filter_map(|a| {
             let r = a.field("right")?;
             if r.kind() != "call" || !callee(&r).is_some_and(|f| f.ends_with("APIRouter")) {
@@ -396,14 +398,7 @@ impl Check for PublicWriteNoIdempotency {
         &[".post(", ".put(", ".tool"]
     }
 
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
-
-    fn run_in(
-        &self,
-        root: &PyNode<'_>,
-        ctx: &super::super::context::FileContext<'_>,
-        out: &mut Vec<CheckMatch>,
-    ) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         let lower = text.to_ascii_lowercase();
         // An idempotency key handled anywhere in the file (a dependency, a header, a field).
@@ -412,7 +407,7 @@ impl Check for PublicWriteNoIdempotency {
         }
         let file_public = public_file(ctx.path);
         let mentions_mcp = lower.contains("mcp");
-        let routers = router_prefixes(root);
+        let routers = router_prefixes(ctx, root);
         for def in root.dfs().filter(|n| n.kind() == "function_definition") {
             let surface = if let Some(route) = route_of(&def) {
                 if route.method != "post" && route.method != "put" {

@@ -15,6 +15,7 @@
 
 use super::f5_partial_failure::words;
 use super::{Check, CheckMatch, PyNode, callee, is_module_level, keyword_arg};
+use crate::analysis::context::FileContext;
 
 /// Is some form of distributed lock or leader election mentioned in the file?
 pub(super) fn lock_in_sight(text: &str) -> bool {
@@ -176,7 +177,7 @@ impl Check for InProcessScheduler {
         &["cheduler", "sched"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if lock_in_sight(&text) || text.contains("BlockingScheduler") {
             return;
@@ -184,8 +185,8 @@ impl Check for InProcessScheduler {
         let startup = startup_function_names(root);
         let vars = scheduler_variables(root);
         let app_module = text.contains("FastAPI(") || text.contains("Starlette(");
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let Some((receiver, method)) = f.rsplit_once('.') else {
                 continue;
             };
@@ -200,9 +201,9 @@ impl Check for InProcessScheduler {
             if !is_scheduler {
                 continue;
             }
-            let where_ = if in_startup(&call, &startup) {
+            let where_ = if in_startup(call, &startup) {
                 "at application startup"
-            } else if is_module_level(&call) && app_module {
+            } else if is_module_level(call) && app_module {
                 "when the app module is imported"
             } else {
                 continue;
@@ -232,11 +233,11 @@ impl Check for RepeatEvery {
         &["repeat_every", "repeat_at"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if lock_in_sight(&root.text()) {
             return;
         }
-        for dec in root.dfs().filter(|n| n.kind() == "decorator") {
+        for dec in ctx.of_kind(root, "decorator").iter() {
             let Some(expr) = dec.children().find(|c| c.is_named()) else {
                 continue;
             };
@@ -373,7 +374,7 @@ impl Check for StartupLoopTask {
         &["create_task", "ensure_future", "start_soon"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if lock_in_sight(&root.text()) {
             return;
         }
@@ -385,13 +386,13 @@ impl Check for StartupLoopTask {
             .dfs()
             .filter(|n| n.kind() == "function_definition")
             .collect();
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let last = f.rsplit('.').next().unwrap_or(&f);
             if !matches!(last, "create_task" | "ensure_future" | "start_soon") {
                 continue;
             }
-            if !in_startup(&call, &startup) {
+            if !in_startup(call, &startup) {
                 continue;
             }
             let Some(arg) = call
@@ -471,7 +472,7 @@ impl Check for CeleryBeatEmbedded {
         &["beat", "worker_main"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !text.contains("celery") && !text.contains("Celery") {
             return;
@@ -479,9 +480,9 @@ impl Check for CeleryBeatEmbedded {
         if lock_in_sight(&text) {
             return;
         }
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
-            let embedded_kw = keyword_arg(&call, "beat").is_some_and(|v| v.text() == "True");
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
+            let embedded_kw = keyword_arg(call, "beat").is_some_and(|v| v.text() == "True");
             // worker_main(["worker", "-B", …]) / start(argv=[…, "--beat"])
             let embedded_argv = matches!(
                 f.rsplit('.').next().unwrap_or(&f),

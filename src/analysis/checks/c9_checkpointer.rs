@@ -10,6 +10,7 @@
 use super::c7_idempotency::route_of;
 use super::f5_partial_failure::words;
 use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::context::FileContext;
 
 const RUN_METHODS: &[&str] = &["ainvoke", "astream", "astream_events", "invoke", "stream"];
 
@@ -72,7 +73,7 @@ impl Check for UnserializedThreadRun {
         &["thread_id"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !text.contains("thread_id") || serialization_in_sight(&text) {
             return;
@@ -125,8 +126,8 @@ impl Check for UnserializedThreadRun {
             }
             None
         };
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let Some((receiver, method)) = f.rsplit_once('.') else {
                 continue;
             };
@@ -141,7 +142,7 @@ impl Check for UnserializedThreadRun {
             if !(args.contains("config") || args.contains("thread_id") || args.contains("**")) {
                 continue;
             }
-            let Some(handler) = in_scope(&call) else {
+            let Some(handler) = in_scope(call) else {
                 continue;
             };
             // Code the parser could not make sense of yields no findings: precision first.

@@ -8,6 +8,7 @@
 //! continue`) do not leave the loop on success and are not reported.
 
 use super::{Check, CheckMatch, PyNode, callee, callee_tail, same_scope_descendants};
+use crate::analysis::context::FileContext;
 
 pub struct RetryLoopUnbounded;
 
@@ -237,8 +238,8 @@ impl Check for RetryLoopUnbounded {
         &["while"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for w in root.dfs().filter(|n| n.kind() == "while_statement") {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for w in ctx.of_kind(root, "while_statement").iter() {
             if !w
                 .field("condition")
                 .is_some_and(|c| is_always_true(&c.text()))
@@ -276,7 +277,7 @@ impl Check for RetryLoopUnbounded {
                 {
                     continue;
                 }
-                if pauses(&w)
+                if pauses(w)
                     || catches_only_timeouts(swallow)
                     || handler_waits_or_delegates(swallow)
                     || interactive(t)

@@ -8,6 +8,7 @@
 
 use super::f5_partial_failure::words;
 use super::{Check, CheckMatch, PyNode, callee, is_module_level, keyword_arg};
+use crate::analysis::context::FileContext;
 
 const CLIENT_CLASSES: &[&str] = &[
     "httpx.AsyncClient",
@@ -72,7 +73,7 @@ impl Check for SharedClientMixedDeps {
         &["Client", "ClientSession", "Session("]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Module-level clients: `http = httpx.AsyncClient(timeout=30)`.
         let clients: Vec<(String, PyNode<'_>)> = root
             .dfs()
@@ -97,8 +98,8 @@ impl Check for SharedClientMixedDeps {
         for (name, ctor) in clients {
             let mut llm: Option<String> = None;
             let mut other: Option<String> = None;
-            for call in root.dfs().filter(|n| n.kind() == "call") {
-                let Some(f) = callee(&call) else { continue };
+            for call in ctx.of_kind(root, "call").iter() {
+                let Some(f) = callee(call) else { continue };
                 let Some((recv, method)) = f.rsplit_once('.') else {
                     continue;
                 };

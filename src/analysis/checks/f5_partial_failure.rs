@@ -7,6 +7,7 @@
 //!   without logging or recording it.
 
 use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::context::FileContext;
 
 /// Words that name the items of a batch (singular: loop targets; plural: iterables).
 const ITEM_WORDS: &[&str] = &[
@@ -163,9 +164,9 @@ fn is_item_loop(for_stmt: &PyNode<'_>) -> Option<String> {
 }
 
 /// Names of functions defined in this file whose body handles its own errors (a top-level `try`).
-fn self_guarded_functions(root: &PyNode<'_>) -> Vec<String> {
-    root.dfs()
-        .filter(|n| n.kind() == "function_definition")
+fn self_guarded_functions<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<String> {
+    ctx.of_kind(root, "function_definition")
+        .iter()
         .filter(|f| {
             f.field("body").is_some_and(|b| {
                 b.children()
@@ -430,17 +431,70 @@ impl Check for ItemLoopNoTry {
         &["for "]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let guarded = self_guarded_functions(root);
-        for node in root.dfs().filter(|n| n.kind() == "for_statement") {
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[
+            // An item word in the loop target or iterable (`ITEM_WORDS`, `PLURAL_ITEM_WORDS`), in any case.
+            &[
+                "file",
+                "File",
+                "FILE",
+                "url",
+                "Url",
+                "URL",
+                "doc",
+                "Doc",
+                "DOC",
+                "chunk",
+                "Chunk",
+                "CHUNK",
+                "page",
+                "Page",
+                "PAGE",
+                "ttachment",
+                "TTACHMENT",
+                "pload",
+                "PLOAD",
+                "link",
+                "Link",
+                "LINK",
+            ],
+            // External work in the body (`external_work`): awaited calls, HTTP modules, vector stores,
+            // loaders, LLM calls, and the parsers and commits of batch jobs.
+            &[
+                "await",
+                "requests",
+                "httpx",
+                "urlopen",
+                "upsert",
+                "add_documents",
+                "add_texts",
+                "upload_",
+                "embed",
+                "from_documents",
+                "load",
+                "invoke",
+                "generate",
+                "predict",
+                "parse",
+                "PdfReader",
+                "fitz",
+                "docx",
+                "commit",
+            ],
+        ]
+    }
+
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let mut guarded: Option<Vec<String>> = None;
+        for node in ctx.of_kind(root, "for_statement").iter() {
             // `async for` walks a stream (LLM tokens, pages of a cursor): its failure is the caller's.
             if node.child(0).is_some_and(|c| c.kind() == "async") {
                 continue;
             }
-            let Some(item) = is_item_loop(&node) else {
+            let Some(item) = is_item_loop(node) else {
                 continue;
             };
-            if node.get_inner_node().has_error() || inside_outer_item_guard(&node) {
+            if node.get_inner_node().has_error() || inside_outer_item_guard(node) {
                 continue;
             }
             let Some(body) = node.field("body") else {
@@ -449,8 +503,9 @@ impl Check for ItemLoopNoTry {
             if body_ends_batch(&body) {
                 continue;
             }
-            let batch = in_batch_function(&node);
-            let Some((io, desc)) = first_unprotected_io(&body, &guarded, batch) else {
+            let batch = in_batch_function(node);
+            let guarded = guarded.get_or_insert_with(|| self_guarded_functions(ctx, root));
+            let Some((io, desc)) = first_unprotected_io(&body, guarded, batch) else {
                 continue;
             };
             // Code the parser could not make sense of yields no findings: precision first.
@@ -719,9 +774,9 @@ impl Check for SwallowedException {
         &["except"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for clause in root.dfs().filter(|n| n.kind() == "except_clause") {
-            let types = caught_types(&clause);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for clause in ctx.of_kind(root, "except_clause").iter() {
+            let types = caught_types(clause);
             let broad = match &types {
                 None => true,
                 Some(list) => list.iter().any(|t| {
@@ -759,17 +814,17 @@ impl Check for SwallowedException {
             // A comment in the handler says the author chose to ignore it; module-level code is configuration
             // parsing; a `return` in the `try` is a "fall back to the default below" lookup.
             if clause.dfs().any(|c| c.kind() == "comment")
-                || super::is_module_level(&clause)
-                || super::in_main_guard(&clause)
+                || super::is_module_level(clause)
+                || super::in_main_guard(clause)
                 || try_body_is_best_effort(&try_body)
-                || in_cleanup_function(&clause)
+                || in_cleanup_function(clause)
                 || in_error_path(&try_stmt)
                 || try_body.dfs().any(|n| n.kind() == "return_statement")
             {
                 continue;
             }
             // Only where a failure means lost work: an item of a batch, or I/O whose result is dropped.
-            let item = enclosing_item_loop(&clause);
+            let item = enclosing_item_loop(clause);
             let io = first_write(&try_body);
             if item.is_none() && io.is_none() {
                 continue;

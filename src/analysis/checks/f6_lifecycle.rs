@@ -13,6 +13,7 @@
 use super::{
     Check, CheckMatch, PyNode, callee, callee_tail, function_name, same_scope_descendants,
 };
+use crate::analysis::context::FileContext;
 
 pub struct LifespanResourceNotClosed;
 pub struct SigtermExitsImmediately;
@@ -121,10 +122,10 @@ impl Check for LifespanResourceNotClosed {
         &["lifespan"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let root_text: String = root.text().split_whitespace().collect();
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            if !is_lifespan(&func, &root_text) {
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            if !is_lifespan(func, &root_text) {
                 continue;
             }
             let Some(body) = func.field("body") else {
@@ -297,9 +298,9 @@ impl Check for SigtermExitsImmediately {
         &["SIGTERM"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(tail) = callee_tail(&call) else {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(tail) = callee_tail(call) else {
                 continue;
             };
             if tail != "signal" && tail != "add_signal_handler" {
@@ -315,7 +316,7 @@ impl Check for SigtermExitsImmediately {
             if pos.len() < 2 || !is_sigterm(&pos[0]) {
                 continue;
             }
-            if let Some(h) = handler_exits(root, &call, &pos[1]) {
+            if let Some(h) = handler_exits(root, call, &pos[1]) {
                 out.push(CheckMatch {
                     range: call.range(),
                     message: Some(format!(

@@ -7,6 +7,7 @@
 //! (a middleware answering `/health` is fine too).
 
 use super::{Check, CheckMatch, PyNode, callee, callee_tail};
+use crate::analysis::context::FileContext;
 
 pub struct FastApiNoHealth;
 
@@ -37,10 +38,10 @@ fn app_name(call: &PyNode<'_>) -> Option<String> {
 }
 
 /// Routes the file defines on `app`: `@app.get(...)` decorators and `app.add_api_route(...)` calls.
-fn route_count(root: &PyNode<'_>, app: &str) -> usize {
-    root.dfs()
-        .filter(|n| n.kind() == "call")
-        .filter(|c| {
+fn route_count<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>, app: &str) -> usize {
+    ctx.of_kind(root, "call")
+        .iter()
+        .filter(|&c| {
             let Some(f) = c.field("function") else {
                 return false;
             };
@@ -78,7 +79,7 @@ impl Check for FastApiNoHealth {
         &["FastAPI"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
         if ctors.is_empty() {
             return;
@@ -87,8 +88,8 @@ impl Check for FastApiNoHealth {
         if HEALTH_WORDS.iter().any(|w| lower.contains(w)) || lower.contains(".routes") {
             return;
         }
-        let elsewhere = root.dfs().filter(|n| n.kind() == "call").any(|c| {
-            callee_tail(&c).is_some_and(|t| {
+        let elsewhere = ctx.of_kind(root, "call").iter().any(|c| {
+            callee_tail(c).is_some_and(|t| {
                 matches!(
                     t.as_str(),
                     "include_router" | "mount" | "host" | "include_app" | "add_routes"
@@ -102,7 +103,7 @@ impl Check for FastApiNoHealth {
             let Some(app) = app_name(&call) else {
                 continue;
             };
-            let routes = route_count(root, &app);
+            let routes = route_count(ctx, root, &app);
             if routes == 0 {
                 continue;
             }

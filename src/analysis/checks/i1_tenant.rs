@@ -12,6 +12,7 @@
 use super::i2_limits::plain_string;
 use super::i5_state::{enclosing_functions, has_error, own_nodes, param_names, shorten};
 use super::{Check, CheckMatch, PyNode, callee, function_name, keyword_arg};
+use crate::analysis::context::FileContext;
 use std::collections::{HashMap, HashSet};
 
 /// Column names that carry the tenant.
@@ -443,7 +444,7 @@ impl Check for CacheKeyWithoutTenant {
         TENANT_COLUMNS
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text().to_ascii_lowercase();
         if !["redis", "cache", "valkey", "memcache"]
             .iter()
@@ -451,8 +452,8 @@ impl Check for CacheKeyWithoutTenant {
         {
             return;
         }
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let params = param_names(&func);
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            let params = param_names(func);
             let Some(tenant) = params.iter().find(|p| TENANT_COLUMNS.contains(&p.as_str())) else {
                 continue;
             };
@@ -479,11 +480,11 @@ impl Check for CacheKeyWithoutTenant {
                             .find(|a| a.is_named() && a.kind() != "keyword_argument")
                     });
                 let Some(key) = key else { continue };
-                let Some(fs) = key_fstring(&func, &key) else {
+                let Some(fs) = key_fstring(func, &key) else {
                     continue;
                 };
                 // A client built for the tenant (`r = get_redis_client(tenant_id=tenant_id)`) prefixes its keys.
-                if receiver_scoped(&func, recv, tenant) {
+                if receiver_scoped(func, recv, tenant) {
                     continue;
                 }
                 let interps: Vec<String> = fs
@@ -510,7 +511,7 @@ impl Check for CacheKeyWithoutTenant {
                         "`{}`: the key `{}` leaves out `{tenant}`, which `{}` is given, so two tenants share this entry and one reads (or overwrites) the other's data",
                         shorten(&call.text()),
                         shorten(&fs.text()),
-                        function_name(&func).unwrap_or_default()
+                        function_name(func).unwrap_or_default()
                     )),
                 });
             }
@@ -582,14 +583,14 @@ impl Check for VectorCollectionNotScoped {
         &["collection_name"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !module_is_multi_tenant(&text) || !text.contains("qdrant") && !text.contains("Qdrant") {
             return;
         }
         let consts = module_strings(root);
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let last = f.rsplit('.').next().unwrap_or(&f);
             let is_store = matches!(
                 last,
@@ -605,7 +606,7 @@ impl Check for VectorCollectionNotScoped {
             if !(is_store || is_client_call) {
                 continue;
             }
-            let Some(value) = keyword_arg(&call, "collection_name") else {
+            let Some(value) = keyword_arg(call, "collection_name") else {
                 continue;
             };
             let name = match value.kind().as_ref() {
@@ -614,7 +615,7 @@ impl Check for VectorCollectionNotScoped {
                 _ => None,
             };
             let Some(name) = name else { continue };
-            if scoped_word(&name) || has_error(&call) {
+            if scoped_word(&name) || has_error(call) {
                 continue;
             }
             // A tenant filter on the call (payload-based multitenancy) or tenant handling in the function.
@@ -626,7 +627,7 @@ impl Check for VectorCollectionNotScoped {
                 "count_filter",
             ]
             .iter()
-            .filter_map(|k| keyword_arg(&call, k))
+            .filter_map(|k| keyword_arg(call, k))
             .any(|v| {
                 let t = v.text().to_ascii_lowercase();
                 TENANT_COLUMNS.iter().any(|c| t.contains(c))
@@ -636,7 +637,7 @@ impl Check for VectorCollectionNotScoped {
             if filtered {
                 continue;
             }
-            let funcs = enclosing_functions(&call);
+            let funcs = enclosing_functions(call);
             if funcs.iter().any(|fun| {
                 let t = fun.text();
                 TENANT_COLUMNS.iter().any(|c| t.contains(c))

@@ -7,6 +7,7 @@
 
 use super::i5_state::{has_error, is_route_handler, own_nodes};
 use super::{Check, CheckMatch, PyNode, callee, function_name, keyword_arg};
+use crate::analysis::context::FileContext;
 
 /// Words that show a rate limit or quota is applied.
 fn mentions_rate_limit(text: &str) -> bool {
@@ -79,26 +80,25 @@ impl Check for PublicRouterWithoutRateLimit {
         &["/public", "/mcp"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if mentions_rate_limit(&text) {
             return;
         }
         let mcp = serves_mcp(&text);
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let last = f.rsplit('.').next().unwrap_or(&f);
             if !matches!(last, "APIRouter" | "include_router") {
                 continue;
             }
-            let Some(prefix_node) = keyword_arg(&call, "prefix") else {
+            let Some(prefix_node) = keyword_arg(call, "prefix") else {
                 continue;
             };
             let Some(prefix) = plain_string(&prefix_node) else {
                 continue;
             };
-            if !is_public_prefix(&prefix, mcp) || has_error(&call) || super::has_kwargs_splat(&call)
-            {
+            if !is_public_prefix(&prefix, mcp) || has_error(call) || super::has_kwargs_splat(call) {
                 continue;
             }
             out.push(CheckMatch {
@@ -170,9 +170,14 @@ fn admin_only(func: &PyNode<'_>) -> bool {
     .any(|w| params.contains(w) || decos.contains(w))
 }
 
-fn upload_reads(root: &PyNode<'_>, handlers: bool, out: &mut Vec<CheckMatch>) {
-    for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-        if is_route_handler(&func) != handlers || admin_only(&func) {
+fn upload_reads<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+    handlers: bool,
+    out: &mut Vec<CheckMatch>,
+) {
+    for func in ctx.of_kind(root, "function_definition").iter() {
+        if is_route_handler(func) != handlers || admin_only(func) {
             continue;
         }
         let Some(params) = func.field("parameters") else {
@@ -245,7 +250,7 @@ fn upload_reads(root: &PyNode<'_>, handlers: bool, out: &mut Vec<CheckMatch>) {
             if !no_args || has_error(n) {
                 continue;
             }
-            let fname = function_name(&func).unwrap_or_default();
+            let fname = function_name(func).unwrap_or_default();
             let message = if handlers {
                 format!(
                     "`{f}()` in `{fname}` reads the whole upload into memory with no size limit: one large file (or a few concurrent ones) can exhaust the worker's memory for every tenant"
@@ -275,8 +280,8 @@ impl Check for UploadReadWithoutSizeLimit {
         &["UploadFile"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        upload_reads(root, true, out);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        upload_reads(ctx, root, true, out);
     }
 }
 
@@ -291,7 +296,7 @@ impl Check for UploadReadInHelper {
         &["UploadFile"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        upload_reads(root, false, out);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        upload_reads(ctx, root, false, out);
     }
 }

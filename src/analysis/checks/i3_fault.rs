@@ -12,6 +12,7 @@ use super::i5_state::{
     is_startup_or_cli_decorated, own_nodes,
 };
 use super::{Check, CheckMatch, PyNode, callee, function_name, in_main_guard, is_async_def};
+use crate::analysis::context::FileContext;
 
 /// Does the file look like a command-line program (argparse, click, typer)?
 fn is_cli_module(root: &PyNode<'_>) -> bool {
@@ -450,11 +451,11 @@ impl Check for TenantLoopWithoutIsolation {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if is_cli_module(root) {
             return;
         }
-        for lp in root.dfs().filter(|n| n.kind() == "for_statement") {
+        for lp in ctx.of_kind(root, "for_statement").iter() {
             let (Some(left), Some(right), Some(body)) =
                 (lp.field("left"), lp.field("right"), lp.field("body"))
             else {
@@ -466,11 +467,11 @@ impl Check for TenantLoopWithoutIsolation {
             if !is_tenant_collection(&right.text()) {
                 continue;
             }
-            if has_error(&lp) || in_main_guard(&lp) {
+            if has_error(lp) || in_main_guard(lp) {
                 continue;
             }
             // A job over all tenants: inside a function that is not a CLI entry point or a request handler.
-            let funcs = enclosing_functions(&lp);
+            let funcs = enclosing_functions(lp);
             let Some(func) = funcs.iter().find(|f| f.kind() == "function_definition") else {
                 continue;
             };

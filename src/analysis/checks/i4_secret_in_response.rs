@@ -14,6 +14,7 @@
 use super::{
     Check, CheckMatch, PyNode, callee, is_route_handler, keyword_arg, positional_arg, string_value,
 };
+use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -147,9 +148,11 @@ fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
     }
 }
 
-fn route_handlers<'r>(root: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    root.dfs()
-        .filter(|n| n.kind() == "function_definition" && is_route_handler(n))
+fn route_handlers<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    ctx.of_kind(root, "function_definition")
+        .iter()
+        .filter(|n| is_route_handler(n))
+        .cloned()
         .collect()
 }
 
@@ -166,8 +169,12 @@ impl Check for SecretInResponse {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for func in route_handlers(root) {
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[super::ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for func in route_handlers(ctx, root) {
             let name = super::function_name(&func).unwrap_or_default();
             if reveals_once_re().is_match(&name) {
                 continue;
@@ -197,9 +204,9 @@ impl Check for SecretInResponse {
 pub struct SecretFieldInResponseModel;
 
 /// Class names a route uses as its response: `response_model=X`, `response_model=list[X]`, `-> X`.
-fn response_classes(root: &PyNode<'_>) -> HashMap<String, Vec<String>> {
+fn response_classes<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for func in route_handlers(root) {
+    for func in route_handlers(ctx, root) {
         let name = super::function_name(&func).unwrap_or_default();
         let mut exprs: Vec<PyNode<'_>> = Vec::new();
         if let Some(dd) = func.parent() {
@@ -234,14 +241,25 @@ impl Check for SecretFieldInResponseModel {
         &["response_model", "->"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let used = response_classes(root);
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[
+            super::ROUTE_DECORATOR_TOKENS,
+            &[
+                "key", "secret", "password", "passw", "token", "KEY", "SECRET", "PASSWORD",
+                "TOKEN", "Key", "Secret", "Password", "Passw", "PASSW", "Token",
+            ],
+        ]
+    }
+
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let used = response_classes(ctx, root);
         if used.is_empty() {
             return;
         }
-        let classes: HashMap<String, PyNode<'_>> = root
-            .dfs()
-            .filter(|n| n.kind() == "class_definition")
+        let classes: HashMap<String, PyNode<'_>> = ctx
+            .of_kind(root, "class_definition")
+            .iter()
+            .cloned()
             .filter_map(|c| Some((c.field("name")?.text().to_string(), c)))
             .collect();
         let mut reported: HashSet<usize> = HashSet::new();

@@ -12,6 +12,7 @@
 //! The module-level collection analysis is shared with I6 (`unbounded-module-collection`).
 
 use super::{Check, CheckMatch, PyNode, callee, function_name, in_main_guard, is_async_def};
+use crate::analysis::context::FileContext;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -702,7 +703,7 @@ fn classify<'r>(id: &PyNode<'r>) -> Option<(Op, PyNode<'r>, Option<String>)> {
 }
 
 /// Find every module-level collection and classify its uses inside functions.
-pub(super) fn analyze_collections(root: &PyNode<'_>) -> Vec<Collection> {
+pub(super) fn analyze_collections<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Collection> {
     let defs = module_collection_defs(root);
     if defs.is_empty() {
         return Vec::new();
@@ -723,12 +724,12 @@ pub(super) fn analyze_collections(root: &PyNode<'_>) -> Vec<Collection> {
         .collect();
     let startup_names = startup_functions(root);
     let mut infos: HashMap<(usize, usize), FuncInfo> = HashMap::new();
-    for id in root.dfs().filter(|n| n.kind() == "identifier") {
+    for id in ctx.of_kind(root, "identifier").iter() {
         let text = id.text();
         let Some(&ci) = names.get(text.as_ref()) else {
             continue;
         };
-        let funcs = enclosing_functions(&id);
+        let funcs = enclosing_functions(id);
         if funcs.is_empty() {
             // Module level or class body: runs at import time.
             continue;
@@ -757,7 +758,7 @@ pub(super) fn analyze_collections(root: &PyNode<'_>) -> Vec<Collection> {
         if shadowed {
             continue;
         }
-        let Some((op, node, key)) = classify(&id) else {
+        let Some((op, node, key)) = classify(id) else {
             continue;
         };
         let key = key.map(|k| resolve_local(&funcs[0], &k, node.range().start));
@@ -945,8 +946,25 @@ impl Check for ModuleMutableState {
         MODULE_COLLECTION_TOKENS
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for c in analyze_collections(root) {
+    /// Only changes on the request path count: an `async def` or a route handler.
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        const REQUEST_PATH: &[&str] = &[
+            "async",
+            ".get(",
+            ".post(",
+            ".put(",
+            ".patch(",
+            ".delete(",
+            ".head(",
+            ".options(",
+            ".api_route(",
+            ".websocket(",
+        ];
+        &[REQUEST_PATH]
+    }
+
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for c in analyze_collections(ctx, root) {
             if super::i6_growth::grows_without_bound(&c).is_some() {
                 continue; // I6 reports it, with the memory angle.
             }
@@ -1124,7 +1142,7 @@ impl Check for GlobalRebindOnRequestPath {
         &["global "]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let startup_names = startup_functions(root);
         // Cheap pre-check: a line that starts with `global ` (the token also matches comments and prose).
         if !root
@@ -1134,11 +1152,11 @@ impl Check for GlobalRebindOnRequestPath {
         {
             return;
         }
-        for g in root.dfs().filter(|n| n.kind() == "global_statement") {
-            if has_error(&g) {
+        for g in ctx.of_kind(root, "global_statement").iter() {
+            if has_error(g) {
                 continue;
             }
-            let Some(func) = super::enclosing_function(&g) else {
+            let Some(func) = super::enclosing_function(g) else {
                 continue;
             };
             if func.kind() != "function_definition" || in_main_guard(&func) {
@@ -1448,7 +1466,7 @@ mod tests {
     fn collections_and_uses() {
         let src = "CACHE = {}\nSEEN: set[str] = set()\nQ = deque(maxlen=10)\n\nasync def f(k):\n    CACHE[k] = 1\n    SEEN.add(k)\n    Q.append(k)\n\ndef g(CACHE):\n    CACHE[1] = 2\n";
         let doc = Lang::Python.ast_grep(src);
-        let cs = analyze_collections(&doc.root());
+        let cs = analyze_collections(&FileContext::detached(), &doc.root());
         assert_eq!(cs.len(), 3);
         assert_eq!(cs[0].name, "CACHE");
         assert_eq!(cs[0].uses.len(), 1, "the parameter shadows the global in g");
@@ -1460,7 +1478,7 @@ mod tests {
     fn registration_decorators_are_startup() {
         let src = "HANDLERS = {}\n\ndef handler(name):\n    def deco(fn):\n        HANDLERS[name] = fn\n        return fn\n    return deco\n";
         let doc = Lang::Python.ast_grep(src);
-        let cs = analyze_collections(&doc.root());
+        let cs = analyze_collections(&FileContext::detached(), &doc.root());
         assert!(cs[0].uses.iter().all(|u| u.startup));
     }
 }

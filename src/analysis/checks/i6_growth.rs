@@ -11,6 +11,7 @@ use super::i5_state::{
     decorators, has_error, request_ish_key, shorten,
 };
 use super::{Check, CheckMatch, PyNode, keyword_arg};
+use crate::analysis::context::FileContext;
 use std::collections::HashSet;
 
 /// Does this use add entries (or grow an entry's inner collection)?
@@ -80,8 +81,8 @@ impl Check for UnboundedModuleCollection {
         MODULE_COLLECTION_TOKENS
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for c in analyze_collections(root) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for c in analyze_collections(ctx, root) {
             if grows_without_bound(&c).is_none() {
                 continue;
             }
@@ -164,12 +165,12 @@ impl Check for UnboundedMemoization {
         &["lru_cache", "@cache", "functools.cache"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if !root.text().contains("functools") {
             return;
         }
-        for func in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let Some(dec) = decorators(&func)
+        for func in ctx.of_kind(root, "function_definition").iter() {
+            let Some(dec) = decorators(func)
                 .into_iter()
                 .find(|d| unbounded_cache_decorator(d))
             else {
@@ -178,7 +179,7 @@ impl Check for UnboundedMemoization {
             if has_error(&dec) {
                 continue;
             }
-            let name = super::function_name(&func).unwrap_or_default();
+            let name = super::function_name(func).unwrap_or_default();
             let lname = name.to_ascii_lowercase();
             // Warn-once / log-once helpers: one entry per distinct message is the point.
             if ["warn", "once", "log", "deprecat"]
@@ -187,7 +188,7 @@ impl Check for UnboundedMemoization {
             {
                 continue;
             }
-            let keyed: Vec<String> = small_domain_params(&func)
+            let keyed: Vec<String> = small_domain_params(func)
                 .into_iter()
                 .filter(|p| p.as_str() != "self" && p.as_str() != "cls")
                 .filter(|p| is_request_dependent(p))

@@ -730,6 +730,7 @@ mod tests {
             kind,
             repo: &repo,
             lines: None,
+            nodes: None,
         };
         let mut out = Vec::new();
         check.run_in(&doc.root(), &ctx, &mut out);

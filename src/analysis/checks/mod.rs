@@ -61,8 +61,17 @@ pub trait Check: Sync + Send {
     fn id(&self) -> &'static str;
     /// Literal tokens one of which a file must contain for the check to find anything (empty: always run).
     fn tokens(&self) -> &'static [&'static str];
-    /// Find matches in a parsed file.
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>);
+    /// Find matches in a parsed file, with no repository around it. Every check overrides this or
+    /// [`Check::run_in`] (each one's default calls the other).
+    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        self.run_in(root, &FileContext::detached(), out);
+    }
+    /// Further token groups, each of which must also have one token in the file (an AND of ORs with
+    /// [`Check::tokens`]): what the check needs besides its main token, so that files that cannot match are
+    /// not parsed for it. Each group must be a necessary condition of every finding.
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[]
+    }
     /// Globs of other repository files whose contents the check reads (e.g. `**/.env.example`); the caller
     /// fetches only these.
     fn needs(&self) -> &'static [&'static str] {
@@ -70,16 +79,16 @@ pub trait Check: Sync + Send {
     }
     /// Find matches with the repository around the file in view. Checks that look beyond their own file
     /// override this; the default is [`Check::run`].
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let _ = ctx;
         self.run(root, out);
     }
     /// Find matches, each with a safe fix where the check can offer one. Checks with fixes override this; the
     /// default is [`Check::run_in`] without fixes.
-    fn run_fixing(
+    fn run_fixing<'r>(
         &self,
-        root: &PyNode<'_>,
-        ctx: &FileContext<'_>,
+        root: &PyNode<'r>,
+        ctx: &FileContext<'r>,
         out: &mut Vec<(CheckMatch, Option<CheckFix>)>,
     ) {
         let mut found = Vec::new();
@@ -87,6 +96,20 @@ pub trait Check: Sync + Send {
         out.extend(found.into_iter().map(|m| (m, None)));
     }
 }
+
+/// Tokens one of which a route handler's decorator contains (`@router.get(`, `@app.post(`: see
+/// [`is_route_handler`]), for checks that only look at route handlers.
+pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
+    ".get(",
+    ".post(",
+    ".put(",
+    ".patch(",
+    ".delete(",
+    ".head(",
+    ".options(",
+    ".api_route(",
+    ".websocket(",
+];
 
 /// A replacement a check proposes for a byte range of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]

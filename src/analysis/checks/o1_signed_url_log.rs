@@ -10,6 +10,7 @@
 //! `urlparse(url).path`, `redact(url)`) are not.
 
 use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -136,18 +137,16 @@ impl Check for SignedUrlInLog {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             if !logger_re().is_match(&f) {
                 continue;
             }
             let Some(args) = call.field("arguments") else {
                 continue;
             };
-            let names = scope_of(&call)
-                .map(|s| signed_names(&s))
-                .unwrap_or_default();
+            let names = scope_of(call).map(|s| signed_names(&s)).unwrap_or_default();
             if let Some(value) = args.children().find_map(|a| leaked(&a, &names)) {
                 out.push(CheckMatch {
                     range: call.range(),

@@ -12,6 +12,7 @@
 //! `.with_config(...)`, and calls passing `**kwargs`.
 
 use super::{Check, CheckMatch, PyNode, callee, has_kwargs_splat, keyword_arg, positional_arg};
+use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -108,7 +109,7 @@ impl Check for UntracedInvocation {
         &["LangChainTracer", "CallbackHandler"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let file = root.text();
         if !tracer_re().is_match(&file) {
             return;
@@ -117,19 +118,19 @@ impl Check for UntracedInvocation {
         if !file.contains("LangChainTracer") && !file.contains("langfuse") {
             return;
         }
-        for call in root.dfs().filter(|n| n.kind() == "call") {
-            let Some(f) = callee(&call) else { continue };
+        for call in ctx.of_kind(root, "call").iter() {
+            let Some(f) = callee(call) else { continue };
             let Some((recv, method)) = method_of(&f) else {
                 continue;
             };
-            if has_kwargs_splat(&call)
-                || positional_arg(&call, 1).is_some()
-                || keyword_arg(&call, "config").is_some()
-                || keyword_arg(&call, "callbacks").is_some()
+            if has_kwargs_splat(call)
+                || positional_arg(call, 1).is_some()
+                || keyword_arg(call, "config").is_some()
+                || keyword_arg(call, "callbacks").is_some()
             {
                 continue;
             }
-            if positional_arg(&call, 0).is_none() && keyword_arg(&call, "input").is_none() {
+            if positional_arg(call, 0).is_none() && keyword_arg(call, "input").is_none() {
                 continue;
             }
             if let Some(args) = call.field("arguments")
@@ -144,7 +145,7 @@ impl Check for UntracedInvocation {
             if funcs.iter().any(|f| takes_config(f) || traced_decorator(f)) {
                 continue;
             }
-            if in_tracing_with(&call) || receiver_configured(root, recv) {
+            if in_tracing_with(call) || receiver_configured(root, recv) {
                 continue;
             }
             out.push(CheckMatch {

@@ -11,6 +11,7 @@
 //! with `example`/`test`/`dummy`/`fake`), f-strings, docstrings and tests are not reported.
 
 use super::{Check, CheckMatch, PyNode, callee, keyword_arg, positional_arg, string_value};
+use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -248,16 +249,16 @@ impl Check for KnownFormatSecret {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for node in root.dfs().filter(|n| n.kind() == "string") {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for node in ctx.of_kind(root, "string").iter() {
             if node
                 .parent()
                 .is_some_and(|p| p.kind() == "concatenated_string")
-                || is_docstring(&node)
+                || is_docstring(node)
             {
                 continue;
             }
-            let Some(value) = string_value(&node) else {
+            let Some(value) = string_value(node) else {
                 continue;
             };
             let v = strip_auth_prefix(value.trim());
@@ -306,9 +307,18 @@ impl Check for KnownFormatSecret {
 pub struct NamedSecretLiteral;
 
 /// Where a literal is bound to a name: (the name, the literal node).
-fn named_literals<'r>(root: &PyNode<'r>) -> Vec<(String, PyNode<'r>)> {
+fn named_literals<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String, PyNode<'r>)> {
     let mut out = Vec::new();
-    for node in root.dfs() {
+    let kinds = [
+        "assignment",
+        "keyword_argument",
+        "default_parameter",
+        "typed_default_parameter",
+        "pair",
+        "call",
+    ];
+    let nodes = kinds.iter().flat_map(|k| ctx.of_kind(root, k).to_vec());
+    for node in nodes {
         match node.kind().as_ref() {
             "assignment" => {
                 let (Some(left), Some(right)) = (node.field("left"), node.field("right")) else {
@@ -403,8 +413,8 @@ impl Check for NamedSecretLiteral {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for (name, lit) in named_literals(root) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for (name, lit) in named_literals(ctx, root) {
             if !secret_name(&name) {
                 continue;
             }
@@ -492,16 +502,21 @@ impl Check for CredentialsInUrl {
         &["://"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for node in root.dfs().filter(|n| n.kind() == "string") {
+    /// `user:password@host`.
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[&["@"]]
+    }
+
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for node in ctx.of_kind(root, "string").iter() {
             if node
                 .parent()
                 .is_some_and(|p| p.kind() == "concatenated_string")
-                || is_docstring(&node)
+                || is_docstring(node)
             {
                 continue;
             }
-            let Some(value) = string_value(&node) else {
+            let Some(value) = string_value(node) else {
                 continue;
             };
             let Some(c) = url_re().captures(&value) else {

@@ -11,6 +11,7 @@ use super::c5_blocking::{
     Imports, dotted, is_awaited, is_startup_function, own_nodes, well_formed,
 };
 use super::{Check, CheckMatch, PyNode, is_async_def, is_module_level};
+use crate::analysis::context::FileContext;
 
 pub struct SyncSessionInAsync;
 
@@ -108,9 +109,14 @@ fn opens_sync_session(value: &PyNode<'_>, imports: &Imports, makers: &[String]) 
 }
 
 /// Module-level names bound to a synchronous `sessionmaker(...)`.
-fn sync_session_makers(root: &PyNode<'_>, imports: &Imports) -> Vec<String> {
-    root.dfs()
-        .filter(|n| n.kind() == "assignment" && is_module_level(n))
+fn sync_session_makers<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+    imports: &Imports,
+) -> Vec<String> {
+    ctx.of_kind(root, "assignment")
+        .iter()
+        .filter(|n| is_module_level(n))
         .filter_map(|a| {
             let left = a.field("left")?;
             let right = a.field("right")?;
@@ -155,19 +161,23 @@ impl Check for SyncSessionInAsync {
         &["Session", "session"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of(root);
-        let makers = sync_session_makers(root, &imports);
-        for func in root.dfs().filter(is_async_def) {
-            if is_startup_function(&func) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = Imports::of_file(ctx, root);
+        let makers = sync_session_makers(ctx, root, &imports);
+        for func in ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|n| is_async_def(n))
+        {
+            if is_startup_function(func) {
                 continue;
             }
-            let params = session_params(&func);
-            let opened = with_sessions(&func, &imports, &makers);
+            let params = session_params(func);
+            let opened = with_sessions(func, &imports, &makers);
             if params.is_empty() && opened.is_empty() {
                 continue;
             }
-            for node in own_nodes(&func) {
+            for node in own_nodes(func) {
                 if node.kind() != "call" || !well_formed(&node) {
                     continue;
                 }

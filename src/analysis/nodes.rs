@@ -1,0 +1,121 @@
+//! One walk of a parsed file that indexes its nodes by kind, shared by every detector that runs on the file:
+//! the ast-grep rules are dispatched from it, and Rust checks ask it for "every `call`" instead of walking the
+//! whole tree again each.
+
+use super::checks::PyNode;
+use std::ops::Deref;
+
+/// The nodes of one tree, in document (pre-)order, grouped by kind id.
+pub struct NodeIndex<'r> {
+    root_id: usize,
+    by_kind: Vec<Vec<PyNode<'r>>>,
+}
+
+impl<'r> NodeIndex<'r> {
+    /// Walk the tree under `root` once.
+    pub fn build(root: &PyNode<'r>) -> Self {
+        let mut by_kind: Vec<Vec<PyNode<'r>>> = Vec::new();
+        for node in root.dfs() {
+            let k = usize::from(node.kind_id());
+            if by_kind.len() <= k {
+                by_kind.resize_with(k + 1, Vec::new);
+            }
+            by_kind[k].push(node);
+        }
+        NodeIndex {
+            root_id: root.node_id(),
+            by_kind,
+        }
+    }
+
+    /// Is this the index of the tree whose root is `root`?
+    pub fn is_of(&self, root: &PyNode<'_>) -> bool {
+        self.root_id == root.node_id()
+    }
+
+    /// The nodes with this kind id, in document order.
+    pub fn of_kind_id(&self, id: u16) -> &[PyNode<'r>] {
+        self.by_kind.get(usize::from(id)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The nodes of this kind (by name: a grammar may give one name several ids), in document order.
+    pub fn of_kind(&self, kind: &str) -> Nodes<'_, 'r> {
+        let mut ids = self
+            .by_kind
+            .iter()
+            .filter(|nodes| nodes.first().is_some_and(|n| n.kind() == kind));
+        let Some(first) = ids.next() else {
+            return Nodes::Borrowed(&[]);
+        };
+        let rest: Vec<&Vec<PyNode<'r>>> = ids.collect();
+        if rest.is_empty() {
+            return Nodes::Borrowed(first.as_slice());
+        }
+        let mut all: Vec<PyNode<'r>> = first.clone();
+        for nodes in rest {
+            all.extend(nodes.iter().cloned());
+        }
+        // Pre-order: by start, the outer (longer) node first.
+        all.sort_by_key(|n| (n.range().start, std::cmp::Reverse(n.range().end)));
+        Nodes::Owned(all)
+    }
+}
+
+/// Nodes of one kind: borrowed from an index, or collected by a walk.
+pub enum Nodes<'i, 'r> {
+    Borrowed(&'i [PyNode<'r>]),
+    Owned(Vec<PyNode<'r>>),
+}
+
+impl<'r> Deref for Nodes<'_, 'r> {
+    type Target = [PyNode<'r>];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Nodes::Borrowed(s) => s,
+            Nodes::Owned(v) => v,
+        }
+    }
+}
+
+impl<'i, 'r> IntoIterator for &'i Nodes<'_, 'r> {
+    type Item = &'i PyNode<'r>;
+    type IntoIter = std::slice::Iter<'i, PyNode<'r>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    #[test]
+    fn index_lists_the_same_nodes_in_the_same_order_as_a_walk() {
+        let src = "import time\n\nasync def f(x):\n    g(h(x))\n    def inner():\n        k()\n    return [m(i) for i in x]\n";
+        let doc = Lang::Python.ast_grep(src);
+        let root = doc.root();
+        let index = NodeIndex::build(&root);
+        assert!(index.is_of(&root));
+        for kind in [
+            "call",
+            "function_definition",
+            "identifier",
+            "import_statement",
+        ] {
+            let walked: Vec<_> = root
+                .dfs()
+                .filter(|n| n.kind() == kind)
+                .map(|n| n.range())
+                .collect();
+            let indexed: Vec<_> = index.of_kind(kind).iter().map(|n| n.range()).collect();
+            assert!(!walked.is_empty(), "{kind}");
+            assert_eq!(walked, indexed, "{kind}");
+        }
+        assert_eq!(index.of_kind("call").len(), 4);
+        assert!(index.of_kind("no_such_kind").is_empty());
+        let other = Lang::Python.ast_grep("x = 1\n");
+        assert!(!index.is_of(&other.root()));
+    }
+}
