@@ -255,3 +255,58 @@ fn unchanged_lines_are_left_alone_though_all_lines_sees_them() {
         ]
     );
 }
+
+#[test]
+fn real_looking_secrets_in_env_example_are_reported_on_changed_lines_only() {
+    let repo = TestRepo::new();
+    // An old real-looking key (line 1) that the change does not touch.
+    repo.write(
+        ".env.example",
+        "JWT_SECRET=q8Zr2LkT0vWm5YxN3pHs7JdC6FgB1aEu\nOPENAI_API_KEY=sk-...\n",
+    );
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write(
+        ".env.example",
+        "JWT_SECRET=q8Zr2LkT0vWm5YxN3pHs7JdC6FgB1aEu\n\
+         OPENAI_API_KEY=sk-proj-4fQm9ZkR2tVx7LbN0pWc3HsJ8dYe5GaU1iTo6KqMzBr\n\
+         SECRET_KEY=9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a\n\
+         # prodaudit: ignore[O3] the emulator's published key\n\
+         STORAGE_API_KEY=Tk3w9QzR7mLp2XvB8nYc4HsJ6dFg1aEu\n\
+         ANTHROPIC_API_KEY=sk-ant-...\n",
+    );
+    repo.commit("real values in the example file");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(
+        triples(&report),
+        vec![
+            (
+                "O3-env-example-provider-key".to_string(),
+                ".env.example".to_string(),
+                2
+            ),
+            (
+                "O3-env-example-secret-value".to_string(),
+                ".env.example".to_string(),
+                3
+            ),
+        ],
+        "{report}"
+    );
+    assert_eq!(code, 1, "a provider key is critical");
+    assert_eq!(report["summary"]["suppressed"], 1, "{report}");
+    assert_eq!(report["findings"][0]["severity"], "critical");
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("OPENAI_API_KEY") && m.contains("OpenAI API key")),
+        "{report}"
+    );
+    // Every line: the untouched JWT_SECRET on line 1 shows up too.
+    let (_, all) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let lines: Vec<u64> = triples(&all).into_iter().map(|(_, _, l)| l).collect();
+    assert_eq!(lines, vec![1, 2, 3], "{all}");
+}
