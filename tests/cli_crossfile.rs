@@ -310,3 +310,74 @@ fn real_looking_secrets_in_env_example_are_reported_on_changed_lines_only() {
     let lines: Vec<u64> = triples(&all).into_iter().map(|(_, _, l)| l).collect();
     assert_eq!(lines, vec![1, 2, 3], "{all}");
 }
+
+const COMPOSE_PROD: &str = "\
+services:
+  myproxy:
+    image: registry.local/edge/myproxy:2.1
+    ports:
+      - \"443:443\"
+  api:
+    build: .
+    ports:
+      - \"8000:8000\"
+";
+
+fn published_ports(report: &serde_json::Value) -> Vec<(String, String, u64)> {
+    triples(report)
+        .into_iter()
+        .filter(|(c, _, _)| c == "I4-compose-published-port")
+        .collect()
+}
+
+/// A pull request adding a production Compose file, on a base that has `config` as `.github/prodaudit.yml`.
+fn compose_change(config: Option<&str>) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("README.md", "x\n");
+    if let Some(config) = config {
+        repo.write(".github/prodaudit.yml", config);
+    }
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("deploy/docker-compose.prod.yml", COMPOSE_PROD);
+    repo.commit("compose");
+    repo
+}
+
+#[test]
+fn reverse_proxies_from_the_repository_config_may_publish_ports() {
+    let path = "deploy/docker-compose.prod.yml".to_string();
+    let audit = &[
+        "audit",
+        "--base",
+        "main",
+        "--head",
+        "feature",
+        "--fail-on",
+        "never",
+    ];
+    let (_, default) = run_json(compose_change(None).path(), audit);
+    assert_eq!(
+        published_ports(&default),
+        vec![
+            ("I4-compose-published-port".to_string(), path.clone(), 4),
+            ("I4-compose-published-port".to_string(), path.clone(), 8),
+        ]
+    );
+    let configured = compose_change(Some("infra:\n  reverse_proxies: [myproxy]\n"));
+    let (_, report) = run_json(configured.path(), audit);
+    assert_eq!(
+        published_ports(&report),
+        vec![("I4-compose-published-port".to_string(), path, 8)],
+        "only `api` is left: {report}"
+    );
+    // A bad value is a clear error naming the key.
+    let bad = compose_change(Some("infra:\n  reverse_proxies: caddy\n"));
+    let out = common::run(bad.path(), audit);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("infra.reverse_proxies: expected a list"),
+        "{stderr}"
+    );
+}

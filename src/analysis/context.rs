@@ -18,6 +18,9 @@ pub struct RepoContext {
     pub paths: Vec<String>,
     /// Contents of the files some check needs, by path.
     pub files: HashMap<String, String>,
+    /// Names of reverse proxies the repository configures (`infra.reverse_proxies`), besides the built-in ones
+    /// (caddy, nginx, traefik, envoy, haproxy, …); lower-case.
+    pub reverse_proxies: Vec<String>,
 }
 
 impl RepoContext {
@@ -60,6 +63,22 @@ impl RepoContext {
                 .iter()
                 .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
         )
+    }
+
+    /// Does a service name, image or label name one of the repository's configured reverse proxies? A name
+    /// counts where it stands as a word: at the start or after `/ _ - . : @` or a blank, and at the end or before
+    /// one of them (`myproxy`, `myproxy-eu`, `registry.local/team/myproxy:1.4`, not `notmyproxyd`).
+    pub fn is_configured_proxy(&self, text: &str) -> bool {
+        let lower = text.to_ascii_lowercase();
+        let sep = |c: char| matches!(c, '/' | '_' | '-' | '.' | ':' | '@') || c.is_whitespace();
+        self.reverse_proxies.iter().any(|name| {
+            !name.is_empty()
+                && lower.match_indices(name.as_str()).any(|(at, m)| {
+                    let before = lower[..at].chars().next_back();
+                    let after = lower[at + m.len()..].chars().next();
+                    before.is_none_or(sep) && after.is_none_or(sep)
+                })
+        })
     }
 
     /// Paths of the tree matching a glob set.
@@ -158,5 +177,26 @@ mod tests {
         };
         assert_eq!(without.has_alembic_tree(), Some(false));
         assert_eq!(alembic_env_path("versions/a.py"), "env.py");
+    }
+
+    #[test]
+    fn configured_proxies_match_as_words() {
+        let ctx = RepoContext {
+            reverse_proxies: vec!["myproxy".into(), "edge-router".into()],
+            ..Default::default()
+        };
+        for t in [
+            "myproxy",
+            "MyProxy",
+            "myproxy-eu",
+            "registry.local/team/myproxy:1.4",
+            "app edge-router",
+        ] {
+            assert!(ctx.is_configured_proxy(t), "{t}");
+        }
+        for t in ["notmyproxyd", "myproxy2", "api", "edge"] {
+            assert!(!ctx.is_configured_proxy(t), "{t}");
+        }
+        assert!(!RepoContext::default().is_configured_proxy("myproxy"));
     }
 }

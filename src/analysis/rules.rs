@@ -91,6 +91,7 @@ impl Example {
             changed: [path.clone()].into_iter().chain(also_changed).collect(),
             paths,
             files: files.into_iter().collect(),
+            ..Default::default()
         };
         Example { path, code, repo }
     }

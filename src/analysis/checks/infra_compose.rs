@@ -2,8 +2,9 @@
 //! files handled there). Services using `extends` or merging an anchor we cannot see are treated as incomplete:
 //! nothing is reported about keys they might inherit.
 //!
-//! * [`PublishedPort`] (I4): a service other than the reverse proxy (caddy, nginx, traefik, envoy, haproxy) publishes
-//!   ports on every interface, in a production Compose file. Datastores are left to `compose-datastore-port`.
+//! * [`PublishedPort`] (I4): a service other than the reverse proxy (caddy, nginx, traefik, envoy, haproxy, or a
+//!   name the repository lists in `infra.reverse_proxies`) publishes ports on every interface, in a production
+//!   Compose file. Datastores are left to `compose-datastore-port`.
 //! * [`DependencyWithoutHealthcheck`] (F7): a service others `depends_on` has no `healthcheck:`.
 //! * [`DependsOnNotHealthy`] (F7): `depends_on` a service that has a health check, without
 //!   `condition: service_healthy` (the list form never waits for health).
@@ -15,7 +16,7 @@ use super::i4_compose_ports::{datastore_re, is_production_file};
 use super::infra_dockerfile::literal_secret;
 use super::yaml_util::{self, Entry, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
+use crate::analysis::context::{FileContext, RepoContext};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -114,10 +115,17 @@ impl Check for PublishedPort {
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_file(ctx.path) && !dev_file(ctx.path) {
-            self.run(root, out);
+            self.published(root, ctx.repo, out);
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        self.published(root, &RepoContext::default(), out);
+    }
+}
+
+impl PublishedPort {
+    /// Services publishing ports that are neither a built-in nor a configured reverse proxy.
+    fn published(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
@@ -125,7 +133,11 @@ impl Check for PublishedPort {
                     continue;
                 }
                 let image = image_of(doc, s.body);
-                if proxy_re().is_match(s.name) || proxy_re().is_match(image) {
+                if proxy_re().is_match(s.name)
+                    || proxy_re().is_match(image)
+                    || repo.is_configured_proxy(s.name)
+                    || repo.is_configured_proxy(image)
+                {
                     continue;
                 }
                 if datastore_re().is_match(image) {

@@ -18,7 +18,7 @@ use super::i4_compose_ports::datastore_re;
 use super::infra_dockerfile::literal_secret;
 use super::yaml_util::{self, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
+use crate::analysis::context::{FileContext, RepoContext};
 use crate::analysis::language::FileKind;
 use regex::Regex;
 use std::ops::Range;
@@ -330,7 +330,10 @@ fn proxy_re() -> &'static Regex {
 }
 
 /// `type: LoadBalancer|NodePort` of a Service that is not the entry point, with whether it is a datastore.
-fn exposed_services(root: &PyNode<'_>) -> Vec<(Range<usize>, String, String, bool)> {
+fn exposed_services(
+    root: &PyNode<'_>,
+    repo: &RepoContext,
+) -> Vec<(Range<usize>, String, String, bool)> {
     let file = yaml_util::file_of(root);
     let mut out = Vec::new();
     // In a Helm template the type is chosen by values (`{{- if eq .Values.service.type "NodePort" }}`).
@@ -369,7 +372,7 @@ fn exposed_services(root: &PyNode<'_>) -> Vec<(Range<usize>, String, String, boo
             }
         }
         let text = words.join(" ");
-        if proxy_re().is_match(&text) {
+        if proxy_re().is_match(&text) || repo.is_configured_proxy(&text) {
             continue;
         }
         let datastore = words.iter().any(|w| datastore_re().is_match(w));
@@ -393,7 +396,16 @@ impl Check for ServiceExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root) {
+        self.exposed(root, &RepoContext::default(), out);
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        self.exposed(root, ctx.repo, out);
+    }
+}
+
+impl ServiceExposed {
+    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, repo) {
             if datastore {
                 continue;
             }
@@ -417,7 +429,16 @@ impl Check for DatastoreExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root) {
+        self.exposed(root, &RepoContext::default(), out);
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        self.exposed(root, ctx.repo, out);
+    }
+}
+
+impl DatastoreExposed {
+    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, repo) {
             if !datastore {
                 continue;
             }
