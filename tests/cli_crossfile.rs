@@ -381,3 +381,162 @@ fn reverse_proxies_from_the_repository_config_may_publish_ports() {
         "{stderr}"
     );
 }
+
+const API_DOCKERFILE: &str = "\
+FROM python:3.12-slim
+WORKDIR /app
+COPY . .
+CMD [\"uvicorn\", \"app.main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8000\"]
+";
+
+/// The head adds the `api` service (line 4, it publishes a port) and a `worker` (no port, not an app server).
+const COMPOSE_BASE: &str = "\
+services:
+  db:
+    image: postgres:16.4
+";
+const COMPOSE_HEAD: &str = "\
+services:
+  db:
+    image: postgres:16.4
+  api:
+    build: ./backend
+    ports:
+      - \"127.0.0.1:8000:8000\"
+  worker:
+    build: ./backend
+    command: celery -A app.worker worker
+";
+
+const K8S_HEAD: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: api
+          image: ghcr.io/acme/api:1.8.0
+          command: [\"gunicorn\", \"app.main:app\", \"-k\", \"uvicorn.workers.UvicornWorker\"]
+          resources:
+            requests: {cpu: 250m, memory: 256Mi}
+            limits: {cpu: \"1\", memory: 512Mi}
+";
+
+fn f7(report: &serde_json::Value) -> Vec<(String, String, u64)> {
+    triples(report)
+        .into_iter()
+        .filter(|(c, _, _)| c.starts_with("F7-"))
+        .collect()
+}
+
+fn deploy_change(dockerfile: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("backend/Dockerfile", dockerfile);
+    repo.write("docker-compose.yml", COMPOSE_BASE);
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("docker-compose.yml", COMPOSE_HEAD);
+    repo.write("k8s/api.yaml", K8S_HEAD);
+    repo.commit("deploy the api");
+    repo
+}
+
+#[test]
+fn a_deployment_added_for_the_app_without_a_readiness_signal_is_reported_on_its_line() {
+    let audit = &[
+        "audit",
+        "--base",
+        "main",
+        "--head",
+        "feature",
+        "--fail-on",
+        "never",
+    ];
+    let (_, report) = run_json(deploy_change(API_DOCKERFILE).path(), audit);
+    assert_eq!(
+        f7(&report),
+        vec![
+            (
+                "F7-compose-app-no-healthcheck".to_string(),
+                "docker-compose.yml".to_string(),
+                4
+            ),
+            (
+                "F7-k8s-no-probes".to_string(),
+                "k8s/api.yaml".to_string(),
+                10
+            ),
+        ],
+        "{report}"
+    );
+    let compose = report["findings"]
+        .as_array()
+        .and_then(|f| {
+            f.iter()
+                .find(|f| f["check"] == "F7-compose-app-no-healthcheck")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        compose["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`backend/Dockerfile`")),
+        "{compose}"
+    );
+    // The Dockerfile the service builds has a HEALTHCHECK: Compose uses it, nothing to report there.
+    let with_check = API_DOCKERFILE.replace(
+        "CMD [",
+        "HEALTHCHECK CMD python -c \"import urllib.request as u; u.urlopen('http://localhost:8000/readyz')\"\nCMD [",
+    );
+    let (_, report) = run_json(deploy_change(&with_check).path(), audit);
+    assert_eq!(
+        f7(&report),
+        vec![(
+            "F7-k8s-no-probes".to_string(),
+            "k8s/api.yaml".to_string(),
+            10
+        )],
+        "{report}"
+    );
+}
+
+#[test]
+fn a_service_others_depend_on_gets_one_health_finding_not_two() {
+    let repo = TestRepo::new();
+    repo.write("backend/Dockerfile", API_DOCKERFILE);
+    repo.write("docker-compose.yml", COMPOSE_BASE);
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write(
+        "docker-compose.yml",
+        &format!(
+            "{COMPOSE_HEAD}  web:\n    image: ghcr.io/acme/web:2.0.0\n    depends_on: [api]\n"
+        ),
+    );
+    repo.commit("deploy the api and a web app using it");
+    let (_, report) = run_json(
+        repo.path(),
+        &[
+            "audit",
+            "--base",
+            "main",
+            "--head",
+            "feature",
+            "--fail-on",
+            "never",
+        ],
+    );
+    assert_eq!(
+        f7(&report),
+        vec![(
+            "F7-compose-dependency-without-healthcheck".to_string(),
+            "docker-compose.yml".to_string(),
+            4
+        )],
+        "{report}"
+    );
+}

@@ -5,8 +5,8 @@
 //! missing parts are usually included by an action; `values.yaml` is checked where the values are defined.
 //!
 //! * [`NoResources`] (I6): a container without cpu and memory `requests` and `limits`.
-//! * [`NoProbes`] (F7): a Deployment/StatefulSet/DaemonSet container without `livenessProbe`, or without
-//!   `readinessProbe` while it declares ports.
+//! * [`NoProbes`] (F7): a Deployment/StatefulSet/DaemonSet container that serves traffic (it declares ports, or its
+//!   `command`/`args` start a web server such as uvicorn or gunicorn) without `readinessProbe` or `livenessProbe`.
 //! * [`ImageUnpinned`] (O5): a container image without tag, `latest` or another moving tag.
 //! * [`ServiceExposed`] / [`DatastoreExposed`] (I4): a `Service` of type `LoadBalancer`/`NodePort` that is not the
 //!   ingress/proxy; datastores separately (high).
@@ -15,7 +15,7 @@
 //! * [`ValuesNoResources`] (I6) and [`ValuesImageUnpinned`] (O5): the same in Helm values files.
 
 use super::i4_compose_ports::datastore_re;
-use super::infra_dockerfile::literal_secret;
+use super::infra_dockerfile::{literal_secret, serves_http};
 use super::yaml_util::{self, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
 use crate::analysis::context::{FileContext, RepoContext};
@@ -196,8 +196,22 @@ impl Check for NoProbes {
                     continue;
                 }
                 let mut missing = Vec::new();
-                // Workers without ports get no traffic to gate; their liveness is a weaker case, left alone.
-                let serves = doc.get(c, "ports").is_some_and(|p| !p.is_empty());
+                // Workers without ports get no traffic to gate; their liveness is a weaker case, left alone. A
+                // container whose command starts a web server serves even when its ports are not declared.
+                let command: Vec<&str> = ["command", "args"]
+                    .iter()
+                    .filter_map(|k| doc.get(c, k))
+                    .flat_map(|n| match doc.str(n) {
+                        Some(s) => vec![s],
+                        None => doc
+                            .items(n)
+                            .into_iter()
+                            .filter_map(|i| doc.str(i))
+                            .collect(),
+                    })
+                    .collect();
+                let serves = doc.get(c, "ports").is_some_and(|p| !p.is_empty())
+                    || serves_http(&command.join(" "));
                 if !serves {
                     continue;
                 }

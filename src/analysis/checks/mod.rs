@@ -189,6 +189,7 @@ static CHECKS: &[&dyn Check] = &[
     &f7_readiness::FastApiNoReadinessAnywhere,
     &o3_dotenv::EnvExampleKnownSecret,
     &o3_dotenv::EnvExampleNamedSecret,
+    &infra_compose::AppWithoutHealthcheck,
 ];
 
 /// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with
