@@ -540,3 +540,63 @@ fn a_service_others_depend_on_gets_one_health_finding_not_two() {
         "{report}"
     );
 }
+
+const DUE_DATE: &str = "\
+\"\"\"add invoices.due_date\"\"\"
+import sqlalchemy as sa
+from alembic import op
+
+revision = \"0002\"
+down_revision = \"0001\"
+
+
+def upgrade() -> None:
+    op.add_column(\"invoices\", sa.Column(\"due_date\", sa.Date(), nullable=True))
+
+
+def downgrade() -> None:
+    pass
+";
+
+#[test]
+fn migrations_are_found_where_alembic_ini_puts_them() {
+    let repo = TestRepo::new();
+    repo.write(
+        "billing/alembic.ini",
+        "[alembic]\nscript_location = %(here)s/schema\nversion_locations = %(here)s/revisions\n",
+    );
+    repo.write("billing/schema/env.py", ENV_PY);
+    repo.write("billing/revisions/0001_initial.py", INITIAL);
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("billing/revisions/0002_due_date.py", DUE_DATE);
+    repo.commit("add due_date");
+    let audit = &[
+        "audit",
+        "--base",
+        "main",
+        "--head",
+        "feature",
+        "--fail-on",
+        "never",
+    ];
+    let (_, report) = run_json(repo.path(), audit);
+    assert_eq!(
+        cross_file(&report),
+        vec![(
+            "O4-alembic-no-downgrade".to_string(),
+            "billing/revisions/0002_due_date.py".to_string(),
+            13
+        )],
+        "{report}"
+    );
+    // The same file where no alembic.ini says so is plain Python.
+    let other = TestRepo::new();
+    other.write("README.md", "x\n");
+    other.commit("base");
+    other.git(&["checkout", "-q", "-b", "feature"]);
+    other.write("billing/revisions/0002_due_date.py", DUE_DATE);
+    other.commit("add due_date");
+    let (_, report) = run_json(other.path(), audit);
+    assert_eq!(cross_file(&report), vec![], "{report}");
+}
