@@ -124,7 +124,8 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
     } = plan;
     let changed =
         changed.unwrap_or_else(|| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
-    let repo_ctx = repo_context(engine, &root, &source, changed, tree)?;
+    let mut repo_ctx = repo_context(engine, &root, &source, changed, tree)?;
+    repo_ctx.reverse_proxies = config.reverse_proxies.clone();
 
     let bar = if req.progress && files.len() > 1 {
         let bar =
@@ -237,6 +238,7 @@ fn repo_context(
         changed: changed.into_iter().collect(),
         paths: tree,
         files: contents,
+        ..Default::default()
     })
 }
 

@@ -32,6 +32,8 @@ struct ConfigSer {
     paths: PathsSer,
     #[serde(default)]
     review: ReviewSer,
+    #[serde(default)]
+    infra: InfraSer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +61,13 @@ struct ReviewSer {
     drafts: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfraSer {
+    /// Checked by hand so that a wrong shape gets an error naming the key.
+    reverse_proxies: Option<serde_json::Value>,
+}
+
 /// A validated repository configuration.
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
@@ -70,6 +79,9 @@ pub struct RepoConfig {
     pub max_inline_comments: usize,
     /// Audit draft pull requests too (the App; default false).
     pub audit_drafts: bool,
+    /// Service or image names that are reverse proxies, besides the built-in ones (`infra.reverse_proxies`);
+    /// lower-case. They may publish ports (Compose) and be exposed (Kubernetes Services).
+    pub reverse_proxies: Vec<String>,
 }
 
 impl Default for RepoConfig {
@@ -81,6 +93,7 @@ impl Default for RepoConfig {
             exclude: None,
             max_inline_comments: 25,
             audit_drafts: false,
+            reverse_proxies: Vec::new(),
         }
     }
 }
@@ -148,7 +161,39 @@ impl RepoConfig {
         if ser.review.max_inline_comments.is_some_and(|n| n > 1000) {
             return Err(err("review.max_inline_comments: at most 1000".into()));
         }
+        let mut reverse_proxies = Vec::new();
+        let names = match &ser.infra.reverse_proxies {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => Ok(s.clone()),
+                    other => Err(err(format!(
+                        "infra.reverse_proxies: `{other}` is not a name; give service or image names as strings"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => {
+                return Err(err(format!(
+                    "infra.reverse_proxies: expected a list of service or image names such as `[caddy, edge-proxy]`, got `{other}`"
+                )));
+            }
+        };
+        for name in &names {
+            let n = name.trim();
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(err(format!(
+                    "infra.reverse_proxies: `{name}` is not a service or image name (letters, digits, `.`, `_`, `-`)"
+                )));
+            }
+            reverse_proxies.push(n.to_ascii_lowercase());
+        }
         Ok(RepoConfig {
+            reverse_proxies,
             fail_on,
             overrides,
             include: globs(&ser.paths.include, "paths.include")?,
@@ -201,6 +246,20 @@ mod tests {
         assert!(c.wants_path("app/x.py"));
         assert_eq!(c.max_inline_comments, 10);
         assert!(c.audit_drafts);
+        assert!(c.reverse_proxies.is_empty());
+    }
+
+    #[test]
+    fn reverse_proxies_are_names() {
+        let c = match RepoConfig::parse(
+            "cfg",
+            "infra:\n  reverse_proxies: [MyProxy, edge-router]\n",
+            &ids(),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.reverse_proxies, vec!["myproxy", "edge-router"]);
     }
 
     #[test]
@@ -212,6 +271,20 @@ mod tests {
             ("rules:\n  severity: {C5: huge}\n", "rules.severity.C5"),
             ("paths:\n  include: ['[']\n", "paths.include"),
             ("- a\n- b\n", "cfg"),
+            ("infra:\n  proxies: [x]\n", "proxies"),
+            (
+                "infra:\n  reverse_proxies: caddy\n",
+                "infra.reverse_proxies: expected a list",
+            ),
+            ("infra:\n  reverse_proxies: [1]\n", "infra.reverse_proxies"),
+            (
+                "infra:\n  reverse_proxies: ['my proxy']\n",
+                "infra.reverse_proxies",
+            ),
+            (
+                "infra:\n  reverse_proxies: ['(nginx|api)']\n",
+                "infra.reverse_proxies",
+            ),
         ] {
             match RepoConfig::parse("cfg", text, &ids()) {
                 Ok(_) => panic!("accepted {text:?}"),

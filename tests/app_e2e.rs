@@ -434,6 +434,48 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
     );
 }
 
+/// The App passes the repository config's `infra.reverse_proxies` (read from the base) to the Compose check: the
+/// configured proxy may publish ports, the app service may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_reverse_proxies_reach_the_compose_check() {
+    const COMPOSE: &str = "services:\n  myproxy:\n    image: registry.local/edge/myproxy:2.1\n    ports:\n      - \"443:443\"\n  api:\n    build: .\n    ports:\n      - \"8000:8000\"\n";
+    let config = (
+        ".github/prodaudit.yml".to_string(),
+        "infra:\n  reverse_proxies: [myproxy]\n".to_string(),
+    );
+    let mut w = world();
+    w.trees
+        .insert("base1".into(), BTreeMap::from([config.clone()]));
+    w.trees.insert(
+        "head1".into(),
+        BTreeMap::from([
+            config,
+            (
+                "deploy/docker-compose.prod.yml".to_string(),
+                COMPOSE.to_string(),
+            ),
+        ]),
+    );
+    let (api, w) = fake_github::start(w).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "p-1", &pr_payload("opened", "head1")),
+        202
+    );
+    let run = completed_check(&w, "head1").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let world = fake_github::lock_pub(&w);
+    let published: Vec<u64> = world
+        .reviews
+        .iter()
+        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["body"].as_str().is_some_and(|b| b.contains("publishes")))
+        .map(|c| c["line"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(published, vec![8], "only `api` publishes: {run}");
+}
+
 /// The webhook said "open at head X", but by the time the job runs the pull request was closed, or moved
 /// on to a newer head: no review, and the check run of that commit says why (neutral).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,3 +161,66 @@ fn non_ascii_text_in_templates_and_dockerfiles_does_not_panic() {
     assert!(docker.skipped.is_none(), "{:?}", docker.skipped);
     assert!(docker.findings.is_empty(), "{:?}", checks_at(&docker));
 }
+
+/// `infra.reverse_proxies` of the repository config reaches the Compose and Kubernetes checks through the
+/// repository context: a configured proxy may publish ports and be exposed; everything else is judged as before.
+#[test]
+fn configured_reverse_proxies_may_publish_ports_and_be_exposed() {
+    use prodaudit::analysis::RepoContext;
+    let e = engine();
+    let compose = "\
+services:
+  myproxy:
+    image: registry.local/edge/myproxy:2.1
+    ports:
+      - \"443:443\"
+  api:
+    build: .
+    ports:
+      - \"8000:8000\"
+";
+    let service = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: myedge
+spec:
+  type: LoadBalancer
+  selector:
+    app: myedge
+";
+    let published = |repo: &RepoContext| -> Vec<(String, usize)> {
+        checks_at(&e.analyze_in("deploy/docker-compose.prod.yml", compose, None, repo, None))
+            .into_iter()
+            .filter(|(c, _)| c == "I4-compose-published-port")
+            .collect()
+    };
+    let exposed = |repo: &RepoContext| -> Vec<(String, usize)> {
+        checks_at(&e.analyze_in("k8s/edge-service.yaml", service, None, repo, None))
+            .into_iter()
+            .filter(|(c, _)| c == "I4-k8s-service-exposed")
+            .collect()
+    };
+    let default = RepoContext::default();
+    assert_eq!(
+        published(&default),
+        vec![
+            ("I4-compose-published-port".to_string(), 4),
+            ("I4-compose-published-port".to_string(), 8)
+        ]
+    );
+    assert_eq!(
+        exposed(&default),
+        vec![("I4-k8s-service-exposed".to_string(), 6)]
+    );
+    let configured = RepoContext {
+        reverse_proxies: vec!["myproxy".to_string(), "myedge".to_string()],
+        ..Default::default()
+    };
+    assert_eq!(
+        published(&configured),
+        vec![("I4-compose-published-port".to_string(), 8)],
+        "only `api` is left"
+    );
+    assert_eq!(exposed(&configured), vec![]);
+}

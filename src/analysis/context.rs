@@ -10,6 +10,7 @@ use super::nodes::{NodeIndex, Nodes};
 use crate::diff::LineSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 /// The repository around the files being analysed.
 #[derive(Debug, Default, Clone)]
@@ -20,6 +21,12 @@ pub struct RepoContext {
     pub paths: Vec<String>,
     /// Contents of the files some check needs, by path.
     pub files: HashMap<String, String>,
+    /// Names of reverse proxies the repository configures (`infra.reverse_proxies`), besides the built-in ones
+    /// (caddy, nginx, traefik, envoy, haproxy, …); lower-case.
+    pub reverse_proxies: Vec<String>,
+    /// The migration folders the tree's `alembic.ini` files configure, worked out on first use from
+    /// [`RepoContext::files`]; leave it to its default.
+    pub alembic_dirs: OnceLock<Vec<String>>,
 }
 
 impl RepoContext {
@@ -43,12 +50,38 @@ impl RepoContext {
     /// A file's kind with the repository in view: a Python file under `versions/` is an Alembic migration
     /// only when the folder above `versions/` has an `env.py` (when the tree is unknown, the folder name
     /// decides, as [`language::detect`] does).
+    ///
+    /// A Python file directly in a folder an `alembic.ini` of the tree configures (`script_location` + `/versions`,
+    /// or `version_locations`) is a migration whatever the folder is called; the `alembic.ini` files must be among
+    /// [`RepoContext::files`] (the Alembic checks ask for them).
     pub fn kind_of(&self, path: &str, text: Option<&str>) -> Option<FileKind> {
         let kind = language::detect(path, text)?;
+        if matches!(kind, FileKind::Python | FileKind::Alembic) {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            if self.alembic_version_dirs().iter().any(|d| d == dir) {
+                return Some(FileKind::Alembic);
+            }
+        }
         if kind == FileKind::Alembic && self.exists(&alembic_env_path(path)) == Some(false) {
             return Some(FileKind::Python);
         }
         Some(kind)
+    }
+
+    /// The migration folders (repository-relative) that the `alembic.ini` files among [`RepoContext::files`]
+    /// configure.
+    pub fn alembic_version_dirs(&self) -> &[String] {
+        self.alembic_dirs.get_or_init(|| {
+            let mut dirs: Vec<String> = self
+                .files
+                .iter()
+                .filter(|(p, _)| p.rsplit('/').next() == Some("alembic.ini"))
+                .flat_map(|(p, text)| alembic_ini_version_dirs(p, text))
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            dirs
+        })
     }
 
     /// Does the tree have an Alembic migrations folder (a `versions/` folder beside an `env.py`)? `None`
@@ -62,6 +95,22 @@ impl RepoContext {
                 .iter()
                 .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
         )
+    }
+
+    /// Does a service name, image or label name one of the repository's configured reverse proxies? A name
+    /// counts where it stands as a word: at the start or after `/ _ - . : @` or a blank, and at the end or before
+    /// one of them (`myproxy`, `myproxy-eu`, `registry.local/team/myproxy:1.4`, not `notmyproxyd`).
+    pub fn is_configured_proxy(&self, text: &str) -> bool {
+        let lower = text.to_ascii_lowercase();
+        let sep = |c: char| matches!(c, '/' | '_' | '-' | '.' | ':' | '@') || c.is_whitespace();
+        self.reverse_proxies.iter().any(|name| {
+            !name.is_empty()
+                && lower.match_indices(name.as_str()).any(|(at, m)| {
+                    let before = lower[..at].chars().next_back();
+                    let after = lower[at + m.len()..].chars().next();
+                    before.is_none_or(sep) && after.is_none_or(sep)
+                })
+        })
     }
 
     /// Paths of the tree matching a glob set.
@@ -80,6 +129,108 @@ pub fn needs_globset(globs: &[&str]) -> Result<GlobSet, globset::Error> {
         b.add(Glob::new(g)?);
     }
     b.build()
+}
+
+/// The folders of migration scripts an `alembic.ini` at `ini_path` configures: for `[alembic]` and every other
+/// section naming a `script_location` (the configurations `alembic -n NAME` selects; `[DEFAULT]` values are
+/// inherited), each of `version_locations`, else `script_location` + `/versions`. Paths are resolved from the file's
+/// folder (`%(here)s` is that folder, as for Alembic run beside its ini file); package locations
+/// (`myapp:migrations`), other interpolations and paths that leave the repository are skipped.
+pub fn alembic_ini_version_dirs(ini_path: &str, text: &str) -> Vec<String> {
+    let here = ini_path.rsplit_once('/').map_or("", |(d, _)| d);
+    // section → key → value, in file order
+    let mut sections: Vec<(String, HashMap<String, String>)> = Vec::new();
+    let mut last_key: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            let name = trimmed[1..trimmed.len() - 1].trim().to_string();
+            sections.push((name, HashMap::new()));
+            last_key = None;
+            continue;
+        }
+        let Some((_, values)) = sections.last_mut() else {
+            continue;
+        };
+        // An indented line continues the value above (multi-line `version_locations`).
+        if line.starts_with([' ', '\t'])
+            && let Some(k) = &last_key
+        {
+            if let Some(v) = values.get_mut(k) {
+                v.push('\n');
+                v.push_str(trimmed);
+            }
+            continue;
+        }
+        let Some((k, v)) = trimmed.split_once(['=', ':']) else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        // `version_path_separator = os  # Use os.pathsep.` (Alembic's own template)
+        let v = v.split(" #").next().unwrap_or(v);
+        values.insert(k.clone(), v.trim().to_string());
+        last_key = Some(k);
+    }
+    let defaults: HashMap<String, String> = sections
+        .iter()
+        .filter(|(n, _)| n == "DEFAULT")
+        .flat_map(|(_, v)| v.clone())
+        .collect();
+    let mut out = Vec::new();
+    for (name, own) in &sections {
+        if name == "DEFAULT" {
+            continue;
+        }
+        let get = |k: &str| own.get(k).or_else(|| defaults.get(k));
+        // Other sections (loggers, hooks) inherit `[DEFAULT]` too: only `[alembic]` and sections of their own
+        // with a script location are Alembic configurations.
+        if name != "alembic" && !own.contains_key("script_location") {
+            continue;
+        }
+        let Some(script_location) = get("script_location") else {
+            continue;
+        };
+        let resolve = |v: &str| -> Option<String> {
+            let v = v
+                .replace("%(script_location)s", script_location)
+                .replace("%(here)s", "");
+            if v.contains("%(") || v.contains(':') || v.contains('$') {
+                return None;
+            }
+            let mut parts: Vec<&str> = here.split('/').filter(|p| !p.is_empty()).collect();
+            for p in v.split(['/', '\\']) {
+                match p {
+                    "" | "." => {}
+                    ".." => {
+                        parts.pop()?;
+                    }
+                    p => parts.push(p),
+                }
+            }
+            Some(parts.join("/"))
+        };
+        if let Some(locations) = get("version_locations") {
+            let os = get("path_separator")
+                .or_else(|| get("version_path_separator"))
+                .is_some_and(|s| s == "os");
+            out.extend(
+                locations
+                    .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || (os && c == ':'))
+                    .filter(|l| !l.is_empty())
+                    .filter_map(resolve),
+            );
+        } else if let Some(s) = resolve(script_location) {
+            out.push(if s.is_empty() {
+                "versions".to_string()
+            } else {
+                format!("{s}/versions")
+            });
+        }
+    }
+    out
 }
 
 /// `alembic/env.py` for `alembic/versions/0001_x.py`.
@@ -197,5 +348,115 @@ mod tests {
         };
         assert_eq!(without.has_alembic_tree(), Some(false));
         assert_eq!(alembic_env_path("versions/a.py"), "env.py");
+    }
+
+    #[test]
+    fn alembic_ini_locations() {
+        let ini = "[alembic]\n# where the scripts are\nscript_location = %(here)s/db/migrations\nsqlalchemy.url = driver://user:pass@localhost/dbname\n\n[loggers]\nkeys = root\n";
+        assert_eq!(
+            alembic_ini_version_dirs("backend/alembic.ini", ini),
+            vec!["backend/db/migrations/versions"]
+        );
+        assert_eq!(
+            alembic_ini_version_dirs("alembic.ini", "[alembic]\nscript_location = migrations\n"),
+            vec!["migrations/versions"]
+        );
+        let many = "[alembic]\nscript_location = db\nversion_locations = %(here)s/db/revisions\n    %(here)s/plugins/billing/revisions\n";
+        assert_eq!(
+            alembic_ini_version_dirs("svc/alembic.ini", many),
+            vec!["svc/db/revisions", "svc/plugins/billing/revisions"]
+        );
+        // Onyx's form: `[DEFAULT]`, an interpolated script location, Alembic's template comment after a value, and
+        // a second configuration for `alembic -n schema_private`.
+        assert_eq!(
+            alembic_ini_version_dirs(
+                "backend/alembic.ini",
+                "[DEFAULT]\nscript_location = alembic\nversion_path_separator = os  # Use os.pathsep.\n[loggers]\nkeys = root\n[alembic]\nscript_location = alembic\nversion_locations = %(script_location)s/versions\n[schema_private]\nscript_location = alembic_tenants\nversion_locations = %(script_location)s/versions\n"
+            ),
+            vec![
+                "backend/alembic/versions",
+                "backend/alembic_tenants/versions"
+            ]
+        );
+        // Package locations and paths leaving the repository are not guessed.
+        assert!(
+            alembic_ini_version_dirs(
+                "alembic.ini",
+                "[alembic]\nscript_location = myapp:migrations\n"
+            )
+            .is_empty()
+        );
+        assert!(
+            alembic_ini_version_dirs("alembic.ini", "[alembic]\nscript_location = ../shared\n")
+                .is_empty()
+        );
+        // `[DEFAULT]` alone configures nothing: sections such as `[loggers]` inherit it without being Alembic's.
+        assert!(
+            alembic_ini_version_dirs(
+                "alembic.ini",
+                "[DEFAULT]\nscript_location = x\n[loggers]\nkeys = root\n"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn alembic_ini_makes_its_folders_migrations() {
+        let ctx = RepoContext {
+            paths: vec![
+                "db/alembic.ini".into(),
+                "db/revisions/0001_init.py".into(),
+                "db/schema/env.py".into(),
+                "lib/versions/v2.py".into(),
+            ],
+            files: [(
+                "db/alembic.ini".to_string(),
+                "[alembic]\nscript_location = schema\nversion_locations = %(here)s/revisions\n"
+                    .to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ctx.kind_of("db/revisions/0001_init.py", None),
+            Some(FileKind::Alembic)
+        );
+        assert_eq!(
+            ctx.kind_of("lib/versions/v2.py", None),
+            Some(FileKind::Python)
+        );
+        assert_eq!(ctx.has_alembic_tree(), Some(true));
+        // Without the ini's text, the folder name alone does not make a migration.
+        let unread = RepoContext {
+            files: HashMap::new(),
+            paths: ctx.paths.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            unread.kind_of("db/revisions/0001_init.py", None),
+            Some(FileKind::Python)
+        );
+    }
+
+    #[test]
+    fn configured_proxies_match_as_words() {
+        let ctx = RepoContext {
+            reverse_proxies: vec!["myproxy".into(), "edge-router".into()],
+            ..Default::default()
+        };
+        for t in [
+            "myproxy",
+            "MyProxy",
+            "myproxy-eu",
+            "registry.local/team/myproxy:1.4",
+            "app edge-router",
+        ] {
+            assert!(ctx.is_configured_proxy(t), "{t}");
+        }
+        for t in ["notmyproxyd", "myproxy2", "api", "edge"] {
+            assert!(!ctx.is_configured_proxy(t), "{t}");
+        }
+        assert!(!RepoContext::default().is_configured_proxy("myproxy"));
     }
 }

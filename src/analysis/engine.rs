@@ -180,9 +180,6 @@ impl Engine {
         if changed.is_some_and(|c| c.is_empty()) {
             return outcome;
         }
-        let Some(lang) = kind.lang() else {
-            return outcome;
-        };
         if let Some(reason) = checks::unparseable(kind, text) {
             outcome.skipped = Some(reason);
             return outcome;
@@ -213,7 +210,10 @@ impl Engine {
             lines: changed,
             nodes: None,
         };
-        let raw = self.run_detectors(lang, text, &wanted, &ctx);
+        let raw = match kind.lang() {
+            Some(lang) => self.run_detectors(lang, text, &wanted, &ctx),
+            None => self.run_text_checks(text, &wanted, &ctx),
+        };
         if raw.is_empty() {
             return outcome;
         }
@@ -396,6 +396,44 @@ impl Engine {
                     fix,
                 });
             }
+        }
+        out
+    }
+}
+
+impl Engine {
+    /// Run the wanted checks over a file no grammar parses (e.g. `.env.example`), as text.
+    fn run_text_checks(
+        &self,
+        text: &str,
+        wanted: &[usize],
+        ctx: &FileContext<'_>,
+    ) -> Vec<RawMatch> {
+        let mut out = Vec::new();
+        for &i in wanted {
+            let d = &self.rules.detectors[i];
+            let Matcher::Check(check) = &d.matcher else {
+                continue;
+            };
+            let mut found = Vec::new();
+            let started = self.clock();
+            check.run_text(text, ctx, &mut found);
+            self.record(started, |t, d| t.detector(i, d));
+            out.extend(
+                found
+                    .into_iter()
+                    .filter(|c| {
+                        c.range.start <= c.range.end
+                            && text.is_char_boundary(c.range.start)
+                            && text.is_char_boundary(c.range.end)
+                    })
+                    .map(|c| RawMatch {
+                        detector: i,
+                        range: c.range,
+                        message: c.message.unwrap_or_else(|| d.message.clone()),
+                        fix: None,
+                    }),
+            );
         }
         out
     }

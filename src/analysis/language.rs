@@ -96,6 +96,9 @@ pub enum FileKind {
     Compose,
     Kubernetes,
     Helm,
+    /// An example environment file (`.env.example`, `.env.sample`, `example.env`, `.env.prod.template`, …): no
+    /// grammar, read line by line.
+    Dotenv,
 }
 
 impl FileKind {
@@ -105,6 +108,7 @@ impl FileKind {
             FileKind::Python | FileKind::Alembic => Some(Lang::Python),
             FileKind::Dockerfile => Some(Lang::Dockerfile),
             FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => Some(Lang::Yaml),
+            FileKind::Dotenv => None,
         }
     }
 
@@ -116,6 +120,7 @@ impl FileKind {
             FileKind::Compose => "compose",
             FileKind::Kubernetes => "kubernetes",
             FileKind::Helm => "helm",
+            FileKind::Dotenv => "dotenv",
         }
     }
 }
@@ -141,6 +146,9 @@ pub fn detect(path: &str, text: Option<&str>) -> Option<FileKind> {
     {
         return Some(FileKind::Dockerfile);
     }
+    if is_env_example(&lower) {
+        return Some(FileKind::Dotenv);
+    }
     if !(lower.ends_with(".yml") || lower.ends_with(".yaml")) {
         return None;
     }
@@ -163,6 +171,28 @@ pub fn detect(path: &str, text: Option<&str>) -> Option<FileKind> {
         }
     }
     None
+}
+
+/// An example environment file, by its lower-cased name: `env` among its dot-separated parts and an
+/// `example`/`sample`/`template`/`dist` suffix (`.env.example`, `env.example`, `.env.prod.template`,
+/// `secrets.env.template`), or `example.env`/`sample.env`. Not the real `.env`, and not other formats named after
+/// it (`.env.gcp.yaml.example`).
+fn is_env_example(lower: &str) -> bool {
+    let parts: Vec<&str> = lower.trim_start_matches('.').split('.').collect();
+    if parts.len() < 2 || !parts.contains(&"env") {
+        return false;
+    }
+    if parts.iter().any(|p| {
+        matches!(
+            *p,
+            "yaml" | "yml" | "json" | "toml" | "py" | "sh" | "js" | "ts"
+        )
+    }) {
+        return false;
+    }
+    let last = parts[parts.len() - 1];
+    matches!(last, "example" | "sample" | "template" | "dist")
+        || (parts.len() == 2 && last == "env" && matches!(parts[0], "example" | "sample"))
 }
 
 #[cfg(test)]
@@ -199,6 +229,28 @@ mod tests {
         );
         assert_eq!(detect(".github/workflows/ci.yml", Some("on: push\n")), None);
         assert_eq!(detect("README.md", None), None);
+        for p in [
+            ".env.example",
+            "backend/.env.sample",
+            "example.env",
+            "env.example",
+            ".env.template",
+            ".env.dist",
+            ".env.prod.example",
+            "deploy/env.prod.template",
+            "dev/secrets.env.template",
+        ] {
+            assert_eq!(detect(p, None), Some(FileKind::Dotenv), "{p}");
+        }
+        for p in [
+            ".env",
+            "app/.env",
+            ".env.gcp.yaml.example",
+            "environment.example",
+            "envs/x.txt",
+        ] {
+            assert_eq!(detect(p, None), None, "{p}");
+        }
     }
 
     #[test]

@@ -71,16 +71,9 @@ enum ExampleSer {
 }
 
 impl Example {
-    fn from_ser(e: ExampleSer, lang: Lang) -> Self {
+    fn from_ser(e: ExampleSer, default_path: &str) -> Self {
         let (path, code, files, also_changed) = match e {
-            ExampleSer::Code(code) => {
-                let path = match lang {
-                    Lang::Python => "app/example.py",
-                    Lang::Dockerfile => "Dockerfile",
-                    Lang::Yaml => "deploy/example.yaml",
-                };
-                (path.to_string(), code, BTreeMap::new(), Vec::new())
-            }
+            ExampleSer::Code(code) => (default_path.to_string(), code, BTreeMap::new(), Vec::new()),
             ExampleSer::WithPath {
                 path,
                 code,
@@ -98,6 +91,7 @@ impl Example {
             changed: [path.clone()].into_iter().chain(also_changed).collect(),
             paths,
             files: files.into_iter().collect(),
+            ..Default::default()
         };
         Example { path, code, repo }
     }
@@ -185,8 +179,17 @@ pub struct Detector {
 impl Detector {
     /// Does this detector apply to the file at `path`, of this kind, at all?
     pub fn applies_to(&self, path: &str, kind: FileKind) -> bool {
-        if kind.lang() != Some(self.language) {
-            return false;
+        match kind.lang() {
+            Some(lang) if lang != self.language => return false,
+            // Files no grammar parses are read only by checks that name their kind.
+            None if !self
+                .file_kinds
+                .as_ref()
+                .is_some_and(|kinds| kinds.contains(&kind)) =>
+            {
+                return false;
+            }
+            _ => {}
         }
         if let Some(kinds) = &self.file_kinds
             && !kinds.contains(&kind)
@@ -449,7 +452,9 @@ impl RuleSet {
             b.build().map(Some).map_err(|e| format!("bad `{key}`: {e}"))
         };
         if let Some(kinds) = &d.file_kinds
-            && let Some(k) = kinds.iter().find(|k| k.lang() != Some(d.language))
+            && let Some(k) = kinds
+                .iter()
+                .find(|k| k.lang().is_some_and(|l| l != d.language))
         {
             return Err(format!(
                 "file kind `{}` is not parsed as {}; set `language` to match",
@@ -457,16 +462,34 @@ impl RuleSet {
                 d.language.name()
             ));
         }
-        let lang = d.language;
+        // Kinds without a grammar are read as text, which only Rust checks do.
+        let textual = d
+            .file_kinds
+            .as_ref()
+            .and_then(|kinds| kinds.iter().find(|k| k.lang().is_none()));
+        if let Some(k) = textual
+            && d.check.is_none()
+        {
+            return Err(format!(
+                "file kind `{}` has no grammar: only a `check` can read it, not an ast-grep `rule`",
+                k.name()
+            ));
+        }
+        let default_path = match (textual, d.language) {
+            (Some(_), _) => ".env.example",
+            (None, Lang::Python) => "app/example.py",
+            (None, Lang::Dockerfile) => "Dockerfile",
+            (None, Lang::Yaml) => "deploy/example.yaml",
+        };
         let invalid: Vec<Example> = d
             .invalid
             .into_iter()
-            .map(|e| Example::from_ser(e, lang))
+            .map(|e| Example::from_ser(e, default_path))
             .collect();
         let valid: Vec<Example> = d
             .valid
             .into_iter()
-            .map(|e| Example::from_ser(e, lang))
+            .map(|e| Example::from_ser(e, default_path))
             .collect();
         if invalid.is_empty() || valid.is_empty() {
             return Err("needs at least one `invalid` and one `valid` example".into());

@@ -271,6 +271,7 @@ impl Reviewer {
         let needs = engine.needed_files();
         let mut repo_ctx = RepoContext {
             changed: touched,
+            reverse_proxies: config.reverse_proxies.clone(),
             ..Default::default()
         };
         if !needs.is_empty() && context_may_matter(&self.rules, &inputs) {

@@ -2,9 +2,14 @@
 //! files handled there). Services using `extends` or merging an anchor we cannot see are treated as incomplete:
 //! nothing is reported about keys they might inherit.
 //!
-//! * [`PublishedPort`] (I4): a service other than the reverse proxy (caddy, nginx, traefik, envoy, haproxy) publishes
-//!   ports on every interface, in a production Compose file. Datastores are left to `compose-datastore-port`.
+//! * [`PublishedPort`] (I4): a service other than the reverse proxy (caddy, nginx, traefik, envoy, haproxy, or a
+//!   name the repository lists in `infra.reverse_proxies`) publishes ports on every interface, in a production
+//!   Compose file. Datastores are left to `compose-datastore-port`.
 //! * [`DependencyWithoutHealthcheck`] (F7): a service others `depends_on` has no `healthcheck:`.
+//! * [`AppWithoutHealthcheck`] (F7, across files): a service that runs the Python app (it builds the repository's
+//!   code, serves a port, and its Dockerfile or command starts uvicorn/gunicorn/…; or its command starts one) has no
+//!   `healthcheck:`, and the Dockerfile it builds (read from the repository) has no `HEALTHCHECK` either. Services others depend on
+//!   are left to the check above, so one line never gets both findings.
 //! * [`DependsOnNotHealthy`] (F7): `depends_on` a service that has a health check, without
 //!   `condition: service_healthy` (the list form never waits for health).
 //! * [`NoLimits`] (I6): a service without `deploy.resources.limits`, `mem_limit` or `cpus`, in a production file.
@@ -12,10 +17,10 @@
 //! * [`LiteralSecret`] (O3): a literal secret in `environment:` (map or list form), outside dev/test files.
 
 use super::i4_compose_ports::{datastore_re, is_production_file};
-use super::infra_dockerfile::literal_secret;
+use super::infra_dockerfile::{image_health_covered, literal_secret};
 use super::yaml_util::{self, Entry, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
+use crate::analysis::context::{FileContext, RepoContext};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -114,10 +119,17 @@ impl Check for PublishedPort {
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_file(ctx.path) && !dev_file(ctx.path) {
-            self.run(root, out);
+            self.published(root, ctx.repo, out);
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+        self.published(root, &RepoContext::default(), out);
+    }
+}
+
+impl PublishedPort {
+    /// Services publishing ports that are neither a built-in nor a configured reverse proxy.
+    fn published(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
         let file = yaml_util::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
@@ -125,7 +137,11 @@ impl Check for PublishedPort {
                     continue;
                 }
                 let image = image_of(doc, s.body);
-                if proxy_re().is_match(s.name) || proxy_re().is_match(image) {
+                if proxy_re().is_match(s.name)
+                    || proxy_re().is_match(image)
+                    || repo.is_configured_proxy(s.name)
+                    || repo.is_configured_proxy(image)
+                {
                     continue;
                 }
                 if datastore_re().is_match(image) {
@@ -241,6 +257,220 @@ impl Check for DependencyWithoutHealthcheck {
                         "service `{}` is a dependency of `{}` but has no `healthcheck:`: Compose starts the dependents as soon as its container runs, before it accepts connections; add a `healthcheck:` and `condition: service_healthy`",
                         target.name,
                         dependents.join("`, `")
+                    )),
+                });
+            }
+        }
+    }
+}
+
+pub struct AppWithoutHealthcheck;
+
+/// Where the repository's Dockerfiles are (the ones a `build:` may point at).
+const DOCKERFILES: &[&str] = &[
+    "**/Dockerfile",
+    "**/Dockerfile.*",
+    "**/*.Dockerfile",
+    "**/*.dockerfile",
+    "**/Containerfile",
+];
+
+/// `rel` taken from the folder `dir` (both repository-relative, forward slashes), normalised; `None` for URLs,
+/// absolute paths and paths that leave the repository.
+fn join_path(dir: &str, rel: &str) -> Option<String> {
+    if rel.contains("://") || rel.starts_with('/') || rel.starts_with("git@") || rel.contains('$') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The Dockerfile a service's `build:` uses: a repository path, or the inline text (`dockerfile_inline`).
+enum BuildFile {
+    Path(String),
+    Inline(String),
+}
+
+fn build_file(doc: &YamlDoc, build: &YNode, compose_dir: &str) -> Option<BuildFile> {
+    if build.templated {
+        return None;
+    }
+    if let Some(context) = doc.str(build) {
+        return join_path(compose_dir, &format!("{context}/Dockerfile")).map(BuildFile::Path);
+    }
+    if !build.is_map() || doc.incomplete(build) {
+        return None;
+    }
+    let scalar = |key: &str| {
+        doc.get(build, key)
+            .filter(|n| !n.templated)
+            .and_then(|n| doc.str(n))
+    };
+    if let Some(inline) = scalar("dockerfile_inline") {
+        return Some(BuildFile::Inline(inline.to_string()));
+    }
+    let context = scalar("context").unwrap_or(".");
+    let dockerfile = scalar("dockerfile").unwrap_or("Dockerfile");
+    let context = join_path(compose_dir, context)?;
+    join_path(&context, dockerfile).map(BuildFile::Path)
+}
+
+/// A command (or a Dockerfile) that starts a Python web app server (not a proxy, a worker or a Node/Java server).
+fn runs_app_server(command: &str) -> bool {
+    // Exec-form lists (`["fastapi", "run", …]`) read as words.
+    let l = command
+        .to_ascii_lowercase()
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']'))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    [
+        "uvicorn",
+        "gunicorn",
+        "hypercorn",
+        "granian",
+        "daphne",
+        "fastapi run",
+        "flask run",
+        "manage.py runserver",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+}
+
+/// A service's `command` and `entrypoint`, as one string (list items joined).
+fn command_text(doc: &YamlDoc, body: &YNode) -> String {
+    ["entrypoint", "command"]
+        .iter()
+        .filter_map(|k| doc.get(body, k))
+        .flat_map(|n| match doc.str(n) {
+            Some(s) => vec![s.to_string()],
+            None => doc
+                .items(n)
+                .into_iter()
+                .filter_map(|i| doc.str(i).map(str::to_string))
+                .collect(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Check for AppWithoutHealthcheck {
+    fn id(&self) -> &'static str {
+        "compose-app-no-healthcheck"
+    }
+    fn tokens(&self) -> &'static [&'static str] {
+        &[
+            "build:",
+            "uvicorn",
+            "gunicorn",
+            "hypercorn",
+            "granian",
+            "daphne",
+            "fastapi run",
+            "flask run",
+            "runserver",
+        ]
+    }
+    fn needs(&self) -> &'static [&'static str] {
+        DOCKERFILES
+    }
+    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if dev_file(ctx.path) {
+            return;
+        }
+        let compose_dir = ctx.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let file = yaml_util::file_of(root);
+        for doc in &file.docs {
+            let all = services(doc);
+            for s in &all {
+                if incomplete(doc, s) || doc.get(s.body, "healthcheck").is_some() {
+                    continue;
+                }
+                let image = image_of(doc, s.body);
+                if proxy_re().is_match(s.name)
+                    || proxy_re().is_match(image)
+                    || ctx.repo.is_configured_proxy(s.name)
+                    || ctx.repo.is_configured_proxy(image)
+                    || datastore_re().is_match(image)
+                    || datastore_re().is_match(s.name)
+                {
+                    continue;
+                }
+                // A dependency without a health check is compose-dependency-without-healthcheck's finding.
+                let depended_on = all.iter().any(|o| {
+                    depends_on(doc, o.body).iter().any(|(n, _, cond)| {
+                        n == s.name && *cond != Some("service_completed_successfully")
+                    })
+                });
+                if depended_on {
+                    continue;
+                }
+                let command = command_text(doc, s.body);
+                let listed = |key: &str| doc.get(s.body, key).is_some_and(|p| !p.is_empty());
+                let why = match doc.get(s.body, "build") {
+                    // The repository's own code: the app when it serves a port or runs an app server, and the
+                    // image is a Python web app (its Dockerfile or the command names an app server).
+                    Some(build) => {
+                        if !(listed("ports") || listed("expose") || runs_app_server(&command)) {
+                            continue;
+                        }
+                        // The image's own HEALTHCHECK counts; a Dockerfile we cannot read may have one.
+                        let (text, name) = match build_file(doc, build, compose_dir) {
+                            Some(BuildFile::Inline(t)) => (t, "`dockerfile_inline`".to_string()),
+                            Some(BuildFile::Path(p)) => match ctx.repo.read(&p) {
+                                Some(t) => (t.to_string(), format!("`{p}`")),
+                                None => continue,
+                            },
+                            None => continue,
+                        };
+                        if image_health_covered(&text)
+                            || !(runs_app_server(&command) || runs_app_server(&text))
+                        {
+                            continue;
+                        }
+                        format!(
+                            "it builds the app, and its Dockerfile ({name}) has no `HEALTHCHECK` either"
+                        )
+                    }
+                    // A published image: an app only when its command starts one.
+                    None => {
+                        if !runs_app_server(&command) {
+                            continue;
+                        }
+                        // The image may be built from a Dockerfile of this repository that has a HEALTHCHECK.
+                        let Ok(globs) = crate::analysis::context::needs_globset(DOCKERFILES) else {
+                            continue;
+                        };
+                        if ctx.repo.paths.is_empty() {
+                            continue;
+                        }
+                        let dockerfiles: Vec<&str> = ctx.repo.matching(&globs).collect();
+                        if dockerfiles
+                            .iter()
+                            .any(|p| ctx.repo.read(p).is_none_or(image_health_covered))
+                        {
+                            continue;
+                        }
+                        "it runs the app server, and no Dockerfile of the repository has a `HEALTHCHECK`"
+                            .to_string()
+                    }
+                };
+                out.push(CheckMatch {
+                    range: s.entry.key_range.clone(),
+                    message: Some(format!(
+                        "service `{}` has no `healthcheck:` and {why}: nothing tells Compose (`up --wait`, `depends_on: service_healthy`), Swarm's rolling updates or a proxy such as Traefik whether it is ready or hung; add a `healthcheck:` that calls the app's readiness endpoint",
+                        s.name
                     )),
                 });
             }
@@ -552,5 +782,43 @@ mod tests {
     fn ports_of_backends_not_proxies() {
         let text = "services:\n  caddy:\n    image: caddy:2\n    ports: [\"80:80\"]\n  api:\n    image: a:1\n    ports:\n      - \"8000:8000\"\n  admin:\n    image: a:1\n    ports: [\"127.0.0.1:9000:9000\"]\n  db:\n    image: postgres:16\n    ports: [\"5432:5432\"]\n";
         assert_eq!(lines_of(&PublishedPort, text), vec![7]);
+    }
+
+    #[test]
+    fn build_paths_and_app_servers() {
+        assert_eq!(
+            join_path("deploy", "../backend/Dockerfile").as_deref(),
+            Some("backend/Dockerfile")
+        );
+        assert_eq!(join_path("", "./Dockerfile").as_deref(), Some("Dockerfile"));
+        assert_eq!(join_path("", "../x"), None);
+        assert_eq!(join_path("", "https://github.com/acme/api.git"), None);
+        assert_eq!(join_path("", "${CTX}/Dockerfile"), None);
+        let file = yaml_util::parse(
+            "services:\n  a:\n    build: ./api\n  b:\n    build:\n      context: ../svc\n      dockerfile: docker/b.Dockerfile\n  c:\n    build:\n      dockerfile_inline: |\n        FROM python:3.12\n",
+        );
+        let doc = &file.docs[0];
+        let path_of = |svc: &str| {
+            let body = doc.path(&doc.root, &["services", svc, "build"])?;
+            match build_file(doc, body, "deploy")? {
+                BuildFile::Path(p) => Some(p),
+                BuildFile::Inline(t) => Some(format!("inline:{}", t.trim())),
+            }
+        };
+        assert_eq!(path_of("a").as_deref(), Some("deploy/api/Dockerfile"));
+        assert_eq!(path_of("b").as_deref(), Some("svc/docker/b.Dockerfile"));
+        // Block scalars come as written; the words are what is read.
+        assert!(
+            path_of("c")
+                .is_some_and(|t| t.starts_with("inline:") && t.contains("FROM python:3.12"))
+        );
+        assert!(runs_app_server(
+            "CMD [\"fastapi\", \"run\", \"app/main.py\"]"
+        ));
+        assert!(runs_app_server(
+            "gunicorn -k uvicorn.workers.UvicornWorker app:app"
+        ));
+        assert!(!runs_app_server("celery -A app.worker worker"));
+        assert!(!runs_app_server("npm start"));
     }
 }

@@ -251,7 +251,21 @@ fn stage_chain(df: &Dockerfile) -> Vec<&Stage> {
 
 pub struct NoHealthcheck;
 
-fn serves_http(stage_cmds: &str) -> bool {
+/// Does the image a Dockerfile builds carry a health check Compose would use (a `HEALTHCHECK` other than
+/// `HEALTHCHECK NONE` in any stage: a `build.target` may pick any), or is it built on a minimal base that has nothing
+/// to run one with?
+pub(super) fn image_health_covered(text: &str) -> bool {
+    let df = dockerfile_util::parse(text);
+    let chain = stage_chain(&df);
+    df.stages
+        .iter()
+        .flat_map(|s| s.instructions.iter())
+        .any(|i| i.keyword == "HEALTHCHECK" && !i.args.trim().eq_ignore_ascii_case("none"))
+        || (!chain.is_empty() && minimal_base(&base_image(&df, &chain)))
+}
+
+/// A command or entrypoint that starts a web server (ASGI/WSGI servers, dev servers, proxies).
+pub(super) fn serves_http(stage_cmds: &str) -> bool {
     let l = stage_cmds.to_ascii_lowercase();
     [
         "uvicorn",

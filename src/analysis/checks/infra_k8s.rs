@@ -5,8 +5,8 @@
 //! missing parts are usually included by an action; `values.yaml` is checked where the values are defined.
 //!
 //! * [`NoResources`] (I6): a container without cpu and memory `requests` and `limits`.
-//! * [`NoProbes`] (F7): a Deployment/StatefulSet/DaemonSet container without `livenessProbe`, or without
-//!   `readinessProbe` while it declares ports.
+//! * [`NoProbes`] (F7): a Deployment/StatefulSet/DaemonSet container that serves traffic (it declares ports, or its
+//!   `command`/`args` start a web server such as uvicorn or gunicorn) without `readinessProbe` or `livenessProbe`.
 //! * [`ImageUnpinned`] (O5): a container image without tag, `latest` or another moving tag.
 //! * [`ServiceExposed`] / [`DatastoreExposed`] (I4): a `Service` of type `LoadBalancer`/`NodePort` that is not the
 //!   ingress/proxy; datastores separately (high).
@@ -15,10 +15,10 @@
 //! * [`ValuesNoResources`] (I6) and [`ValuesImageUnpinned`] (O5): the same in Helm values files.
 
 use super::i4_compose_ports::datastore_re;
-use super::infra_dockerfile::literal_secret;
+use super::infra_dockerfile::{literal_secret, serves_http};
 use super::yaml_util::{self, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
+use crate::analysis::context::{FileContext, RepoContext};
 use crate::analysis::language::FileKind;
 use regex::Regex;
 use std::ops::Range;
@@ -196,8 +196,22 @@ impl Check for NoProbes {
                     continue;
                 }
                 let mut missing = Vec::new();
-                // Workers without ports get no traffic to gate; their liveness is a weaker case, left alone.
-                let serves = doc.get(c, "ports").is_some_and(|p| !p.is_empty());
+                // Workers without ports get no traffic to gate; their liveness is a weaker case, left alone. A
+                // container whose command starts a web server serves even when its ports are not declared.
+                let command: Vec<&str> = ["command", "args"]
+                    .iter()
+                    .filter_map(|k| doc.get(c, k))
+                    .flat_map(|n| match doc.str(n) {
+                        Some(s) => vec![s],
+                        None => doc
+                            .items(n)
+                            .into_iter()
+                            .filter_map(|i| doc.str(i))
+                            .collect(),
+                    })
+                    .collect();
+                let serves = doc.get(c, "ports").is_some_and(|p| !p.is_empty())
+                    || serves_http(&command.join(" "));
                 if !serves {
                     continue;
                 }
@@ -330,7 +344,10 @@ fn proxy_re() -> &'static Regex {
 }
 
 /// `type: LoadBalancer|NodePort` of a Service that is not the entry point, with whether it is a datastore.
-fn exposed_services(root: &PyNode<'_>) -> Vec<(Range<usize>, String, String, bool)> {
+fn exposed_services(
+    root: &PyNode<'_>,
+    repo: &RepoContext,
+) -> Vec<(Range<usize>, String, String, bool)> {
     let file = yaml_util::file_of(root);
     let mut out = Vec::new();
     // In a Helm template the type is chosen by values (`{{- if eq .Values.service.type "NodePort" }}`).
@@ -369,7 +386,7 @@ fn exposed_services(root: &PyNode<'_>) -> Vec<(Range<usize>, String, String, boo
             }
         }
         let text = words.join(" ");
-        if proxy_re().is_match(&text) {
+        if proxy_re().is_match(&text) || repo.is_configured_proxy(&text) {
             continue;
         }
         let datastore = words.iter().any(|w| datastore_re().is_match(w));
@@ -393,7 +410,16 @@ impl Check for ServiceExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root) {
+        self.exposed(root, &RepoContext::default(), out);
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        self.exposed(root, ctx.repo, out);
+    }
+}
+
+impl ServiceExposed {
+    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, repo) {
             if datastore {
                 continue;
             }
@@ -417,7 +443,16 @@ impl Check for DatastoreExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root) {
+        self.exposed(root, &RepoContext::default(), out);
+    }
+    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        self.exposed(root, ctx.repo, out);
+    }
+}
+
+impl DatastoreExposed {
+    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, repo) {
             if !datastore {
                 continue;
             }

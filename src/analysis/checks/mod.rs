@@ -38,6 +38,7 @@ mod infra_dockerfile;
 mod infra_k8s;
 mod o1_signed_url_log;
 mod o2_untraced_invocation;
+mod o3_dotenv;
 mod o3_env_example;
 mod o3_hardcoded_secrets;
 mod o4_alembic;
@@ -94,6 +95,11 @@ pub trait Check: Sync + Send {
         let mut found = Vec::new();
         self.run_in(root, ctx, &mut found);
         out.extend(found.into_iter().map(|m| (m, None)));
+    }
+    /// Find matches in a file no grammar parses (a kind whose `lang()` is `None`, e.g. `.env.example`), read as
+    /// text. Only checks whose rule names such a kind in `file_kinds` are asked; the default finds nothing.
+    fn run_text(&self, text: &str, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let _ = (text, ctx, out);
     }
 }
 
@@ -204,6 +210,9 @@ static CHECKS: &[&dyn Check] = &[
     &o3_env_example::SettingNotInEnvExample,
     &o3_env_example::OptionalSettingNotInEnvExample,
     &f7_readiness::FastApiNoReadinessAnywhere,
+    &o3_dotenv::EnvExampleKnownSecret,
+    &o3_dotenv::EnvExampleNamedSecret,
+    &infra_compose::AppWithoutHealthcheck,
 ];
 
 /// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with

@@ -220,6 +220,36 @@ fn pem_body_real(v: &str) -> bool {
     b64.len() >= 200 && random_enough(&b64)
 }
 
+/// The provider of a value that is a real-looking credential in a documented format (`sk-…`, `ghp_…`, `AKIA…`, a PEM
+/// private key with a real body), after an optional `Bearer `/`Token ` prefix; `None` for other values and for
+/// placeholders (`sk-xxxx…`, `sk-...`, values naming `example`/`your`/`dummy`/`test`, sequential or low-entropy
+/// bodies).
+pub(super) fn known_format_secret(value: &str) -> Option<&'static str> {
+    let v = strip_auth_prefix(value.trim());
+    let lower = v.to_ascii_lowercase();
+    if [
+        "example",
+        "xxxx",
+        "your",
+        "dummy",
+        "fake",
+        "placeholder",
+        "redacted",
+        "test",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        return None;
+    }
+    let (_, provider) = known_formats().iter().find(|(f, _)| f.is_match(v))?;
+    if *provider == "private key" {
+        return pem_body_real(v).then_some(*provider);
+    }
+    let body = v.split_once(['-', '_']).map_or(v, |(_, rest)| rest);
+    (random_enough(body) && readable_words(body) < 3).then_some(*provider)
+}
+
 pub struct KnownFormatSecret;
 
 impl Check for KnownFormatSecret {
@@ -261,44 +291,13 @@ impl Check for KnownFormatSecret {
             let Some(value) = string_value(node) else {
                 continue;
             };
-            let v = strip_auth_prefix(value.trim());
-            let lower = v.to_ascii_lowercase();
-            if [
-                "example",
-                "xxxx",
-                "your",
-                "dummy",
-                "fake",
-                "placeholder",
-                "redacted",
-                "test",
-            ]
-            .iter()
-            .any(|w| lower.contains(w))
-            {
-                continue;
-            }
-            for (format, provider) in known_formats() {
-                if !format.is_match(v) {
-                    continue;
-                }
-                if *provider == "private key" {
-                    if !pem_body_real(v) {
-                        break;
-                    }
-                } else {
-                    let body = v.split_once(['-', '_']).map_or(v, |(_, rest)| rest);
-                    if !random_enough(body) || readable_words(body) >= 3 {
-                        break;
-                    }
-                }
+            if let Some(provider) = known_format_secret(&value) {
                 out.push(CheckMatch {
                     range: node.range(),
                     message: Some(format!(
                         "this string is a {provider} committed to the code: everyone with read access to the repository, its forks, CI logs and built images holds it; revoke it and load it from the environment or a secret store"
                     )),
                 });
-                break;
             }
         }
     }

@@ -151,6 +151,11 @@ impl Check for AlembicNoDowngrade {
         &["upgrade"]
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        // Where `alembic.ini` puts the migrations (`script_location`, `version_locations`).
+        &["**/alembic.ini"]
+    }
+
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let Some(up) = module_function(root, "upgrade") else {
             return;

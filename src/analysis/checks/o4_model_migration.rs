@@ -217,7 +217,7 @@ impl Check for ModelChangeWithoutMigration {
 
     fn needs(&self) -> &'static [&'static str] {
         // The migrations, to tell a new column from one that already has its migration (moved or reformatted).
-        &["**/versions/*.py"]
+        &["**/versions/*.py", "**/alembic.ini"]
     }
 
     fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
