@@ -27,6 +27,10 @@ pub struct RepoContext {
     /// The migration folders the tree's `alembic.ini` files configure, worked out on first use from
     /// [`RepoContext::files`]; leave it to its default.
     pub alembic_dirs: OnceLock<Vec<String>>,
+    /// [`RepoContext::has_alembic_tree`], worked out on first use (every model file asks); leave it to its default.
+    pub alembic_tree: OnceLock<Option<bool>>,
+    /// [`RepoContext::changes_a_migration`], worked out on first use; leave it to its default.
+    pub migration_changed: OnceLock<bool>,
 }
 
 impl RepoContext {
@@ -87,14 +91,25 @@ impl RepoContext {
     /// Does the tree have an Alembic migrations folder (a `versions/` folder beside an `env.py`)? `None`
     /// when the tree is unknown.
     pub fn has_alembic_tree(&self) -> Option<bool> {
-        if self.paths.is_empty() {
-            return None;
-        }
-        Some(
-            self.paths
+        *self.alembic_tree.get_or_init(|| {
+            if self.paths.is_empty() {
+                return None;
+            }
+            Some(
+                self.paths
+                    .iter()
+                    .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
+            )
+        })
+    }
+
+    /// Does the change add or modify an Alembic migration?
+    pub fn changes_a_migration(&self) -> bool {
+        *self.migration_changed.get_or_init(|| {
+            self.changed
                 .iter()
-                .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
-        )
+                .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic))
+        })
     }
 
     /// Does a service name, image or label name one of the repository's configured reverse proxies? A name

@@ -196,7 +196,7 @@ impl Engine {
                 only.is_none_or(|o| o == *i)
                     && self.enabled(d)
                     && d.applies_to(path, kind)
-                    && d.wanted(&seen)
+                    && d.wanted_in(&seen, text)
             })
             .map(|(i, _)| i)
             .collect();

@@ -172,6 +172,8 @@ pub struct Detector {
     /// Literal tokens the file must contain before the detector is worth running: every group must have at
     /// least one of its tokens present (indices into the rule set's token table). Empty: always run.
     pub requires: Vec<Vec<usize>>,
+    /// A regular expression the file must also match (see [`checks::Check::requires_regex`]).
+    pub requires_regex: Option<regex::Regex>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -217,6 +219,15 @@ impl Detector {
         self.requires
             .iter()
             .all(|group| group.iter().any(|&t| seen.get(t).copied().unwrap_or(false)))
+    }
+
+    /// [`Detector::wanted`], then the detector's regular expression, if it has one, over the text.
+    pub fn wanted_in(&self, seen: &[bool], text: &str) -> bool {
+        self.wanted(seen)
+            && self
+                .requires_regex
+                .as_ref()
+                .is_none_or(|re| re.is_match(text))
     }
 }
 
@@ -375,6 +386,7 @@ impl RuleSet {
         rule_severity: Severity,
     ) -> Result<Detector, String> {
         let mut extra_groups: Vec<Vec<String>> = Vec::new();
+        let mut requires_regex: Option<regex::Regex> = None;
         let (matcher, derived) = match (&d.check, &d.rule) {
             (Some(_), Some(_)) => {
                 return Err("has both `check` and `rule`; a detector is one or the other".into());
@@ -397,6 +409,11 @@ impl RuleSet {
                     )
                 })?;
                 let tokens: Vec<String> = check.tokens().iter().map(|s| s.to_string()).collect();
+                requires_regex = check
+                    .requires_regex()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| format!("check `{id}` has a bad prefilter regex: {e}"))?;
                 extra_groups = check
                     .also_requires()
                     .iter()
@@ -509,6 +526,7 @@ impl RuleSet {
             matcher,
             fix_if_file_contains: d.fix_if_file_contains,
             requires,
+            requires_regex,
             invalid,
             valid,
         })
@@ -778,12 +796,17 @@ mod tests {
             3,
             "`for `, an item word, a word for external work"
         );
-        let wanted = |text: &str| d.wanted(&set.scan_tokens(text));
+        let wanted = |text: &str| d.wanted_in(&set.scan_tokens(text), text);
         assert!(wanted("for doc in docs:\n    await index(doc)\n"));
         // Loops over things that are not items, or with nothing external in them, do not need parsing for it.
         assert!(!wanted("for i in range(3):\n    await step(i)\n"));
         assert!(!wanted("for doc in docs:\n    total += len(doc)\n"));
         assert!(!wanted("x = [file]\n"));
+        // The item word must be on the `for` line itself (the check reads the target and the iterable).
+        assert!(!wanted("for i in range(3):\n    await upload(doc)\n"));
+        assert!(wanted(
+            "    async for (name, file) in items:\n        await store(file)\n"
+        ));
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Check for UnlockedStatusTransition {
             return;
         }
         for func in ctx.of_kind(root, "function_definition").iter() {
+            // Facts walk the whole body: only for functions that could commit at all.
+            let text = func.text();
+            if !(text.contains("commit") || text.contains("flush")) {
+                continue;
+            }
             let facts = FuncFacts::new(func);
             if facts.locks_rows() || facts.commits.is_empty() {
                 continue;
@@ -158,6 +163,11 @@ impl Check for UnlockedBalanceUpdate {
             return;
         }
         for func in ctx.of_kind(root, "function_definition").iter() {
+            // Facts walk the whole body: only for functions that could commit at all.
+            let text = func.text();
+            if !(text.contains("commit") || text.contains("flush")) {
+                continue;
+            }
             let facts = FuncFacts::new(func);
             if facts.locks_rows() || facts.commits.is_empty() {
                 continue;

@@ -506,6 +506,11 @@ impl Check for SessionOnInstance {
             .filter(|n| n.kind() == "function_definition")
             .filter(|f| function_name(f).as_deref() == Some("__init__"))
         {
+            // Only an `__init__` that names a session can open one (`opens_session`).
+            let text = func.text();
+            if !(text.contains("ession") || text.contains("get_db")) {
+                continue;
+            }
             let facts = FuncFacts::new(&func);
             for a in facts.nodes.iter().filter(|n| n.kind() == "assignment") {
                 let (Some(left), Some(right)) = (a.field("left"), a.field("right")) else {

@@ -431,6 +431,13 @@ impl Check for ItemLoopNoTry {
         &["for "]
     }
 
+    /// The item word is in the loop's target or iterable, on its `for` line (`is_item_loop`).
+    fn requires_regex(&self) -> Option<&'static str> {
+        Some(
+            r"(?m)^[ \t]*(async[ \t]+)?for[ \t][^\n]*(?i:file|url|doc|chunk|page|attachment|upload|link)",
+        )
+    }
+
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
         &[
             // An item word in the loop target or iterable (`ITEM_WORDS`, `PLURAL_ITEM_WORDS`), in any case.

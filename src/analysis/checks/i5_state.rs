@@ -1143,7 +1143,6 @@ impl Check for GlobalRebindOnRequestPath {
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let startup_names = startup_functions(root);
         // Cheap pre-check: a line that starts with `global ` (the token also matches comments and prose).
         if !root
             .text()
@@ -1152,6 +1151,7 @@ impl Check for GlobalRebindOnRequestPath {
         {
             return;
         }
+        let startup_names = startup_functions(root);
         for g in ctx.of_kind(root, "global_statement").iter() {
             if has_error(g) {
                 continue;

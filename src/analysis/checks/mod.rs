@@ -73,6 +73,11 @@ pub trait Check: Sync + Send {
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
         &[]
     }
+    /// A regular expression the file must match, checked after the tokens (a necessary condition of every
+    /// finding that tokens cannot express, such as "an item word in a `for` line").
+    fn requires_regex(&self) -> Option<&'static str> {
+        None
+    }
     /// Globs of other repository files whose contents the check reads (e.g. `**/.env.example`); the caller
     /// fetches only these.
     fn needs(&self) -> &'static [&'static str] {

@@ -226,12 +226,7 @@ impl Check for ModelChangeWithoutMigration {
         if ctx.kind != FileKind::Python || ctx.repo.has_alembic_tree() != Some(true) {
             return;
         }
-        let migrated = ctx
-            .repo
-            .changed
-            .iter()
-            .any(|p| ctx.repo.kind_of(p, None) == Some(FileKind::Alembic));
-        if migrated {
+        if ctx.repo.changes_a_migration() {
             return;
         }
         let touched = |n: &PyNode<'_>| {
