@@ -5,8 +5,13 @@
 # jobs stored in the database equal the 2xx acknowledged.
 #
 # Bounded: REQUESTS webhooks (default 20000) or MAX_SECONDS (default 60) per backend, whichever ends first.
-# Workers run as configured but GitHub is a closed local port, so audits fail fast and retry later: the point
-# is intake.
+# Workers run as configured but GitHub is a closed local port: each audit's GitHub client retries the
+# refused connection with backoff, then the job is retried later. The point is intake under the workers'
+# concurrent (light) database traffic: the summary counts the claims workers made during the run.
+#
+# The client is closed-loop (each connection waits for its answer before sending the next webhook), so the
+# latency at 32 connections includes queueing behind the other 31; run several CONNECTIONS values.
+# LOAD_LATENCY_LOG=FILE makes the client write each request's send time and latency.
 #
 #   bench/load.sh                      # both backends (BACKENDS="sqlite sqlite-normal postgres" adds
 #                                      # SQLite with synchronous=normal)
@@ -72,7 +77,7 @@ run_backend() {
   port=$(free_port)
   env -i PATH="$PATH" APP_ID=1 PRIVATE_KEY_PATH="$root/tests/fixtures/test-app-key.pem" \
     WEBHOOK_SECRET="$secret" GITHUB_API_URL="http://127.0.0.1:$closed_port" DATABASE_URL="$database_url" \
-    HOST=127.0.0.1 PORT="$port" LOG_LEVEL="$log_level" GITHUB_TIMEOUT_SECS=2 \
+    HOST=127.0.0.1 PORT="$port" LOG_LEVEL="$log_level" GITHUB_TIMEOUT_SECS=2 SHUTDOWN_GRACE_SECS=2 \
     "$bin" serve 2>"$work/serve-$backend.log" &
   serve_pid=$!
   for _ in $(seq 1 100); do
@@ -91,19 +96,21 @@ run_backend() {
   kill -TERM "$serve_pid"
   wait "$serve_pid" || true
   serve_pid=
-  local deliveries jobs
+  local deliveries jobs claims
   case $backend in
     sqlite | sqlite-normal)
-      read -r deliveries jobs < <(python3 - "$work/load.db" <<'PY'
+      read -r deliveries jobs claims < <(python3 - "$work/load.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-print(db.execute("select count(*) from deliveries").fetchone()[0], db.execute("select count(*) from jobs").fetchone()[0])
+print(db.execute("select count(*) from deliveries").fetchone()[0], db.execute("select count(*) from jobs").fetchone()[0],
+      db.execute("select coalesce(sum(attempts), 0) from jobs").fetchone()[0])
 PY
 )
       ;;
     postgres)
       deliveries=$(psql -qtA "${pg_admin%/*}/$pg_db" -c "select count(*) from deliveries")
       jobs=$(psql -qtA "${pg_admin%/*}/$pg_db" -c "select count(*) from jobs")
+      claims=$(psql -qtA "${pg_admin%/*}/$pg_db" -c "select coalesce(sum(attempts), 0) from jobs")
       psql -q "$pg_admin" -c "DROP DATABASE $pg_db WITH (FORCE)" >/dev/null
       ;;
   esac
@@ -120,7 +127,7 @@ PY
     verdict="MISMATCH (more stored than sent)"
   fi
   echo "$backend: $result (load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
-  echo "$backend: serve RSS idle ${rss_before} KiB, peak ${rss_peak} KiB, after ${rss_after} KiB; stored deliveries=$deliveries jobs=$jobs acknowledged=$acknowledged: $verdict"
+  echo "$backend: serve RSS idle ${rss_before} KiB, peak ${rss_peak} KiB, after ${rss_after} KiB; stored deliveries=$deliveries jobs=$jobs acknowledged=$acknowledged: $verdict; worker claims during the run: $claims"
   [ "$verdict" = ok ]
 }
 

@@ -6,7 +6,8 @@
 //! cargo run --release --example load_webhooks -- URL SECRET [REQUESTS] [CONNECTIONS] [MAX_SECONDS] [RUN_ID]
 //! ```
 //!
-//! Only loopback targets are accepted.
+//! Only loopback targets are accepted. `LOAD_LATENCY_LOG=FILE` also writes each request's send time and
+//! latency to FILE.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ struct Outcome {
     refused: u64,
     errors: u64,
     latencies: Vec<Duration>,
+    /// When each answered request was sent, beside `latencies`.
+    sent_at: Vec<Instant>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,8 +66,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
     let outcome = runtime.block_on(run(addr, bodies, connections, max_time))?;
     let elapsed = started.elapsed();
+    if let Ok(path) = std::env::var("LOAD_LATENCY_LOG") {
+        // One line per answered request: Unix time it was sent (s) and its latency (ms), to line slow
+        // requests up with the server's log.
+        let base = started_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut text = String::new();
+        for (at, latency) in outcome.sent_at.iter().zip(&outcome.latencies) {
+            let t = base + at.duration_since(started);
+            text.push_str(&format!(
+                "{:.6} {:.3}\n",
+                t.as_secs_f64(),
+                latency.as_secs_f64() * 1000.0
+            ));
+        }
+        std::fs::write(&path, text)?;
+    }
     let mut latencies = outcome.latencies;
     latencies.sort();
     let pct = |p: f64| -> f64 {
@@ -137,6 +158,7 @@ async fn run(
         total.refused += outcome.refused;
         total.errors += outcome.errors;
         total.latencies.extend(outcome.latencies);
+        total.sent_at.extend(outcome.sent_at);
     }
     Ok(total)
 }
@@ -175,6 +197,7 @@ async fn connection(
         match sent {
             Ok(Ok(status)) => {
                 outcome.latencies.push(started.elapsed());
+                outcome.sent_at.push(started);
                 if (200..300).contains(&status) {
                     outcome.acknowledged += 1;
                 } else {

@@ -24,7 +24,9 @@
 //! - **Bounded queue** ([`JobStore::enqueue_bounded`]): the job is always stored (a webhook is never lost).
 //!   Then, if more than `max_depth` jobs are queued, runnable audits whose head was superseded by a newer
 //!   audit of the same pull request are dropped (state `dropped`). Nothing else is dropped: if the queue is
-//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics).
+//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics). SQLite, past
+//!   1,000 queued jobs, looks for them beside its single writer and drops them in a later enqueue's commit
+//!   (reported there), so that a deep queue does not slow every webhook's commit.
 
 mod postgres;
 mod sqlite;
@@ -144,7 +146,8 @@ impl Enqueued {
 pub struct BoundedEnqueue {
     pub enqueued: Enqueued,
     /// Superseded audits dropped to make room (SQLite group-commits concurrent enqueues: the drops of one
-    /// batch are reported on its first bounded enqueue).
+    /// batch are reported on its first bounded enqueue; with a deep queue, on a later batch than the one
+    /// that found the queue over its depth).
     pub dropped: u64,
     /// More than `max_depth` jobs are still queued after dropping (the job is stored all the same).
     pub over_capacity: bool,
@@ -439,6 +442,11 @@ impl DepthGauge {
             }
             _ => BoundCheck::Count,
         }
+    }
+
+    /// The current over-estimate of queued jobs.
+    fn estimate(&self) -> u64 {
+        self.state.lock().map(|s| s.estimate).unwrap_or(u64::MAX)
     }
 
     /// Records a real count (after dropping) and whether it is over capacity.

@@ -11,7 +11,9 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::task::JoinSet;
 
+use super::sqlite::INLINE_BOUND_MAX_QUEUED;
 use super::*;
+use std::sync::atomic::Ordering;
 
 const LEASE: Duration = Duration::from_secs(60);
 /// Long enough that a loaded 2-core machine (four PostgreSQL claims in a row, other test binaries running)
@@ -1181,4 +1183,82 @@ async fn per_installation_cap_holds_across_claimers() {
         Ok(())
     })
     .await;
+}
+
+/// Past `INLINE_BOUND_MAX_QUEUED` queued jobs, SQLite looks for superseded audits on a read connection
+/// beside the writer instead of scanning the queue inside the commit every webhook waits for; what it finds
+/// is dropped (re-checked) in a later group commit and reported there. The superseded audit still goes,
+/// nothing else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_deep_queue_drops_superseded_beside_the_writer() {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    };
+    let path = dir.path().join("queue.db").display().to_string();
+    let outcome = async {
+        let store = Arc::new(SqliteStore::open(&path, &QueueOptions::default()).await?);
+        let s: Arc<dyn JobStore> = store.clone();
+        // A superseded audit, queued again: as in bounded_queue_drops_superseded_first.
+        let old = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        assert_eq!(
+            s.claim("slow", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            Some(old)
+        );
+        let newer = new_id(s.enqueue(audit("d2", 1, "bbb")).await?);
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        assert_eq!(must_claim(&s, "fast").await?.id, newer);
+        assert!(s.retry(old, "slow", "timeout", Utc::now()).await?);
+
+        // A deep queue of audits of other pull requests (none superseded).
+        let deep = INLINE_BOUND_MAX_QUEUED + 100;
+        let mut tasks = JoinSet::new();
+        for i in 0..deep {
+            let s = Arc::clone(&s);
+            tasks.spawn(async move {
+                let pr = i64::try_from(i).unwrap_or(0) + 1000;
+                s.enqueue(audit(&format!("deep{i}"), pr, "ccc")).await
+            });
+        }
+        for enqueued in tasks.join_all().await {
+            new_id(enqueued?);
+        }
+
+        // Over the bound: the first bounded enqueue starts the search and does not wait for it.
+        let max_depth = 10;
+        let first = s.enqueue_bounded(audit("b0", 10, "ddd"), max_depth).await?;
+        new_id(first.enqueued);
+        assert_eq!((first.dropped, first.over_capacity), (0, true));
+        assert_eq!(must_job(&s, old).await?.state, JobState::Queued);
+        assert_eq!(store.bound_stats().searches.load(Ordering::Relaxed), 1);
+
+        // A later bounded enqueue drops what the search found and reports it.
+        let mut dropped = 0;
+        let mut bounded = 1;
+        while dropped == 0 && bounded < 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let next = s
+                .enqueue_bounded(
+                    audit(&format!("b{bounded}"), 10 + bounded, "ddd"),
+                    max_depth,
+                )
+                .await?;
+            new_id(next.enqueued);
+            assert!(next.over_capacity);
+            dropped += next.dropped;
+            bounded += 1;
+        }
+        assert_eq!(dropped, 1, "the superseded audit is dropped, and only it");
+        assert_eq!(must_job(&s, old).await?.state, JobState::Dropped);
+        assert_eq!(must_job(&s, newer).await?.state, JobState::Running);
+        assert_eq!(store.bound_stats().dropped.load(Ordering::Relaxed), 1);
+        let expected = deep + u64::try_from(bounded).unwrap_or(0);
+        assert_eq!(s.depth().await?.queued, expected);
+        s.close().await;
+        Ok::<_, QueueError>(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        panic!("deep queue on SQLite: {e}");
+    }
 }
