@@ -16,7 +16,7 @@
 
 use super::o3_hardcoded_secrets::{
     KnownFormatSecret, NamedSecretLiteral, is_placeholder, known_format_secret, looks_generated,
-    secret_name,
+    secret_name, url_password,
 };
 use super::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
@@ -173,6 +173,16 @@ fn named_secret(name: &str, value: &str) -> bool {
     looks_generated(v, password)
 }
 
+/// A database or broker URL whose password is random-looking (not `postgres`, `changethis`, `${PASSWORD}`).
+fn url_with_secret(value: &str) -> bool {
+    url_password(value.trim()).is_some_and(|pw| {
+        !is_placeholder(&pw)
+            && !pw.starts_with('$')
+            && !pw.starts_with('<')
+            && looks_generated(&pw, true)
+    })
+}
+
 pub struct EnvExampleKnownSecret;
 
 impl Check for EnvExampleKnownSecret {
@@ -212,7 +222,20 @@ impl Check for EnvExampleNamedSecret {
     fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         for a in assignments(text) {
             // Known formats are reported by the critical detector.
-            if known_format_secret(&a.value).is_some() || !named_secret(&a.name, &a.value) {
+            if known_format_secret(&a.value).is_some() {
+                continue;
+            }
+            if url_with_secret(&a.value) {
+                out.push(CheckMatch {
+                    range: a.range,
+                    message: Some(format!(
+                        "`{}` in this example environment file is a URL with a real-looking password: it is public in the repository, and every deployment that copies the file uses it; put a placeholder in the URL (`user:changeme@`) or build the URL from a separate password setting",
+                        a.name
+                    )),
+                });
+                continue;
+            }
+            if !named_secret(&a.name, &a.value) {
                 continue;
             }
             out.push(CheckMatch {

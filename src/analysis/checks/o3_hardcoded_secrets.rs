@@ -441,6 +441,15 @@ impl Check for NamedSecretLiteral {
 
 pub struct CredentialsInUrl;
 
+/// The password of a database/broker URL with credentials (`postgresql://app:s3cr3t@db/app`), unless it is
+/// a well-known placeholder.
+pub(super) fn url_password(value: &str) -> Option<String> {
+    let c = url_re().captures(value)?;
+    let user = c.get(3).map_or("", |m| m.as_str());
+    let pw = c.get(4).map_or("", |m| m.as_str());
+    (!placeholder_password(user, pw)).then(|| pw.to_string())
+}
+
 fn url_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     re(
