@@ -810,6 +810,30 @@ mod tests {
     }
 
     #[test]
+    fn secret_literal_prefilter_follows_the_names_the_check_accepts() {
+        let set = match RuleSet::builtin() {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let Some(d) = set.detectors.iter().find(|d| d.id == "O3-hardcoded-secret") else {
+            panic!("no O3-hardcoded-secret detector");
+        };
+        let wanted = |text: &str| d.wanted_in(&set.scan_tokens(text), text);
+        for text in [
+            "Password = 'x'\n",
+            "OPENAI_API_KEY = 'x'\n",
+            "openaiApiKey = 'x'\n",
+            "client = Client(ApiKey='x')\n",
+            "signing_key = 'x'\n",
+            "auth_token = 'x'\n",
+        ] {
+            assert!(wanted(text), "{text}");
+        }
+        // `key` alone is no secret name (`secret_name` needs `api_key`, `private_key`, …).
+        assert!(!wanted("for key in sorted(d):\n    print(key)\n"));
+    }
+
+    #[test]
     fn test_paths_are_recognised() {
         assert!(is_test_path("tests/test_api.py"));
         assert!(is_test_path("app/tests/helpers.py"));

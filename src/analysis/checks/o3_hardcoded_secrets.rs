@@ -405,10 +405,39 @@ impl Check for NamedSecretLiteral {
         "named-secret-literal"
     }
 
+    /// The endings `secret_name` accepts, in the casings names are written in (`api_key`, `API_KEY`, `apiKey`,
+    /// `ApiKey`; first letters dropped so `Api`/`api`/`API` all match). A bare `key` is not one of them.
     fn tokens(&self) -> &'static [&'static str] {
         &[
-            "key", "KEY", "secret", "SECRET", "token", "TOKEN", "passw", "PASSW", "Key", "Secret",
-            "Token",
+            "ecret",
+            "ECRET",
+            "oken",
+            "OKEN",
+            "assw",
+            "ASSW",
+            "pi_key",
+            "PI_KEY",
+            "pikey",
+            "piKey",
+            "PIKEY",
+            "pi_Key",
+            "PIKey",
+            "PI_Key",
+            "rivate_key",
+            "RIVATE_KEY",
+            "rivatekey",
+            "rivateKey",
+            "RIVATEKEY",
+            "igning_key",
+            "IGNING_KEY",
+            "igningkey",
+            "igningKey",
+            "IGNINGKEY",
+            "ncryption_key",
+            "NCRYPTION_KEY",
+            "ncryptionkey",
+            "ncryptionKey",
+            "NCRYPTIONKEY",
         ]
     }
 
