@@ -324,26 +324,7 @@ impl Engine {
                     let started = self.clock();
                     check.run_fixing(&tree, ctx, &mut found);
                     self.record(started, |t, d| t.detector(i, d));
-                    let d = &self.rules.detectors[i];
-                    // A range must cut the text at characters (checks over rewritten text could miss).
-                    let on_chars = |r: &Range<usize>| {
-                        r.start <= r.end
-                            && text.is_char_boundary(r.start)
-                            && text.is_char_boundary(r.end)
-                    };
-                    found.retain(|(c, fix)| {
-                        on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
-                    });
-                    out.extend(found.into_iter().map(|(c, fix)| {
-                        RawMatch {
-                            detector: i,
-                            range: c.range,
-                            message: c.message.unwrap_or_else(|| d.message.clone()),
-                            fix: fix
-                                .filter(|f| f.range.end <= text.len())
-                                .map(|f| (f.range, f.replacement)),
-                        }
-                    }));
+                    self.check_matches(i, text, found, &mut out);
                 }
             }
         }
@@ -411,31 +392,45 @@ impl Engine {
     ) -> Vec<RawMatch> {
         let mut out = Vec::new();
         for &i in wanted {
-            let d = &self.rules.detectors[i];
-            let Matcher::Check(check) = &d.matcher else {
+            let Matcher::Check(check) = &self.rules.detectors[i].matcher else {
                 continue;
             };
             let mut found = Vec::new();
             let started = self.clock();
             check.run_text(text, ctx, &mut found);
             self.record(started, |t, d| t.detector(i, d));
-            out.extend(
-                found
-                    .into_iter()
-                    .filter(|c| {
-                        c.range.start <= c.range.end
-                            && text.is_char_boundary(c.range.start)
-                            && text.is_char_boundary(c.range.end)
-                    })
-                    .map(|c| RawMatch {
-                        detector: i,
-                        range: c.range,
-                        message: c.message.unwrap_or_else(|| d.message.clone()),
-                        fix: None,
-                    }),
-            );
+            let found = found.into_iter().map(|c| (c, None)).collect();
+            self.check_matches(i, text, found, &mut out);
         }
         out
+    }
+
+    /// A Rust check's matches as raw matches of detector `i`: its own message or the detector's, and only ranges
+    /// that cut the text at characters (checks over rewritten text could miss).
+    fn check_matches(
+        &self,
+        i: usize,
+        text: &str,
+        found: Vec<(CheckMatch, Option<CheckFix>)>,
+        out: &mut Vec<RawMatch>,
+    ) {
+        let d = &self.rules.detectors[i];
+        let on_chars = |r: &Range<usize>| {
+            r.start <= r.end && text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
+        };
+        out.extend(
+            found
+                .into_iter()
+                .filter(|(c, fix)| {
+                    on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
+                })
+                .map(|(c, fix)| RawMatch {
+                    detector: i,
+                    range: c.range,
+                    message: c.message.unwrap_or_else(|| d.message.clone()),
+                    fix: fix.map(|f| (f.range, f.replacement)),
+                }),
+        );
     }
 }
 

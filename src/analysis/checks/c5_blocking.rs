@@ -35,12 +35,7 @@ pub struct Imports {
 }
 
 impl Imports {
-    #[cfg(test)]
-    pub fn of(root: &PyNode<'_>) -> Self {
-        Self::from_nodes(root.dfs())
-    }
-
-    /// [`Imports::of`] from the file's node index.
+    /// The imports of the file whose root is `root` (read from the file's node index when there is one).
     pub fn of_file<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Self {
         let mut nodes: Vec<PyNode<'r>> = ctx.of_kind(root, "import_statement").to_vec();
         nodes.extend(ctx.of_kind(root, "import_from_statement").iter().cloned());
@@ -557,7 +552,7 @@ mod tests {
         let doc = Lang::Python.ast_grep(
             "import numpy as np\nimport os.path\nfrom time import sleep as nap\nfrom redis import asyncio as aioredis\n",
         );
-        let imports = Imports::of(&doc.root());
+        let imports = Imports::of_file(&FileContext::detached(), &doc.root());
         assert_eq!(imports.resolve("np.array"), "numpy.array");
         assert_eq!(imports.resolve("nap"), "time.sleep");
         assert_eq!(imports.resolve("os.path.join"), "os.path.join");

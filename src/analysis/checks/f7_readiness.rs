@@ -89,8 +89,6 @@ impl Check for FastApiNoReadinessAnywhere {
         NEEDS
     }
 
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
-
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
         if ctors.is_empty() || !routes_elsewhere(root) {

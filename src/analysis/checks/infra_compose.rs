@@ -122,9 +122,6 @@ impl Check for PublishedPort {
             self.published(root, ctx.repo, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        self.published(root, &RepoContext::default(), out);
-    }
 }
 
 impl PublishedPort {
@@ -384,7 +381,6 @@ impl Check for AppWithoutHealthcheck {
     fn needs(&self) -> &'static [&'static str] {
         DOCKERFILES
     }
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if dev_file(ctx.path) {
             return;
@@ -727,13 +723,30 @@ impl Check for LiteralSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::language::Lang;
+    use crate::analysis::language::{FileKind, Lang};
     use ast_grep_core::tree_sitter::LanguageExt;
 
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {
         let doc = Lang::Yaml.ast_grep(text);
         let mut out = Vec::new();
         check.run(&doc.root(), &mut out);
+        out.iter()
+            .map(|m| yaml_util::line_of(text, m.range.start))
+            .collect()
+    }
+
+    fn lines_in(check: &dyn Check, path: &str, text: &str) -> Vec<usize> {
+        let doc = Lang::Yaml.ast_grep(text);
+        let repo = RepoContext::default();
+        let ctx = FileContext {
+            path,
+            kind: FileKind::Compose,
+            repo: &repo,
+            lines: None,
+            nodes: None,
+        };
+        let mut out = Vec::new();
+        check.run_in(&doc.root(), &ctx, &mut out);
         out.iter()
             .map(|m| yaml_util::line_of(text, m.range.start))
             .collect()
@@ -781,7 +794,12 @@ mod tests {
     #[test]
     fn ports_of_backends_not_proxies() {
         let text = "services:\n  caddy:\n    image: caddy:2\n    ports: [\"80:80\"]\n  api:\n    image: a:1\n    ports:\n      - \"8000:8000\"\n  admin:\n    image: a:1\n    ports: [\"127.0.0.1:9000:9000\"]\n  db:\n    image: postgres:16\n    ports: [\"5432:5432\"]\n";
-        assert_eq!(lines_of(&PublishedPort, text), vec![7]);
+        // Published ports are judged in production files only.
+        assert_eq!(
+            lines_in(&PublishedPort, "deploy/docker-compose.prod.yml", text),
+            vec![7]
+        );
+        assert!(lines_in(&PublishedPort, "docker-compose.yml", text).is_empty());
     }
 
     #[test]

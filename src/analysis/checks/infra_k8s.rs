@@ -409,9 +409,6 @@ impl Check for ServiceExposed {
     fn tokens(&self) -> &'static [&'static str] {
         &["LoadBalancer", "NodePort"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        self.exposed(root, &RepoContext::default(), out);
-    }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         self.exposed(root, ctx.repo, out);
     }
@@ -441,9 +438,6 @@ impl Check for DatastoreExposed {
     }
     fn tokens(&self) -> &'static [&'static str] {
         &["LoadBalancer", "NodePort"]
-    }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        self.exposed(root, &RepoContext::default(), out);
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         self.exposed(root, ctx.repo, out);

@@ -362,8 +362,6 @@ impl Check for SettingNotInEnvExample {
         NEEDS
     }
 
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
-
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, false, out);
     }
@@ -383,8 +381,6 @@ impl Check for OptionalSettingNotInEnvExample {
     fn needs(&self) -> &'static [&'static str] {
         NEEDS
     }
-
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
 
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, true, out);

@@ -220,8 +220,6 @@ impl Check for ModelChangeWithoutMigration {
         &["**/versions/*.py", "**/alembic.ini"]
     }
 
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
-
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if ctx.kind != FileKind::Python || ctx.repo.has_alembic_tree() != Some(true) {
             return;
