@@ -303,6 +303,19 @@ impl<'a> FileContext<'a> {
             _ => Nodes::Owned(root.dfs().filter(|n| n.kind() == kind).collect()),
         }
     }
+
+    /// A per-file analysis of `root`'s tree shared by several detectors: computed once per file when `root` is
+    /// the indexed root, else computed for this call only.
+    pub fn memo<T: std::any::Any>(
+        &self,
+        root: &PyNode<'a>,
+        compute: impl FnOnce() -> T,
+    ) -> std::rc::Rc<T> {
+        match self.nodes {
+            Some(index) if index.is_of(root) => index.memo(compute),
+            _ => std::rc::Rc::new(compute()),
+        }
+    }
 }
 
 #[cfg(test)]

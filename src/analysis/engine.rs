@@ -193,8 +193,10 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(i, d)| {
+                // Cheapest first: token lookups, then the path globs, then the detector's regex.
                 only.is_none_or(|o| o == *i)
                     && self.enabled(d)
+                    && d.wanted(&seen)
                     && d.applies_to(path, kind)
                     && d.wanted_in(&seen, text)
             })

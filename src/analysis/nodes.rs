@@ -3,12 +3,18 @@
 //! whole tree again each.
 
 use super::checks::PyNode;
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::Deref;
+use std::rc::Rc;
 
-/// The nodes of one tree, in document (pre-)order, grouped by kind id.
+/// The nodes of one tree, in document (pre-)order, grouped by kind id; and the per-file analyses that several
+/// detectors share (see [`NodeIndex::memo`]).
 pub struct NodeIndex<'r> {
     root_id: usize,
     by_kind: Vec<Vec<PyNode<'r>>>,
+    memo: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
 }
 
 impl<'r> NodeIndex<'r> {
@@ -25,7 +31,25 @@ impl<'r> NodeIndex<'r> {
         NodeIndex {
             root_id: root.node_id(),
             by_kind,
+            memo: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The value of type `T` computed for this file: `compute` runs the first time a detector asks for a `T`,
+    /// later askers share its result. One type per analysis (a newtype where needed), so two analyses cannot
+    /// collide; `compute` may itself ask for other memoised values.
+    pub fn memo<T: Any>(&self, compute: impl FnOnce() -> T) -> Rc<T> {
+        let key = TypeId::of::<T>();
+        if let Some(hit) = self.memo.borrow().get(&key).cloned()
+            && let Ok(value) = hit.downcast::<T>()
+        {
+            return value;
+        }
+        let value = Rc::new(compute());
+        self.memo
+            .borrow_mut()
+            .insert(key, value.clone() as Rc<dyn Any>);
+        value
     }
 
     /// Is this the index of the tree whose root is `root`?
@@ -117,5 +141,27 @@ mod tests {
         assert!(index.of_kind("no_such_kind").is_empty());
         let other = Lang::Python.ast_grep("x = 1\n");
         assert!(!index.is_of(&other.root()));
+    }
+
+    #[test]
+    fn memo_computes_once_per_type() {
+        let doc = Lang::Python.ast_grep("x = 1\n");
+        let root = doc.root();
+        let index = NodeIndex::build(&root);
+        let runs = std::cell::Cell::new(0);
+        let first = index.memo(|| {
+            runs.set(runs.get() + 1);
+            vec![1u32, 2]
+        });
+        let second = index.memo(|| {
+            runs.set(runs.get() + 1);
+            vec![3u32]
+        });
+        assert_eq!(runs.get(), 1);
+        assert_eq!(*second, vec![1, 2]);
+        assert!(Rc::ptr_eq(&first, &second));
+        // Another type is another analysis; nested asks work.
+        let other = index.memo(|| index.memo(|| vec![9u32]).len() as u64 + 40);
+        assert_eq!(*other, 42);
     }
 }

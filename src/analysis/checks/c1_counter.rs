@@ -33,8 +33,8 @@ impl Check for CounterReadModifyWrite {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        run_kind(root, Kind::Loaded, out);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        run_kind(root, ctx, Kind::Loaded, out);
     }
 }
 
@@ -45,8 +45,8 @@ impl Check for QuotaCheckThenAct {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        run_kind(root, Kind::CheckThenAct, out);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        run_kind(root, ctx, Kind::CheckThenAct, out);
     }
 }
 
@@ -57,24 +57,39 @@ impl Check for CounterRmwLoadedElsewhere {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush", ".save("]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        run_kind(root, Kind::Elsewhere, out);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        run_kind(root, ctx, Kind::Elsewhere, out);
     }
 }
 
-fn run_kind(root: &PyNode<'_>, want: Kind, out: &mut Vec<CheckMatch>) {
+/// The file's counter writes, each with the detector it belongs to.
+struct CounterWrites(Vec<(Kind, CheckMatch)>);
+
+/// One analysis of the file serves all three C1 counter detectors; each keeps its own kind.
+fn run_kind<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>, want: Kind, out: &mut Vec<CheckMatch>) {
+    let all = ctx.memo(root, || CounterWrites(counter_writes(root, ctx)));
+    out.extend(
+        all.0
+            .iter()
+            .filter(|(kind, _)| *kind == want)
+            .map(|(_, m)| m.clone()),
+    );
+}
+
+fn counter_writes<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Kind, CheckMatch)> {
+    let mut out = Vec::new();
     let file_text = root.text();
     // An optimistic version column declared in this file makes stale writes fail instead of being lost.
     if file_text.contains("version_id_col") {
-        return;
+        return out;
     }
-    for func in root.dfs().filter(|n| n.kind() == "function_definition") {
+    for func in ctx.of_kind(root, "function_definition").iter() {
         // Facts walk the whole body: only for functions that could commit or save at all.
         let text = func.text();
         if !(text.contains("commit") || text.contains("flush") || text.contains(".save(")) {
             continue;
         }
-        let facts = FuncFacts::new(&func);
+        let facts = FuncFacts::new(func);
         if facts.locks_rows() || (facts.commits.is_empty() && !text.contains(".save(")) {
             continue;
         }
@@ -114,9 +129,6 @@ fn run_kind(root: &PyNode<'_>, want: Kind, out: &mut Vec<CheckMatch>) {
                 _ => continue,
             };
             seen.insert(w.var.clone());
-            if kind != want {
-                continue;
-            }
             let target = format!("{}.{}", w.var, w.attr);
             let message = match (kind, &source) {
                 (Kind::CheckThenAct, Source::Query(q)) => format!(
@@ -151,12 +163,16 @@ fn run_kind(root: &PyNode<'_>, want: Kind, out: &mut Vec<CheckMatch>) {
                 ),
                 _ => continue,
             };
-            out.push(CheckMatch {
-                range: node.range(),
-                message: Some(message),
-            });
+            out.push((
+                kind,
+                CheckMatch {
+                    range: node.range(),
+                    message: Some(message),
+                },
+            ));
         }
     }
+    out
 }
 
 pub struct CountThenInsert;

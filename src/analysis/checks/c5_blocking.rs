@@ -404,110 +404,124 @@ impl Check for BlockingHelper {
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        // Nothing to report without an `async def` to call a helper from.
-        if !ctx
-            .of_kind(root, "function_definition")
-            .iter()
-            .any(is_async_def)
-        {
-            return;
+        let all = ctx.memo(root, || HelperCalls(helper_calls(root, ctx)));
+        out.extend(
+            all.0
+                .iter()
+                .filter(|(level, _)| *level == self.level)
+                .map(|(_, m)| m.clone()),
+        );
+    }
+}
+
+/// The file's calls to blocking helpers from `async def`, at each helper's level (one analysis for both
+/// detectors).
+struct HelperCalls(Vec<(Level, CheckMatch)>);
+
+fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, CheckMatch)> {
+    let mut out = Vec::new();
+    // Nothing to report without an `async def` to call a helper from.
+    if !ctx
+        .of_kind(root, "function_definition")
+        .iter()
+        .any(is_async_def)
+    {
+        return out;
+    }
+    let imports = Imports::of_file(ctx, root);
+    let langchain = imports_langchain(&imports);
+    let drivers = DriverTracker::new(root, &imports);
+    // Module-level functions by name (a name defined twice, or also async, is ambiguous: skipped), and
+    // sync methods by (class node id, name).
+    let mut module_defs: HashMap<String, Vec<PyNode<'_>>> = HashMap::new();
+    let mut methods: HashMap<(usize, String), Vec<PyNode<'_>>> = HashMap::new();
+    for def in ctx.of_kind(root, "function_definition").iter().cloned() {
+        let Some(name) = function_name(&def) else {
+            continue;
+        };
+        match def_owner(&def) {
+            Owner::Module => module_defs.entry(name).or_default().push(def),
+            Owner::Class(id) => methods.entry((id, name)).or_default().push(def),
+            Owner::Function => {}
         }
-        let imports = Imports::of_file(ctx, root);
-        let langchain = imports_langchain(&imports);
-        let drivers = DriverTracker::new(root, &imports);
-        // Module-level functions by name (a name defined twice, or also async, is ambiguous: skipped), and
-        // sync methods by (class node id, name).
-        let mut module_defs: HashMap<String, Vec<PyNode<'_>>> = HashMap::new();
-        let mut methods: HashMap<(usize, String), Vec<PyNode<'_>>> = HashMap::new();
-        for def in ctx.of_kind(root, "function_definition").iter().cloned() {
-            let Some(name) = function_name(&def) else {
+    }
+    let pick = |defs: &Vec<PyNode<'_>>| -> Option<Helper> {
+        if defs.len() != 1 || is_async_def(&defs[0]) || cached_or_special(&defs[0]) {
+            return None;
+        }
+        // Calling a generator runs none of its body; `StreamingResponse(gen())` iterates it in a thread.
+        // A `@contextmanager` runs up to its `yield` on entering `with`, so it still counts.
+        if own_nodes(&defs[0]).iter().any(|n| n.kind() == "yield") && !is_context_manager(&defs[0])
+        {
+            return None;
+        }
+        helper_blocking(&defs[0], &imports, langchain, &drivers)
+    };
+    let module_helpers: HashMap<&str, Helper> = module_defs
+        .iter()
+        .filter(|(name, _)| !imports.binds(name))
+        .filter_map(|(name, defs)| pick(defs).map(|h| (name.as_str(), h)))
+        .collect();
+    let method_helpers: HashMap<(usize, String), Helper> = methods
+        .iter()
+        .filter_map(|((id, name), defs)| pick(defs).map(|h| ((*id, name.clone()), h)))
+        .collect();
+    if module_helpers.is_empty() && method_helpers.is_empty() {
+        return out;
+    }
+    for func in ctx
+        .of_kind(root, "function_definition")
+        .iter()
+        .filter(|n| is_async_def(n))
+    {
+        if is_startup_function(func) {
+            continue;
+        }
+        let locals = local_names(func);
+        let class_id = match def_owner(func) {
+            Owner::Class(id) => Some(id),
+            _ => None,
+        };
+        for call in own_nodes(func).into_iter().filter(|n| n.kind() == "call") {
+            if is_awaited(&call) || !well_formed(&call) {
+                continue;
+            }
+            let Some(f) = call.field("function") else {
                 continue;
             };
-            match def_owner(&def) {
-                Owner::Module => module_defs.entry(name).or_default().push(def),
-                Owner::Class(id) => methods.entry((id, name)).or_default().push(def),
-                Owner::Function => {}
-            }
-        }
-        let pick = |defs: &Vec<PyNode<'_>>| -> Option<Helper> {
-            if defs.len() != 1 || is_async_def(&defs[0]) || cached_or_special(&defs[0]) {
-                return None;
-            }
-            // Calling a generator runs none of its body; `StreamingResponse(gen())` iterates it in a thread.
-            // A `@contextmanager` runs up to its `yield` on entering `with`, so it still counts.
-            if own_nodes(&defs[0]).iter().any(|n| n.kind() == "yield")
-                && !is_context_manager(&defs[0])
-            {
-                return None;
-            }
-            helper_blocking(&defs[0], &imports, langchain, &drivers)
-        };
-        let module_helpers: HashMap<&str, Helper> = module_defs
-            .iter()
-            .filter(|(name, _)| !imports.binds(name))
-            .filter_map(|(name, defs)| pick(defs).map(|h| (name.as_str(), h)))
-            .collect();
-        let method_helpers: HashMap<(usize, String), Helper> = methods
-            .iter()
-            .filter_map(|((id, name), defs)| pick(defs).map(|h| ((*id, name.clone()), h)))
-            .collect();
-        if module_helpers.is_empty() && method_helpers.is_empty() {
-            return;
-        }
-        for func in ctx
-            .of_kind(root, "function_definition")
-            .iter()
-            .filter(|n| is_async_def(n))
-        {
-            if is_startup_function(func) {
-                continue;
-            }
-            let locals = local_names(func);
-            let class_id = match def_owner(func) {
-                Owner::Class(id) => Some(id),
+            let helper = match f.kind().as_ref() {
+                "identifier" => {
+                    let name = f.text();
+                    if locals.contains(name.as_ref()) {
+                        continue;
+                    }
+                    module_helpers.get(name.as_ref())
+                }
+                "attribute" => {
+                    let (Some(obj), Some(attr), Some(cid)) =
+                        (f.field("object"), f.field("attribute"), class_id)
+                    else {
+                        continue;
+                    };
+                    if !matches!(obj.text().as_ref(), "self" | "cls") {
+                        continue;
+                    }
+                    method_helpers.get(&(cid, attr.text().to_string()))
+                }
                 _ => None,
             };
-            for call in own_nodes(func).into_iter().filter(|n| n.kind() == "call") {
-                if is_awaited(&call) || !well_formed(&call) {
-                    continue;
-                }
-                let Some(f) = call.field("function") else {
-                    continue;
-                };
-                let helper = match f.kind().as_ref() {
-                    "identifier" => {
-                        let name = f.text();
-                        if locals.contains(name.as_ref()) {
-                            continue;
-                        }
-                        module_helpers.get(name.as_ref())
-                    }
-                    "attribute" => {
-                        let (Some(obj), Some(attr), Some(cid)) =
-                            (f.field("object"), f.field("attribute"), class_id)
-                        else {
-                            continue;
-                        };
-                        if !matches!(obj.text().as_ref(), "self" | "cls") {
-                            continue;
-                        }
-                        method_helpers.get(&(cid, attr.text().to_string()))
-                    }
-                    _ => None,
-                };
-                let Some(h) = helper else { continue };
-                // `self.invoke(...)` in a LangChain file is already C5-sync-llm-call's finding.
-                if langchain && (f.text().ends_with(".invoke") || f.text().ends_with(".batch")) {
-                    continue;
-                }
-                if h.blocking.level != self.level {
-                    continue;
-                }
-                let what = match h.blocking.level {
-                    Level::High => "makes a blocking call",
-                    Level::Medium => "does blocking file or CPU-heavy work",
-                };
-                out.push(CheckMatch {
+            let Some(h) = helper else { continue };
+            // `self.invoke(...)` in a LangChain file is already C5-sync-llm-call's finding.
+            if langchain && (f.text().ends_with(".invoke") || f.text().ends_with(".batch")) {
+                continue;
+            }
+            let what = match h.blocking.level {
+                Level::High => "makes a blocking call",
+                Level::Medium => "does blocking file or CPU-heavy work",
+            };
+            out.push((
+                h.blocking.level,
+                CheckMatch {
                     range: call.range(),
                     message: Some(format!(
                         "`{}(…)` is a synchronous function of this file that {what} (`{}(…)`, line {}): called from `async def` it blocks the event loop; use `await asyncio.to_thread({}, …)`",
@@ -516,10 +530,11 @@ impl Check for BlockingHelper {
                         h.line,
                         f.text()
                     )),
-                });
-            }
+                },
+            ));
         }
     }
+    out
 }
 
 /// Where a `def` is defined.

@@ -480,33 +480,13 @@ impl Check for TenantLoopWithoutIsolation {
             {
                 continue;
             }
-            let dbg = std::env::var("ISO_DEBUG").is_ok();
-            let line = lp.start_pos().line() + 1;
             if !(is_job_function(func) || iterates_all_tenants(func, &right)) {
-                if dbg {
-                    eprintln!(
-                        "I3DBG notjob {line} {}",
-                        lp.text().lines().next().unwrap_or("")
-                    );
-                }
                 continue;
             }
             if has_isolation(&body) {
-                if dbg {
-                    eprintln!(
-                        "I3DBG isolated {line} {}",
-                        lp.text().lines().next().unwrap_or("")
-                    );
-                }
                 continue;
             }
             let Some(work) = tenant_work(root, &body, &left.text()) else {
-                if dbg {
-                    eprintln!(
-                        "I3DBG nowork {line} {}",
-                        lp.text().lines().next().unwrap_or("")
-                    );
-                }
                 continue;
             };
             let header = lp.range().start..right.range().end;

@@ -702,8 +702,16 @@ fn classify<'r>(id: &PyNode<'r>) -> Option<(Op, PyNode<'r>, Option<String>)> {
     }
 }
 
-/// Find every module-level collection and classify its uses inside functions.
-pub(super) fn analyze_collections<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Collection> {
+/// Find every module-level collection and classify its uses inside functions (once per file: I5 and I6 both
+/// read it).
+pub(super) fn analyze_collections<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+) -> std::rc::Rc<Vec<Collection>> {
+    ctx.memo(root, || collections_of(ctx, root))
+}
+
+fn collections_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Collection> {
     let defs = module_collection_defs(root);
     if defs.is_empty() {
         return Vec::new();
@@ -722,7 +730,8 @@ pub(super) fn analyze_collections<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) 
             uses: Vec::new(),
         })
         .collect();
-    let startup_names = startup_functions(root);
+    // Which functions run once per process needs a walk of the whole file: only when a name is used in one.
+    let startup_names: std::cell::OnceCell<HashSet<String>> = std::cell::OnceCell::new();
     let mut infos: HashMap<(usize, usize), FuncInfo> = HashMap::new();
     for id in ctx.of_kind(root, "identifier").iter() {
         let text = id.text();
@@ -740,9 +749,9 @@ pub(super) fn analyze_collections<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) 
         let mut request_path = false;
         for (depth, f) in funcs.iter().enumerate() {
             let key = (f.range().start, f.range().end);
-            let info = infos
-                .entry(key)
-                .or_insert_with(|| func_info(f, &startup_names));
+            let info = infos.entry(key).or_insert_with(|| {
+                func_info(f, startup_names.get_or_init(|| startup_functions(root)))
+            });
             if info.locals.contains(text.as_ref()) && !info.globals.contains(text.as_ref()) {
                 shadowed = true;
                 break;
@@ -964,12 +973,11 @@ impl Check for ModuleMutableState {
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        for c in analyze_collections(ctx, root) {
-            if super::i6_growth::grows_without_bound(&c).is_some() {
+        for c in analyze_collections(ctx, root).iter() {
+            if super::i6_growth::grows_without_bound(c).is_some() {
                 continue; // I6 reports it, with the memory angle.
             }
-            let dbg = std::env::var("ISO_DEBUG").is_ok();
-            if is_resource_cache_name(&c.name) && !dbg {
+            if is_resource_cache_name(&c.name) {
                 continue;
             }
             let changes: Vec<&Use> = c
@@ -978,7 +986,7 @@ impl Check for ModuleMutableState {
                 .filter(|u| matches!(u.op, Op::Grow | Op::Mutate | Op::Shrink) && !u.startup)
                 .collect();
             // Only state changed on the request path (an `async def` or a route handler) is clearly per-request.
-            if !changes.iter().any(|u| u.request_path) && !dbg {
+            if !changes.iter().any(|u| u.request_path) {
                 continue;
             }
             let mut seen_funcs: HashSet<(usize, usize)> = HashSet::new();

@@ -82,15 +82,15 @@ impl Check for UnboundedModuleCollection {
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        for c in analyze_collections(ctx, root) {
-            if grows_without_bound(&c).is_none() {
+        for c in analyze_collections(ctx, root).iter() {
+            if grows_without_bound(c).is_none() {
                 continue;
             }
             let mut seen_funcs: HashSet<(usize, usize)> = HashSet::new();
             for u in c
                 .uses
                 .iter()
-                .filter(|u| !u.startup && is_growth(&c, u) && unbounded_key(&c, u))
+                .filter(|u| !u.startup && is_growth(c, u) && unbounded_key(c, u))
             {
                 let fkey = u.func.as_ref().map_or((0, 0), |r| (r.start, r.end));
                 if !seen_funcs.insert(fkey) {
