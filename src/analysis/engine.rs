@@ -347,6 +347,12 @@ impl Engine {
                 let Matcher::Pattern(config) = &d.matcher else {
                     continue;
                 };
+                if let Some(tokens) = &d.node_tokens
+                    && let Some(own) = text.get(node.range())
+                    && !tokens.iter().any(|t| own.contains(t.as_str()))
+                {
+                    continue;
+                }
                 let started = self.clock();
                 let matched = config.matcher.match_node(node.clone());
                 self.record(started, |t, d| t.detector(i, d));

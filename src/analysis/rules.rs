@@ -174,6 +174,9 @@ pub struct Detector {
     pub requires: Vec<Vec<usize>>,
     /// A regular expression the file must also match (see [`checks::Check::requires_regex`]).
     pub requires_regex: Option<regex::Regex>,
+    /// For ast-grep rules: literal tokens of which every node the rule matches holds one in its own text
+    /// (from its pattern or `has`), so a candidate node without any is skipped before the matcher runs.
+    pub node_tokens: Option<Vec<String>>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -386,6 +389,7 @@ impl RuleSet {
         rule_severity: Severity,
     ) -> Result<Detector, String> {
         let mut extra_groups: Vec<Vec<String>> = Vec::new();
+        let mut node_tokens_of_rule: Option<Vec<String>> = None;
         let mut requires_regex: Option<regex::Regex> = None;
         let (matcher, derived) = match (&d.check, &d.rule) {
             (Some(_), Some(_)) => {
@@ -444,6 +448,7 @@ impl RuleSet {
                     serde_json::from_value(serde_json::Value::Object(obj))
                         .map_err(|e| format!("invalid ast-grep rule: {e}"))?;
                 let derived = required_tokens(rule_value);
+                node_tokens_of_rule = node_tokens(rule_value);
                 let config = RuleConfig::try_from(ser, &GlobalRules::default())
                     .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))?;
                 (Matcher::Pattern(Box::new(config)), derived)
@@ -527,6 +532,7 @@ impl RuleSet {
             fix_if_file_contains: d.fix_if_file_contains,
             requires,
             requires_regex,
+            node_tokens: node_tokens_of_rule,
             invalid,
             valid,
         })
@@ -672,6 +678,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// that can be told from the rule: patterns give their longest identifier, `has`/`inside`/`all` add conditions,
 /// `any` unions its branches. `kind`, `regex`, `matches` and `not` tell nothing.
 fn required_tokens(rule: &serde_json::Value) -> Option<Vec<String>> {
+    tokens_of(rule, true)
+}
+
+/// Tokens of which a matched node's own text must hold one: like [`required_tokens`], but only from what
+/// lies inside the node (its pattern, `has`), never from `inside` (an ancestor's text).
+fn node_tokens(rule: &serde_json::Value) -> Option<Vec<String>> {
+    tokens_of(rule, false)
+}
+
+fn tokens_of(rule: &serde_json::Value, with_inside: bool) -> Option<Vec<String>> {
     let obj = rule.as_object()?;
     let mut candidates: Vec<Vec<String>> = Vec::new();
     if let Some(p) = obj.get("pattern").and_then(|p| p.as_str())
@@ -679,19 +695,24 @@ fn required_tokens(rule: &serde_json::Value) -> Option<Vec<String>> {
     {
         candidates.push(vec![t]);
     }
-    for key in ["has", "inside"] {
-        if let Some(t) = obj.get(key).and_then(required_tokens) {
+    let keys: &[&str] = if with_inside {
+        &["has", "inside"]
+    } else {
+        &["has"]
+    };
+    for key in keys {
+        if let Some(t) = obj.get(*key).and_then(|r| tokens_of(r, with_inside)) {
             candidates.push(t);
         }
     }
     if let Some(all) = obj.get("all").and_then(|a| a.as_array()) {
-        candidates.extend(all.iter().filter_map(required_tokens));
+        candidates.extend(all.iter().filter_map(|r| tokens_of(r, with_inside)));
     }
     if let Some(any) = obj.get("any").and_then(|a| a.as_array()) {
         let mut union = Vec::new();
         let mut ok = !any.is_empty();
         for r in any {
-            match required_tokens(r) {
+            match tokens_of(r, with_inside) {
                 Some(t) => union.extend(t),
                 None => ok = false,
             }
@@ -780,6 +801,36 @@ mod tests {
             Some("print")
         );
         assert_eq!(pattern_token("$A($B)"), None);
+    }
+
+    #[test]
+    fn node_tokens_come_only_from_inside_the_node() {
+        let rule: serde_json::Value = serde_json::json!({
+            "all": [
+                {"pattern": "print($$$A)"},
+                {"not": {"inside": {"pattern": "if __name__ == '__main__': $$$B"}}}
+            ]
+        });
+        assert_eq!(node_tokens(&rule), Some(vec!["print".to_string()]));
+        // An ancestor's token tells whether the file is worth parsing, not whether a node can match.
+        let inside_only =
+            serde_json::json!({"kind": "call", "inside": {"pattern": "async def $F($$$P): $$$B"}});
+        assert_eq!(node_tokens(&inside_only), None);
+        assert!(required_tokens(&inside_only).is_some());
+        let has = serde_json::json!({"kind": "call", "has": {"pattern": "timeout=None"}});
+        assert_eq!(node_tokens(&has), Some(vec!["timeout".to_string()]));
+    }
+
+    #[test]
+    fn builtin_pattern_rules_know_their_node_tokens() {
+        let set = match RuleSet::builtin() {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let Some(d) = set.detectors.iter().find(|d| d.id == "O1-print") else {
+            panic!("no O1-print detector");
+        };
+        assert_eq!(d.node_tokens.as_deref(), Some(&["print".to_string()][..]));
     }
 
     #[test]
