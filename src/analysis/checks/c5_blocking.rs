@@ -8,7 +8,9 @@
 use super::c5_sync_driver::DriverTracker;
 use super::{Check, CheckMatch, PyNode, function_name, is_async_def};
 use crate::analysis::context::FileContext;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 /// How bad a blocking call is on the event loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +97,16 @@ impl Imports {
             (Some(full), None) => full.clone(),
             (None, _) => text.to_string(),
         }
+    }
+
+    /// The local names bound to something `wanted` accepts (`from asyncio import gather as g` binds `g` to
+    /// `asyncio.gather`).
+    pub fn names_bound_to(&self, wanted: impl Fn(&str) -> bool) -> Vec<&str> {
+        self.map
+            .iter()
+            .filter(|(_, target)| wanted(target))
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 
     /// Is a local name bound by an import?
@@ -430,7 +442,8 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
     }
     let imports = Imports::of_file(ctx, root);
     let langchain = imports_langchain(&imports);
-    let drivers = DriverTracker::new(root, &imports);
+    // Built on first use: most files' async functions call no helper of their own.
+    let drivers: OnceCell<DriverTracker> = OnceCell::new();
     // Module-level functions by name (a name defined twice, or also async, is ambiguous: skipped), and
     // sync methods by (class node id, name).
     let mut module_defs: HashMap<String, Vec<PyNode<'_>>> = HashMap::new();
@@ -445,7 +458,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
             Owner::Function => {}
         }
     }
-    let pick = |defs: &Vec<PyNode<'_>>| -> Option<Helper> {
+    let pick = |defs: &Vec<PyNode<'_>>| -> Option<Rc<Helper>> {
         if defs.len() != 1 || is_async_def(&defs[0]) || cached_or_special(&defs[0]) {
             return None;
         }
@@ -455,18 +468,33 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
         {
             return None;
         }
-        helper_blocking(&defs[0], &imports, langchain, &drivers)
+        let drivers = drivers.get_or_init(|| DriverTracker::new(root, &imports));
+        helper_blocking(&defs[0], &imports, langchain, drivers).map(Rc::new)
     };
-    let module_helpers: HashMap<&str, Helper> = module_defs
-        .iter()
-        .filter(|(name, _)| !imports.binds(name))
-        .filter_map(|(name, defs)| pick(defs).map(|h| (name.as_str(), h)))
-        .collect();
-    let method_helpers: HashMap<(usize, String), Helper> = methods
-        .iter()
-        .filter_map(|((id, name), defs)| pick(defs).map(|h| ((*id, name.clone()), h)))
-        .collect();
-    if module_helpers.is_empty() && method_helpers.is_empty() {
+    // Whether a def is a blocking helper is worked out when an async function first calls it.
+    let mut module_helpers: HashMap<String, Option<Rc<Helper>>> = HashMap::new();
+    let mut module_helper = |name: &str| -> Option<Rc<Helper>> {
+        if let Some(known) = module_helpers.get(name) {
+            return known.clone();
+        }
+        let found = if imports.binds(name) {
+            None
+        } else {
+            module_defs.get(name).and_then(&pick)
+        };
+        module_helpers.insert(name.to_string(), found.clone());
+        found
+    };
+    let mut method_helpers: HashMap<(usize, String), Option<Rc<Helper>>> = HashMap::new();
+    let mut method_helper = |key: (usize, String)| -> Option<Rc<Helper>> {
+        if let Some(known) = method_helpers.get(&key) {
+            return known.clone();
+        }
+        let found = methods.get(&key).and_then(&pick);
+        method_helpers.insert(key, found.clone());
+        found
+    };
+    if module_defs.is_empty() && methods.is_empty() {
         return out;
     }
     for func in ctx
@@ -495,7 +523,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
                     if locals.contains(name.as_ref()) {
                         continue;
                     }
-                    module_helpers.get(name.as_ref())
+                    module_helper(name.as_ref())
                 }
                 "attribute" => {
                     let (Some(obj), Some(attr), Some(cid)) =
@@ -506,7 +534,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
                     if !matches!(obj.text().as_ref(), "self" | "cls") {
                         continue;
                     }
-                    method_helpers.get(&(cid, attr.text().to_string()))
+                    method_helper((cid, attr.text().to_string()))
                 }
                 _ => None,
             };

@@ -52,15 +52,22 @@ fn text_tokens(text: &str) -> impl Iterator<Item = &str> {
 
 /// Names of functions in the file that run at application startup: lifespan functions, startup event
 /// handlers, and the functions of this file they call (transitively).
-pub(super) fn startup_function_names(root: &PyNode<'_>) -> Vec<String> {
+pub(super) fn startup_function_names<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+) -> std::rc::Rc<StartupNames> {
+    ctx.memo(root, || StartupNames(startup_names_of(ctx, root)))
+}
+
+/// The file's startup function names (one analysis for both C8 checks).
+pub(super) struct StartupNames(pub Vec<String>);
+
+fn startup_names_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    let defs: Vec<PyNode<'_>> = root
-        .dfs()
-        .filter(|n| n.kind() == "function_definition")
-        .collect();
-    for call in root.dfs().filter(|n| n.kind() == "call") {
+    let defs = ctx.of_kind(root, "function_definition");
+    for call in ctx.of_kind(root, "call").iter() {
         for kw in ["lifespan", "on_startup"] {
-            if let Some(v) = keyword_arg(&call, kw) {
+            if let Some(v) = keyword_arg(call, kw) {
                 names.extend(
                     v.dfs()
                         .filter(|n| n.kind() == "identifier")
@@ -69,7 +76,7 @@ pub(super) fn startup_function_names(root: &PyNode<'_>) -> Vec<String> {
             }
         }
         // app.add_event_handler("startup", handler)
-        if callee(&call).is_some_and(|f| f.ends_with("add_event_handler"))
+        if callee(call).is_some_and(|f| f.ends_with("add_event_handler"))
             && let Some(args) = call.field("arguments")
         {
             let pos: Vec<PyNode<'_>> = args.children().filter(|a| a.is_named()).collect();
@@ -182,7 +189,8 @@ impl Check for InProcessScheduler {
         if lock_in_sight(&text) || text.contains("BlockingScheduler") {
             return;
         }
-        let startup = startup_function_names(root);
+        let startup_names = startup_function_names(ctx, root);
+        let startup = &startup_names.0;
         let vars = scheduler_variables(root);
         let app_module = text.contains("FastAPI(") || text.contains("Starlette(");
         for call in ctx.of_kind(root, "call").iter() {
@@ -201,7 +209,7 @@ impl Check for InProcessScheduler {
             if !is_scheduler {
                 continue;
             }
-            let where_ = if in_startup(call, &startup) {
+            let where_ = if in_startup(call, startup) {
                 "at application startup"
             } else if is_module_level(call) && app_module {
                 "when the app module is imported"
@@ -378,7 +386,8 @@ impl Check for StartupLoopTask {
         if lock_in_sight(&root.text()) {
             return;
         }
-        let startup = startup_function_names(root);
+        let startup_names = startup_function_names(ctx, root);
+        let startup = &startup_names.0;
         if startup.is_empty() {
             return;
         }
@@ -392,7 +401,7 @@ impl Check for StartupLoopTask {
             if !matches!(last, "create_task" | "ensure_future" | "start_soon") {
                 continue;
             }
-            if !in_startup(call, &startup) {
+            if !in_startup(call, startup) {
                 continue;
             }
             let Some(arg) = call

@@ -479,36 +479,46 @@ struct FuncInfo {
     request_path: bool,
 }
 
-/// Functions that run once per process: registration decorators and import-time helpers.
-fn startup_functions(root: &PyNode<'_>) -> HashSet<String> {
+/// The names of the file's functions that run once per process.
+struct StartupFunctions(HashSet<String>);
+
+/// Functions that run once per process: registration decorators and import-time helpers (once per file).
+fn startup_functions<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+) -> std::rc::Rc<StartupFunctions> {
+    ctx.memo(root, || StartupFunctions(startup_functions_of(ctx, root)))
+}
+
+fn startup_functions_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> HashSet<String> {
     let mut names: HashSet<String> = HashSet::new();
-    // One walk: decorators used anywhere in this file (`@name` / `@name(...)`), and calls made at import time
-    // (outside any `def`, `lambda` or class body, and outside `if __name__ == "__main__":`).
-    let mut stack: Vec<(PyNode<'_>, bool)> = root.children().map(|c| (c, true)).collect();
-    while let Some((n, top)) = stack.pop() {
+    // Decorators used anywhere in this file (`@name` / `@name(...)`).
+    for d in ctx.of_kind(root, "decorator").iter() {
+        let name = decorator_name(d);
+        names.insert(name.rsplit('.').next().unwrap_or(&name).to_string());
+    }
+    // Calls made at import time: outside any `def`, `lambda` or class body, and outside
+    // `if __name__ == "__main__":`.
+    let mut stack: Vec<PyNode<'_>> = root.children().collect();
+    while let Some(n) = stack.pop() {
         let kind = n.kind();
-        match kind.as_ref() {
-            "decorator" => {
-                let name = decorator_name(&n);
-                names.insert(name.rsplit('.').next().unwrap_or(&name).to_string());
-            }
-            "call" if top => {
-                if let Some(f) = callee(&n) {
-                    names.insert(f.rsplit('.').next().unwrap_or(&f).to_string());
-                }
-            }
-            _ => {}
+        if kind == "call"
+            && let Some(f) = callee(&n)
+        {
+            names.insert(f.rsplit('.').next().unwrap_or(&f).to_string());
         }
         let main_guard = kind == "if_statement"
             && n.field("condition")
                 .is_some_and(|c| c.text().contains("__main__"));
-        let still_top = top
-            && !main_guard
-            && !matches!(
+        if main_guard
+            || matches!(
                 kind.as_ref(),
                 "function_definition" | "lambda" | "class_definition"
-            );
-        stack.extend(n.children().map(|c| (c, still_top)));
+            )
+        {
+            continue;
+        }
+        stack.extend(n.children());
     }
     names
 }
@@ -731,7 +741,8 @@ fn collections_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Collectio
         })
         .collect();
     // Which functions run once per process needs a walk of the whole file: only when a name is used in one.
-    let startup_names: std::cell::OnceCell<HashSet<String>> = std::cell::OnceCell::new();
+    let startup_names: std::cell::OnceCell<std::rc::Rc<StartupFunctions>> =
+        std::cell::OnceCell::new();
     let mut infos: HashMap<(usize, usize), FuncInfo> = HashMap::new();
     for id in ctx.of_kind(root, "identifier").iter() {
         let text = id.text();
@@ -750,7 +761,10 @@ fn collections_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Collectio
         for (depth, f) in funcs.iter().enumerate() {
             let key = (f.range().start, f.range().end);
             let info = infos.entry(key).or_insert_with(|| {
-                func_info(f, startup_names.get_or_init(|| startup_functions(root)))
+                func_info(
+                    f,
+                    &startup_names.get_or_init(|| startup_functions(ctx, root)).0,
+                )
             });
             if info.locals.contains(text.as_ref()) && !info.globals.contains(text.as_ref()) {
                 shadowed = true;
@@ -1159,7 +1173,8 @@ impl Check for GlobalRebindOnRequestPath {
         {
             return;
         }
-        let startup_names = startup_functions(root);
+        let startup_names = startup_functions(ctx, root);
+        let startup_names = &startup_names.0;
         for g in ctx.of_kind(root, "global_statement").iter() {
             if has_error(g) {
                 continue;
@@ -1171,7 +1186,7 @@ impl Check for GlobalRebindOnRequestPath {
                 continue;
             }
             let fname = function_name(&func).unwrap_or_default();
-            let info = func_info(&func, &startup_names);
+            let info = func_info(&func, startup_names);
             if info.startup {
                 continue;
             }
@@ -1433,8 +1448,9 @@ impl Check for EnvironMutationOnRequestPath {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let startup_names = startup_functions(root);
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let startup_names = startup_functions(ctx, root);
+        let startup_names = &startup_names.0;
         // A bare `environ` is the process environment only when imported from `os`.
         let bare_ok = root.text().contains("from os import");
         for n in root.dfs() {
@@ -1450,7 +1466,7 @@ impl Check for EnvironMutationOnRequestPath {
             if has_error(&n) {
                 continue;
             }
-            let Some((fname, why)) = environ_context(&n, &startup_names) else {
+            let Some((fname, why)) = environ_context(&n, startup_names) else {
                 continue;
             };
             out.push(CheckMatch {
