@@ -341,6 +341,7 @@ impl Engine {
                 let nodes = u16::try_from(k).map_or(&[][..], |k| index.of_kind_id(k));
                 nodes.iter().map(move |n| (n, candidates))
             });
+        let mut gates: HashMap<usize, bool> = HashMap::new();
         for (node, candidates) in dispatch {
             for &i in candidates {
                 let d = &self.rules.detectors[i];
@@ -359,6 +360,18 @@ impl Engine {
                 let Some(nm) = matched else {
                     continue;
                 };
+                // The rule's conditions on the whole file: once per file, when a node first matches the rest.
+                if !d.file_gates.is_empty() {
+                    let passes = *gates.entry(i).or_insert_with(|| {
+                        let started = self.clock();
+                        let passes = d.file_gates.iter().all(|g| g.passes(&tree));
+                        self.record(started, |t, d| t.detector(i, d));
+                        passes
+                    });
+                    if !passes {
+                        continue;
+                    }
+                }
                 // Code the parser could not make sense of yields no findings: precision first.
                 if nm.get_node().get_inner_node().has_error() {
                     continue;

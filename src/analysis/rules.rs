@@ -146,6 +146,20 @@ fn default_lang() -> Lang {
     Lang::Python
 }
 
+/// A condition on the whole file split off an ast-grep rule: the module must (or must not) match `rule`.
+pub struct FileGate {
+    pub must_match: bool,
+    pub rule: Box<RuleConfig<Lang>>,
+}
+
+impl FileGate {
+    /// Does the file whose root is `root` pass the gate?
+    pub fn passes(&self, root: &crate::analysis::checks::PyNode<'_>) -> bool {
+        use ast_grep_core::matcher::MatcherExt;
+        self.rule.matcher.match_node(root.clone()).is_some() == self.must_match
+    }
+}
+
 /// How a detector finds its matches.
 pub enum Matcher {
     Pattern(Box<RuleConfig<Lang>>),
@@ -177,6 +191,9 @@ pub struct Detector {
     /// For ast-grep rules: literal tokens of which every node the rule matches holds one in its own text
     /// (from its pattern or `has`), so a candidate node without any is skipped before the matcher runs.
     pub node_tokens: Option<Vec<String>>,
+    /// For ast-grep rules: the parts of the rule that only ask about the whole file (`inside` the module with
+    /// `stopBy: end`, or `not` that), evaluated once per file on its root instead of once per candidate node.
+    pub file_gates: Vec<FileGate>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -390,6 +407,7 @@ impl RuleSet {
     ) -> Result<Detector, String> {
         let mut extra_groups: Vec<Vec<String>> = Vec::new();
         let mut node_tokens_of_rule: Option<Vec<String>> = None;
+        let mut file_gates: Vec<FileGate> = Vec::new();
         let mut requires_regex: Option<regex::Regex> = None;
         let (matcher, derived) = match (&d.check, &d.rule) {
             (Some(_), Some(_)) => {
@@ -429,28 +447,46 @@ impl RuleSet {
                 )
             }
             (None, Some(rule_value)) => {
-                let mut obj = serde_json::Map::new();
-                obj.insert("id".into(), d.id.clone().into());
-                obj.insert("language".into(), d.language.name().into());
-                obj.insert("message".into(), d.message.clone().into());
-                obj.insert("rule".into(), rule_value.clone());
-                for (k, v) in [
-                    ("constraints", &d.constraints),
-                    ("utils", &d.utils),
-                    ("transform", &d.transform),
-                    ("fix", &d.fix),
-                ] {
-                    if let Some(v) = v {
-                        obj.insert(k.into(), v.clone());
+                let compile = |rule: &serde_json::Value, with_extras: bool| {
+                    let mut obj = serde_json::Map::new();
+                    obj.insert("id".into(), d.id.clone().into());
+                    obj.insert("language".into(), d.language.name().into());
+                    obj.insert("message".into(), d.message.clone().into());
+                    obj.insert("rule".into(), rule.clone());
+                    for (k, v) in [
+                        ("constraints", &d.constraints),
+                        ("utils", &d.utils),
+                        ("transform", &d.transform),
+                        ("fix", &d.fix),
+                    ] {
+                        if let Some(v) = v
+                            && with_extras
+                        {
+                            obj.insert(k.into(), v.clone());
+                        }
                     }
-                }
-                let ser: SerializableRuleConfig<Lang> =
-                    serde_json::from_value(serde_json::Value::Object(obj))
-                        .map_err(|e| format!("invalid ast-grep rule: {e}"))?;
+                    let ser: SerializableRuleConfig<Lang> =
+                        serde_json::from_value(serde_json::Value::Object(obj))
+                            .map_err(|e| format!("invalid ast-grep rule: {e}"))?;
+                    RuleConfig::try_from(ser, &GlobalRules::default())
+                        .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))
+                };
                 let derived = required_tokens(rule_value);
                 node_tokens_of_rule = node_tokens(rule_value);
-                let config = RuleConfig::try_from(ser, &GlobalRules::default())
-                    .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))?;
+                // The rule as written is checked whole (its errors are the user's), then run split.
+                let whole = compile(rule_value, true)?;
+                let config = match split_file_gates(rule_value) {
+                    Some((rest, gates)) => {
+                        for (must_match, gate) in gates {
+                            file_gates.push(FileGate {
+                                must_match,
+                                rule: Box::new(compile(&gate, false)?),
+                            });
+                        }
+                        compile(&rest, true)?
+                    }
+                    None => whole,
+                };
                 (Matcher::Pattern(Box::new(config)), derived)
             }
         };
@@ -533,6 +569,7 @@ impl RuleSet {
             requires,
             requires_regex,
             node_tokens: node_tokens_of_rule,
+            file_gates,
             invalid,
             valid,
         })
@@ -677,6 +714,83 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Literal tokens one of which any file matching `rule` (ast-grep rule syntax, as data) must contain, when
 /// that can be told from the rule: patterns give their longest identifier, `has`/`inside`/`all` add conditions,
 /// `any` unions its branches. `kind`, `regex`, `matches` and `not` tell nothing.
+/// Split the file-level conditions off a rule: the top-level conjuncts (items of its `all`, or its own
+/// `inside`/`not` key) of the form `inside: {stopBy: end, kind: module, ...}` or `not: {inside: ...}` that.
+/// Every node of a file is inside its module, so such a conjunct holds for every candidate node or for none:
+/// one evaluation on the root decides it. Conjuncts that name metavariables (`$X` in a pattern) or `matches`
+/// stay in the rule, since they may share bindings with the rest. Returns `None` when nothing splits off or
+/// nothing would be left.
+fn split_file_gates(
+    rule: &serde_json::Value,
+) -> Option<(serde_json::Value, Vec<(bool, serde_json::Value)>)> {
+    fn module_inside(v: &serde_json::Value) -> Option<serde_json::Value> {
+        let item = v.as_object()?;
+        if item.len() != 1 {
+            return None;
+        }
+        let inside = item.get("inside")?.as_object()?;
+        if inside.get("stopBy").and_then(|s| s.as_str()) != Some("end")
+            || inside.get("kind").and_then(|k| k.as_str()) != Some("module")
+            || inside.contains_key("field")
+        {
+            return None;
+        }
+        let mut gate = inside.clone();
+        gate.remove("stopBy");
+        let gate = serde_json::Value::Object(gate);
+        (!binds_or_refers(&gate)).then_some(gate)
+    }
+    fn binds_or_refers(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(o) => o.iter().any(|(k, v)| {
+                k == "matches"
+                    || (k == "pattern" && v.as_str().is_none_or(|p| p.contains('$')))
+                    || binds_or_refers(v)
+            }),
+            serde_json::Value::Array(a) => a.iter().any(binds_or_refers),
+            _ => false,
+        }
+    }
+    fn as_gate(item: &serde_json::Value) -> Option<(bool, serde_json::Value)> {
+        if let Some(g) = module_inside(item) {
+            return Some((true, g));
+        }
+        let negated = item.as_object().filter(|o| o.len() == 1)?.get("not")?;
+        module_inside(negated).map(|g| (false, g))
+    }
+    let obj = rule.as_object()?;
+    let mut rest = obj.clone();
+    let mut gates = Vec::new();
+    for key in ["inside", "not"] {
+        if let Some(v) = obj.get(key) {
+            let single = serde_json::json!({ key: v });
+            if let Some(g) = as_gate(&single) {
+                gates.push(g);
+                rest.remove(key);
+            }
+        }
+    }
+    if let Some(all) = obj.get("all").and_then(|a| a.as_array()) {
+        let mut kept = Vec::new();
+        for item in all {
+            match as_gate(item) {
+                Some(g) => gates.push(g),
+                None => kept.push(item.clone()),
+            }
+        }
+        if kept.is_empty() {
+            rest.remove("all");
+        } else {
+            rest.insert("all".into(), serde_json::Value::Array(kept));
+        }
+    }
+    // Something must be left to match nodes with.
+    if gates.is_empty() || rest.is_empty() {
+        return None;
+    }
+    Some((serde_json::Value::Object(rest), gates))
+}
+
 fn required_tokens(rule: &serde_json::Value) -> Option<Vec<String>> {
     tokens_of(rule, true)
 }
@@ -819,6 +933,69 @@ mod tests {
         assert!(required_tokens(&inside_only).is_some());
         let has = serde_json::json!({"kind": "call", "has": {"pattern": "timeout=None"}});
         assert_eq!(node_tokens(&has), Some(vec!["timeout".to_string()]));
+    }
+
+    #[test]
+    fn file_level_conjuncts_split_off_and_the_rest_stays() {
+        let rule = serde_json::json!({
+            "all": [
+                {"pattern": "print($$$A)"},
+                {"not": {"inside": {"stopBy": "end", "kind": "module", "regex": "click"}}},
+                {"inside": {"stopBy": "end", "kind": "module", "has": {"stopBy": "end", "kind": "import_statement"}}},
+                {"not": {"inside": {"stopBy": "end", "kind": "function_definition"}}},
+                // Shares a metavariable with the pattern: must stay in the rule.
+                {"not": {"inside": {"stopBy": "end", "kind": "module", "has": {"pattern": "$A = 1"}}}},
+                // Only the direct parent: not a question about the file.
+                {"inside": {"kind": "module"}}
+            ]
+        });
+        let Some((rest, gates)) = split_file_gates(&rule) else {
+            panic!("nothing split off");
+        };
+        assert_eq!(gates.len(), 2);
+        assert_eq!(
+            gates[0],
+            (
+                false,
+                serde_json::json!({"kind": "module", "regex": "click"})
+            )
+        );
+        assert!(gates[1].0);
+        assert_eq!(rest["all"].as_array().map(Vec::len), Some(4));
+        // A rule made only of file conditions keeps them (something must match nodes).
+        let only = serde_json::json!({"inside": {"stopBy": "end", "kind": "module"}});
+        assert!(split_file_gates(&only).is_none());
+        let own_key = serde_json::json!({"pattern": "f()", "not": {"inside": {"stopBy": "end", "kind": "module", "regex": "x"}}});
+        let Some((rest, gates)) = split_file_gates(&own_key) else {
+            panic!("own `not` key not split off");
+        };
+        assert_eq!(rest, serde_json::json!({"pattern": "f()"}));
+        assert_eq!(gates.len(), 1);
+    }
+
+    #[test]
+    fn a_split_rule_finds_what_the_whole_rule_finds() {
+        use crate::analysis::engine::Engine;
+        let file = |gate: &str| {
+            format!(
+                "id: X1\ntitle: t\nseverity: low\nstandard: s\nwhy: w\nconforming: c\ndetectors:\n  - id: X1-print\n    message: m\n    rule:\n      all:\n        - pattern: print($$$A)\n        - not:\n            inside:\n              stopBy: end\n              kind: module\n              {gate}\n    invalid:\n      - print(1)\n    valid:\n      - x = 1\n"
+            )
+        };
+        let mut set = RuleSet::empty();
+        if let Err(e) = set.add_file("x.yml", &file("regex: import click")) {
+            panic!("{e}");
+        }
+        if let Err(e) = set.finish() {
+            panic!("{e}");
+        }
+        let Some(d) = set.detectors.iter().find(|d| d.id == "X1-print") else {
+            panic!("no detector");
+        };
+        assert_eq!(d.file_gates.len(), 1);
+        let engine = Engine::new(set, Default::default());
+        let found = |text: &str| engine.analyze("app/x.py", text, None).findings.len();
+        assert_eq!(found("def f():\n    print(1)\nprint(2)\n"), 2);
+        assert_eq!(found("import click\n\ndef f():\n    print(1)\n"), 0);
     }
 
     #[test]
