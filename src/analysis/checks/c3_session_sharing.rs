@@ -202,9 +202,33 @@ struct TaskHit {
     message: String,
 }
 
-fn task_hits<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
+/// The calls `task_hits` looks at, by their last name segment: a function naming none has no hit.
+const TASK_CALLS: &[&str] = &[
+    "gather",
+    "wait",
+    "as_completed",
+    "create_task",
+    "ensure_future",
+    "start_soon",
+    "add_task",
+    "submit",
+];
+
+/// The file's task hits (once per file: both C3 task detectors read them).
+struct TaskHits(Vec<TaskHit>);
+
+fn task_hits<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> std::rc::Rc<TaskHits> {
+    ctx.memo(root, || TaskHits(task_hits_of(ctx, root)))
+}
+
+fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
     let mut hits = Vec::new();
     for func in ctx.of_kind(root, "function_definition").iter() {
+        // The facts walk the whole body: only for functions that make one of the calls looked at.
+        let text = func.text();
+        if !TASK_CALLS.iter().any(|c| text.contains(c)) {
+            continue;
+        }
         let facts = FuncFacts::new(func);
         let sessions = session_vars(&facts);
         if sessions.is_empty() {
@@ -343,11 +367,12 @@ impl Check for SessionSharedAcrossTasks {
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
             task_hits(ctx, root)
-                .into_iter()
+                .0
+                .iter()
                 .filter(|h| h.shared)
                 .map(|h| CheckMatch {
-                    range: h.range,
-                    message: Some(h.message),
+                    range: h.range.clone(),
+                    message: Some(h.message.clone()),
                 }),
         );
     }
@@ -363,11 +388,12 @@ impl Check for SessionPassedToTask {
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
             task_hits(ctx, root)
-                .into_iter()
+                .0
+                .iter()
                 .filter(|h| !h.shared)
                 .map(|h| CheckMatch {
-                    range: h.range,
-                    message: Some(h.message),
+                    range: h.range.clone(),
+                    message: Some(h.message.clone()),
                 }),
         );
     }
@@ -501,9 +527,9 @@ impl Check for SessionOnInstance {
     }
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imported = imports_orm_session(ctx, root);
-        for func in root
-            .dfs()
-            .filter(|n| n.kind() == "function_definition")
+        for func in ctx
+            .of_kind(root, "function_definition")
+            .iter()
             .filter(|f| function_name(f).as_deref() == Some("__init__"))
         {
             // Only an `__init__` that names a session can open one (`opens_session`).
@@ -511,7 +537,7 @@ impl Check for SessionOnInstance {
             if !(text.contains("ession") || text.contains("get_db")) {
                 continue;
             }
-            let facts = FuncFacts::new(&func);
+            let facts = FuncFacts::new(func);
             for a in facts.nodes.iter().filter(|n| n.kind() == "assignment") {
                 let (Some(left), Some(right)) = (a.field("left"), a.field("right")) else {
                     continue;

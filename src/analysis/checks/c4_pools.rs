@@ -19,9 +19,14 @@ pub struct EngineNullPool;
 pub struct ClientPerRequest;
 
 /// Names imported in this file `from <module...> import name` for modules starting with one of `modules`.
-fn imported_from(root: &PyNode<'_>, modules: &[&str], name: &str) -> bool {
-    root.dfs()
-        .filter(|n| n.kind() == "import_from_statement")
+fn imported_from<'r>(
+    ctx: &FileContext<'r>,
+    root: &PyNode<'r>,
+    modules: &[&str],
+    name: &str,
+) -> bool {
+    ctx.of_kind(root, "import_from_statement")
+        .iter()
         .any(|imp| {
             let module = imp
                 .field("module_name")
@@ -46,11 +51,16 @@ fn callee_text(call: &PyNode<'_>) -> String {
 }
 
 /// SQLAlchemy / SQLModel engine constructors in this file.
-fn engine_calls<'r>(root: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    let bare_sync = imported_from(root, &["sqlalchemy", "sqlmodel"], "create_engine");
-    let bare_async = imported_from(root, &["sqlalchemy", "sqlmodel"], "create_async_engine");
-    root.dfs()
-        .filter(|n| n.kind() == "call")
+fn engine_calls<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let bare_sync = imported_from(ctx, root, &["sqlalchemy", "sqlmodel"], "create_engine");
+    let bare_async = imported_from(
+        ctx,
+        root,
+        &["sqlalchemy", "sqlmodel"],
+        "create_async_engine",
+    );
+    ctx.of_kind(root, "call")
+        .iter()
         .filter(|call| {
             let c = callee_text(call);
             match c.as_str() {
@@ -67,6 +77,7 @@ fn engine_calls<'r>(root: &PyNode<'r>) -> Vec<PyNode<'r>> {
             }
         })
         .filter(|call| !call.get_inner_node().has_error() && !in_main_guard(call))
+        .cloned()
         .collect()
 }
 
@@ -95,8 +106,8 @@ impl Check for EnginePoolDefaults {
     fn tokens(&self) -> &'static [&'static str] {
         &["create_engine", "create_async_engine"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in engine_calls(root) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in engine_calls(ctx, root) {
             if has_kwargs_splat(&call)
                 || is_sqlite(&call)
                 || keyword_arg(&call, "poolclass").is_some()
@@ -140,8 +151,8 @@ impl Check for EnginePoolTimeoutNone {
     fn tokens(&self) -> &'static [&'static str] {
         &["pool_timeout"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in engine_calls(root) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in engine_calls(ctx, root) {
             if let Some(v) = keyword_arg(&call, "pool_timeout")
                 && v.text() == "None"
             {
@@ -166,8 +177,8 @@ impl Check for EngineNullPool {
     fn tokens(&self) -> &'static [&'static str] {
         &["NullPool"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        for call in engine_calls(root) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        for call in engine_calls(ctx, root) {
             // A branch chosen by configuration (`if settings.DISABLE_POOL: NullPool`) is a deliberate option.
             let conditional = call.ancestors().any(|a| {
                 matches!(
@@ -269,7 +280,7 @@ fn yields_per_request_client(call: &PyNode<'_>, func: &PyNode<'_>) -> bool {
 }
 
 /// A client with its own connection pool, by callee: `(description, needs import from module)`.
-fn client_kind(root: &PyNode<'_>, callee: &str) -> Option<&'static str> {
+fn client_kind<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>, callee: &str) -> Option<&'static str> {
     match callee {
         "httpx.AsyncClient" | "httpx.Client" => Some("an httpx client"),
         "aiohttp.ClientSession" => Some("an aiohttp session"),
@@ -278,15 +289,19 @@ fn client_kind(root: &PyNode<'_>, callee: &str) -> Option<&'static str> {
         | "openai.OpenAI"
         | "openai.AsyncAzureOpenAI"
         | "openai.AzureOpenAI" => Some("an OpenAI client"),
-        "AsyncClient" | "Client" if imported_from(root, &["httpx"], callee) => {
+        "AsyncClient" | "Client" if imported_from(ctx, root, &["httpx"], callee) => {
             Some("an httpx client")
         }
-        "ClientSession" if imported_from(root, &["aiohttp"], callee) => Some("an aiohttp session"),
-        "QdrantClient" | "AsyncQdrantClient" if imported_from(root, &["qdrant_client"], callee) => {
+        "ClientSession" if imported_from(ctx, root, &["aiohttp"], callee) => {
+            Some("an aiohttp session")
+        }
+        "QdrantClient" | "AsyncQdrantClient"
+            if imported_from(ctx, root, &["qdrant_client"], callee) =>
+        {
             Some("a Qdrant client")
         }
         "AsyncOpenAI" | "OpenAI" | "AsyncAzureOpenAI" | "AzureOpenAI"
-            if imported_from(root, &["openai"], callee) =>
+            if imported_from(ctx, root, &["openai"], callee) =>
         {
             Some("an OpenAI client")
         }
@@ -304,7 +319,7 @@ impl Check for ClientPerRequest {
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in ctx.of_kind(root, "call").iter() {
             let callee = callee_text(call);
-            let Some(kind) = client_kind(root, &callee) else {
+            let Some(kind) = client_kind(ctx, root, &callee) else {
                 continue;
             };
             if call.get_inner_node().has_error() {

@@ -408,8 +408,8 @@ impl Check for PublicWriteNoIdempotency {
         let file_public = public_file(ctx.path);
         let mentions_mcp = lower.contains("mcp");
         let routers = router_prefixes(ctx, root);
-        for def in root.dfs().filter(|n| n.kind() == "function_definition") {
-            let surface = if let Some(route) = route_of(&def) {
+        for def in ctx.of_kind(root, "function_definition").iter() {
+            let surface = if let Some(route) = route_of(def) {
                 if route.method != "post" && route.method != "put" {
                     continue;
                 }
@@ -435,7 +435,7 @@ impl Check for PublicWriteNoIdempotency {
                         &route.path
                     }
                 )
-            } else if is_mcp_tool(&def, mentions_mcp) {
+            } else if is_mcp_tool(def, mentions_mcp) {
                 "MCP tool".to_string()
             } else {
                 continue;

@@ -75,16 +75,16 @@ impl Check for SharedClientMixedDeps {
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Module-level clients: `http = httpx.AsyncClient(timeout=30)`.
-        let clients: Vec<(String, PyNode<'_>)> = root
-            .dfs()
-            .filter(|n| n.kind() == "assignment" && is_module_level(n))
+        let clients: Vec<(String, PyNode<'_>)> = ctx
+            .of_kind(root, "assignment")
+            .iter()
             .filter_map(|a| {
                 let right = a.field("right")?;
                 if right.kind() != "call" {
                     return None;
                 }
                 let f = callee(&right)?;
-                if !CLIENT_CLASSES.contains(&f.as_str()) {
+                if !CLIENT_CLASSES.contains(&f.as_str()) || !is_module_level(a) {
                     return None;
                 }
                 // A client bound to one base URL talks to one dependency.

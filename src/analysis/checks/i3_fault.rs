@@ -27,9 +27,9 @@ fn is_cli_module(root: &PyNode<'_>) -> bool {
 
 /// Names of functions installed as signal or exit handlers (`signal.signal(SIGTERM, handler)`,
 /// `loop.add_signal_handler(…, handler)`, `atexit.register(handler)`).
-fn signal_handlers(root: &PyNode<'_>) -> Vec<String> {
-    root.dfs()
-        .filter(|n| n.kind() == "call")
+fn signal_handlers<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<String> {
+    ctx.of_kind(root, "call")
+        .iter()
         .filter(|c| {
             callee(c).is_some_and(|f| {
                 f.ends_with("signal.signal")
@@ -86,22 +86,24 @@ impl Check for ProcessExitInApp {
         &["exit(", "quit(", "SystemExit", "abort("]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if is_cli_module(root) {
             return;
         }
-        let handlers = signal_handlers(root);
-        for n in root.dfs() {
-            if !matches!(n.kind().as_ref(), "call" | "raise_statement") {
-                continue;
-            }
-            let Some(how) = process_exit(&n) else {
+        let handlers = signal_handlers(ctx, root);
+        let calls = ctx.of_kind(root, "call");
+        let raises = ctx.of_kind(root, "raise_statement");
+        // Document order, as one walk would visit them (an outer node before the nodes it holds).
+        let mut nodes: Vec<&PyNode<'r>> = calls.iter().chain(raises.iter()).collect();
+        nodes.sort_by_key(|n| (n.range().start, std::cmp::Reverse(n.range().end)));
+        for n in nodes {
+            let Some(how) = process_exit(n) else {
                 continue;
             };
-            if has_error(&n) || in_main_guard(&n) {
+            if has_error(n) || in_main_guard(n) {
                 continue;
             }
-            let funcs = enclosing_functions(&n);
+            let funcs = enclosing_functions(n);
             let Some(inner) = funcs.first() else {
                 continue;
             };
