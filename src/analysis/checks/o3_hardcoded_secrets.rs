@@ -281,12 +281,6 @@ impl Check for KnownFormatSecret {
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for node in ctx.of_kind(root, "string").iter() {
-            // The URL's `@` and `/` are literal characters of the string (escapes are not decoded): most
-            // strings have neither, and are dropped before the costlier parent and docstring lookups.
-            let raw = node.text();
-            if !(raw.contains('@') && raw.contains('/')) {
-                continue;
-            }
             if node
                 .parent()
                 .is_some_and(|p| p.kind() == "concatenated_string")
