@@ -471,8 +471,18 @@ impl RuleSet {
                     RuleConfig::try_from(ser, &GlobalRules::default())
                         .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))
                 };
-                let derived = required_tokens(rule_value);
-                node_tokens_of_rule = node_tokens(rule_value);
+                // A Dockerfile's keywords match in any case (`from` matches a `FROM` pattern), so its patterns'
+                // words cannot prefilter files as written.
+                let derived = if d.language == Lang::Dockerfile {
+                    None
+                } else {
+                    required_tokens(rule_value)
+                };
+                // Python's keywords and names are case-sensitive, so a pattern's word is in the matched text as
+                // written; a Dockerfile's keywords are not (`from` matches `FROM`).
+                if d.language == Lang::Python {
+                    node_tokens_of_rule = node_tokens(rule_value);
+                }
                 // The rule as written is checked whole (its errors are the user's), then run split.
                 let whole = compile(rule_value, true)?;
                 let config = match split_file_gates(rule_value) {
@@ -1002,6 +1012,23 @@ mod tests {
         let found = |text: &str| engine.analyze("app/x.py", text, None).findings.len();
         assert_eq!(found("def f():\n    print(1)\nprint(2)\n"), 2);
         assert_eq!(found("import click\n\ndef f():\n    print(1)\n"), 0);
+    }
+
+    #[test]
+    fn a_dockerfile_pattern_finds_keywords_in_any_case() {
+        use crate::analysis::engine::Engine;
+        let mut set = RuleSet::empty();
+        let file = "id: X9\ntitle: t\nseverity: low\nstandard: s\nwhy: w\nconforming: c\ndetectors:\n  - id: X9-from\n    language: dockerfile\n    message: m\n    rule:\n      pattern: FROM $IMG\n    invalid:\n      - FROM python:3.11\n    valid:\n      - RUN echo hi\n";
+        if let Err(e) = set.add_file("x.yml", file) {
+            panic!("{e}");
+        }
+        if let Err(e) = set.finish() {
+            panic!("{e}");
+        }
+        let engine = Engine::new(set, Default::default());
+        let found = |text: &str| engine.analyze("Dockerfile", text, None).findings.len();
+        assert_eq!(found("FROM python:3.11\n"), 1);
+        assert_eq!(found("from python:3.11\nRUN echo hi\n"), 1);
     }
 
     #[test]
