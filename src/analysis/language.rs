@@ -17,6 +17,16 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// Does a word of an ast-grep pattern appear as written in the code it matches? Not in a Dockerfile, whose
+    /// keywords match in any case (`from` matches a `FROM` pattern); so only these languages' patterns give
+    /// prefilter tokens.
+    pub fn pattern_words_are_literal(self) -> bool {
+        match self {
+            Lang::Python | Lang::Yaml => true,
+            Lang::Dockerfile => false,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Lang::Python => "python",

@@ -471,18 +471,12 @@ impl RuleSet {
                     RuleConfig::try_from(ser, &GlobalRules::default())
                         .map_err(|e| format!("invalid ast-grep rule: {}", error_chain(&e)))
                 };
-                // A Dockerfile's keywords match in any case (`from` matches a `FROM` pattern), so its patterns'
-                // words cannot prefilter files as written.
-                let derived = if d.language == Lang::Dockerfile {
-                    None
-                } else {
-                    required_tokens(rule_value)
-                };
-                // Python's keywords and names are case-sensitive, so a pattern's word is in the matched text as
-                // written; a Dockerfile's keywords are not (`from` matches `FROM`).
-                if d.language == Lang::Python {
+                let derived = if d.language.pattern_words_are_literal() {
                     node_tokens_of_rule = node_tokens(rule_value);
-                }
+                    required_tokens(rule_value)
+                } else {
+                    None
+                };
                 // The rule as written is checked whole (its errors are the user's), then run split.
                 let whole = compile(rule_value, true)?;
                 let config = match split_file_gates(rule_value) {
