@@ -188,6 +188,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
                 } else if outcome.kind.is_some() {
                     report.files_analyzed += 1;
                     report.suppressed += outcome.suppressed;
+                    report.not_service += outcome.not_service;
                     report.findings.extend(outcome.findings);
                 }
             }

@@ -245,7 +245,17 @@ fn run_rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                     m.title
                 ));
                 for c in &m.checks {
-                    out.push_str(&format!("       {:<8} {}\n", c.severity.as_str(), c.id));
+                    let opt_in = set.detectors.iter().any(|d| d.id == c.id && d.opt_in);
+                    out.push_str(&format!(
+                        "       {:<8} {}{}\n",
+                        c.severity.as_str(),
+                        c.id,
+                        if opt_in {
+                            "  (opt-in: rules.enable)"
+                        } else {
+                            ""
+                        }
+                    ));
                 }
             }
             out.push_str(&format!(
@@ -286,7 +296,15 @@ fn run_rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
             out.push_str("Detectors:\n");
             for &i in &rule.detectors {
                 let d = &set.detectors[i];
-                out.push_str(&format!("  {} ({})\n    {}\n", d.id, d.severity, d.message));
+                let opt_in = if d.opt_in {
+                    ", opt-in: `rules: {enable: [ID]}` in the repository config"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "  {} ({}{opt_in})\n    {}\n",
+                    d.id, d.severity, d.message
+                ));
                 if let Some(note) = &d.note {
                     out.push_str(&format!("    {}\n", note.trim().replace('\n', "\n    ")));
                 }

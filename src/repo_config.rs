@@ -42,6 +42,8 @@ struct RulesSer {
     #[serde(default)]
     disable: Vec<String>,
     #[serde(default)]
+    enable: Vec<String>,
+    #[serde(default)]
     severity: BTreeMap<String, String>,
 }
 
@@ -52,6 +54,12 @@ struct PathsSer {
     include: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    #[serde(default)]
+    service: Vec<String>,
+    #[serde(default)]
+    not_service: Vec<String>,
+    #[serde(default)]
+    report_not_service: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +141,12 @@ impl RepoConfig {
             }
             overrides.disabled.insert(canonical(id));
         }
+        for id in &ser.rules.enable {
+            if !known(id) {
+                return Err(err(format!("rules.enable: unknown rule or check `{id}`")));
+            }
+            overrides.enabled.insert(canonical(id));
+        }
         for (id, sev) in &ser.rules.severity {
             if !known(id) {
                 return Err(err(format!("rules.severity: unknown rule or check `{id}`")));
@@ -192,6 +206,9 @@ impl RepoConfig {
             }
             reverse_proxies.push(n.to_ascii_lowercase());
         }
+        overrides.service = globs(&ser.paths.service, "paths.service")?;
+        overrides.not_service = globs(&ser.paths.not_service, "paths.not_service")?;
+        overrides.report_not_service = ser.paths.report_not_service;
         Ok(RepoConfig {
             reverse_proxies,
             fail_on,

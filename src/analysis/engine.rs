@@ -6,6 +6,7 @@ use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
+use super::semantic;
 use super::suppress::Suppressions;
 use super::timings::Timings;
 use crate::diff::LineSet;
@@ -28,6 +29,27 @@ pub struct Overrides {
     pub disabled: HashSet<String>,
     /// Severity by rule id or check id; a check id wins over its rule id.
     pub severity: HashMap<String, Severity>,
+    /// Opt-in detectors (and rules whose opt-in detectors) switched on.
+    pub enabled: HashSet<String>,
+    /// Paths that are the service even where their path class says otherwise (`paths.service`).
+    pub service: Option<globset::GlobSet>,
+    /// More paths that are not the running service (`paths.not_service`).
+    pub not_service: Option<globset::GlobSet>,
+    /// Report critical/high findings in code that is not the service as well (`paths.report_not_service`).
+    pub report_not_service: bool,
+}
+
+impl Overrides {
+    /// Why findings of this file are held back at critical/high, when the file is not the running service.
+    pub fn not_service_reason(&self, path: &str, text: &str) -> Option<&'static str> {
+        if self.report_not_service || self.service.as_ref().is_some_and(|g| g.is_match(path)) {
+            return None;
+        }
+        if self.not_service.as_ref().is_some_and(|g| g.is_match(path)) {
+            return Some("named in paths.not_service");
+        }
+        semantic::paths::not_service_reason(path, Some(text))
+    }
 }
 
 /// What became of one file.
@@ -39,6 +61,9 @@ pub struct FileOutcome {
     pub kind: Option<FileKind>,
     /// Why it was not analysed, if it was not.
     pub skipped: Option<String>,
+    /// Critical/high findings held back because the file is not the running service (a script, an example,
+    /// a test, a development Compose file …); `paths.report_not_service: true` reports them.
+    pub not_service: usize,
 }
 
 pub struct Engine {
@@ -86,6 +111,11 @@ impl Engine {
 
     fn enabled(&self, d: &Detector) -> bool {
         let rule = &self.rules.rule_of(d).id;
+        if d.opt_in
+            && !(self.overrides.enabled.contains(&d.id) || self.overrides.enabled.contains(rule))
+        {
+            return false;
+        }
         !(self.overrides.disabled.contains(&d.id) || self.overrides.disabled.contains(rule))
     }
 
@@ -194,9 +224,11 @@ impl Engine {
             .enumerate()
             .filter(|(i, d)| {
                 // Cheapest first: token lookups, then the path globs, then the detector's regex.
-                only.is_none_or(|o| o == *i)
-                    && self.enabled(d)
-                    && d.wanted(&seen)
+                // One detector asked for by name (its examples) runs even when it is opt-in.
+                only.map_or_else(
+                    || self.enabled(d),
+                    |o| o == *i && (d.opt_in || self.enabled(d)),
+                ) && d.wanted(&seen)
                     && d.applies_to(path, kind)
                     && d.wanted_in(&seen, text)
             })
@@ -221,6 +253,7 @@ impl Engine {
         }
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
+        let not_service = self.overrides.not_service_reason(path, text);
         let mut occurrences: HashMap<(usize, String), usize> = HashMap::new();
         let mut raw = raw;
         raw.sort_by_key(|m| (m.range.start, m.detector));
@@ -245,9 +278,17 @@ impl Engine {
                 outcome.suppressed += 1;
                 continue;
             }
+            // A finding is the change's only when its anchor — the first line of what it names (the call's
+            // callee, the statement's first line) — was added or modified: editing the prompt text inside an
+            // old multi-line call does not make the call's old problem the change's.
             if let Some(changed) = changed
-                && !changed.intersects(line, end_line)
+                && !changed.contains(line)
             {
+                continue;
+            }
+            let severity = self.severity(d);
+            if severity >= Severity::High && not_service.is_some() {
+                outcome.not_service += 1;
                 continue;
             }
             let fix = m.fix.map(|(r, replacement)| {
@@ -267,7 +308,7 @@ impl Engine {
             outcome.findings.push(Finding {
                 rule: rule.id.clone(),
                 check: d.id.clone(),
-                severity: self.severity(d),
+                severity,
                 path: path.to_string(),
                 line,
                 end_line,

@@ -7,6 +7,7 @@ pub mod examples;
 pub mod language;
 pub mod nodes;
 pub mod rules;
+pub mod semantic;
 pub mod suppress;
 pub mod timings;
 

@@ -123,6 +123,9 @@ struct DetectorSer {
     scope: Scope,
     #[serde(default)]
     skip_tests: bool,
+    /// Off unless the repository configuration enables it (`rules.enable`).
+    #[serde(default)]
+    opt_in: bool,
     file_kinds: Option<Vec<FileKind>>,
     files: Option<Vec<String>>,
     ignores: Option<Vec<String>>,
@@ -177,6 +180,8 @@ pub struct Detector {
     pub severity: Severity,
     pub scope: Scope,
     pub skip_tests: bool,
+    /// Off by default: runs only when the repository configuration names it (or its rule) in `rules.enable`.
+    pub opt_in: bool,
     /// The kinds of file the detector reads (default: every kind parsed with its language).
     pub file_kinds: Option<Vec<FileKind>>,
     pub files: Option<GlobSet>,
@@ -251,22 +256,7 @@ impl Detector {
     }
 }
 
-/// True for test code: a `tests`/`test` folder, `test_*.py`, `*_test.py`, `conftest.py`.
-pub fn is_test_path(path: &str) -> bool {
-    let mut parts = path.split('/').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_some() {
-            if part == "tests" || part == "test" {
-                return true;
-            }
-        } else {
-            return part.starts_with("test_")
-                || part.ends_with("_test.py")
-                || part == "conftest.py";
-        }
-    }
-    false
-}
+pub use super::semantic::paths::is_test_path;
 
 /// A rubric standard and its detectors.
 pub struct Rule {
@@ -567,6 +557,7 @@ impl RuleSet {
             note: d.note,
             scope: d.scope,
             skip_tests: d.skip_tests,
+            opt_in: d.opt_in,
             file_kinds: d.file_kinds,
             matcher,
             fix_if_file_contains: d.fix_if_file_contains,
@@ -1086,17 +1077,5 @@ mod tests {
         }
         // `key` alone is no secret name (`secret_name` needs `api_key`, `private_key`, …).
         assert!(!wanted("for key in sorted(d):\n    print(key)\n"));
-    }
-
-    #[test]
-    fn test_paths_are_recognised() {
-        assert!(is_test_path("tests/test_api.py"));
-        assert!(is_test_path("app/tests/helpers.py"));
-        assert!(is_test_path("test_x.py"));
-        assert!(is_test_path("pkg/x_test.py"));
-        assert!(is_test_path("conftest.py"));
-        assert!(!is_test_path("app/testing_utils.py"));
-        assert!(!is_test_path("app/main.py"));
-        assert!(!is_test_path("tests"));
     }
 }

@@ -153,6 +153,9 @@ pub struct Report {
     pub files_analyzed: usize,
     pub skipped: Vec<Skipped>,
     pub suppressed: usize,
+    /// Critical/high findings held back because their file is not the running service.
+    #[serde(default)]
+    pub not_service: usize,
 }
 
 /// What a rule says about itself, for SARIF rule metadata and `rules explain`.

@@ -148,6 +148,9 @@ pub struct Summary {
     pub skipped: Vec<Skipped>,
     /// Findings silenced by inline suppressions.
     pub suppressed: usize,
+    /// Critical/high findings held back because their file is not the running service (scripts, examples,
+    /// tests, development Compose files …).
+    pub not_service: usize,
     /// The fail-on level the run was judged against.
     #[serde(serialize_with = "serialize_display")]
     pub fail_on: FailOn,
@@ -186,6 +189,7 @@ pub fn summary(report: &Report, fail_on: FailOn) -> Summary {
         files_skipped: report.skipped.len(),
         skipped: report.skipped.clone(),
         suppressed: report.suppressed,
+        not_service: report.not_service,
         fail_on,
         failed,
         files_with_findings: paths.len(),
@@ -243,6 +247,12 @@ fn summary_line(summary: &Summary, color: bool) -> String {
     ));
     if summary.suppressed > 0 {
         parts.push(format!("{} suppressed", summary.suppressed));
+    }
+    if summary.not_service > 0 {
+        parts.push(format!(
+            "{} held back (not the service)",
+            summary.not_service
+        ));
     }
     let verdict = if summary.failed {
         ansi::paint("FAILED", ansi::BOLD_RED, color)
@@ -438,6 +448,7 @@ mod test_support {
                 },
             ],
             suppressed: 1,
+            not_service: 0,
         }
     }
 
@@ -509,6 +520,7 @@ mod test_support {
                 reason: "\u{1b}[1m".to_string(),
             }],
             suppressed: usize::MAX,
+            not_service: usize::MAX,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use super::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::paths::is_production_infra_file;
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -92,22 +93,6 @@ fn published_everywhere(item: &PyNode<'_>) -> bool {
     !(loopback(first) || first.starts_with("[::1]"))
 }
 
-/// A Compose file meant for production: a path component names production or deployment, and the file name
-/// does not name development, tests or local overrides.
-pub(super) fn is_production_file(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or(&lower);
-    let dev = [
-        "dev", "test", "local", "override", "debug", "example", "sample", "e2e", ".ci.", "-ci.",
-    ];
-    if dev.iter().any(|w| name.contains(w)) || lower.contains(".devcontainer/") {
-        return false;
-    }
-    ["prod", "deploy", "release", "staging"]
-        .iter()
-        .any(|w| lower.contains(w))
-}
-
 impl Check for ComposeDatastorePort {
     fn id(&self) -> &'static str {
         "compose-datastore-port"
@@ -118,7 +103,7 @@ impl Check for ComposeDatastorePort {
     }
 
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if is_production_file(ctx.path) {
+        if is_production_infra_file(ctx.path) {
             self.run(root, out);
         }
     }
@@ -166,24 +151,5 @@ impl Check for ComposeDatastorePort {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn production_files() {
-        assert!(is_production_file("docker-compose.prod.yml"));
-        assert!(is_production_file("deploy/compose.yaml"));
-        assert!(!is_production_file(
-            "deployment/docker_compose/docker-compose.multitenant-dev.yml"
-        ));
-        assert!(!is_production_file(
-            "deployment/docker_compose/docker-compose.search-testing.yml"
-        ));
-        assert!(!is_production_file("docker/docker-compose.yml"));
-        assert!(!is_production_file("compose.override.yml"));
     }
 }

@@ -16,11 +16,12 @@
 //! * [`ImageUnpinned`] (O5): `image:` untagged, `latest`, or defaulting to a moving tag (`${TAG:-latest}`).
 //! * [`LiteralSecret`] (O3): a literal secret in `environment:` (map or list form), outside dev/test files.
 
-use super::i4_compose_ports::{datastore_re, is_production_file};
+use super::i4_compose_ports::datastore_re;
 use super::infra_dockerfile::{image_health_covered, literal_secret};
 use super::yaml_util::{self, Entry, YKind, YNode, YamlDoc, image_ref, moving_tag};
 use super::{Check, CheckMatch, PyNode};
 use crate::analysis::context::{FileContext, RepoContext};
+use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -57,21 +58,6 @@ fn incomplete(doc: &YamlDoc, s: &Service<'_>) -> bool {
         || doc.incomplete(s.body)
         || doc.get(s.body, "extends").is_some()
         || (doc.get(s.body, "image").is_none() && doc.get(s.body, "build").is_none())
-}
-
-/// A file for development, tests or examples.
-fn dev_file(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or(&lower);
-    [
-        "dev", "test", "local", "override", "debug", "example", "sample", "e2e", ".ci.", "-ci.",
-    ]
-    .iter()
-    .any(|w| name.contains(w))
-        || lower.contains(".devcontainer/")
-        || lower
-            .split('/')
-            .any(|d| d == "test" || d == "tests" || d == "examples")
 }
 
 fn proxy_re() -> &'static Regex {
@@ -118,7 +104,7 @@ impl Check for PublishedPort {
         &["ports"]
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if is_production_file(ctx.path) && !dev_file(ctx.path) {
+        if is_production_infra_file(ctx.path) {
             self.published(root, ctx.repo, out);
         }
     }
@@ -382,7 +368,7 @@ impl Check for AppWithoutHealthcheck {
         DOCKERFILES
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if dev_file(ctx.path) {
+        if is_dev_infra_file(ctx.path) {
             return;
         }
         let compose_dir = ctx.path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -525,7 +511,7 @@ impl Check for NoLimits {
         &["services"]
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if is_production_file(ctx.path) && !dev_file(ctx.path) {
+        if is_production_infra_file(ctx.path) {
             self.run(root, out);
         }
     }
@@ -667,7 +653,7 @@ impl Check for LiteralSecret {
         &["environment"]
     }
     fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if !dev_file(ctx.path) {
+        if !is_dev_infra_file(ctx.path) {
             self.run(root, out);
         }
     }
@@ -800,6 +786,8 @@ mod tests {
             vec![7]
         );
         assert!(lines_in(&PublishedPort, "docker-compose.yml", text).is_empty());
+        assert!(lines_in(&PublishedPort, "docker-compose.dev.yml", text).is_empty());
+        assert!(lines_in(&PublishedPort, "compose.override.yaml", text).is_empty());
     }
 
     #[test]

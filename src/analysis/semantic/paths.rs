@@ -1,0 +1,272 @@
+//! Path classes: one place that says, from a repository-relative path (and, where the path cannot tell, the
+//! file's text), whether a file is test code, a development/CI variant of an infrastructure file, or code that is
+//! not the running service at all (scripts, examples, demos, docs, notebooks, benchmarks).
+//!
+//! Detectors and the engine read these facts; none keeps a word list of its own.
+
+/// Directory names whose contents are not the running service.
+const NOT_SERVICE_DIRS: &[(&str, &str)] = &[
+    ("scripts", "a script"),
+    ("script", "a script"),
+    ("examples", "an example"),
+    ("example", "an example"),
+    ("samples", "an example"),
+    ("sample", "an example"),
+    ("demo", "a demo"),
+    ("demos", "a demo"),
+    ("cookbook", "an example"),
+    ("cookbooks", "an example"),
+    ("notebooks", "a notebook"),
+    ("dev", "a development tool"),
+    ("docs", "documentation"),
+    ("doc", "documentation"),
+    ("benchmarks", "a benchmark"),
+    ("benchmark", "a benchmark"),
+    ("tests", "test code"),
+    ("test", "test code"),
+    ("e2e", "test code"),
+];
+
+/// Words that, in an infrastructure file's name, mark a development, test, CI or example variant
+/// (`docker-compose.dev.yml`, `compose.override.yaml`, `Dockerfile.test`, `k8s-local.yaml`).
+const DEV_INFRA_WORDS: &[&str] = &[
+    "dev",
+    "devel",
+    "development",
+    "test",
+    "tests",
+    "testing",
+    "local",
+    "override",
+    "debug",
+    "example",
+    "examples",
+    "sample",
+    "samples",
+    "e2e",
+    "ci",
+    "demo",
+];
+
+/// True for test code: a `tests`/`test` folder, `test_*.py`, `*_test.py`, `conftest.py`.
+pub fn is_test_path(path: &str) -> bool {
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_some() {
+            if part == "tests" || part == "test" {
+                return true;
+            }
+        } else {
+            return part.starts_with("test_")
+                || part.ends_with("_test.py")
+                || part == "conftest.py";
+        }
+    }
+    false
+}
+
+/// The words of a file name, split at `.`, `-` and `_`, lower-cased.
+fn name_words(name: &str) -> impl Iterator<Item = String> + '_ {
+    name.split(['.', '-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+}
+
+/// An infrastructure file (Compose, Kubernetes, Dockerfile) meant for development, tests, CI or examples: its
+/// file name has one of those words (`docker-compose.dev.yml`, `compose.override.yaml`, `Dockerfile.test`,
+/// `docker-compose-local.yml`, `values-ci.yaml`), or it lives in a dev container, test or example folder.
+/// Everything else is judged as production.
+pub fn is_dev_infra_file(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if name_words(name).any(|w| DEV_INFRA_WORDS.contains(&w.as_str())) {
+        return true;
+    }
+    let mut dirs: Vec<&str> = lower.split('/').collect();
+    dirs.pop();
+    dirs.iter().any(|d| {
+        *d == ".devcontainer"
+            || NOT_SERVICE_DIRS
+                .iter()
+                .any(|(n, _)| n == d && *n != "docs" && *n != "doc")
+    })
+}
+
+/// An infrastructure file whose path says it is for production or deployment (`docker-compose.prod.yml`,
+/// `deploy/compose.yaml`, `*release*`, `*staging*`) and whose name does not say it is a development variant.
+///
+/// The checks that report a high finding about how a Compose file is exposed or sized read this rather than "any
+/// file but a development variant": in most repositories the plain `docker-compose.yml` is the developer's stack
+/// (a Vite dev server, pgAdmin, a database port for local tools). Measured on the calibration apps, judging every
+/// non-development Compose file added 6 high findings, none of them a problem in production (RULES.md).
+pub fn is_production_infra_file(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !is_dev_infra_file(&lower)
+        && ["prod", "deploy", "release", "staging"]
+            .iter()
+            .any(|w| lower.contains(w))
+}
+
+/// Why this file is not part of the running service, when its path or text says so: scripts, examples, demos,
+/// notebooks, development tools, documentation, benchmarks, tests, development variants of infrastructure files,
+/// and Python front-ends for demos (a module importing Streamlit or Chainlit). `None`: it may be the service.
+pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str> {
+    let lower = path.to_ascii_lowercase();
+    let mut parts: Vec<&str> = lower.split('/').collect();
+    let name = parts.pop().unwrap_or("");
+    for dir in &parts {
+        if let Some((_, why)) = NOT_SERVICE_DIRS.iter().find(|(n, _)| n == dir) {
+            return Some(why);
+        }
+    }
+    if is_test_path(&lower) {
+        return Some("test code");
+    }
+    if name.ends_with(".ipynb") {
+        return Some("a notebook");
+    }
+    if matches!(name, "setup.py" | "noxfile.py" | "tasks.py" | "fabfile.py") {
+        return Some("a build or task script");
+    }
+    let infra = name.starts_with("dockerfile")
+        || name.ends_with(".dockerfile")
+        || ((name.ends_with(".yml") || name.ends_with(".yaml"))
+            && (name.contains("compose") || parts.iter().any(|d| is_k8s_dir(d))));
+    if infra && is_dev_infra_file(&lower) {
+        return Some("a development variant of an infrastructure file");
+    }
+    if name.ends_with(".py")
+        && let Some(text) = text
+        && imports_demo_ui(text)
+    {
+        return Some("a demo front-end (Streamlit/Chainlit)");
+    }
+    None
+}
+
+fn is_k8s_dir(d: &str) -> bool {
+    matches!(
+        d,
+        "k8s" | "kubernetes" | "helm" | "charts" | "chart" | "manifests" | "deploy" | "deployment"
+    )
+}
+
+/// A Python module that imports Streamlit or Chainlit at its top level: a demo or internal UI, not the API.
+fn imports_demo_ui(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_end();
+        ["streamlit", "chainlit"].iter().any(|m| {
+            l.strip_prefix("import ")
+                .or_else(|| l.strip_prefix("from "))
+                .is_some_and(|rest| {
+                    rest.strip_prefix(m)
+                        .is_some_and(|after| after.is_empty() || after.starts_with([' ', '.', ',']))
+                })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_paths() {
+        assert!(is_test_path("tests/test_api.py"));
+        assert!(is_test_path("app/tests/helpers.py"));
+        assert!(is_test_path("test_x.py"));
+        assert!(is_test_path("pkg/x_test.py"));
+        assert!(is_test_path("conftest.py"));
+        assert!(!is_test_path("app/testing_utils.py"));
+        assert!(!is_test_path("app/main.py"));
+        assert!(!is_test_path("tests"));
+    }
+
+    #[test]
+    fn dev_infra_files() {
+        for dev in [
+            "docker-compose.dev.yml",
+            "docker-compose.override.yml",
+            "compose.test.yaml",
+            "docker-compose-local.yml",
+            "docker-compose.ci.yml",
+            "deploy/values-ci.yaml",
+            "Dockerfile.dev",
+            "Dockerfile.test",
+            ".devcontainer/docker-compose.yml",
+            "examples/docker-compose.yml",
+            "tests/e2e/compose.yaml",
+            "docker-compose.development.yml",
+        ] {
+            assert!(is_dev_infra_file(dev), "{dev}");
+        }
+        for prod in [
+            "docker-compose.yml",
+            "compose.yaml",
+            "docker-compose.prod.yml",
+            "deploy/compose.yaml",
+            "docker/docker-compose.yml",
+            "Dockerfile",
+            "k8s/deployment.yaml",
+            // Words inside other words are not dev markers.
+            "docker-compose.devices.yml",
+            "docker-compose.citadel.yml",
+        ] {
+            assert!(!is_dev_infra_file(prod), "{prod}");
+        }
+    }
+
+    #[test]
+    fn production_infra_files() {
+        assert!(is_production_infra_file("docker-compose.prod.yml"));
+        assert!(is_production_infra_file("deploy/compose.yaml"));
+        assert!(is_production_infra_file("docker-compose-production.yml"));
+        assert!(!is_production_infra_file(
+            "deployment/docker_compose/docker-compose.multitenant-dev.yml"
+        ));
+        assert!(!is_production_infra_file(
+            "deployment/docker_compose/docker-compose.search-testing.yml"
+        ));
+        assert!(!is_production_infra_file("docker/docker-compose.yml"));
+        assert!(!is_production_infra_file("docker-compose.yml"));
+        assert!(!is_production_infra_file("compose.override.yml"));
+    }
+
+    #[test]
+    fn not_service() {
+        for (path, text) in [
+            ("scripts/seed.py", None),
+            ("backend/scripts/migrate_data.py", None),
+            ("examples/chat/app.py", None),
+            ("demo/main.py", None),
+            ("dev/generate_client.py", None),
+            ("docs/snippets/app.py", None),
+            ("tests/e2e/test_flow.py", None),
+            ("backend/tests/conftest.py", None),
+            ("notebooks/explore.py", None),
+            ("setup.py", None),
+            ("docker-compose.dev.yml", None),
+            ("Dockerfile.test", None),
+            ("ui/app.py", Some("import streamlit as st\n")),
+            (
+                "frontend/chat.py",
+                Some("from chainlit.types import X\nimport os\n"),
+            ),
+        ] {
+            assert!(not_service_reason(path, text).is_some(), "{path}");
+        }
+        for (path, text) in [
+            ("app/main.py", Some("from fastapi import FastAPI\n")),
+            ("app/tools/search.py", None),
+            ("backend/app/api/routes/items.py", None),
+            ("app/devices.py", None),
+            ("app/streamlit_helpers.py", Some("import streamlitish\n")),
+            ("docker-compose.yml", None),
+            ("Dockerfile", None),
+            ("k8s/deployment.yaml", None),
+            ("app/scripts.py", None),
+        ] {
+            assert!(not_service_reason(path, text).is_none(), "{path}");
+        }
+    }
+}

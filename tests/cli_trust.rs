@@ -1,0 +1,166 @@
+//! What keeps comments trustworthy on code nobody here wrote: findings blamed on the change only through their
+//! anchor line, critical/high findings held back in code that is not the service, opt-in style detectors.
+
+mod common;
+use common::{TestRepo, run, run_json, triples};
+
+/// An HTTP call without a timeout (F1-requests-no-timeout, high) spread over several lines.
+const OLD_CALL: &str = "\
+import requests
+
+
+def fetch(url):
+    return requests.get(
+        url,
+        params={\"q\": \"old prompt\"},
+    )
+";
+
+#[test]
+fn editing_inside_an_old_call_does_not_blame_the_change_for_it() {
+    let repo = TestRepo::new();
+    repo.write("app/client.py", OLD_CALL);
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    // Only the argument on line 7 changes: the call (anchored at line 5) is older than the change.
+    repo.write(
+        "app/client.py",
+        &OLD_CALL.replace("old prompt", "new prompt"),
+    );
+    repo.commit("reword the prompt");
+    let (_, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(triples(&report), vec![], "{report}");
+
+    // The same call written by the change is the change's.
+    repo.write(
+        "app/client.py",
+        &format!(
+            "{OLD_CALL}\n\ndef fetch_again(url):\n    return requests.get(\n        url,\n    )\n"
+        ),
+    );
+    repo.commit("another call");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        triples(&report),
+        vec![(
+            "F1-requests-no-timeout".to_string(),
+            "app/client.py".to_string(),
+            12
+        )]
+    );
+}
+
+const BLOCKING: &str = "import time\n\n\nasync def seed():\n    time.sleep(1)\n";
+
+fn held_back_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("dev/seed.py", BLOCKING);
+    repo.write("tools/sync.py", BLOCKING);
+    repo.write("app/client.py", BLOCKING);
+    repo.commit("base");
+    repo
+}
+
+fn checks_by_path(report: &serde_json::Value) -> Vec<String> {
+    triples(report).into_iter().map(|(_, p, _)| p).collect()
+}
+
+#[test]
+fn high_findings_in_code_that_is_not_the_service_are_held_back_and_counted() {
+    let repo = held_back_repo();
+    let (code, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        checks_by_path(&report),
+        vec!["app/client.py".to_string(), "tools/sync.py".to_string()]
+    );
+    assert_eq!(report["summary"]["not_service"], 1, "{report}");
+    // The text summary says so too.
+    let out = run(repo.path(), &["audit", "--all-lines", "--no-progress"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 held back (not the service)"), "{text}");
+}
+
+#[test]
+fn the_repository_config_says_what_is_and_is_not_the_service() {
+    let repo = held_back_repo();
+    repo.write(
+        ".github/prodaudit.yml",
+        "paths:\n  service: [\"dev/seed.py\"]\n  not_service: [\"tools/**\"]\n",
+    );
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(
+        checks_by_path(&report),
+        vec!["app/client.py".to_string(), "dev/seed.py".to_string()]
+    );
+    assert_eq!(report["summary"]["not_service"], 1);
+
+    repo.write(
+        ".github/prodaudit.yml",
+        "paths:\n  report_not_service: true\n",
+    );
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(checks_by_path(&report).len(), 3, "{report}");
+    assert_eq!(report["summary"]["not_service"], 0);
+}
+
+const FSTRING_LOG: &str = "\
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def greet(name):
+    logger.info(f\"hello {name}\")
+";
+
+#[test]
+fn fstring_log_is_opt_in() {
+    let repo = TestRepo::new();
+    repo.write("app/greet.py", FSTRING_LOG);
+    repo.commit("base");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(triples(&report), vec![], "{report}");
+
+    repo.write(
+        ".github/prodaudit.yml",
+        "rules:\n  enable: [O1-fstring-log]\n",
+    );
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(
+        triples(&report),
+        vec![("O1-fstring-log".to_string(), "app/greet.py".to_string(), 7)]
+    );
+
+    // A rule id enables its opt-in detectors; a misspelt id is an error naming the key.
+    repo.write(".github/prodaudit.yml", "rules:\n  enable: [o1]\n");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(triples(&report).len(), 1);
+    repo.write(
+        ".github/prodaudit.yml",
+        "rules:\n  enable: [O1-fstring-logs]\n",
+    );
+    let out = run(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules.enable: unknown rule or check `O1-fstring-logs`"),
+        "{err}"
+    );
+
+    // `rules list` says it is opt-in.
+    let out = run(repo.path(), &["rules", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("O1-fstring-log") && l.contains("opt-in")),
+        "{text}"
+    );
+}
