@@ -126,6 +126,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
         changed.unwrap_or_else(|| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut repo_ctx = repo_context(engine, &root, &source, changed, tree)?;
     repo_ctx.reverse_proxies = config.reverse_proxies.clone();
+    repo_ctx.tenant_columns = config.tenant_columns.clone();
 
     let bar = if req.progress && files.len() > 1 {
         let bar =

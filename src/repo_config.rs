@@ -34,6 +34,15 @@ struct ConfigSer {
     review: ReviewSer,
     #[serde(default)]
     infra: InfraSer,
+    #[serde(default)]
+    tenancy: TenancySer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenancySer {
+    #[serde(default)]
+    columns: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +99,8 @@ pub struct RepoConfig {
     /// Service or image names that are reverse proxies, besides the built-in ones (`infra.reverse_proxies`);
     /// lower-case. They may publish ports (Compose) and be exposed (Kubernetes Services).
     pub reverse_proxies: Vec<String>,
+    /// More tenant/owner column names (`tenancy.columns`), besides the built-in ones.
+    pub tenant_columns: Vec<String>,
 }
 
 impl Default for RepoConfig {
@@ -102,6 +113,7 @@ impl Default for RepoConfig {
             max_inline_comments: 25,
             audit_drafts: false,
             reverse_proxies: Vec::new(),
+            tenant_columns: Vec::new(),
         }
     }
 }
@@ -206,10 +218,21 @@ impl RepoConfig {
             }
             reverse_proxies.push(n.to_ascii_lowercase());
         }
+        let mut tenant_columns = Vec::new();
+        for c in &ser.tenancy.columns {
+            let c = c.trim();
+            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                return Err(err(format!(
+                    "tenancy.columns: `{c}` is not a column name (letters, digits, `_`)"
+                )));
+            }
+            tenant_columns.push(c.to_string());
+        }
         overrides.service = globs(&ser.paths.service, "paths.service")?;
         overrides.not_service = globs(&ser.paths.not_service, "paths.not_service")?;
         overrides.report_not_service = ser.paths.report_not_service;
         Ok(RepoConfig {
+            tenant_columns,
             reverse_proxies,
             fail_on,
             overrides,
@@ -264,6 +287,47 @@ mod tests {
         assert_eq!(c.max_inline_comments, 10);
         assert!(c.audit_drafts);
         assert!(c.reverse_proxies.is_empty());
+    }
+
+    #[test]
+    fn tenancy_columns_and_path_classes() {
+        let c = RepoConfig::parse(
+            "x.yml",
+            "tenancy:\n  columns: [project_id, space_id]\npaths:\n  service: [\"scripts/**\"]\n  not_service: [\"tools/**\"]\n  report_not_service: true\nrules:\n  enable: [c5]\n",
+            &ids(),
+        );
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.tenant_columns, vec!["project_id", "space_id"]);
+        assert!(c.overrides.report_not_service);
+        assert!(c.overrides.enabled.contains("C5"));
+        assert!(
+            c.overrides
+                .service
+                .as_ref()
+                .is_some_and(|g| g.is_match("scripts/x.py"))
+        );
+        assert!(
+            c.overrides
+                .not_service
+                .as_ref()
+                .is_some_and(|g| g.is_match("tools/x.py"))
+        );
+        for (text, want) in [
+            (
+                "tenancy:\n  columns: [\"a b\"]\n",
+                "tenancy.columns: `a b` is not a column name",
+            ),
+            ("tenancy:\n  cols: [a]\n", "cols"),
+            ("paths:\n  service: [\"[\"]\n", "paths.service"),
+        ] {
+            match RepoConfig::parse("x.yml", text, &ids()) {
+                Ok(_) => panic!("accepted {text}"),
+                Err(e) => assert!(e.to_string().contains(want), "{e}"),
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct RepoContext {
     pub alembic_tree: OnceLock<Option<bool>>,
     /// [`RepoContext::changes_a_migration`], worked out on first use; leave it to its default.
     pub migration_changed: OnceLock<bool>,
+    /// More tenant/owner column names from the repository configuration (`tenancy.columns`).
+    pub tenant_columns: Vec<String>,
+    /// [`RepoContext::tenant_models`], worked out on first use; leave it to its default.
+    pub tenant_index: OnceLock<super::semantic::tenancy::TenantModels>,
 }
 
 impl RepoContext {
@@ -100,6 +104,21 @@ impl RepoContext {
                     .iter()
                     .any(|p| self.kind_of(p, None) == Some(FileKind::Alembic)),
             )
+        })
+    }
+
+    /// The ORM models of the model files among [`RepoContext::files`] that carry a tenant or owner column.
+    pub fn tenant_models(&self) -> &super::semantic::tenancy::TenantModels {
+        self.tenant_index.get_or_init(|| {
+            let globs = needs_globset(super::semantic::tenancy::MODEL_FILE_GLOBS).ok();
+            let texts = self
+                .files
+                .iter()
+                .filter(|(p, _)| {
+                    p.ends_with(".py") && globs.as_ref().is_some_and(|g| g.is_match(p.as_str()))
+                })
+                .map(|(_, t)| t.as_str());
+            super::semantic::tenancy::TenantModels::build(texts, &self.tenant_columns)
         })
     }
 

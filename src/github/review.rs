@@ -272,6 +272,7 @@ impl Reviewer {
         let mut repo_ctx = RepoContext {
             changed: touched,
             reverse_proxies: config.reverse_proxies.clone(),
+            tenant_columns: config.tenant_columns.clone(),
             ..Default::default()
         };
         if !needs.is_empty() && context_may_matter(&self.rules, &inputs) {

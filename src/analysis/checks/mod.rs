@@ -26,6 +26,7 @@ mod f5_partial_failure;
 mod f6_lifecycle;
 mod f7_health;
 mod f7_readiness;
+mod i1_ownership;
 mod i1_tenant;
 mod i2_limits;
 mod i3_fault;
@@ -144,6 +145,7 @@ static CHECKS: &[&dyn Check] = &[
     &i1_tenant::TenantQueryUnscoped,
     &i1_tenant::CacheKeyWithoutTenant,
     &i1_tenant::VectorCollectionNotScoped,
+    &i1_ownership::ObjectByIdWithoutOwnerCheck,
     &i2_limits::PublicRouterWithoutRateLimit,
     &i2_limits::UploadReadWithoutSizeLimit,
     &i2_limits::UploadReadInHelper,

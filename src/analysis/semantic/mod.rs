@@ -2,3 +2,4 @@
 //! a detector.
 
 pub mod paths;
+pub mod tenancy;
