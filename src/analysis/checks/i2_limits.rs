@@ -149,6 +149,34 @@ fn mentions_size_check(text: &str) -> bool {
     .any(|w| t.contains(w))
 }
 
+/// Does code bound an upload's size: a comparison that mentions a size or a length (`if len(data) > MAX_BYTES`,
+/// `file.size > limit`), a call or keyword whose name says it limits or chunks (`validate_file_size(f)`,
+/// `read_chunks(f)`, `max_size=…`)? A size that is only logged (`logger.info(f"size {len(data)}")`) or written in
+/// a string is no bound.
+fn bounds_size(body: &PyNode<'_>) -> bool {
+    body.dfs().any(|n| match n.kind().as_ref() {
+        "comparison_operator" => {
+            let t = n.text();
+            t.contains("len(") || mentions_size_check(&t)
+        }
+        "call" => {
+            let callee = super::callee(&n).unwrap_or_default().to_ascii_lowercase();
+            let logging = ["log", "print", "warn", "info", "debug", "error"]
+                .iter()
+                .any(|w| callee.contains(w));
+            !logging && mentions_size_check(&callee)
+        }
+        "keyword_argument" => n
+            .field("name")
+            .is_some_and(|k| mentions_size_check(&k.text())),
+        "identifier" => {
+            let t = n.text().to_ascii_lowercase();
+            t.contains("spooled") || t.contains("chunk")
+        }
+        _ => false,
+    })
+}
+
 /// Does the handler require an administrator (a trusted caller, not a tenant's user)?
 fn admin_only(func: &PyNode<'_>) -> bool {
     let params = func
@@ -216,7 +244,7 @@ fn upload_reads<'r>(
             continue;
         };
         // Size evidence anywhere in the handler (including nested helpers): skip it.
-        if mentions_size_check(&body.text()) {
+        if bounds_size(&body) {
             continue;
         }
         // Loop variables over list-of-uploads parameters are uploads too.
