@@ -13,10 +13,18 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
+/// The log directive that keeps sqlx's connect-option parser (which quotes values) out of the log.
+const QUIET_SQLX_OPTIONS: &str = "sqlx_postgres::options=error";
+
 /// Start logging as the settings say (JSON by default), never printing secrets.
 pub fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sqlx logs the value of a connect parameter it does not know (`sslpassword=…` in DATABASE_URL) at warn
+    // level: never let it.
+    if let Ok(quiet) = QUIET_SQLX_OPTIONS.parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

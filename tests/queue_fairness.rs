@@ -96,7 +96,13 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
     // Twice the depth of new work: every delivery is acknowledged and stored.
     let mut ids = Vec::new();
     for pr in 2..(2 + 2 * MAX_DEPTH as i64) {
-        let (status, body) = deliver(&app, &format!("d-{pr}"), pr, "h").await;
+        let (status, body) = deliver(
+            &app,
+            &format!("d-{pr}"),
+            pr,
+            "4ead000000000000000000000000000000000000",
+        )
+        .await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::ACCEPTED, "queued"),
@@ -128,11 +134,17 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
     assert_eq!(newer.state, JobState::Running, "{backend}");
     // Nothing else was dropped: a redelivery is still recognised, a new delivery still stored.
     assert_eq!(
-        deliver(&app, "d-2", 2, "h").await,
+        deliver(&app, "d-2", 2, "4ead000000000000000000000000000000000000").await,
         (StatusCode::ACCEPTED, "duplicate".to_string())
     );
     assert_eq!(
-        deliver(&app, "d-extra", 99, "h").await,
+        deliver(
+            &app,
+            "d-extra",
+            99,
+            "4ead000000000000000000000000000000000000"
+        )
+        .await,
         (StatusCode::ACCEPTED, "queued".to_string())
     );
     assert_eq!(

@@ -410,4 +410,76 @@ mod tests {
         let long = "é".repeat(40_000);
         assert!(truncate(long, MAX_SUMMARY).len() <= MAX_SUMMARY);
     }
+
+    /// Item 9 of issue 15: a suggestion splicing a very long line, a very long message: the comment stays
+    /// within GitHub's limit, says it was cut, and its marker is whole.
+    #[test]
+    fn long_lines_do_not_make_long_comments() {
+        let mut f = finding();
+        f.code = vec![format!("    time.sleep(1)  # {}", "é".repeat(100_000))];
+        f.message = format!("`time.sleep` blocks {}", "x".repeat(80_000));
+        let body = comment_body(&f);
+        assert!(body.len() <= MAX_BODY, "{}", body.len());
+        assert_eq!(markers_in(&body), vec!["0123456789abcdef".to_string()]);
+        assert!(body.contains("cut: too long"), "says it was cut");
+        // A short one is whole.
+        let short = comment_body(&finding());
+        assert!(!short.contains("cut: too long"));
+    }
+
+    #[test]
+    fn review_body_lists_what_fits_and_counts_the_rest() {
+        let many: Vec<Finding> = (0..3000)
+            .map(|i| {
+                let mut f = finding();
+                f.fingerprint = format!("{i:016x}");
+                f.message = format!("finding {i} {}", "m".repeat(100));
+                f
+            })
+            .collect();
+        let refs: Vec<&Finding> = many.iter().collect();
+        let (body, listed) = review_body(25, &refs);
+        assert!(body.len() <= MAX_BODY, "{}", body.len());
+        assert!(listed > 100 && listed < 3000, "{listed}");
+        assert!(
+            body.contains(&format!(
+                "… and {} more finding(s): see the check run.",
+                thousands(3000 - listed)
+            )),
+            "{}",
+            &body[body.len().saturating_sub(300)..]
+        );
+        assert_eq!(
+            markers_in(&body).len(),
+            listed,
+            "one whole marker per listed finding"
+        );
+        assert!(body.starts_with("**prodaudit** found 3,025 new finding(s)"));
+        let (small, n) = review_body(1, &refs[..2]);
+        assert_eq!(n, 2);
+        assert!(!small.contains("more finding"));
+        assert_eq!(thousands(2345), "2,345");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn summaries_and_annotations_are_bounded() {
+        let notes: Vec<String> = (0..5000)
+            .map(|i| format!("Skipped `vendor/pkg/file_{i}.py`: vendored or generated."))
+            .collect();
+        let s = check_summary(&[], &notes);
+        assert!(s.chars().count() <= MAX_SUMMARY);
+        assert!(
+            s.contains("more note(s) left out"),
+            "{}",
+            &s[s.len() - 200..]
+        );
+        let mut f = finding();
+        f.standard = "s".repeat(1000);
+        f.message = "m".repeat(100_000);
+        let a = annotation(&f);
+        assert!(a["title"].as_str().unwrap_or_default().chars().count() <= MAX_ANNOTATION_TITLE);
+        assert!(a["message"].as_str().unwrap_or_default().len() <= MAX_ANNOTATION_MESSAGE);
+    }
 }
