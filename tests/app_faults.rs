@@ -273,7 +273,7 @@ async fn gone_pull_requests_and_repositories_are_dropped() {
         ),
         202
     );
-    let mut gone_repo = pr_event("opened", 3, "abc");
+    let mut gone_repo = pr_event("opened", 3, "4ead300000000000000000000000000000000000");
     gone_repo["repository"]["full_name"] = "acme/gone".into();
     assert_eq!(deliver(&app, "pull_request", "g-2", &gone_repo), 202);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
