@@ -309,8 +309,10 @@ const FINDING: &str = "import time\n\n\nasync def handler():\n    time.sleep(1)\
 
 fn world_with(head: BTreeMap<String, String>, raw: BTreeMap<String, Vec<u8>>) -> World {
     let mut w = sample_world();
-    w.trees.insert("b19b000000000000000000000000000000000000".into(), head);
-    w.raw.insert("b19b000000000000000000000000000000000000".into(), raw);
+    w.trees
+        .insert("b19b000000000000000000000000000000000000".into(), head);
+    w.raw
+        .insert("b19b000000000000000000000000000000000000".into(), raw);
     w.trees.insert("base1".into(), BTreeMap::new());
     w.head_sha = "b19b000000000000000000000000000000000000".into();
     w
@@ -333,10 +335,20 @@ async fn a_pull_request_with_3000_files_completes_in_bounded_requests() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "big-1", &pr_event("opened", 7, "b19b000000000000000000000000000000000000")),
+        deliver(
+            &app,
+            "pull_request",
+            "big-1",
+            &pr_event("opened", 7, "b19b000000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check_within(&w, "b19b000000000000000000000000000000000000", Duration::from_secs(240)).await;
+    let run = completed_check_within(
+        &w,
+        "b19b000000000000000000000000000000000000",
+        Duration::from_secs(240),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(700)).await;
     let world = lock_pub(&w);
@@ -418,10 +430,20 @@ async fn odd_files_are_audited_or_skipped_and_positions_stay_right() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "odd-1", &pr_event("opened", 7, "b19b000000000000000000000000000000000000")),
+        deliver(
+            &app,
+            "pull_request",
+            "odd-1",
+            &pr_event("opened", 7, "b19b000000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check_within(&w, "b19b000000000000000000000000000000000000", Duration::from_secs(120)).await;
+    let run = completed_check_within(
+        &w,
+        "b19b000000000000000000000000000000000000",
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(700)).await;
     let summary = run["output"]["summary"].as_str().unwrap_or_default();

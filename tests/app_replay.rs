@@ -341,13 +341,17 @@ async fn real_payloads_drive_whole_audits() {
         "queued"
     );
     // A re-run starts a new check run (issue 15), completed like the first; the first stays as history.
-    wait_for(&w, "a second check run, completed, for the re-run", |world| {
-        world.check_runs.len() == 2
-            && world
-                .check_runs
-                .values()
-                .all(|r| r["status"] == "completed")
-    })
+    wait_for(
+        &w,
+        "a second check run, completed, for the re-run",
+        |world| {
+            world.check_runs.len() == 2
+                && world
+                    .check_runs
+                    .values()
+                    .all(|r| r["status"] == "completed")
+        },
+    )
     .await;
     settle(&w, Duration::from_millis(500)).await;
     let world = fake_github::lock_pub(&w);
