@@ -66,6 +66,11 @@ async fn bad_signature_flood_does_not_grow_metrics() {
         assert_eq!(status, 202, "signed delivery {i}");
     }
     let after = metrics_text(&app);
+    eprintln!(
+        "/metrics: {} bytes before, {} bytes after 3,300 deliveries with made-up event names",
+        before.len(),
+        after.len()
+    );
     assert!(!after.contains("made_up_event"), "{after}");
     assert!(!after.contains("signed_unknown"), "{after}");
     let series = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
@@ -131,6 +136,44 @@ async fn slow_review_post_is_not_posted_twice() {
         app.metric("prodaudit_audits_total", "outcome=\"done\""),
         1.0
     );
+    assert_no_violations(&w);
+}
+
+/// Item 6, the same for a conversation comment (`/audit help`): found by its marker, not posted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_issue_comment_is_not_posted_twice() {
+    let mut world = sample_world();
+    world
+        .faults
+        .push_back(Fault::new("POST", "/issues/7/comments", 0).answer_after(4_000));
+    let (api, w) = fake_github::start(world).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start_with(
+        &api,
+        &dir.path().join("q.db"),
+        opts(&[("GITHUB_TIMEOUT_SECS", "1")]),
+    );
+    let mut help = audit_comment(701);
+    help["comment"]["body"] = json!("/audit help");
+    assert_eq!(deliver(&app, "issue_comment", "h-1", &help), 202);
+    wait_for(&w, "the look for the comment", |world| {
+        world
+            .requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/issues/7/comments"))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.metric("prodaudit_audits_total", "outcome=\"done\"") < 1.0 {
+        assert!(Instant::now() < deadline, "the command did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settle(&w, Duration::from_millis(1500)).await;
+    let world = lock_pub(&w);
+    assert_eq!(world.issue_comments.len(), 1, "{:?}", world.issue_comments);
+    assert!(world.issue_comments[0].contains("/audit full"));
+    drop(world);
+    assert_eq!(count(&w, "POST", "/issues/7/comments"), 1);
     assert_no_violations(&w);
 }
 
