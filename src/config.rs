@@ -281,7 +281,7 @@ impl Settings {
         if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
             return Err(SettingsError::Invalid {
                 name: "GITHUB_API_URL",
-                value: github_api_url,
+                value: redact_url(&github_api_url),
                 problem: "must be an http(s) URL, e.g. https://api.github.com or https://ghe.example.com/api/v3".into(),
             });
         }

@@ -164,20 +164,23 @@ impl GitHub {
     ) -> Result<Self, GitHubError> {
         // octocrab gets only scheme and host; we prefix the base path ourselves, so that GraphQL on GitHub
         // Enterprise Server (`/api/graphql`, beside `/api/v3`) is reachable on a relative route too.
-        let uri: http::Uri = api_url
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|e| GitHubError::Path(format!("GITHUB_API_URL {api_url}: {e}")))?;
+        let uri: http::Uri = api_url.trim_end_matches('/').parse().map_err(|e| {
+            GitHubError::Path(format!(
+                "GITHUB_API_URL {}: {e}",
+                crate::config::redact_url(api_url)
+            ))
+        })?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(GitHubError::Path(format!(
-                "GITHUB_API_URL {api_url} has no scheme or host"
+                "GITHUB_API_URL {} has no scheme or host",
+                crate::config::redact_url(api_url)
             )));
         };
         let origin = format!("{scheme}://{authority}");
         let base_path = uri.path().trim_end_matches('/').to_string();
         let octo = Octocrab::builder()
             .base_uri(origin.as_str())
-            .map_err(|e| GitHubError::Path(format!("{api_url}: {e}")))?
+            .map_err(|e| GitHubError::Path(format!("{}: {e}", crate::config::redact_url(api_url))))?
             // Our own retries (backoff with jitter, Retry-After honoured, bounded) are the only ones:
             // octocrab's default retries 5xx, 429 and transport errors three more times at once, which
             // multiplied every bounded retry by four and ignored rate-limit waits.

@@ -354,8 +354,10 @@ impl Reviewer {
         // An earlier attempt of this job may have created a review GitHub did not confirm (a timeout after the
         // request was sent): its inline comments are in the threads, the findings listed in its body are
         // not. Only then is the list of reviews read (a job's first attempt costs nothing more; a slash
-        // command's audit cannot tell, so it looks).
-        if job.is_none_or(|j| j.attempts > 1) {
+        // command's audit cannot tell, so it looks), and only when there is something to post.
+        if job.is_none_or(|j| j.attempts > 1)
+            && findings.iter().any(|f| !already.contains(&f.fingerprint))
+        {
             for r in gh
                 .list_reviews(t.installation, &t.repo, t.pr_number)
                 .await?
