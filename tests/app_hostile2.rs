@@ -673,3 +673,51 @@ async fn each_audit_command_starts_a_new_check_run() {
     drop(world);
     assert_no_violations(&w);
 }
+
+/// "Also": a re-run (explicit) whose first attempt fails after creating its check run is retried by the queue,
+/// and the retry reuses that run: one new run for the re-run, not one per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_rerun_reuses_the_run_its_failed_attempt_created() {
+    let (api, w) = fake_github::start(sample_world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start(&api, &dir.path().join("q.db"));
+    assert_eq!(
+        deliver(&app, "pull_request", "rr-0", &pr_event("opened", 7, HEAD)),
+        202
+    );
+    completed_check(&w, HEAD).await;
+    settle(&w, Duration::from_millis(500)).await;
+    // The re-run's first attempt: every try of the file list fails (the client's 4), after its run exists.
+    lock_pub(&w)
+        .faults
+        .push_back(Fault::new("GET", "/pulls/7/files", 500).times(4));
+    let rerun = json!({
+        "action": "rerequested",
+        "installation": {"id": 99},
+        "repository": {"full_name": REPO},
+        "check_run": {"head_sha": HEAD, "app": {"id": fake_github::harness::APP_ID},
+                      "pull_requests": [{"number": 7}]},
+    });
+    assert_eq!(deliver(&app, "check_run", "rr-1", &rerun), 202);
+    wait_for(&w, "the re-run's run, completed after a retry", |world| {
+        world.faults.is_empty()
+            && world.check_runs.len() >= 2
+            && world
+                .check_runs
+                .values()
+                .all(|r| r["status"] == "completed")
+    })
+    .await;
+    settle(&w, Duration::from_millis(700)).await;
+    assert_eq!(
+        lock_pub(&w).check_runs.len(),
+        2,
+        "the first audit's run and one for the re-run"
+    );
+    assert_eq!(count(&w, "POST", "/repos/acme/api/check-runs"), 2);
+    assert_eq!(
+        app.metric("prodaudit_audits_total", "outcome=\"retry\""),
+        1.0
+    );
+    assert_no_violations(&w);
+}
