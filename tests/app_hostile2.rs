@@ -721,3 +721,35 @@ async fn a_retried_rerun_reuses_the_run_its_failed_attempt_created() {
     );
     assert_no_violations(&w);
 }
+
+/// Item 8: at the connection cap, idle connections make room for new ones: with a long header timeout (60 s)
+/// and 40 idle sockets against a cap of 8, `/healthz` still answers well before any timeout could have freed
+/// a slot (the bound, 30 s, is half that timeout; the answer normally takes milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_idle_connections_make_room() {
+    let (api, _w) = fake_github::start(sample_world()).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = App::start_with(
+        &api,
+        &dir.path().join("q.db"),
+        opts(&[
+            ("HTTP_MAX_CONNECTIONS", "8"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "60"),
+        ]),
+    );
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let _idle: Vec<TcpStream> = (0..40).map(|_| idle_connection(&addr)).collect();
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking({
+        let url = format!("{}/healthz", app.url);
+        move || http_request("GET", &url, &[], b"").map(|(s, _)| s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.ok(), Some(200));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "/healthz waited {:?} behind idle connections",
+        started.elapsed()
+    );
+}

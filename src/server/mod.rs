@@ -196,10 +196,11 @@ async fn webhook(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
 }
 
 /// Serve `app` on `listener` until `shutdown` completes, within `limits`: at most `max_connections` connections
-/// at once (the next ones wait in the listen backlog, and the process keeps file descriptors for its own
-/// work), a deadline for each request's headers that also closes kept-alive connections left idle, a
-/// deadline for each request's body, and one for the whole request. Then stop accepting and let open
-/// connections finish their requests.
+/// at once (so the process keeps file descriptors for its own work); at the cap, the oldest connection is asked
+/// to close (at once when it is idle or has sent nothing, after its answer when a request is in flight) to
+/// make room, so idle sockets cannot keep `/healthz` or GitHub out. A deadline for each request's headers
+/// (which also closes kept-alive connections left idle), one for each request's body, and one for the whole
+/// request. On shutdown, stop accepting and let open connections finish their requests.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -207,7 +208,17 @@ pub async fn serve_http(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
+    use std::collections::VecDeque;
     use tower::ServiceExt as _;
+    type Open = Arc<std::sync::Mutex<VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>>;
+    fn open_lock(
+        o: &Open,
+    ) -> std::sync::MutexGuard<'_, VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>> {
+        match o.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
     let app = app
         .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
             limits.body_timeout,
@@ -216,23 +227,36 @@ pub async fn serve_http(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ));
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max = limits
+        .max_connections
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    // Connections in the order they were accepted, each with the way to ask it to close.
+    let open: Open = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut next_id = 0u64;
     loop {
-        // A free slot first: at the cap, connections wait in the kernel's backlog instead of taking file
-        // descriptors the process needs (a full descriptor table fails every accept and every open).
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the cap: make room by closing the oldest connection (gracefully).
+                if let Some((_, close)) = open_lock(&open).pop_front() {
+                    let _ = close.send(());
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
         };
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -248,6 +272,10 @@ pub async fn serve_http(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let id = next_id;
+        let (close_tx, mut close_rx) = tokio::sync::oneshot::channel();
+        open_lock(&open).push_back((id, close_tx));
         let service = hyper::service::service_fn({
             let app = app.clone();
             move |req: http::Request<hyper::body::Incoming>| {
@@ -255,16 +283,42 @@ pub async fn serve_http(
                 async move { app.oneshot(req.map(axum::body::Body::new)).await }
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let open = open.clone();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = &mut close_rx, if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = stop.changed(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
             }
+            open_lock(&open).retain(|(i, _)| *i != id);
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every connection finishes its request in flight and closes; wait for them (bounded).
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(
+        limits.request_timeout + std::time::Duration::from_secs(5),
+        slots.acquire_many(all),
+    )
+    .await;
     Ok(())
 }
