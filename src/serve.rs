@@ -13,10 +13,18 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
+/// The log directive that keeps sqlx's connect-option parser (which quotes values) out of the log.
+const QUIET_SQLX_OPTIONS: &str = "sqlx_postgres::options=error";
+
 /// Start logging as the settings say (JSON by default), never printing secrets.
 pub fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sqlx logs the value of a connect parameter it does not know (`sslpassword=…` in DATABASE_URL) at warn
+    // level: never let it.
+    if let Ok(quiet) = QUIET_SQLX_OPTIONS.parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -29,10 +37,14 @@ pub fn init_logging(settings: &Settings) {
 /// Run the App until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
     tracing::info!(settings = ?settings, "starting");
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let metrics = Arc::new(Metrics::new());
     let auth = AppAuth::new(settings.app_id, &settings.private_key)?;
     let opts = ClientOptions {
         timeout: settings.github_timeout,
+        secondary_rate_limit_wait: settings.secondary_rate_limit_wait,
         ..Default::default()
     };
     let gh = Arc::new(GitHub::new(
@@ -61,14 +73,21 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
     // Listen before the database is open: probes see "not ready" and webhooks get 503 (GitHub records a
     // failed delivery that can be redelivered) instead of connection errors or a crash loop.
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let limits = settings.http.clone();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        body_timeout_s = limits.body_timeout.as_secs(),
+        request_timeout_s = limits.request_timeout.as_secs(),
+        "HTTP limits"
+    );
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                tracing::info!("shutting down: intake closed, draining running audits");
-                let _ = stop_tx.send(true);
-            })
-            .await
+        crate::server::serve_http(listener, app, &limits, async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: intake closed, draining running audits");
+            let _ = stop_tx.send(true);
+        })
+        .await
     });
     // The database may not be up yet (a container starting beside it): retry with capped backoff until it
     // answers or the process is told to stop.
@@ -79,9 +98,15 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
                 Ok(s) => break Some(s),
                 Err(e @ crate::queue::QueueError::UnsupportedUrl { .. }) => {
                     server.abort();
-                    return Err(e).context("DATABASE_URL");
+                    // The message quotes the URL: never with its credentials.
+                    return Err(anyhow::anyhow!(crate::config::redact_text(
+                        &e.to_string(),
+                        &settings.database_url
+                    )))
+                    .context("DATABASE_URL");
                 }
                 Err(e) => {
+                    let e = crate::config::redact_text(&e.to_string(), &settings.database_url);
                     attempt = attempt.saturating_add(1);
                     let wait = crate::queue::backoff(
                         attempt,

@@ -116,7 +116,8 @@ async fn measure(
 async fn bench_requests_per_audit() {
     let mut rows = Vec::new();
     for n in [1usize, 10, 50, 300] {
-        let (api, w) = fake_github::start(world(n, "head1")).await;
+        let (api, w) =
+            fake_github::start(world(n, "4ead100000000000000000000000000000000000")).await;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let app = App::start(&api, &dir.path().join("q.db"));
         rows.push(
@@ -124,7 +125,7 @@ async fn bench_requests_per_audit() {
                 &app,
                 &w,
                 n,
-                "head1",
+                "4ead100000000000000000000000000000000000",
                 &format!("b{n}-1"),
                 "opened",
                 "first push (token fetched)",
@@ -134,21 +135,23 @@ async fn bench_requests_per_audit() {
         {
             // A second push changes every file again: the token is cached, earlier comments exist.
             let mut world = lock_pub(&w);
-            let mut tree = world.trees["head1"].clone();
+            let mut tree = world.trees["4ead100000000000000000000000000000000000"].clone();
             for (p, t) in tree.iter_mut() {
                 if p.ends_with(".py") && p.contains("/r") {
                     t.push_str("\n\nVERSION = 2\n");
                 }
             }
-            world.trees.insert("head2".into(), tree);
-            world.head_sha = "head2".into();
+            world
+                .trees
+                .insert("4ead200000000000000000000000000000000000".into(), tree);
+            world.head_sha = "4ead200000000000000000000000000000000000".into();
         }
         rows.push(
             measure(
                 &app,
                 &w,
                 n,
-                "head2",
+                "4ead200000000000000000000000000000000000",
                 &format!("b{n}-2"),
                 "synchronize",
                 "next push (token cached)",

@@ -23,13 +23,13 @@ fn world() -> World {
         BTreeMap::from([("app/svc.py".to_string(), BASE_PY.to_string())]),
     );
     trees.insert(
-        "head1".to_string(),
+        "4ead100000000000000000000000000000000000".to_string(),
         BTreeMap::from([("app/svc.py".to_string(), HEAD_PY.to_string())]),
     );
     World {
         repo: REPO.into(),
         base_sha: "base1".into(),
-        head_sha: "head1".into(),
+        head_sha: "4ead100000000000000000000000000000000000".into(),
         pr_number: 7,
         trees,
         permissions: [
@@ -57,15 +57,25 @@ async fn pull_request_opened_gets_a_check_run_and_one_review() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "d-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
     // The same delivery again (an operator's redelivery) creates no second audit.
     assert_eq!(
-        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "d-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     assert_eq!(run["name"], "production-standards");
     assert!(
@@ -117,31 +127,36 @@ async fn a_push_that_fixes_one_and_adds_another_resolves_and_comments_once() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "d-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "d-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    completed_check(&w, "head1").await;
+    completed_check(&w, "4ead100000000000000000000000000000000000").await;
     {
         let mut world = fake_github::lock_pub(&w);
         let fixed = HEAD_PY
             .replace("    time.sleep(1)\n", "    await asyncio.sleep(1)\n")
             .replace("    return 2\n", "    time.sleep(2)\n    return 2\n");
         world.trees.insert(
-            "head2".into(),
+            "4ead200000000000000000000000000000000000".into(),
             BTreeMap::from([("app/svc.py".to_string(), fixed)]),
         );
-        world.head_sha = "head2".into();
+        world.head_sha = "4ead200000000000000000000000000000000000".into();
     }
     assert_eq!(
         deliver(
             &app,
             "pull_request",
             "d-2",
-            &pr_payload("synchronize", "head2")
+            &pr_payload("synchronize", "4ead200000000000000000000000000000000000")
         ),
         202
     );
-    completed_check(&w, "head2").await;
+    completed_check(&w, "4ead200000000000000000000000000000000000").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
@@ -197,7 +212,7 @@ async fn slash_commands_need_write_access() {
         deliver(&app, "issue_comment", "c-2", &comment("writer", 502)),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     assert!(
         fake_github::lock_pub(&w)
@@ -218,10 +233,10 @@ async fn rerun_without_pull_requests_and_a_diff_without_patch() {
         "action": "rerequested",
         "installation": {"id": 99},
         "repository": {"full_name": REPO},
-        "check_run": {"head_sha": "head1", "app": {"id": APP_ID}, "pull_requests": []},
+        "check_run": {"head_sha": "4ead100000000000000000000000000000000000", "app": {"id": APP_ID}, "pull_requests": []},
     });
     assert_eq!(deliver(&app, "check_run", "r-1", &payload), 202);
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(
         run["conclusion"], "failure",
         "the finding is found from the two versions"
@@ -230,10 +245,9 @@ async fn rerun_without_pull_requests_and_a_diff_without_patch() {
     assert_no_violations(&w);
     let world = fake_github::lock_pub(&w);
     assert!(
-        world
-            .requests
-            .iter()
-            .any(|r| r.path.ends_with("/commits/head1/pulls")),
+        world.requests.iter().any(|r| r
+            .path
+            .ends_with("/commits/4ead100000000000000000000000000000000000/pulls")),
         "head mapped to its pull request"
     );
     assert_eq!(world.reviews[0]["comments"][0]["line"], 6);
@@ -262,13 +276,18 @@ async fn transient_faults_are_retried_and_a_killed_server_resumes() {
             .push_back(Fault::new("POST", "/access_tokens", 0).delay(3000));
     }
     assert_eq!(
-        deliver(&app, "pull_request", "k-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "k-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.kill();
     let app2 = App::start(&api, &db);
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_no_violations(&w);
@@ -386,7 +405,7 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
         ]),
     );
     w.trees.insert(
-        "head1".into(),
+        "4ead100000000000000000000000000000000000".into(),
         tree(&[
             ("app/models.py", MODELS_HEAD),
             ("app/core/config.py", CONFIG_HEAD),
@@ -401,10 +420,15 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "x-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "x-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let world = fake_github::lock_pub(&w);
     let comments: Vec<(String, u64, String)> = world
@@ -426,12 +450,10 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
     );
     assert!(comments[0].2.contains("NEW_X"), "{}", comments[0].2);
     // The example file came through the GraphQL blob batch.
-    assert!(
-        world
-            .requests
-            .iter()
-            .any(|r| r.path.contains("/git/trees/head1"))
-    );
+    assert!(world.requests.iter().any(|r| {
+        r.path
+            .contains("/git/trees/4ead100000000000000000000000000000000000")
+    }));
 }
 
 /// The App passes the repository config's `infra.reverse_proxies` (read from the base) to the Compose check: the
@@ -447,7 +469,7 @@ async fn configured_reverse_proxies_reach_the_compose_check() {
     w.trees
         .insert("base1".into(), BTreeMap::from([config.clone()]));
     w.trees.insert(
-        "head1".into(),
+        "4ead100000000000000000000000000000000000".into(),
         BTreeMap::from([
             config,
             (
@@ -460,10 +482,15 @@ async fn configured_reverse_proxies_reach_the_compose_check() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "p-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "p-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let world = fake_github::lock_pub(&w);
     let published: Vec<u64> = world
@@ -486,28 +513,35 @@ async fn closed_or_moved_on_pull_requests_are_not_audited() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "cl-1", &pr_payload("opened", "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "cl-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "neutral");
     assert_eq!(run["output"]["title"], "Pull request closed: not audited");
     {
         let mut world = fake_github::lock_pub(&w);
         world.state = "open".into();
-        let tree = world.trees["head1"].clone();
-        world.trees.insert("head0".into(), tree);
+        let tree = world.trees["4ead100000000000000000000000000000000000"].clone();
+        world
+            .trees
+            .insert("4ead000000000000000000000000000000000000".into(), tree);
     }
     assert_eq!(
         deliver(
             &app,
             "pull_request",
             "cl-2",
-            &pr_payload("synchronize", "head0")
+            &pr_payload("synchronize", "4ead000000000000000000000000000000000000")
         ),
         202
     );
-    let run = completed_check(&w, "head0").await;
+    let run = completed_check(&w, "4ead000000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "neutral");
     assert_eq!(
         run["output"]["title"],
@@ -537,11 +571,11 @@ async fn github_enterprise_server_paths() {
             &app,
             "pull_request",
             "ghes-1",
-            &pr_payload("opened", "head1")
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
         ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let world = fake_github::lock_pub(&w);

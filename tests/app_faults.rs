@@ -36,10 +36,15 @@ async fn server_errors_and_connection_resets_are_retried() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "f-1", &pr_event("opened", 7, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "f-1",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     wait_for(&w, "the review", |world| !world.reviews.is_empty()).await;
     settle(&w, Duration::from_millis(700)).await;
@@ -85,11 +90,20 @@ async fn persistent_failures_are_bounded_and_reported() {
         opts(&[("MAX_ATTEMPTS", "2")]),
     );
     assert_eq!(
-        deliver(&app, "pull_request", "f-2", &pr_event("opened", 7, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "f-2",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run =
-        fake_github::harness::completed_check_within(&w, "head1", Duration::from_secs(90)).await;
+    let run = fake_github::harness::completed_check_within(
+        &w,
+        "4ead100000000000000000000000000000000000",
+        Duration::from_secs(90),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     assert_eq!(run["output"]["title"], "The audit could not be completed");
     let summary = run["output"]["summary"].as_str().unwrap_or_default();
@@ -126,10 +140,15 @@ async fn secondary_rate_limits_are_waited_out() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "f-3", &pr_event("opened", 7, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "f-3",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(500)).await;
     let world = lock_pub(&w);
@@ -168,33 +187,40 @@ async fn an_expired_installation_token_is_refreshed_once() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "t-1", &pr_event("opened", 7, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "t-1",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    completed_check(&w, "head1").await;
+    completed_check(&w, "4ead100000000000000000000000000000000000").await;
     settle(&w, Duration::from_millis(500)).await;
     {
         let mut world = lock_pub(&w);
         assert_eq!(world.tokens_issued, 1, "the token is cached");
         world.revoked_tokens.insert("ghs_test1".into());
-        let mut head2 = world.trees["head1"].clone();
+        let mut head2 = world.trees["4ead100000000000000000000000000000000000"].clone();
         head2.insert(
             "app/other.py".into(),
             "import time\n\n\nasync def c():\n    time.sleep(3)\n".into(),
         );
-        world.trees.insert("head2".into(), head2);
-        world.head_sha = "head2".into();
+        world
+            .trees
+            .insert("4ead200000000000000000000000000000000000".into(), head2);
+        world.head_sha = "4ead200000000000000000000000000000000000".into();
     }
     assert_eq!(
         deliver(
             &app,
             "pull_request",
             "t-2",
-            &pr_event("synchronize", 7, "head2")
+            &pr_event("synchronize", 7, "4ead200000000000000000000000000000000000")
         ),
         202
     );
-    let run = completed_check(&w, "head2").await;
+    let run = completed_check(&w, "4ead200000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(500)).await;
     let world = lock_pub(&w);
@@ -239,10 +265,15 @@ async fn gone_pull_requests_and_repositories_are_dropped() {
     );
     // Pull request #8 does not exist.
     assert_eq!(
-        deliver(&app, "pull_request", "g-1", &pr_event("opened", 8, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "g-1",
+            &pr_event("opened", 8, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let mut gone_repo = pr_event("opened", 3, "abc");
+    let mut gone_repo = pr_event("opened", 3, "4ead300000000000000000000000000000000000");
     gone_repo["repository"]["full_name"] = "acme/gone".into();
     assert_eq!(deliver(&app, "pull_request", "g-2", &gone_repo), 202);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -290,11 +321,20 @@ async fn a_hanging_github_times_out_and_the_job_is_retried() {
         opts(&[("GITHUB_TIMEOUT_SECS", "1")]),
     );
     assert_eq!(
-        deliver(&app, "pull_request", "h-1", &pr_event("opened", 7, "head1")),
+        deliver(
+            &app,
+            "pull_request",
+            "h-1",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         202
     );
-    let run =
-        fake_github::harness::completed_check_within(&w, "head1", Duration::from_secs(90)).await;
+    let run = fake_github::harness::completed_check_within(
+        &w,
+        "4ead100000000000000000000000000000000000",
+        Duration::from_secs(90),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     assert_eq!(
         count(&w, "GET", "/pulls/7/files"),
@@ -340,7 +380,7 @@ async fn an_unavailable_database_means_not_ready_and_503() {
             &app,
             "pull_request",
             "db-1",
-            &pr_event("opened", 7, "head1")
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
         ),
         503
     );
@@ -370,7 +410,12 @@ async fn an_unavailable_database_means_not_ready_and_503() {
     pg.wait_listening();
     assert_eq!(get_status(&format!("{}/readyz", pg.url)).unwrap_or(0), 503);
     assert_eq!(
-        deliver(&pg, "pull_request", "db-3", &pr_event("opened", 7, "head1")),
+        deliver(
+            &pg,
+            "pull_request",
+            "db-3",
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        ),
         503
     );
     drop(pg);
@@ -382,11 +427,11 @@ async fn an_unavailable_database_means_not_ready_and_503() {
             &app,
             "pull_request",
             "db-1",
-            &pr_event("opened", 7, "head1")
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
         ),
         202
     );
-    let run = completed_check(&w, "head1").await;
+    let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     assert_eq!(run["conclusion"], "failure");
     assert_no_violations(&w);
 }

@@ -38,7 +38,9 @@ async fn hostile_webhooks_are_refused_or_ignored_and_nothing_is_queued() {
     let (api, w) = fake_github::start(sample_world()).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
-    let good = pr_event("opened", 7, "head1").to_string().into_bytes();
+    let good = pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        .to_string()
+        .into_bytes();
 
     // Signatures: missing, wrong secret, another body's, wrong algorithm, not hex, upper-case prefix tricks.
     let mut h = signed("pull_request", "s-1", &good);
@@ -115,7 +117,7 @@ async fn hostile_webhooks_are_refused_or_ignored_and_nothing_is_queued() {
     .map(|(e, a)| (e.to_string(), *a))
     .enumerate()
     {
-        let mut p = pr_event(action, 7, "head1");
+        let mut p = pr_event(action, 7, "4ead100000000000000000000000000000000000");
         p["action"] = json!(action);
         let body = p.to_string().into_bytes();
         let (status, text) = post_raw(&app, &signed(&event, &format!("u-{i}"), &body), &body);
@@ -169,7 +171,9 @@ async fn replayed_deliveries_create_one_job() {
     let (api, w) = fake_github::start(sample_world()).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = std::sync::Arc::new(App::start(&api, &dir.path().join("q.db")));
-    let body = pr_event("opened", 7, "head1").to_string().into_bytes();
+    let body = pr_event("opened", 7, "4ead100000000000000000000000000000000000")
+        .to_string()
+        .into_bytes();
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (app, body) = (app.clone(), body.clone());
@@ -189,7 +193,7 @@ async fn replayed_deliveries_create_one_job() {
         .filter(|(_, t)| t.trim() == "duplicate")
         .count();
     assert_eq!((queued, dup), (1, 7), "{answers:?}");
-    completed_check(&w, "head1").await;
+    completed_check(&w, "4ead100000000000000000000000000000000000").await;
     settle(&w, Duration::from_millis(700)).await;
     // And once more after the audit finished.
     assert_eq!(
@@ -213,7 +217,7 @@ async fn another_installations_payload_is_dropped() {
     let (api, w) = fake_github::start(world).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
-    let mut p = pr_event("opened", 7, "head1");
+    let mut p = pr_event("opened", 7, "4ead100000000000000000000000000000000000");
     p["installation"]["id"] = json!(31337);
     assert_eq!(deliver(&app, "pull_request", "x-1", &p), 202);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -262,14 +266,14 @@ async fn bad_repository_configs_are_reported_and_defaults_apply() {
         ),
     ];
     for (i, (what, config, says)) in cases.iter().enumerate() {
-        let head = format!("cfg{i}");
+        let head = format!("cf{i:038x}");
         {
             let mut world = lock_pub(&w);
             world
                 .trees
                 .get_mut("base1")
                 .map(|t| t.insert(".github/prodaudit.yml".into(), config.clone()));
-            let mut tree = world.trees["head1"].clone();
+            let mut tree = world.trees["4ead100000000000000000000000000000000000"].clone();
             // The pull request's own config tries to switch the check off: ignored (read from the base).
             tree.insert(
                 ".github/prodaudit.yml".into(),
@@ -305,10 +309,12 @@ const FINDING: &str = "import time\n\n\nasync def handler():\n    time.sleep(1)\
 
 fn world_with(head: BTreeMap<String, String>, raw: BTreeMap<String, Vec<u8>>) -> World {
     let mut w = sample_world();
-    w.trees.insert("big".into(), head);
-    w.raw.insert("big".into(), raw);
+    w.trees
+        .insert("b19b000000000000000000000000000000000000".into(), head);
+    w.raw
+        .insert("b19b000000000000000000000000000000000000".into(), raw);
     w.trees.insert("base1".into(), BTreeMap::new());
-    w.head_sha = "big".into();
+    w.head_sha = "b19b000000000000000000000000000000000000".into();
     w
 }
 
@@ -329,10 +335,20 @@ async fn a_pull_request_with_3000_files_completes_in_bounded_requests() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "big-1", &pr_event("opened", 7, "big")),
+        deliver(
+            &app,
+            "pull_request",
+            "big-1",
+            &pr_event("opened", 7, "b19b000000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check_within(&w, "big", Duration::from_secs(240)).await;
+    let run = completed_check_within(
+        &w,
+        "b19b000000000000000000000000000000000000",
+        Duration::from_secs(240),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(700)).await;
     let world = lock_pub(&w);
@@ -414,10 +430,20 @@ async fn odd_files_are_audited_or_skipped_and_positions_stay_right() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
     assert_eq!(
-        deliver(&app, "pull_request", "odd-1", &pr_event("opened", 7, "big")),
+        deliver(
+            &app,
+            "pull_request",
+            "odd-1",
+            &pr_event("opened", 7, "b19b000000000000000000000000000000000000")
+        ),
         202
     );
-    let run = completed_check_within(&w, "big", Duration::from_secs(120)).await;
+    let run = completed_check_within(
+        &w,
+        "b19b000000000000000000000000000000000000",
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(run["conclusion"], "failure");
     settle(&w, Duration::from_millis(700)).await;
     let summary = run["output"]["summary"].as_str().unwrap_or_default();

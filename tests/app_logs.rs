@@ -37,11 +37,11 @@ async fn job_logs_carry_their_context_and_no_secrets() {
             &app,
             "pull_request",
             "log-d1",
-            &pr_event("opened", 7, "head1")
+            &pr_event("opened", 7, "4ead100000000000000000000000000000000000")
         ),
         202
     );
-    completed_check(&w, "head1").await;
+    completed_check(&w, "4ead100000000000000000000000000000000000").await;
     settle(&w, Duration::from_millis(500)).await;
     let cmd = json!({
         "action": "created",

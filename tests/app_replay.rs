@@ -340,14 +340,18 @@ async fn real_payloads_drive_whole_audits() {
         post(&app, "check_suite", "real-2", &body).1.trim(),
         "queued"
     );
-    wait_for(&w, "a second check-run update for the re-run", |world| {
-        world
-            .requests
-            .iter()
-            .filter(|r| r.method == "PATCH" && r.path.contains("/check-runs/"))
-            .count()
-            >= 3
-    })
+    // A re-run starts a new check run (issue 15), completed like the first; the first stays as history.
+    wait_for(
+        &w,
+        "a second check run, completed, for the re-run",
+        |world| {
+            world.check_runs.len() == 2
+                && world
+                    .check_runs
+                    .values()
+                    .all(|r| r["status"] == "completed")
+        },
+    )
     .await;
     settle(&w, Duration::from_millis(500)).await;
     let world = fake_github::lock_pub(&w);

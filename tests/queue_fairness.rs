@@ -73,7 +73,9 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
     // A slow worker audits head aaa of pull request 1 and outlives its lease; head bbb arrives and is claimed
     // by another worker: the audit of aaa is superseded.
     assert_eq!(
-        deliver(&app, "d-old", 1, "aaa").await.0,
+        deliver(&app, "d-old", 1, "aaa0000000000000000000000000000000000000")
+            .await
+            .0,
         StatusCode::ACCEPTED
     );
     let old = store
@@ -82,7 +84,7 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("{backend}: nothing to claim"));
     assert_eq!(
-        deliver(&app, "d-new", 1, "bbb").await,
+        deliver(&app, "d-new", 1, "bbb0000000000000000000000000000000000000").await,
         (StatusCode::ACCEPTED, "queued".to_string())
     );
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -91,12 +93,21 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("{backend}: the newer head was not claimable"));
-    assert_eq!(newer.head_sha.as_deref(), Some("bbb"));
+    assert_eq!(
+        newer.head_sha.as_deref(),
+        Some("bbb0000000000000000000000000000000000000")
+    );
 
     // Twice the depth of new work: every delivery is acknowledged and stored.
     let mut ids = Vec::new();
     for pr in 2..(2 + 2 * MAX_DEPTH as i64) {
-        let (status, body) = deliver(&app, &format!("d-{pr}"), pr, "h").await;
+        let (status, body) = deliver(
+            &app,
+            &format!("d-{pr}"),
+            pr,
+            "4ead000000000000000000000000000000000000",
+        )
+        .await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::ACCEPTED, "queued"),
@@ -128,11 +139,17 @@ async fn past_max_depth_intake_acknowledges_and_drops_superseded_first(url: &str
     assert_eq!(newer.state, JobState::Running, "{backend}");
     // Nothing else was dropped: a redelivery is still recognised, a new delivery still stored.
     assert_eq!(
-        deliver(&app, "d-2", 2, "h").await,
+        deliver(&app, "d-2", 2, "4ead000000000000000000000000000000000000").await,
         (StatusCode::ACCEPTED, "duplicate".to_string())
     );
     assert_eq!(
-        deliver(&app, "d-extra", 99, "h").await,
+        deliver(
+            &app,
+            "d-extra",
+            99,
+            "4ead000000000000000000000000000000000000"
+        )
+        .await,
         (StatusCode::ACCEPTED, "queued".to_string())
     );
     assert_eq!(

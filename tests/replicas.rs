@@ -31,13 +31,13 @@ fn world() -> World {
         BTreeMap::from([("app/svc.py".to_string(), BASE_PY.to_string())]),
     );
     trees.insert(
-        "head1".to_string(),
+        "4ead100000000000000000000000000000000000".to_string(),
         BTreeMap::from([("app/svc.py".to_string(), HEAD_PY.to_string())]),
     );
     World {
         repo: REPO.into(),
         base_sha: "base1".into(),
-        head_sha: "head1".into(),
+        head_sha: "4ead100000000000000000000000000000000000".into(),
         pr_number: 7,
         trees,
         ..Default::default()
@@ -391,7 +391,10 @@ async fn two_replicas_audit_each_head_once() {
     let replicas = [&a, &b];
     // Ten deliveries of the same head, alternating replicas, each redelivered to the other replica.
     for i in 0..10 {
-        let payload = pr_payload(if i == 0 { "opened" } else { "synchronize" }, "head1");
+        let payload = pr_payload(
+            if i == 0 { "opened" } else { "synchronize" },
+            "4ead100000000000000000000000000000000000",
+        );
         let delivery = format!("d-{i}");
         assert_eq!(replicas[i % 2].deliver(&delivery, &payload), 202);
         assert_eq!(replicas[(i + 1) % 2].deliver(&delivery, &payload), 202);
@@ -402,9 +405,12 @@ async fn two_replicas_audit_each_head_once() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(delivered, 10, "redeliveries are stored once");
-    let reviews = settled_reviews(&w, &pool, "head1").await;
+    let reviews = settled_reviews(&w, &pool, "4ead100000000000000000000000000000000000").await;
     assert_eq!(reviews, 1, "one review for the head across both replicas");
-    assert_eq!(completed_checks(&w, "head1"), 1);
+    assert_eq!(
+        completed_checks(&w, "4ead100000000000000000000000000000000000"),
+        1
+    );
     let rows = jobs(&pool).await;
     assert!(
         rows.iter().all(|j| j.state == "done"),
@@ -428,7 +434,13 @@ async fn a_replica_killed_mid_audit_is_taken_over() {
     let lease = [("JOB_LEASE_SECS", "2")];
     let a = Replica::start(&api, &db.url, &lease);
     let b = Replica::start(&api, &db.url, &lease);
-    assert_eq!(a.deliver("k-1", &pr_payload("opened", "head1")), 202);
+    assert_eq!(
+        a.deliver(
+            "k-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
+        202
+    );
     let pool = pool(&db).await;
     let running = running_job(&pool).await;
     // Wait until the audit is inside the slow request.
@@ -460,9 +472,12 @@ async fn a_replica_killed_mid_audit_is_taken_over() {
         victim.wait_exit(Duration::from_secs(10)).await.is_some(),
         "SIGKILL ends the replica"
     );
-    let reviews = settled_reviews(&w, &pool, "head1").await;
+    let reviews = settled_reviews(&w, &pool, "4ead100000000000000000000000000000000000").await;
     assert_eq!(reviews, 1, "the survivor finished the audit once");
-    assert_eq!(completed_checks(&w, "head1"), 1);
+    assert_eq!(
+        completed_checks(&w, "4ead100000000000000000000000000000000000"),
+        1
+    );
     let rows = jobs(&pool).await;
     let job = rows
         .iter()
@@ -494,7 +509,13 @@ async fn a_sigtermed_replica_finishes_its_audit_and_exits_0() {
     let env = [("SHUTDOWN_GRACE_SECS", "30")];
     let a = Replica::start(&api, &db.url, &env);
     let b = Replica::start(&api, &db.url, &env);
-    assert_eq!(a.deliver("t-1", &pr_payload("opened", "head1")), 202);
+    assert_eq!(
+        a.deliver(
+            "t-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
+        202
+    );
     let pool = pool(&db).await;
     let running = running_job(&pool).await;
     let owner = owner_pid(&running);
@@ -512,7 +533,10 @@ async fn a_sigtermed_replica_finishes_its_audit_and_exits_0() {
         .unwrap_or_else(|| panic!("job {} vanished", running.id));
     assert_eq!(job.state, "done", "finished before exiting: {job:?}");
     assert_eq!(job.lease_owner, running.lease_owner);
-    assert_eq!(settled_reviews(&w, &pool, "head1").await, 1);
+    assert_eq!(
+        settled_reviews(&w, &pool, "4ead100000000000000000000000000000000000").await,
+        1
+    );
     pool.close().await;
     drop(other);
     db.drop_database().await;
@@ -533,7 +557,13 @@ async fn a_sigtermed_replica_past_its_grace_releases_its_job() {
     let env = [("SHUTDOWN_GRACE_SECS", "1"), ("JOB_LEASE_SECS", "300")];
     let a = Replica::start(&api, &db.url, &env);
     let b = Replica::start(&api, &db.url, &env);
-    assert_eq!(a.deliver("g-1", &pr_payload("opened", "head1")), 202);
+    assert_eq!(
+        a.deliver(
+            "g-1",
+            &pr_payload("opened", "4ead100000000000000000000000000000000000")
+        ),
+        202
+    );
     let pool = pool(&db).await;
     let running = running_job(&pool).await;
     let owner = owner_pid(&running);
@@ -556,7 +586,7 @@ async fn a_sigtermed_replica_past_its_grace_releases_its_job() {
         status.is_some_and(|s| s.success()),
         "a SIGTERM'd replica exits 0 after its grace: {status:?}"
     );
-    let reviews = settled_reviews(&w, &pool, "head1").await;
+    let reviews = settled_reviews(&w, &pool, "4ead100000000000000000000000000000000000").await;
     assert_eq!(reviews, 1, "the other replica finished the released job");
     let rows = jobs(&pool).await;
     let job = rows

@@ -55,6 +55,22 @@ pub struct ReviewComment {
     pub in_reply_to_id: Option<i64>,
 }
 
+/// A review of a pull request (`GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Review {
+    pub id: i64,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub commit_id: Option<String>,
+}
+
+/// 16 random hexadecimal characters.
+fn nonce() -> String {
+    use rand::RngExt as _;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
 /// An inline comment of a new review.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NewComment {
@@ -188,6 +204,9 @@ impl GitHub {
             .unwrap_or_default())
     }
 
+    /// Create a check run. Its `external_id` (set here when the body has none) lets a retry after an
+    /// answer that may hide a created run (timeout, lost connection, 5xx) find that run instead of creating
+    /// a second one.
     pub async fn create_check_run(
         &self,
         inst: i64,
@@ -195,21 +214,73 @@ impl GitHub {
         body: &Value,
     ) -> Result<i64, GitHubError> {
         let route = "/repos/{owner}/{repo}/check-runs";
-        let r = self
-            .call(
+        let mut body = body.clone();
+        if body["external_id"].as_str().is_none_or(str::is_empty) {
+            body["external_id"] = format!("prodaudit-{}", nonce()).into();
+        }
+        let external_id = body["external_id"].as_str().unwrap_or_default().to_string();
+        let head = body["head_sha"].as_str().unwrap_or_default().to_string();
+        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let mut attempt = 0;
+        loop {
+            let err = match self
+                .call_creating(
+                    inst,
+                    Method::POST,
+                    &format!("/repos/{repo}/check-runs"),
+                    route,
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(r) => {
+                    let v: Value = r.json(route)?;
+                    return v["id"].as_i64().ok_or_else(|| GitHubError::Decode {
+                        route: route.into(),
+                        detail: "no id".into(),
+                    });
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !err.maybe_applied() || attempt >= self.attempts() {
+                return Err(err);
+            }
+            tracing::warn!(error = %err, attempt, "check run creation may have happened; looking for it");
+            if let Some(run) = self
+                .list_check_runs(inst, repo, &head, &name)
+                .await?
+                .into_iter()
+                .find(|r| r["external_id"].as_str() == Some(external_id.as_str()))
+                && let Some(id) = run["id"].as_i64()
+            {
+                return Ok(id);
+            }
+            tokio::time::sleep(self.retry_wait(attempt)).await;
+        }
+    }
+
+    /// Check runs named `name` on a commit (the first 100, newest first).
+    pub async fn list_check_runs(
+        &self,
+        inst: i64,
+        repo: &str,
+        head: &str,
+        name: &str,
+    ) -> Result<Vec<Value>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/commits/{ref}/check-runs";
+        let v: Value = self
+            .get_json(
                 inst,
-                Method::POST,
-                &format!("/repos/{repo}/check-runs"),
+                &format!(
+                    "/repos/{repo}/commits/{}/check-runs?check_name={}&filter=all&per_page=100",
+                    encode_path(head),
+                    encode_path(name)
+                ),
                 route,
-                Some(body),
-                None,
             )
             .await?;
-        let v: Value = r.json(route)?;
-        v["id"].as_i64().ok_or_else(|| GitHubError::Decode {
-            route: route.into(),
-            detail: "no id".into(),
-        })
+        Ok(v["check_runs"].as_array().cloned().unwrap_or_default())
     }
 
     pub async fn update_check_run(
@@ -258,7 +329,9 @@ impl GitHub {
         Ok(all)
     }
 
-    /// One review (event COMMENT) with inline comments on the head commit.
+    /// One review (event COMMENT) with inline comments on the head commit. The body ends with a hidden
+    /// marker naming this exact review: after an answer that may hide a created review (timeout, lost
+    /// connection, 5xx), the pull request's reviews are searched for it before the review is sent again.
     pub async fn create_review(
         &self,
         inst: i64,
@@ -269,20 +342,77 @@ impl GitHub {
         comments: &[NewComment],
     ) -> Result<i64, GitHubError> {
         let route = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews";
+        let key = {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            h.update(commit_id.as_bytes());
+            h.update(body.as_bytes());
+            h.update(serde_json::to_vec(comments).unwrap_or_default());
+            hex::encode(&h.finalize()[..8])
+        };
+        let marker = crate::report::markdown::review_marker(&key);
+        let body = format!("{body}\n{marker}");
         let payload =
             json!({"commit_id": commit_id, "body": body, "event": "COMMENT", "comments": comments});
-        let r = self
-            .call(
-                inst,
-                Method::POST,
-                &format!("/repos/{repo}/pulls/{number}/reviews"),
-                route,
-                Some(&payload),
-                None,
-            )
-            .await?;
-        let v: Value = r.json(route)?;
-        Ok(v["id"].as_i64().unwrap_or_default())
+        let mut attempt = 0;
+        loop {
+            let err = match self
+                .call_creating(
+                    inst,
+                    Method::POST,
+                    &format!("/repos/{repo}/pulls/{number}/reviews"),
+                    route,
+                    Some(&payload),
+                )
+                .await
+            {
+                Ok(r) => {
+                    let v: Value = r.json(route)?;
+                    return Ok(v["id"].as_i64().unwrap_or_default());
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !err.maybe_applied() || attempt >= self.attempts() {
+                return Err(err);
+            }
+            tracing::warn!(error = %err, attempt, "the review may have been created; looking for it");
+            if let Some(r) = self
+                .list_reviews(inst, repo, number)
+                .await?
+                .into_iter()
+                .find(|r| r.body.as_deref().is_some_and(|b| b.contains(&marker)))
+            {
+                return Ok(r.id);
+            }
+            tokio::time::sleep(self.retry_wait(attempt)).await;
+        }
+    }
+
+    /// The reviews of a pull request (up to 3,000, 100 per page).
+    pub async fn list_reviews(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<Review>, GitHubError> {
+        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews";
+        let mut all = Vec::new();
+        for page in 1..=30 {
+            let batch: Vec<Review> = self
+                .get_json(
+                    inst,
+                    &format!("/repos/{repo}/pulls/{number}/reviews?per_page=100&page={page}"),
+                    route,
+                )
+                .await?;
+            let done = batch.len() < 100;
+            all.extend(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// The permission a user has on a repository: admin, maintain, write, triage, read or none.
@@ -333,6 +463,9 @@ impl GitHub {
         Ok(())
     }
 
+    /// A comment on the pull request's conversation. It carries a hidden marker unique to this call, so that
+    /// after an answer that may hide a created comment (timeout, lost connection, 5xx) the comments since the
+    /// first attempt are searched for it before it is sent again.
     pub async fn create_issue_comment(
         &self,
         inst: i64,
@@ -341,17 +474,44 @@ impl GitHub {
         body: &str,
     ) -> Result<(), GitHubError> {
         let route = "/repos/{owner}/{repo}/issues/{issue_number}/comments";
-        let payload = json!({"body": body});
-        self.call(
-            inst,
-            Method::POST,
-            &format!("/repos/{repo}/issues/{number}/comments"),
-            route,
-            Some(&payload),
-            None,
-        )
-        .await?;
-        Ok(())
+        let marker = crate::report::markdown::comment_marker(&nonce());
+        let since = chrono::Utc::now() - chrono::Duration::minutes(10);
+        let payload = json!({"body": format!("{body}\n{marker}")});
+        let mut attempt = 0;
+        loop {
+            let err = match self
+                .call_creating(
+                    inst,
+                    Method::POST,
+                    &format!("/repos/{repo}/issues/{number}/comments"),
+                    route,
+                    Some(&payload),
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !err.maybe_applied() || attempt >= self.attempts() {
+                return Err(err);
+            }
+            tracing::warn!(error = %err, attempt, "the comment may have been created; looking for it");
+            let v: Vec<ReviewComment> = self
+                .get_json(
+                    inst,
+                    &format!(
+                        "/repos/{repo}/issues/{number}/comments?since={}&per_page=100",
+                        since.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                    route,
+                )
+                .await?;
+            if v.iter().any(|c| c.body.contains(&marker)) {
+                return Ok(());
+            }
+            tokio::time::sleep(self.retry_wait(attempt)).await;
+        }
     }
 
     /// Open pull requests whose head is this commit (for re-runs that arrive without them, e.g. from forks).

@@ -60,6 +60,16 @@ impl GitHubError {
         }
     }
 
+    /// Might GitHub have carried the request out although we got no success (no answer in time, a connection
+    /// lost, a 5xx)? A non-idempotent call that fails so must look for what it created before trying again.
+    pub fn maybe_applied(&self) -> bool {
+        match self {
+            GitHubError::Status { status, .. } => *status >= 500,
+            GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
+            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+        }
+    }
+
     /// How long GitHub asked us to wait, when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -104,6 +114,9 @@ pub struct ClientOptions {
     /// The longest rate-limit wait done inside a call; longer waits fail the call as transient, and the job
     /// is retried after the reset.
     pub max_rate_limit_wait: Duration,
+    /// The first wait after a secondary rate limit that says nothing of when to come back (no Retry-After,
+    /// requests remaining): GitHub asks for at least a minute, then exponentially longer.
+    pub secondary_rate_limit_wait: Duration,
 }
 
 impl Default for ClientOptions {
@@ -114,6 +127,7 @@ impl Default for ClientOptions {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(20),
             max_rate_limit_wait: Duration::from_secs(60),
+            secondary_rate_limit_wait: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +141,8 @@ pub struct GitHub {
     opts: ClientOptions,
     metrics: Arc<Metrics>,
     write_locks: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+    /// Secondary rate limits without a hint in a row (reset by the next success): each doubles the wait.
+    secondary_streak: std::sync::atomic::AtomicU32,
 }
 
 /// Exponential backoff with full jitter: a random wait in [0, min(max, base·2^attempt)].
@@ -148,20 +164,23 @@ impl GitHub {
     ) -> Result<Self, GitHubError> {
         // octocrab gets only scheme and host; we prefix the base path ourselves, so that GraphQL on GitHub
         // Enterprise Server (`/api/graphql`, beside `/api/v3`) is reachable on a relative route too.
-        let uri: http::Uri = api_url
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|e| GitHubError::Path(format!("GITHUB_API_URL {api_url}: {e}")))?;
+        let uri: http::Uri = api_url.trim_end_matches('/').parse().map_err(|e| {
+            GitHubError::Path(format!(
+                "GITHUB_API_URL {}: {e}",
+                crate::config::redact_url(api_url)
+            ))
+        })?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(GitHubError::Path(format!(
-                "GITHUB_API_URL {api_url} has no scheme or host"
+                "GITHUB_API_URL {} has no scheme or host",
+                crate::config::redact_url(api_url)
             )));
         };
         let origin = format!("{scheme}://{authority}");
         let base_path = uri.path().trim_end_matches('/').to_string();
         let octo = Octocrab::builder()
             .base_uri(origin.as_str())
-            .map_err(|e| GitHubError::Path(format!("{api_url}: {e}")))?
+            .map_err(|e| GitHubError::Path(format!("{}: {e}", crate::config::redact_url(api_url))))?
             // Our own retries (backoff with jitter, Retry-After honoured, bounded) are the only ones:
             // octocrab's default retries 5xx, 429 and transport errors three more times at once, which
             // multiplied every bounded retry by four and ignored rate-limit waits.
@@ -178,6 +197,7 @@ impl GitHub {
             opts,
             metrics,
             write_locks: Mutex::new(HashMap::new()),
+            secondary_streak: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -213,6 +233,7 @@ impl GitHub {
                 &format!("Bearer {jwt}"),
                 None,
                 None,
+                true,
             )
             .await?;
         let t: TokenResp = resp.json(route)?;
@@ -238,6 +259,47 @@ impl GitHub {
         body: Option<&serde_json::Value>,
         accept: Option<&str>,
     ) -> Result<Resp, GitHubError> {
+        self.call_with(installation, method, path, route, body, accept, true)
+            .await
+    }
+
+    /// A call that creates something (a review, a comment, a check run): retried here only after answers
+    /// that say GitHub did nothing (rate limits, an expired token). After a timeout, a lost connection or a
+    /// 5xx it fails at once ([`GitHubError::maybe_applied`]): the caller looks for what the attempt may have
+    /// created before sending it again.
+    pub async fn call_creating(
+        &self,
+        installation: i64,
+        method: Method,
+        path: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Resp, GitHubError> {
+        self.call_with(installation, method, path, route, body, None, false)
+            .await
+    }
+
+    /// The wait before attempt `attempt + 1` of a call that failed transiently.
+    pub fn retry_wait(&self, attempt: u32) -> Duration {
+        backoff(attempt, self.opts.backoff_base, self.opts.backoff_max)
+    }
+
+    /// Attempts per call.
+    pub fn attempts(&self) -> u32 {
+        self.opts.attempts
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn call_with(
+        &self,
+        installation: i64,
+        method: Method,
+        path: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        accept: Option<&str>,
+        retry_maybe_applied: bool,
+    ) -> Result<Resp, GitHubError> {
         let is_write = method != Method::GET && method != Method::HEAD;
         let lock = if is_write {
             let mut locks = self.write_locks.lock().await;
@@ -258,6 +320,7 @@ impl GitHub {
                 &format!("Bearer {token}"),
                 body,
                 accept,
+                retry_maybe_applied,
             )
             .await
         {
@@ -272,6 +335,7 @@ impl GitHub {
                     &format!("Bearer {token}"),
                     body,
                     accept,
+                    retry_maybe_applied,
                 )
                 .await
             }
@@ -291,6 +355,7 @@ impl GitHub {
             .json(route)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_with_retries(
         &self,
         method: Method,
@@ -299,6 +364,7 @@ impl GitHub {
         authorization: &str,
         body: Option<&serde_json::Value>,
         accept: Option<&str>,
+        retry_maybe_applied: bool,
     ) -> Result<Resp, GitHubError> {
         let mut attempt = 0;
         loop {
@@ -310,7 +376,10 @@ impl GitHub {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             };
-            if attempt >= self.opts.attempts || !err.is_transient() {
+            if attempt >= self.opts.attempts
+                || !err.is_transient()
+                || (!retry_maybe_applied && err.maybe_applied())
+            {
                 return Err(err);
             }
             let wait = match err.retry_after() {
@@ -399,6 +468,10 @@ impl GitHub {
         };
         let status = parts.status.as_u16();
         self.metrics.github_request(route, status);
+        if (200..300).contains(&status) {
+            self.secondary_streak
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(remaining) = header_i64(&parts.headers, "x-ratelimit-remaining") {
             self.metrics.rate_limit_remaining.set(remaining);
         }
@@ -413,7 +486,14 @@ impl GitHub {
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        let retry_after = rate_limit_wait(status, &parts.headers, Utc::now());
+        let retry_after = rate_limit_wait(status, &parts.headers, Utc::now()).or_else(|| {
+            is_secondary_rate_limit(status, &message).then(|| {
+                let streak = self
+                    .secondary_streak
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                secondary_wait(self.opts.secondary_rate_limit_wait, streak)
+            })
+        });
         Err(GitHubError::Status {
             status,
             method: m,
@@ -428,8 +508,27 @@ fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// For 403/429 answers that are rate limits: how long to wait (Retry-After, else until x-ratelimit-reset when
-/// nothing remains). `None` for other errors, including a 403 that is a permission problem.
+/// A secondary rate limit that gives no hint of when to come back: a 429 without headers, or a 403 whose
+/// message says so (GitHub: "You have exceeded a secondary rate limit…"). A 403 without that text is a
+/// permission problem, not worth retrying.
+pub fn is_secondary_rate_limit(status: u16, message: &str) -> bool {
+    status == 429
+        || status == 403
+            && message
+                .to_ascii_lowercase()
+                .contains("secondary rate limit")
+}
+
+/// GitHub: wait at least a minute, and exponentially longer while the limit persists (capped at an hour).
+pub fn secondary_wait(first: Duration, streak: u32) -> Duration {
+    first
+        .saturating_mul(1u32.checked_shl(streak.min(16)).unwrap_or(u32::MAX))
+        .min(Duration::from_secs(3600).max(first))
+}
+
+/// For 403/429 answers that say when to come back: Retry-After, else until x-ratelimit-reset when nothing
+/// remains. `None` otherwise (see [`is_secondary_rate_limit`] for limits without a hint, and a 403 that is a
+/// permission problem).
 pub fn rate_limit_wait(status: u16, headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     if status != 403 && status != 429 {
         return None;
@@ -442,10 +541,6 @@ pub fn rate_limit_wait(status: u16, headers: &HeaderMap, now: DateTime<Utc>) -> 
     {
         let wait = reset - now.timestamp();
         return Some(Duration::from_secs(wait.max(1) as u64));
-    }
-    if status == 429 {
-        // Secondary limit without a hint: GitHub asks for at least a minute.
-        return Some(Duration::from_secs(60));
     }
     None
 }
@@ -503,10 +598,22 @@ mod tests {
             None,
             "a permission 403 is not a rate limit"
         );
-        assert_eq!(
-            rate_limit_wait(429, &HeaderMap::new(), now),
-            Some(Duration::from_secs(60))
-        );
+        assert_eq!(rate_limit_wait(429, &HeaderMap::new(), now), None);
+        assert!(is_secondary_rate_limit(429, ""));
+        assert!(is_secondary_rate_limit(
+            403,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+        ));
+        assert!(!is_secondary_rate_limit(
+            403,
+            "Resource not accessible by integration"
+        ));
+        assert!(!is_secondary_rate_limit(500, "secondary rate limit"));
+        let m = Duration::from_secs(60);
+        assert_eq!(secondary_wait(m, 0), m);
+        assert_eq!(secondary_wait(m, 1), 2 * m);
+        assert_eq!(secondary_wait(m, 3), 8 * m);
+        assert_eq!(secondary_wait(m, 40), Duration::from_secs(3600));
     }
 
     #[test]

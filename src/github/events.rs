@@ -46,6 +46,9 @@ pub enum Intake {
     },
     /// Acknowledged and logged, nothing to do (ping, installation events, actions we do not handle).
     Ignore { reason: String },
+    /// Work asked for with impossible values (a pull request number of 0, a head that is not a commit
+    /// SHA, …): refused with a 4xx that says why, nothing stored.
+    Invalid { reason: String },
 }
 
 /// What the queue stores of an intake.
@@ -113,7 +116,7 @@ impl Intake {
                 head_sha: Some(head_sha.clone()),
                 payload: serde_json::json!({"kind": "rerun", "pr_numbers": pr_numbers}),
             }),
-            Intake::Ignore { .. } => None,
+            Intake::Ignore { .. } | Intake::Invalid { .. } => None,
         }
     }
 }
@@ -156,8 +159,90 @@ pub fn is_repo_full_name(full_name: &str) -> bool {
     })
 }
 
+/// A full commit SHA: 40 hexadecimal characters.
+pub fn is_commit_sha(sha: &str) -> bool {
+    sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn invalid(reason: impl Into<String>) -> Intake {
+    Intake::Invalid {
+        reason: reason.into(),
+    }
+}
+
+/// Refuse work whose values cannot be GitHub's: they would be stored, put into API paths and retried.
+fn validate(intake: Intake) -> Intake {
+    let (installation_id, repo) = match &intake {
+        Intake::Audit {
+            installation_id,
+            repo,
+            ..
+        }
+        | Intake::Command {
+            installation_id,
+            repo,
+            ..
+        }
+        | Intake::Rerun {
+            installation_id,
+            repo,
+            ..
+        } => (*installation_id, repo.as_str()),
+        Intake::Ignore { .. } | Intake::Invalid { .. } => return intake,
+    };
+    if installation_id <= 0 {
+        return invalid(format!(
+            "installation id {installation_id} is not a positive number"
+        ));
+    }
+    // The name goes into API paths: only `owner/name` as GitHub spells them.
+    if !is_repo_full_name(repo) {
+        return invalid("repository full_name is not owner/name");
+    }
+    let positive = |what: &str, n: i64| {
+        (n <= 0).then(|| invalid(format!("{what} {n} is not a positive number")))
+    };
+    let sha = |sha: &str| {
+        (!is_commit_sha(sha)).then(|| {
+            invalid(format!(
+                "head sha {:?} is not 40 hexadecimal characters",
+                sha.chars().take(64).collect::<String>()
+            ))
+        })
+    };
+    let problem = match &intake {
+        Intake::Audit {
+            pr_number,
+            head_sha,
+            ..
+        } => positive("pull request number", *pr_number).or_else(|| sha(head_sha)),
+        Intake::Command {
+            pr_number,
+            comment_id,
+            ..
+        } => positive("pull request number", *pr_number)
+            .or_else(|| positive("comment id", *comment_id)),
+        Intake::Rerun {
+            head_sha,
+            pr_numbers,
+            ..
+        } => sha(head_sha).or_else(|| {
+            pr_numbers
+                .iter()
+                .find_map(|n| positive("pull request number", *n))
+        }),
+        Intake::Ignore { .. } | Intake::Invalid { .. } => None,
+    };
+    problem.unwrap_or(intake)
+}
+
 /// Read what an event asks for. `app_id` is ours: check-run events of other apps are not ours to answer.
+/// Work with impossible values is [`Intake::Invalid`].
 pub fn classify(event: &str, payload: &Value, app_id: u64) -> Intake {
+    validate(classify_unchecked(event, payload, app_id))
+}
+
+fn classify_unchecked(event: &str, payload: &Value, app_id: u64) -> Intake {
     let action = payload["action"].as_str().unwrap_or("");
     let installation = payload["installation"]["id"].as_i64();
     let repo = payload["repository"]["full_name"]
@@ -166,12 +251,6 @@ pub fn classify(event: &str, payload: &Value, app_id: u64) -> Intake {
     let (Some(installation_id), Some(repo)) = (installation, repo) else {
         return ignore(format!("{event}.{action}: no installation or repository"));
     };
-    // The name goes into API paths: only `owner/name` as GitHub spells them.
-    if !is_repo_full_name(&repo) {
-        return ignore(format!(
-            "{event}.{action}: repository name is not owner/name"
-        ));
-    }
     match event {
         "pull_request" => {
             if !matches!(
@@ -269,6 +348,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+    const SHA2: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
     fn base() -> Value {
         json!({"installation": {"id": 7}, "repository": {"full_name": "acme/api"}})
     }
@@ -289,14 +371,14 @@ mod tests {
         let mut p = base();
         p["action"] = json!("synchronize");
         p["pull_request"] =
-            json!({"number": 5, "head": {"sha": "abc"}, "draft": true, "state": "open"});
+            json!({"number": 5, "head": {"sha": SHA}, "draft": true, "state": "open"});
         assert_eq!(
             classify("pull_request", &p, 1),
             Intake::Audit {
                 installation_id: 7,
                 repo: "acme/api".into(),
                 pr_number: 5,
-                head_sha: "abc".into(),
+                head_sha: SHA.into(),
                 base_sha: None,
                 draft: true,
                 full: false
@@ -346,13 +428,13 @@ mod tests {
     fn reruns_of_our_checks_only() {
         let mut p = base();
         p["action"] = json!("rerequested");
-        p["check_run"] = json!({"head_sha": "def", "app": {"id": 42}, "pull_requests": []});
+        p["check_run"] = json!({"head_sha": SHA2, "app": {"id": 42}, "pull_requests": []});
         assert_eq!(
             classify("check_run", &p, 42),
             Intake::Rerun {
                 installation_id: 7,
                 repo: "acme/api".into(),
-                head_sha: "def".into(),
+                head_sha: SHA2.into(),
                 pr_numbers: vec![]
             }
         );
@@ -397,15 +479,96 @@ mod tests {
                 "action": "opened",
                 "installation": {"id": 1},
                 "repository": {"full_name": bad},
-                "pull_request": {"number": 1, "state": "open", "head": {"sha": "abc"}},
+                "pull_request": {"number": 1, "state": "open", "head": {"sha": SHA}},
             });
             assert!(
-                matches!(classify("pull_request", &payload, 1), Intake::Ignore { .. }),
+                matches!(
+                    classify("pull_request", &payload, 1),
+                    Intake::Invalid { .. }
+                ),
                 "{bad:?} was accepted"
             );
         }
         for good in ["acme/api", "a-b/c_d.e", "octo-org/.github"] {
             assert!(is_repo_full_name(good), "{good:?} was refused");
         }
+    }
+
+    /// Impossible values are refused (with the reason), not stored as work.
+    #[test]
+    fn impossible_values_are_invalid() {
+        let pr = |number: Value, sha: Value, installation: Value, repo: &str| {
+            json!({
+                "action": "opened",
+                "installation": {"id": installation},
+                "repository": {"full_name": repo},
+                "pull_request": {"number": number, "state": "open", "head": {"sha": sha}},
+            })
+        };
+        let ok = pr(json!(3), json!(SHA), json!(9), "acme/api");
+        assert!(matches!(
+            classify("pull_request", &ok, 1),
+            Intake::Audit { .. }
+        ));
+        let cases = [
+            (
+                pr(json!(-1), json!(SHA), json!(9), "acme/api"),
+                "pull request number -1",
+            ),
+            (
+                pr(json!(0), json!(SHA), json!(9), "acme/api"),
+                "pull request number 0",
+            ),
+            (pr(json!(3), json!("abc"), json!(9), "acme/api"), "head sha"),
+            (
+                pr(json!(3), json!(format!("{SHA}0")), json!(9), "acme/api"),
+                "head sha",
+            ),
+            (
+                pr(json!(3), json!(SHA.replace('a', "g")), json!(9), "acme/api"),
+                "head sha",
+            ),
+            (
+                pr(json!(3), json!(SHA), json!(0), "acme/api"),
+                "installation id 0",
+            ),
+            (
+                pr(json!(3), json!(SHA), json!(-5), "acme/api"),
+                "installation id -5",
+            ),
+            (pr(json!(3), json!(SHA), json!(9), "acme"), "owner/name"),
+        ];
+        for (payload, why) in cases {
+            match classify("pull_request", &payload, 1) {
+                Intake::Invalid { reason } => assert!(reason.contains(why), "{reason} / {why}"),
+                other => panic!("{payload} gave {other:?}"),
+            }
+        }
+        let mut c = base();
+        c["action"] = json!("created");
+        c["issue"] = json!({"number": -2, "pull_request": {"url": "x"}});
+        c["comment"] =
+            json!({"id": 11, "body": "/audit", "user": {"login": "alice", "type": "User"}});
+        assert!(matches!(
+            classify("issue_comment", &c, 1),
+            Intake::Invalid { .. }
+        ));
+        let mut r = base();
+        r["action"] = json!("rerequested");
+        r["check_run"] = json!({"head_sha": "nope", "app": {"id": 42}, "pull_requests": []});
+        assert!(matches!(
+            classify("check_run", &r, 42),
+            Intake::Invalid { .. }
+        ));
+        r["check_run"] =
+            json!({"head_sha": SHA, "app": {"id": 42}, "pull_requests": [{"number": 0}]});
+        assert!(matches!(
+            classify("check_run", &r, 42),
+            Intake::Invalid { .. }
+        ));
+        // Events without work stay acknowledged whatever they carry.
+        let ping =
+            json!({"zen": "x", "installation": {"id": -1}, "repository": {"full_name": "x"}});
+        assert!(matches!(classify("ping", &ping, 1), Intake::Ignore { .. }));
     }
 }

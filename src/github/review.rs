@@ -172,6 +172,7 @@ impl Reviewer {
         if let Some((title, why)) = gone_by {
             self.finish_check(
                 t,
+                &head,
                 check_id,
                 "neutral",
                 title,
@@ -208,7 +209,7 @@ impl Reviewer {
             None => RepoConfig::default(),
         };
         if draft && !config.audit_drafts && !t.explicit {
-            self.finish_check(t, check_id, "neutral", "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", &[]).await?;
+            self.finish_check(t, &head, check_id, "neutral", "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", &[]).await?;
             outcome.skipped = Some("draft".into());
             outcome.conclusion = "neutral".into();
             return Ok(outcome);
@@ -329,6 +330,7 @@ impl Reviewer {
         }
         self.finish_check(
             t,
+            &head,
             check_id,
             conclusion,
             &markdown::check_title(&refs),
@@ -348,6 +350,22 @@ impl Reviewer {
         for th in &threads {
             for (_, _, body) in &th.comments {
                 already.extend(markdown::markers_in(body));
+            }
+        }
+        // An earlier attempt of this job may have created a review GitHub did not confirm (a timeout after the
+        // request was sent): its inline comments are in the threads, the findings listed in its body are
+        // not. Only then is the list of reviews read (a job's first attempt costs nothing more; a slash
+        // command's audit cannot tell, so it looks), and only when there is something to post.
+        if job.is_none_or(|j| j.attempts > 1)
+            && findings.iter().any(|f| !already.contains(&f.fingerprint))
+        {
+            for r in gh
+                .list_reviews(t.installation, &t.repo, t.pr_number)
+                .await?
+            {
+                if let Some(body) = &r.body {
+                    already.extend(markdown::markers_in(body));
+                }
             }
         }
         let commentable: BTreeMap<&str, &LineSet> = changed
@@ -380,7 +398,10 @@ impl Reviewer {
                     body: markdown::comment_body(f),
                 })
                 .collect();
-            let body = markdown::review_body(inline.len(), &overflow);
+            let (body, listed) = markdown::review_body(inline.len(), &overflow);
+            // What this review shows (findings it leaves out are posted by a later audit).
+            let mut posted: Vec<&Finding> = inline.clone();
+            posted.extend(overflow.iter().take(listed).copied());
             match gh
                 .create_review(
                     t.installation,
@@ -396,18 +417,19 @@ impl Reviewer {
                 Err(e) if e.status() == Some(422) => {
                     // GitHub refused a comment's position: never lose the audit, put everything in the body.
                     tracing::warn!(error = %e, "review refused; posting all findings in the review body");
-                    let body = markdown::review_body(0, &new);
+                    let (body, listed) = markdown::review_body(0, &new);
                     gh.create_review(t.installation, &t.repo, t.pr_number, &head, &body, &[])
                         .await?;
+                    posted = new.iter().take(listed).copied().collect();
                 }
                 Err(e) => return Err(e.into()),
             }
-            let posted: Vec<(String, i64)> =
-                new.iter().map(|f| (f.fingerprint.clone(), 0)).collect();
+            let recorded: Vec<(String, i64)> =
+                posted.iter().map(|f| (f.fingerprint.clone(), 0)).collect();
             self.store
-                .record_comments(&t.repo, t.pr_number, &posted)
+                .record_comments(&t.repo, t.pr_number, &recorded)
                 .await?;
-            outcome.new_comments = new.len();
+            outcome.new_comments = posted.len();
         }
 
         // Resolve our threads whose finding is gone, unless a person replied.
@@ -437,7 +459,10 @@ impl Reviewer {
         Ok(outcome)
     }
 
-    /// The check run of this head: reuse the one a failed attempt created, else create it in progress.
+    /// The check run of this audit, in progress. An audit a person asked for (`/audit`, Re-run) starts a new
+    /// run, as GitHub's own Re-run does (the old one stays as history), unless an earlier attempt of it
+    /// created one that was not completed: that one is reused, so a retry never makes duplicates. Other
+    /// audits reuse the head's run (a redelivery, a retry).
     async fn start_check(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
         let body = json!({
             "name": CHECK_NAME,
@@ -446,7 +471,15 @@ impl Reviewer {
             "started_at": chrono::Utc::now().to_rfc3339(),
             "output": {"title": "Auditing…", "summary": "prodaudit is reviewing the changed lines."},
         });
-        if let Some(id) = self.store.check_run(&t.repo, head).await? {
+        let reuse = if t.explicit {
+            self.store
+                .check_run(&t.repo, &explicit_key(head))
+                .await?
+                .filter(|id| *id > 0)
+        } else {
+            self.store.check_run(&t.repo, head).await?
+        };
+        if let Some(id) = reuse {
             let update = json!({"status": "in_progress", "output": body["output"]});
             self.gh
                 .update_check_run(t.installation, &t.repo, id, &update)
@@ -457,6 +490,12 @@ impl Reviewer {
             .gh
             .create_check_run(t.installation, &t.repo, &body)
             .await?;
+        if t.explicit {
+            // Pending until completed (see finish_check): a retry of this audit finds it.
+            self.store
+                .set_check_run(&t.repo, &explicit_key(head), id)
+                .await?;
+        }
         self.store.set_check_run(&t.repo, head, id).await?;
         Ok(id)
     }
@@ -466,6 +505,7 @@ impl Reviewer {
     async fn finish_check(
         &self,
         t: &AuditTarget,
+        head: &str,
         id: i64,
         conclusion: &str,
         title: &str,
@@ -492,18 +532,52 @@ impl Reviewer {
                 .update_check_run(t.installation, &t.repo, id, &more)
                 .await?;
         }
+        // This head's explicit run (if it was this one) is done: the next `/audit` starts a new one.
+        if self.store.check_run(&t.repo, &explicit_key(head)).await? == Some(id) {
+            self.store
+                .set_check_run(&t.repo, &explicit_key(head), 0)
+                .await?;
+        }
         Ok(())
     }
 
-    /// Mark the head's check run failed after the last attempt, with a message saying what happened.
+    /// Mark the head's check run failed after the last attempt, with a message saying what happened. A run
+    /// already completed (the audit finished, and what failed came after, e.g. posting the review) keeps its
+    /// result: it is never overwritten with "could not be completed".
     pub async fn fail_check(
         &self,
         t: &AuditTarget,
         head: &str,
         error: &str,
     ) -> Result<(), ReviewError> {
-        let id = match self.store.check_run(&t.repo, head).await? {
-            Some(id) => id,
+        let pending = self
+            .store
+            .check_run(&t.repo, &explicit_key(head))
+            .await?
+            .filter(|id| *id > 0);
+        let known = match pending {
+            Some(id) => Some(id),
+            None => self.store.check_run(&t.repo, head).await?,
+        };
+        let id = match known {
+            Some(id) => {
+                let runs = self
+                    .gh
+                    .list_check_runs(t.installation, &t.repo, head, CHECK_NAME)
+                    .await?;
+                if runs
+                    .iter()
+                    .any(|r| r["id"].as_i64() == Some(id) && r["status"] == "completed")
+                {
+                    tracing::warn!(
+                        check_run = id,
+                        error,
+                        "the audit's check run is complete; leaving its result as it is"
+                    );
+                    return Ok(());
+                }
+                id
+            }
             None => {
                 let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
                 let id = self
@@ -520,10 +594,11 @@ impl Reviewer {
         );
         self.finish_check(
             t,
+            head,
             id,
             "failure",
             "The audit could not be completed",
-            &summary,
+            &markdown::truncate(summary, markdown::MAX_SUMMARY),
             &[],
         )
         .await
@@ -606,6 +681,11 @@ impl Reviewer {
         }
         Ok((out, threads))
     }
+}
+
+/// The store's key for the check run of an explicit re-audit of `head` still in progress (0: none).
+fn explicit_key(head: &str) -> String {
+    format!("{head}/explicit")
 }
 
 /// Blobs by (rev, path), and the review threads when they were asked for.

@@ -12,6 +12,55 @@ pub fn marker(fingerprint: &str) -> String {
     format!("<!-- prodaudit:fp={fingerprint} -->")
 }
 
+/// Hidden marker naming one review (see `GitHub::create_review`): found after an uncertain failure, it says
+/// the review was created. Not a fingerprint marker: [`markers_in`] does not read it.
+pub fn review_marker(key: &str) -> String {
+    format!("<!-- prodaudit:review={key} -->")
+}
+
+/// Hidden marker naming one conversation comment (see `GitHub::create_issue_comment`).
+pub fn comment_marker(key: &str) -> String {
+    format!("<!-- prodaudit:comment={key} -->")
+}
+
+/// GitHub refuses review and comment bodies over 65,536 characters. Bodies are kept under this many bytes
+/// (never fewer bytes than characters), which leaves room for the review's own marker.
+pub const MAX_BODY: usize = 65_000;
+
+/// GitHub's limit on an annotation's title (characters).
+pub const MAX_ANNOTATION_TITLE: usize = 255;
+
+/// GitHub's limit on an annotation's message and raw details (64 KB).
+pub const MAX_ANNOTATION_MESSAGE: usize = 64 * 1024 - 1;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+/// `text` cut to fit `max` bytes together with `tail` (kept whole: a marker is never cut), saying it was cut,
+/// and closing a code fence the cut left open.
+pub fn fit(text: &str, tail: &str, max: usize) -> String {
+    if text.len() + tail.len() <= max {
+        return format!("{text}{tail}");
+    }
+    const NOTE: &str = "\n```\n\n… (cut: too long for GitHub)\n";
+    let keep = prefix(text, max.saturating_sub(tail.len() + NOTE.len()));
+    let fences = keep
+        .lines()
+        .filter(|l| l.trim_start().starts_with("```"))
+        .count();
+    let note = if fences % 2 == 1 { NOTE } else { &NOTE[4..] };
+    format!("{keep}{note}{tail}")
+}
+
 /// The fingerprints of the markers in a comment body.
 pub fn markers_in(body: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -45,6 +94,16 @@ fn severity_label(s: Severity) -> &'static str {
 /// An inline review comment: `**HIGH · C5 · Never block the event loop**`, what is wrong on this line, the
 /// conforming pattern (folded), a suggestion block when the fix covers whole lines, and the marker.
 pub fn comment_body(f: &Finding) -> String {
+    let full = comment_text(f, true);
+    let tail = format!("\n{}", marker(&f.fingerprint));
+    if full.len() + tail.len() <= MAX_BODY {
+        return format!("{full}{tail}");
+    }
+    // Too long (a suggestion splices a very long line): without the suggestion, then cut.
+    fit(&comment_text(f, false), &tail, MAX_BODY)
+}
+
+fn comment_text(f: &Finding, with_suggestion: bool) -> String {
     let mut s = format!(
         "**{} · {} · {}**\n\n{}\n",
         severity_label(f.severity),
@@ -52,16 +111,12 @@ pub fn comment_body(f: &Finding) -> String {
         f.standard,
         f.message
     );
-    if let Some(suggestion) = suggestion(f) {
+    if with_suggestion && let Some(suggestion) = suggestion(f) {
         s.push_str(&format!("\n```suggestion\n{suggestion}\n```\n"));
     }
     s.push_str(&format!(
-        "\n<details><summary>Conforming pattern ({})</summary>\n\n{}\n\n</details>\n\n<sub>`{}` · suppress with `# prodaudit: ignore[{}] reason`</sub>\n{}",
-        f.rule,
-        f.conforming,
-        f.check,
-        f.rule,
-        marker(&f.fingerprint)
+        "\n<details><summary>Conforming pattern ({})</summary>\n\n{}\n\n</details>\n\n<sub>`{}` · suppress with `# prodaudit: ignore[{}] reason`</sub>",
+        f.rule, f.conforming, f.check, f.rule,
     ));
     s
 }
@@ -101,34 +156,70 @@ pub fn counts(findings: &[&Finding]) -> String {
     }
 }
 
-/// The body of the review: a one-line count, and the findings that did not become inline comments.
-pub fn review_body(inline: usize, overflow: &[&Finding]) -> String {
+/// The body of the review: a one-line count, and the findings that did not become inline comments, each with
+/// its marker, as many as fit in [`MAX_BODY`]; the rest are counted ("… and 2,345 more findings: see the check
+/// run"). Returns the body and how many of `overflow` it lists.
+pub fn review_body(inline: usize, overflow: &[&Finding]) -> (String, usize) {
     let mut s = format!(
         "**prodaudit** found {} new finding(s) on the changed lines",
-        inline + overflow.len()
+        thousands(inline + overflow.len())
     );
     if overflow.is_empty() {
         s.push('.');
-        return s;
+        return (s, 0);
     }
     s.push_str(&format!(
         "; {} are listed here rather than inline:\n\n",
-        overflow.len()
+        thousands(overflow.len())
     ));
+    // Room for the note about the rest (and the review marker the client adds).
+    const RESERVE: usize = 200;
+    let mut markers = String::new();
+    let mut listed = 0;
     for f in overflow {
-        s.push_str(&format!(
+        let item = format!(
             "- `{}:{}` **{} · {}** {}\n",
             f.path,
             f.line,
             severity_label(f.severity),
             f.rule,
             f.message
+        );
+        // One item may not take more than a tenth of the body.
+        let item = if item.len() > MAX_BODY / 10 {
+            format!("{}…\n", prefix(&item, MAX_BODY / 10))
+        } else {
+            item
+        };
+        let m = marker(&f.fingerprint);
+        if s.len() + item.len() + markers.len() + m.len() + RESERVE > MAX_BODY {
+            break;
+        }
+        s.push_str(&item);
+        markers.push_str(&m);
+        listed += 1;
+    }
+    if listed < overflow.len() {
+        s.push_str(&format!(
+            "\n… and {} more finding(s): see the check run.\n",
+            thousands(overflow.len() - listed)
         ));
     }
-    for f in overflow {
-        s.push_str(&marker(&f.fingerprint));
+    s.push_str(&markers);
+    (s, listed)
+}
+
+/// 2345 → "2,345".
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
     }
-    s
+    out
 }
 
 /// Check-run title, e.g. "3 findings: 1 critical, 2 high" or "No findings on the changed lines".
@@ -171,8 +262,21 @@ pub fn check_summary(findings: &[&Finding], notes: &[String]) -> String {
             ));
         }
     }
+    // Notes (one per skipped file: up to thousands) as many as fit, then how many were left out.
+    let mut shown = 0;
     for n in notes {
-        s.push_str(&format!("\n{n}\n"));
+        let item = format!("\n{}\n", prefix(n, 2_000));
+        if s.len() + item.len() + 100 > MAX_SUMMARY {
+            break;
+        }
+        s.push_str(&item);
+        shown += 1;
+    }
+    if shown < notes.len() {
+        s.push_str(&format!(
+            "\n… and {} more note(s) left out (GitHub's limit on a summary).\n",
+            thousands(notes.len() - shown)
+        ));
     }
     truncate(s, MAX_SUMMARY)
 }
@@ -191,6 +295,16 @@ pub fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
+/// At most `max` characters, the last one "…" when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// One check-run annotation.
 pub fn annotation(f: &Finding) -> serde_json::Value {
     let level = match f.severity {
@@ -203,8 +317,8 @@ pub fn annotation(f: &Finding) -> serde_json::Value {
         "start_line": f.line,
         "end_line": f.end_line.max(f.line),
         "annotation_level": level,
-        "title": format!("{} · {} ({})", f.rule, f.standard, f.severity),
-        "message": truncate(f.message.clone(), 64 * 1024),
+        "title": truncate_chars(&format!("{} · {} ({})", f.rule, f.standard, f.severity), MAX_ANNOTATION_TITLE),
+        "message": truncate(f.message.clone(), MAX_ANNOTATION_MESSAGE),
     });
     // Columns only when the annotation is on one line.
     if f.line == f.end_line && f.end_column >= f.column {
@@ -295,5 +409,77 @@ mod tests {
         );
         let long = "é".repeat(40_000);
         assert!(truncate(long, MAX_SUMMARY).len() <= MAX_SUMMARY);
+    }
+
+    /// Item 9 of issue 15: a suggestion splicing a very long line, a very long message: the comment stays
+    /// within GitHub's limit, says it was cut, and its marker is whole.
+    #[test]
+    fn long_lines_do_not_make_long_comments() {
+        let mut f = finding();
+        f.code = vec![format!("    time.sleep(1)  # {}", "é".repeat(100_000))];
+        f.message = format!("`time.sleep` blocks {}", "x".repeat(80_000));
+        let body = comment_body(&f);
+        assert!(body.len() <= MAX_BODY, "{}", body.len());
+        assert_eq!(markers_in(&body), vec!["0123456789abcdef".to_string()]);
+        assert!(body.contains("cut: too long"), "says it was cut");
+        // A short one is whole.
+        let short = comment_body(&finding());
+        assert!(!short.contains("cut: too long"));
+    }
+
+    #[test]
+    fn review_body_lists_what_fits_and_counts_the_rest() {
+        let many: Vec<Finding> = (0..3000)
+            .map(|i| {
+                let mut f = finding();
+                f.fingerprint = format!("{i:016x}");
+                f.message = format!("finding {i} {}", "m".repeat(100));
+                f
+            })
+            .collect();
+        let refs: Vec<&Finding> = many.iter().collect();
+        let (body, listed) = review_body(25, &refs);
+        assert!(body.len() <= MAX_BODY, "{}", body.len());
+        assert!(listed > 100 && listed < 3000, "{listed}");
+        assert!(
+            body.contains(&format!(
+                "… and {} more finding(s): see the check run.",
+                thousands(3000 - listed)
+            )),
+            "{}",
+            &body[body.len().saturating_sub(300)..]
+        );
+        assert_eq!(
+            markers_in(&body).len(),
+            listed,
+            "one whole marker per listed finding"
+        );
+        assert!(body.starts_with("**prodaudit** found 3,025 new finding(s)"));
+        let (small, n) = review_body(1, &refs[..2]);
+        assert_eq!(n, 2);
+        assert!(!small.contains("more finding"));
+        assert_eq!(thousands(2345), "2,345");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn summaries_and_annotations_are_bounded() {
+        let notes: Vec<String> = (0..5000)
+            .map(|i| format!("Skipped `vendor/pkg/file_{i}.py`: vendored or generated."))
+            .collect();
+        let s = check_summary(&[], &notes);
+        assert!(s.chars().count() <= MAX_SUMMARY);
+        assert!(
+            s.contains("more note(s) left out"),
+            "{}",
+            &s[s.len() - 200..]
+        );
+        let mut f = finding();
+        f.standard = "s".repeat(1000);
+        f.message = "m".repeat(100_000);
+        let a = annotation(&f);
+        assert!(a["title"].as_str().unwrap_or_default().chars().count() <= MAX_ANNOTATION_TITLE);
+        assert!(a["message"].as_str().unwrap_or_default().len() <= MAX_ANNOTATION_MESSAGE);
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SECRET: &str = "e2e-secret";
+pub const SECRET: &str = "e2e-secret-of-the-tests";
 pub const APP_ID: u64 = 4242;
 
 pub struct App {
@@ -314,13 +314,13 @@ pub fn sample_world() -> super::World {
         std::collections::BTreeMap::from([("app/svc.py".to_string(), BASE_PY.to_string())]),
     );
     trees.insert(
-        "head1".to_string(),
+        "4ead100000000000000000000000000000000000".to_string(),
         std::collections::BTreeMap::from([("app/svc.py".to_string(), HEAD_PY.to_string())]),
     );
     super::World {
         repo: REPO.into(),
         base_sha: "base1".into(),
-        head_sha: "head1".into(),
+        head_sha: "4ead100000000000000000000000000000000000".into(),
         pr_number: 7,
         trees,
         permissions: [

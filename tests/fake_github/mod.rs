@@ -44,6 +44,11 @@ pub struct Fault {
     pub times: usize,
     /// Drop the connection without an answer (a connection reset).
     pub reset: bool,
+    /// The `message` of the injected error (GitHub's text matters: "secondary rate limit").
+    pub message: Option<String>,
+    /// Carry the request out, then wait this long before answering (a slow answer to a request that
+    /// succeeded: the client may give up although the thing was created).
+    pub answer_after_ms: u64,
 }
 
 impl Fault {
@@ -57,7 +62,18 @@ impl Fault {
             delay_ms: 0,
             times: 1,
             reset: false,
+            message: None,
+            answer_after_ms: 0,
         }
+    }
+    pub fn message(mut self, m: &str) -> Fault {
+        self.message = Some(m.to_string());
+        self
+    }
+    /// Handle the request normally, then hold the answer `ms` milliseconds.
+    pub fn answer_after(mut self, ms: u64) -> Fault {
+        self.answer_after_ms = ms;
+        self
     }
     pub fn times(mut self, n: usize) -> Fault {
         self.times = n;
@@ -106,6 +122,8 @@ pub struct World {
     pub reviews: Vec<Value>,
     pub threads: Vec<Thread>,
     pub issue_comments: Vec<String>,
+    /// Bodies GitHub refused as too long (with what was too long).
+    pub refused_bodies: Vec<String>,
     pub reactions: Vec<(i64, String)>,
     pub tokens_issued: usize,
     pub next_id: i64,
@@ -231,7 +249,10 @@ fn routes() -> Router<Shared> {
         .route("/app/installations/{id}/access_tokens", post(token))
         .route("/repos/{o}/{r}/pulls/{n}", get(pull))
         .route("/repos/{o}/{r}/pulls/{n}/files", get(files))
-        .route("/repos/{o}/{r}/pulls/{n}/reviews", post(review))
+        .route(
+            "/repos/{o}/{r}/pulls/{n}/reviews",
+            post(review).get(list_reviews),
+        )
         .route("/repos/{o}/{r}/pulls/{n}/comments", get(review_comments))
         .route("/repos/{o}/{r}/check-runs", post(create_check))
         .route("/repos/{o}/{r}/check-runs/{id}", patch(update_check))
@@ -245,8 +266,12 @@ fn routes() -> Router<Shared> {
             "/repos/{o}/{r}/issues/comments/{id}/reactions",
             post(reaction),
         )
-        .route("/repos/{o}/{r}/issues/{n}/comments", post(issue_comment))
+        .route(
+            "/repos/{o}/{r}/issues/{n}/comments",
+            post(issue_comment).get(list_issue_comments),
+        )
         .route("/repos/{o}/{r}/commits/{sha}/pulls", get(commit_pulls))
+        .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_checks))
         .route("/graphql", post(graphql))
 }
 
@@ -322,6 +347,8 @@ async fn record_and_fault(
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
+    let answer_after = fault.as_ref().map_or(0, |f| f.answer_after_ms);
+    let fault = fault.filter(|f| f.answer_after_ms == 0);
     let resp = if let Some(f) = fault {
         if f.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(f.delay_ms)).await;
@@ -331,9 +358,10 @@ async fn record_and_fault(
             std::panic::resume_unwind(Box::new("injected connection reset"));
         }
         if f.status != 0 {
+            let message = f.message.clone().unwrap_or_else(|| "injected fault".into());
             let mut resp = (
                 StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                axum::Json(json!({"message": "injected fault"})),
+                axum::Json(json!({"message": message})),
             )
                 .into_response();
             for (k, v) in f.headers {
@@ -364,6 +392,10 @@ async fn record_and_fault(
         }
     };
     lock(&w).requests[idx].status = resp.status().as_u16();
+    if answer_after > 0 {
+        // Done (and recorded) already; the answer comes late, or never if the client gave up.
+        tokio::time::sleep(std::time::Duration::from_millis(answer_after)).await;
+    }
     resp
 }
 
@@ -591,6 +623,10 @@ async fn tree(
 async fn create_check(State(w): State<Shared>, body: Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut world = lock(&w);
+    if let Some(refused) = output_too_long(&v) {
+        world.refused_bodies.push(refused.clone());
+        return unprocessable(&refused);
+    }
     let id = world.id();
     world.check_runs.insert(id, v);
     (StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response()
@@ -603,6 +639,10 @@ async fn update_check(
 ) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut world = lock(&w);
+    if let Some(refused) = output_too_long(&v) {
+        world.refused_bodies.push(refused.clone());
+        return unprocessable(&refused);
+    }
     let Some(run) = world.check_runs.get_mut(&id) else {
         return not_found();
     };
@@ -624,8 +664,23 @@ async fn update_check(
 }
 
 async fn review(State(w): State<Shared>, body: Bytes) -> Response {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut world = lock(&w);
+    // GitHub refuses bodies over 65,536 characters.
+    let too_long = std::iter::once(("review body", v["body"].as_str().unwrap_or("")))
+        .chain(
+            v["comments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| ("comment body", c["body"].as_str().unwrap_or(""))),
+        )
+        .find(|(_, b)| b.chars().count() > MAX_BODY_CHARS)
+        .map(|(what, b)| format!("{what}: {} characters", b.chars().count()));
+    if let Some(refused) = too_long {
+        world.refused_bodies.push(refused.clone());
+        return unprocessable(&refused);
+    }
     // Reject comments outside the diff as GitHub does: the whole review fails with 422.
     for c in v["comments"].as_array().cloned().unwrap_or_default() {
         let path = c["path"].as_str().unwrap_or("");
@@ -662,8 +717,86 @@ async fn review(State(w): State<Shared>, body: Bytes) -> Response {
             )],
         });
     }
+    v["id"] = id.into();
     world.reviews.push(v);
     axum::Json(json!({"id": id})).into_response()
+}
+
+/// GitHub's limit on review, comment and issue-comment bodies.
+pub const MAX_BODY_CHARS: usize = 65_536;
+
+fn unprocessable(why: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({"message": "Validation Failed", "errors": [why]})),
+    )
+        .into_response()
+}
+
+/// A check run's output over GitHub's limits: summary and text 65,535 characters, annotation titles 255,
+/// messages and raw details 64 KB.
+fn output_too_long(v: &Value) -> Option<String> {
+    let out = &v["output"];
+    for k in ["summary", "text"] {
+        let n = out[k].as_str().map_or(0, |s| s.chars().count());
+        if n > 65_535 {
+            return Some(format!("output.{k}: {n} characters"));
+        }
+    }
+    for a in out["annotations"].as_array().into_iter().flatten() {
+        let title = a["title"].as_str().map_or(0, |s| s.chars().count());
+        if title > 255 {
+            return Some(format!("annotation title: {title} characters"));
+        }
+        for k in ["message", "raw_details"] {
+            let n = a[k].as_str().map_or(0, str::len);
+            if n > 64 * 1024 {
+                return Some(format!("annotation {k}: {n} bytes"));
+            }
+        }
+    }
+    None
+}
+
+async fn list_reviews(State(w): State<Shared>) -> Response {
+    let world = lock(&w);
+    let all: Vec<Value> = world
+        .reviews
+        .iter()
+        .map(|r| json!({"id": r["id"], "body": r["body"], "commit_id": r["commit_id"], "state": "COMMENTED"}))
+        .collect();
+    axum::Json(Value::Array(all)).into_response()
+}
+
+async fn list_issue_comments(State(w): State<Shared>) -> Response {
+    let world = lock(&w);
+    let all: Vec<Value> = world
+        .issue_comments
+        .iter()
+        .enumerate()
+        .map(|(i, b)| json!({"id": i + 1, "body": b}))
+        .collect();
+    axum::Json(Value::Array(all)).into_response()
+}
+
+async fn list_checks(
+    State(w): State<Shared>,
+    Path((_o, _r, sha)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let world = lock(&w);
+    let runs: Vec<Value> = world
+        .check_runs
+        .iter()
+        .rev()
+        .filter(|(_, r)| r["head_sha"] == sha.as_str())
+        .filter(|(_, r)| q.get("check_name").is_none_or(|n| r["name"] == n.as_str()))
+        .map(|(id, r)| {
+            json!({"id": id, "name": r["name"], "head_sha": r["head_sha"], "status": r["status"],
+                   "conclusion": r["conclusion"], "external_id": r["external_id"]})
+        })
+        .collect();
+    axum::Json(json!({"total_count": runs.len(), "check_runs": runs})).into_response()
 }
 
 async fn review_comments(State(w): State<Shared>) -> Response {
@@ -705,9 +838,14 @@ async fn reaction(
 
 async fn issue_comment(State(w): State<Shared>, body: Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    lock(&w)
-        .issue_comments
-        .push(v["body"].as_str().unwrap_or("").to_string());
+    let text = v["body"].as_str().unwrap_or("").to_string();
+    let mut world = lock(&w);
+    if text.chars().count() > MAX_BODY_CHARS {
+        let refused = format!("issue comment: {} characters", text.chars().count());
+        world.refused_bodies.push(refused.clone());
+        return unprocessable(&refused);
+    }
+    world.issue_comments.push(text);
     (StatusCode::CREATED, axum::Json(json!({"id": 1}))).into_response()
 }
 
