@@ -120,6 +120,30 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+/// What [`JobStore::claim_within`] took.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// Leased to the caller, to run (state running, one more attempt counted).
+    Run(Job),
+    /// Its attempts were used up before this claim: now dead, not to be run; its check run is the
+    /// caller's to complete.
+    Exhausted(Job),
+}
+
+/// Why a job whose attempts were used up by claims without an outcome is given up (stored as its
+/// `last_error`); `last_error` is the error its earlier attempts recorded, if any.
+pub fn exhausted_reason(attempts: u32, last_error: Option<&str>) -> String {
+    let mut reason = format!(
+        "the audit stopped the worker (crash or time-out) and was given up after {attempts} attempt{}",
+        if attempts == 1 { "" } else { "s" }
+    );
+    if let Some(error) = last_error.filter(|e| !e.is_empty()) {
+        reason.push_str("; last recorded error: ");
+        reason.push_str(error);
+    }
+    reason
+}
+
 /// What [`JobStore::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -261,13 +285,36 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         max_depth: u64,
     ) -> Result<BoundedEnqueue, QueueError>;
 
-    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`.
+    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`, with no bound on its
+    /// attempts (see [`JobStore::claim_within`]).
     async fn claim(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError>;
+    ) -> Result<Option<Job>, QueueError> {
+        match self
+            .claim_within(worker_id, lease, per_installation_cap, u32::MAX)
+            .await?
+        {
+            Some(Claimed::Run(job)) => Ok(Some(job)),
+            // Not reachable with `u32::MAX` attempts (the count saturates below it); nothing to run.
+            Some(Claimed::Exhausted(_)) | None => Ok(None),
+        }
+    }
+
+    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`; the claim counts an
+    /// attempt. A job already claimed `max_attempts` times (its earlier attempts stopped the worker: a crash
+    /// or a kill leaves no outcome, only an expired lease) is not run again: the same statement marks it
+    /// dead, its attempts unchanged and `last_error` saying why ([`exhausted_reason`]), and it is returned
+    /// as [`Claimed::Exhausted`] so that the caller can report it.
+    async fn claim_within(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        per_installation_cap: usize,
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError>;
 
     /// Renews the lease from now; `false` if the lease was lost.
     async fn extend_lease(

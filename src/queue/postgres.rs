@@ -18,9 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Decode, Postgres, Row, Type};
 
 use super::{
-    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
-    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
-    redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, Claimed, DepthGauge, Enqueued, Job, JobState, JobStore, NewJob,
+    Pruned, QueueDepth, QueueError, QueueOptions, attempts_u32, cap_i64, count_u64,
+    exhausted_reason, is_coalescible, is_full, micros, redact_url, state_from_str,
 };
 
 const BACKEND: &str = "postgres";
@@ -119,7 +119,8 @@ macro_rules! audit_may_start {
 }
 
 /// Claims the oldest runnable job (the first queued one or the first with an expired lease, each found in
-/// id order) of a locked installation, re-checking its cap with this statement's fresh snapshot.
+/// id order) of a locked installation, re-checking its cap with this statement's fresh snapshot. A job
+/// already claimed `$5` times is marked dead instead (its attempts unchanged).
 const CLAIM_JOB: &str = concat!(
     "WITH room AS (
     SELECT count(*) < $4 AS ok FROM jobs r
@@ -142,9 +143,12 @@ const CLAIM_JOB: &str = concat!(
     SELECT min(c.id) AS pick_id FROM (SELECT id FROM queued UNION ALL SELECT id FROM expired) c
     WHERE (SELECT ok FROM room)
 )
-UPDATE jobs SET state = 'running', lease_owner = $2,
-    lease_expires_at = now() + $3::float8 * interval '1 microsecond',
-    attempts = attempts + 1, updated_at = now()
+UPDATE jobs SET state = CASE WHEN jobs.attempts >= $5 THEN 'dead' ELSE 'running' END, lease_owner = $2,
+    lease_expires_at = CASE WHEN jobs.attempts >= $5 THEN NULL
+                            ELSE now() + $3::float8 * interval '1 microsecond' END,
+    finished_at = CASE WHEN jobs.attempts >= $5 THEN now() ELSE jobs.finished_at END,
+    attempts = CASE WHEN jobs.attempts >= $5 THEN jobs.attempts ELSE jobs.attempts + 1 END,
+    updated_at = now()
 FROM pick WHERE jobs.id = pick.pick_id
 RETURNING ",
     job_columns!()
@@ -262,6 +266,7 @@ impl PostgresStore {
         worker_id: &str,
         lease: i64,
         cap: i64,
+        max_attempts: i64,
         excluded: &[i64],
     ) -> Result<Option<Result<PgRow, i64>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -294,12 +299,33 @@ impl PostgresStore {
             .bind(worker_id)
             .bind(lease)
             .bind(cap)
+            .bind(max_attempts)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
             return Ok(Some(Err(installation)));
         };
+        let state: String = row.try_get("state")?;
+        if state == JobState::Dead.as_str() {
+            let id: i64 = row.try_get("id")?;
+            let attempts: i32 = row.try_get("attempts")?;
+            let last_error: Option<String> = row.try_get("last_error")?;
+            let reason = exhausted_reason(
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                last_error.as_deref(),
+            );
+            let row = sqlx::query(concat!(
+                "UPDATE jobs SET last_error = $2 WHERE id = $1 RETURNING ",
+                job_columns!()
+            ))
+            .bind(id)
+            .bind(reason)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(Ok(row)));
+        }
         sqlx::query(
             "UPDATE installations SET last_claim_seq = nextval('installation_claim_seq') \
              WHERE installation_id = $1",
@@ -585,12 +611,13 @@ impl JobStore for PostgresStore {
         })
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError> {
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError> {
         let any: bool = sqlx::query_scalar(ANY_RUNNABLE)
             .fetch_one(&self.pool)
             .await
@@ -603,12 +630,19 @@ impl JobStore for PostgresStore {
         let mut excluded: Vec<i64> = Vec::new();
         for _ in 0..CLAIM_ROUNDS {
             match self
-                .claim_round(worker_id, lease, cap, &excluded)
+                .claim_round(worker_id, lease, cap, i64::from(max_attempts), &excluded)
                 .await
                 .map_err(db("claim"))?
             {
                 None => return Ok(None),
-                Some(Ok(row)) => return job_from_row(&row).map(Some),
+                Some(Ok(row)) => {
+                    let job = job_from_row(&row)?;
+                    return Ok(Some(if job.state == JobState::Dead {
+                        Claimed::Exhausted(job)
+                    } else {
+                        Claimed::Run(job)
+                    }));
+                }
                 Some(Err(installation)) => excluded.push(installation),
             }
         }

@@ -31,9 +31,9 @@ use sqlx::{Decode, Row, Sqlite, SqliteConnection, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
-    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
-    redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, Claimed, DepthGauge, Enqueued, Job, JobState, JobStore, NewJob,
+    Pruned, QueueDepth, QueueError, QueueOptions, attempts_u32, cap_i64, count_u64,
+    exhausted_reason, is_coalescible, is_full, micros, redact_url, state_from_str,
 };
 
 const BACKEND: &str = "sqlite";
@@ -173,9 +173,14 @@ const CLAIM_PICK: &str = concat!(
                     ORDER BY j.id LIMIT 1))"
 );
 
+/// Leases the picked job, counting an attempt; a job already claimed `?5` times is marked dead instead
+/// (every expression reads the row as it was before this update).
 const CLAIM_UPDATE: &str = concat!(
-    "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_expires_at = ?3, ",
-    "attempts = attempts + 1, updated_at = ?4 WHERE id = ?1 RETURNING ",
+    "UPDATE jobs SET state = CASE WHEN attempts >= ?5 THEN 'dead' ELSE 'running' END, lease_owner = ?2, ",
+    "lease_expires_at = CASE WHEN attempts >= ?5 THEN NULL ELSE ?3 END, ",
+    "finished_at = CASE WHEN attempts >= ?5 THEN ?4 ELSE finished_at END, ",
+    "attempts = CASE WHEN attempts >= ?5 THEN attempts ELSE attempts + 1 END, updated_at = ?4 ",
+    "WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
@@ -849,12 +854,13 @@ impl JobStore for SqliteStore {
         answer.await.map_err(|_| QueueError::WriterStopped)?
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError> {
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError> {
         // Idle polling stays off the write lock.
         let any: bool = sqlx::query_scalar(ANY_RUNNABLE)
             .bind(now_micros())
@@ -887,9 +893,23 @@ impl JobStore for SqliteStore {
                 .bind(worker_id)
                 .bind(now.saturating_add(micros(lease)))
                 .bind(now)
+                .bind(i64::from(max_attempts))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db("claim (update)"))?;
+            let mut job = job_from_row(&row)?;
+            if job.state == JobState::Dead {
+                let reason = exhausted_reason(job.attempts, job.last_error.as_deref());
+                sqlx::query("UPDATE jobs SET last_error = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("claim (give up)"))?;
+                job.last_error = Some(reason);
+                claimed = Some(Claimed::Exhausted(job));
+                break;
+            }
             sqlx::query(
                 "UPDATE installations SET last_claim_seq = \
                  (SELECT COALESCE(MAX(last_claim_seq), 0) + 1 FROM installations) \
@@ -899,11 +919,11 @@ impl JobStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db("claim (round robin)"))?;
-            claimed = Some(row);
+            claimed = Some(Claimed::Run(job));
             break;
         }
         tx.commit().await.map_err(db("claim (commit)"))?;
-        claimed.map(|row| job_from_row(&row)).transpose()
+        Ok(claimed)
     }
 
     async fn extend_lease(

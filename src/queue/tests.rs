@@ -1262,3 +1262,62 @@ async fn sqlite_deep_queue_drops_superseded_beside_the_writer() {
         panic!("deep queue on SQLite: {e}");
     }
 }
+
+/// A job whose claims used up its attempts without an outcome (the worker died or was killed each time) is
+/// given up by the next claim instead of being run again, and the claim goes on to other work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claim_after_exhausted_attempts_gives_the_job_up() {
+    on_each_backend("exhausted attempts", |db| async move {
+        let s = db.open().await?;
+        let poison = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let other = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
+        // Attempt 1 records an error and is retried at once.
+        let first = s.claim_within("w1", LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&first, Some(Claimed::Run(j)) if j.id == poison && j.attempts == 1),
+            "{}: {first:?}",
+            db.backend
+        );
+        assert!(s.retry(poison, "w1", "GitHub answered 502", Utc::now()).await?);
+        // Attempt 2 takes the worker down: no outcome, only an expiring lease.
+        let second = s.claim_within("w1", SHORT_LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&second, Some(Claimed::Run(j)) if j.id == poison && j.attempts == 2),
+            "{}: {second:?}",
+            db.backend
+        );
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        // The restarted worker's claim gives it up: dead, not run a third time.
+        let third = s.claim_within("w2", LEASE, NO_CAP, 2).await?;
+        let Some(Claimed::Exhausted(dead)) = third else {
+            panic!("{}: expected the exhausted job, got {third:?}", db.backend);
+        };
+        assert_eq!((dead.id, dead.attempts), (poison, 2), "{}", db.backend);
+        assert_eq!(dead.state, JobState::Dead);
+        let reason = dead.last_error.clone().unwrap_or_default();
+        assert!(
+            reason.contains("stopped the worker") && reason.contains("GitHub answered 502"),
+            "{}: {reason}",
+            db.backend
+        );
+        let stored = must_job(&s, poison).await?;
+        assert_eq!(
+            (stored.state, stored.attempts, stored.lease_expires_at),
+            (JobState::Dead, 2, None),
+            "{}",
+            db.backend
+        );
+        assert_eq!(stored.last_error.as_deref(), Some(reason.as_str()));
+        assert_eq!(s.depth().await?.dead, 1);
+        // The next claim runs the other job; the dead one is never claimed again.
+        let next = s.claim_within("w2", LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&next, Some(Claimed::Run(j)) if j.id == other && j.attempts == 1),
+            "{}: {next:?}",
+            db.backend
+        );
+        assert!(s.claim_within("w3", LEASE, NO_CAP, 2).await?.is_none());
+        Ok(())
+    })
+    .await;
+}
