@@ -27,8 +27,13 @@ pub fn init_logging(settings: &Settings) {
 }
 
 /// Run the App until SIGTERM or SIGINT.
-pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    rules: RuleSet,
+    runner: crate::sandbox::AnalysisRunner,
+) -> anyhow::Result<()> {
     tracing::info!(settings = ?settings, "starting");
+    crate::worker::install_panic_hook();
     let metrics = Arc::new(Metrics::new());
     let auth = AppAuth::new(settings.app_id, &settings.private_key)?;
     let opts = ClientOptions {
@@ -109,6 +114,7 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
         gh: gh.clone(),
         rules,
         store: store.clone(),
+        runner,
     });
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     let worker = Arc::new(Worker {

@@ -1278,7 +1278,10 @@ async fn claim_after_exhausted_attempts_gives_the_job_up() {
             "{}: {first:?}",
             db.backend
         );
-        assert!(s.retry(poison, "w1", "GitHub answered 502", Utc::now()).await?);
+        assert!(
+            s.retry(poison, "w1", "GitHub answered 502", Utc::now())
+                .await?
+        );
         // Attempt 2 takes the worker down: no outcome, only an expiring lease.
         let second = s.claim_within("w1", SHORT_LEASE, NO_CAP, 2).await?;
         assert!(
