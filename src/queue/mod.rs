@@ -356,6 +356,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Readiness: the database answers.
     async fn ping(&self) -> Result<(), QueueError>;
 
+    /// Readiness of intake: this process can write to the database (SQLite: the writer connection's last
+    /// write succeeded, or a probe write does now — a full disk or a read-only file fails it).
+    async fn writable(&self) -> Result<(), QueueError> {
+        self.ping().await
+    }
+
     /// Removes done and dropped jobs finished, delivery ids received and check-run records written more than
     /// `older_than` ago. Dead jobs and comment fingerprints are kept.
     async fn prune(&self, older_than: Duration) -> Result<Pruned, QueueError>;

@@ -287,6 +287,25 @@ fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), sqlx::Err
     Ok((url, synchronous))
 }
 
+/// Creates the database file, readable and writable by its owner only (0600), if it does not exist yet.
+/// SQLite would create it 0644 (less the umask); it creates the `-wal` and `-shm` files with the database
+/// file's mode, so they are 0600 too. Created empty before SQLite opens it, there is no moment when the
+/// file is readable by others. An existing file keeps its mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// One enqueue handed to the group-commit task.
 struct Intake {
     job: NewJob,
@@ -301,7 +320,16 @@ pub struct SqliteStore {
     reader: SqlitePool,
     intake: mpsc::Sender<Intake>,
     bound_stats: Arc<BoundStats>,
+    /// The last write probe of [`JobStore::writable`]: when, and its error if it failed.
+    write_probe: tokio::sync::Mutex<Option<(Instant, Option<Arc<sqlx::Error>>)>>,
 }
+
+/// How long a write probe's answer is reused (readiness probes may come often).
+const WRITE_PROBE_TTL: Duration = Duration::from_secs(1);
+/// The delivery id the write probe inserts and deletes in one transaction; it is padded past a page
+/// (`WRITE_PROBE_PAD` bytes), so that the probe needs pages a full database does not have.
+const WRITE_PROBE_ID: &str = "prodaudit:write-probe:";
+const WRITE_PROBE_PAD: usize = 6000;
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url`: `sqlite:PATH`, `sqlite://PATH?…`,
@@ -324,6 +352,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
+        if !in_memory && !url.contains("mode=ro") {
+            create_private(base.get_filename()).map_err(|e| connect(sqlx::Error::Io(e)))?;
+        }
         let base = if in_memory {
             base
         } else {
@@ -331,12 +362,34 @@ impl SqliteStore {
                 .synchronous(synchronous)
         };
         // One long-lived writer connection (an in-memory database lives as long as it does).
-        let writer = SqlitePoolOptions::new()
+        let mut writer_options = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .acquire_timeout(options.acquire_timeout)
+            .acquire_timeout(options.acquire_timeout);
+        if !in_memory {
+            // A failed COMMIT (a full disk, an I/O error) can leave the connection inside a transaction,
+            // as SQLite or sqlx sees it, and every later BEGIN then fails: intake and claims would stay
+            // wedged after the disk has room again. Each time the writer comes back to the pool, check
+            // that a transaction can start; if not, close it (the pool opens a fresh one for the next
+            // write). An in-memory database would not survive a reopen, so it is left alone.
+            writer_options = writer_options.after_release(|conn, _meta| {
+                Box::pin(async move {
+                    match sqlx::Connection::begin_with(&mut *conn, "BEGIN DEFERRED").await {
+                        Ok(tx) => {
+                            tx.rollback().await?;
+                            Ok(true)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the SQLite writer was left inside a failed transaction; reopening it");
+                            Ok(false)
+                        }
+                    }
+                })
+            });
+        }
+        let writer = writer_options
             .connect_with(base.clone())
             .await
             .map_err(connect)?;
@@ -374,7 +427,28 @@ impl SqliteStore {
             reader,
             intake,
             bound_stats,
+            write_probe: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Caps the database at `pages` pages on the writer connection (`PRAGMA max_page_count`): a full disk
+    /// as SQLite sees it, for tests. The cap lasts as long as the connection.
+    #[cfg(test)]
+    pub(super) async fn set_max_page_count(&self, pages: i64) -> Result<i64, QueueError> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db("max_page_count"))
+    }
+
+    #[cfg(test)]
+    pub(super) async fn page_count(&self) -> Result<i64, QueueError> {
+        sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db("page_count"))
     }
 
     /// What the bounded queue's background searches have done so far.
@@ -1079,6 +1153,47 @@ impl JobStore for SqliteStore {
             .await
             .map_err(db("ping"))?;
         Ok(())
+    }
+
+    /// A real write through the writer (insert and delete a row, committed: pages reach the WAL and its
+    /// fsync), at most once per [`WRITE_PROBE_TTL`]. Fails on a full disk, a read-only file or a writer that
+    /// cannot start a transaction.
+    async fn writable(&self) -> Result<(), QueueError> {
+        let mut last = self.write_probe.lock().await;
+        let error = match &*last {
+            Some((at, error)) if at.elapsed() < WRITE_PROBE_TTL => error.clone(),
+            _ => {
+                let probe_id = format!("{WRITE_PROBE_ID}{}", "-".repeat(WRITE_PROBE_PAD));
+                let probe = async {
+                    let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+                    sqlx::query(
+                        "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) \
+                         ON CONFLICT (delivery_id) DO UPDATE SET received_at = excluded.received_at",
+                    )
+                    .bind(&probe_id)
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM deliveries WHERE delivery_id = ?1")
+                        .bind(&probe_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                }
+                .await;
+                let error = probe.err().map(Arc::new);
+                *last = Some((Instant::now(), error.clone()));
+                error
+            }
+        };
+        match error {
+            None => Ok(()),
+            Some(source) => Err(QueueError::Database {
+                backend: BACKEND,
+                op: "write probe",
+                source,
+            }),
+        }
     }
 
     async fn prune(&self, older_than: Duration) -> Result<Pruned, QueueError> {

@@ -1324,3 +1324,57 @@ async fn claim_after_exhausted_attempts_gives_the_job_up() {
     })
     .await;
 }
+
+/// A full disk (SQLite's page limit on the writer, as SQLITE_FULL from a commit) fails the writes that hit
+/// it, and the writes after space comes back succeed: webhooks and claims are not wedged by one failed
+/// commit. The writer reports that it cannot write meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_recovers_after_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = dir.path().join("full.db").display().to_string();
+    let store = match SqliteStore::open(&url, &QueueOptions::default()).await {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let s: &dyn JobStore = &store;
+    let result: TestResult = async {
+        new_id(s.enqueue(audit("d0", 1, "aaa")).await?);
+        let pages = store.page_count().await?;
+        store.set_max_page_count(pages).await?;
+        // Payloads of 64 KiB need new pages: the disk is full.
+        let big = |d: &str, pr: i64| {
+            new_job(
+                d,
+                1,
+                "o/r",
+                Some(pr),
+                Some("bbb"),
+                json!({"kind": "audit", "pad": "x".repeat(64 * 1024)}),
+            )
+        };
+        let mut failed = 0;
+        for i in 0..4 {
+            if s.enqueue(big(&format!("full-{i}"), 10 + i)).await.is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 4, "the page limit did not fill the database");
+        assert!(
+            s.writable().await.is_err(),
+            "a full writer says it cannot write"
+        );
+        // Space comes back.
+        store.set_max_page_count(1_000_000).await?;
+        let id = new_id(s.enqueue(big("after", 99)).await?);
+        assert!(s.job(id).await?.is_some());
+        let claimed = s.claim("w", LEASE, NO_CAP).await?;
+        assert!(claimed.is_some(), "claims work again");
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past the probe's cached answer
+        s.writable().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
