@@ -169,6 +169,8 @@ pub struct RequestFile {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FileResult {
     pub findings: Vec<Finding>,
+    /// Each finding's code frame (`Finding::code`, which its JSON leaves out), in the same order.
+    pub code: Vec<Vec<String>>,
     pub suppressed: usize,
     pub skipped: Option<String>,
 }
@@ -260,7 +262,15 @@ async fn run_child(
     Ok(results
         .into_iter()
         .map(|r| FileOutcome {
-            findings: r.findings,
+            findings: r
+                .findings
+                .into_iter()
+                .zip(r.code.into_iter().chain(std::iter::repeat_with(Vec::new)))
+                .map(|(mut f, code)| {
+                    f.code = code;
+                    f
+                })
+                .collect(),
             suppressed: r.suppressed,
             kind: None,
             skipped: r.skipped,
@@ -445,6 +455,7 @@ pub fn child_main(memory_limit_mib: u64, rule_dirs: &[PathBuf]) -> anyhow::Resul
             .map(|(path, bytes, lines)| {
                 let o = engine.analyze_bytes(path, bytes, lines.as_ref(), &repo);
                 FileResult {
+                    code: o.findings.iter().map(|f| f.code.clone()).collect(),
                     findings: o.findings,
                     suppressed: o.suppressed,
                     skipped: o.skipped,
