@@ -42,10 +42,22 @@ macro_rules! job_columns {
 
 const SELECT_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 
-const ENQUEUE: &str = "\
+/// Stores a job in one statement: the delivery id's dedup, the installation's row (`$10`: insert it), and
+/// the job, merged into the queued audit of its pull request if there is one. No row back when the delivery
+/// id was already stored.
+const ENQUEUE_ONE_STATEMENT: &str = "\
+WITH fresh AS (
+    INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, now())
+    ON CONFLICT (delivery_id) DO NOTHING
+    RETURNING delivery_id
+), installation AS (
+    INSERT INTO installations (installation_id)
+    SELECT $3 WHERE $10 AND EXISTS (SELECT 1 FROM fresh)
+    ON CONFLICT (installation_id) DO NOTHING
+)
 INSERT INTO jobs (delivery_id, event, installation_id, repo, pr_number, head_sha, payload, full_audit,
                   coalescible, state, attempts, coalesced, run_after, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, 0, now(), now(), now())
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, 0, now(), now(), now() FROM fresh
 ON CONFLICT (repo, pr_number) WHERE state = 'queued' AND coalescible DO UPDATE SET
     delivery_id = EXCLUDED.delivery_id,
     event = EXCLUDED.event,
@@ -530,38 +542,13 @@ impl JobStore for PostgresStore {
         max_depth: u64,
     ) -> Result<BoundedEnqueue, QueueError> {
         let op = "enqueue";
-        let mut tx = self.pool.begin().await.map_err(db(op))?;
-        let fresh = sqlx::query(
-            "INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, now()) \
-             ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(&job.delivery_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(op))?;
-        if fresh.rows_affected() == 0 {
-            tx.rollback().await.map_err(db(op))?;
-            return Ok(BoundedEnqueue {
-                enqueued: Enqueued::Duplicate,
-                dropped: 0,
-                over_capacity: false,
-            });
-        }
         let known = self
             .installations
             .lock()
             .is_ok_and(|known| known.contains(&job.installation_id));
-        if !known {
-            sqlx::query(
-                "INSERT INTO installations (installation_id) VALUES ($1) \
-                 ON CONFLICT (installation_id) DO NOTHING",
-            )
-            .bind(job.installation_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(op))?;
-        }
-        let row = sqlx::query(ENQUEUE)
+        // One statement, one round trip, committed on its own (its fsync is the commit's): the delivery id,
+        // the installation row if new, and the job (or its merge into the queued audit of the pull request).
+        let row = sqlx::query(ENQUEUE_ONE_STATEMENT)
             .bind(&job.delivery_id)
             .bind(&job.event)
             .bind(job.installation_id)
@@ -571,13 +558,24 @@ impl JobStore for PostgresStore {
             .bind(&job.payload)
             .bind(is_full(&job.payload))
             .bind(is_coalescible(&job))
-            .fetch_one(&mut *tx)
+            .bind(!known)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db(op))?;
+        let Some(row) = row else {
+            // The delivery id was already stored: nothing was written.
+            return Ok(BoundedEnqueue {
+                enqueued: Enqueued::Duplicate,
+                dropped: 0,
+                over_capacity: false,
+            });
+        };
         let id: i64 = row.try_get("id").map_err(db(op))?;
         let coalesced: i32 = row.try_get("coalesced").map_err(db(op))?;
+        if !known && let Ok(mut known) = self.installations.lock() {
+            known.insert(job.installation_id);
+        }
         let added = u64::from(coalesced == 0);
-        let mut counted = None;
         let (dropped, over_capacity) = if max_depth == u64::MAX {
             self.gauge.add(added);
             (0, false)
@@ -585,21 +583,21 @@ impl JobStore for PostgresStore {
             match self.gauge.check(added, max_depth) {
                 BoundCheck::Skip { over_capacity } => (0, over_capacity),
                 BoundCheck::Count => {
-                    let (dropped, queued) = enforce_bound(&mut tx, max_depth)
-                        .await
-                        .map_err(db("enqueue (bound the queue)"))?;
-                    counted = Some((queued, queued > max_depth));
+                    // The job is stored; bounding the queue is its own transaction.
+                    let bounded = async {
+                        let mut tx = self.pool.begin().await?;
+                        let counted = enforce_bound(&mut tx, max_depth).await?;
+                        tx.commit().await?;
+                        Ok::<_, sqlx::Error>(counted)
+                    }
+                    .await
+                    .map_err(db("enqueue (bound the queue)"))?;
+                    let (dropped, queued) = bounded;
+                    self.gauge.counted(queued, queued > max_depth);
                     (dropped, queued > max_depth)
                 }
             }
         };
-        tx.commit().await.map_err(db("enqueue (commit)"))?;
-        if !known && let Ok(mut known) = self.installations.lock() {
-            known.insert(job.installation_id);
-        }
-        if let Some((queued, over)) = counted {
-            self.gauge.counted(queued, over);
-        }
         Ok(BoundedEnqueue {
             enqueued: if coalesced == 0 {
                 Enqueued::New(id)
