@@ -24,9 +24,10 @@
 //! - **Bounded queue** ([`JobStore::enqueue_bounded`]): the job is always stored (a webhook is never lost).
 //!   Then, if more than `max_depth` jobs are queued, runnable audits whose head was superseded by a newer
 //!   audit of the same pull request are dropped (state `dropped`). Nothing else is dropped: if the queue is
-//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics). SQLite, past
-//!   1,000 queued jobs, looks for them beside its single writer and drops them in a later enqueue's commit
-//!   (reported there), so that a deep queue does not slow every webhook's commit.
+//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics). Past 1,000
+//!   queued jobs, both backends look for them beside intake (SQLite beside its single writer, dropping them
+//!   in a later enqueue's commit; PostgreSQL in a task of its own, one at a time) and report the drops on a
+//!   later bounded enqueue, so that a deep queue does not slow the webhook that found it over its depth.
 
 mod postgres;
 mod sqlite;
@@ -170,8 +171,8 @@ impl Enqueued {
 pub struct BoundedEnqueue {
     pub enqueued: Enqueued,
     /// Superseded audits dropped to make room (SQLite group-commits concurrent enqueues: the drops of one
-    /// batch are reported on its first bounded enqueue; with a deep queue, on a later batch than the one
-    /// that found the queue over its depth).
+    /// batch are reported on its first bounded enqueue; with a deep queue, on both backends, on a later
+    /// enqueue than the one that found the queue over its depth).
     pub dropped: u64,
     /// More than `max_depth` jobs are still queued after dropping (the job is stored all the same).
     pub over_capacity: bool,

@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Decode, Postgres, Row, Type};
 
+use super::sqlite::INLINE_BOUND_MAX_QUEUED;
 use super::{
     BoundCheck, BoundedEnqueue, Claimed, DepthGauge, Enqueued, Job, JobState, JobStore, NewJob,
     Pruned, QueueDepth, QueueError, QueueOptions, attempts_u32, cap_i64, count_u64,
@@ -234,10 +236,20 @@ fn job_from_row(row: &PgRow) -> Result<Job, QueueError> {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
-    gauge: DepthGauge,
+    gauge: Arc<DepthGauge>,
     /// Installations known to have their row (rows are never deleted).
     installations: Mutex<HashSet<i64>>,
+    /// A background bounding of the queue is running (see `enqueue_bounded`).
+    bounding: Arc<AtomicBool>,
+    /// Jobs dropped by background boundings, not yet reported by a bounded enqueue.
+    unreported_drops: Arc<AtomicU64>,
+    /// When the last background bounding dropped nothing (the next waits [`EMPTY_BOUND_BACKOFF`]).
+    empty_bound_at: Arc<Mutex<Option<Instant>>>,
 }
+
+/// After a background bounding that dropped nothing, the next one waits at least this long (over its depth
+/// with nothing superseded, bounding again at every recheck would only load the database).
+const EMPTY_BOUND_BACKOFF: Duration = Duration::from_secs(1);
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://…`) and migrates the schema under an advisory lock.
@@ -266,7 +278,10 @@ impl PostgresStore {
             .map_err(connect)?;
         Ok(PostgresStore {
             pool,
-            gauge: DepthGauge::default(),
+            gauge: Arc::new(DepthGauge::default()),
+            bounding: Arc::new(AtomicBool::new(false)),
+            unreported_drops: Arc::new(AtomicU64::new(0)),
+            empty_bound_at: Arc::new(Mutex::new(None)),
             installations: Mutex::new(HashSet::new()),
         })
     }
@@ -453,6 +468,49 @@ async fn enforce_bound(conn: &mut PgConnection, max_depth: u64) -> Result<(u64, 
     Ok((dropped, count_u64(queued)))
 }
 
+/// [`enforce_bound`] in its own transaction: (dropped, queued after).
+async fn bound_queue(pool: &PgPool, max_depth: u64) -> Result<(u64, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let counted = enforce_bound(&mut tx, max_depth).await?;
+    tx.commit().await?;
+    Ok(counted)
+}
+
+impl PostgresStore {
+    /// Starts bounding the queue in a task of its own unless one is running.
+    fn bound_in_background(&self, max_depth: u64) {
+        let recent_empty = self
+            .empty_bound_at
+            .lock()
+            .is_ok_and(|at| at.is_some_and(|at| at.elapsed() < EMPTY_BOUND_BACKOFF));
+        if recent_empty || self.bounding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, gauge, bounding, drops, empty_at) = (
+            self.pool.clone(),
+            Arc::clone(&self.gauge),
+            Arc::clone(&self.bounding),
+            Arc::clone(&self.unreported_drops),
+            Arc::clone(&self.empty_bound_at),
+        );
+        tokio::spawn(async move {
+            match bound_queue(&pool, max_depth).await {
+                Ok((dropped, queued)) => {
+                    drops.fetch_add(dropped, Ordering::Relaxed);
+                    gauge.counted(queued, queued > max_depth);
+                    if let Ok(mut at) = empty_at.lock() {
+                        *at = (dropped == 0).then(Instant::now);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bound the queue; trying again later")
+                }
+            }
+            bounding.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// Puts a running job (locked by the caller) back in the queue, runnable from `run_after` (now if `None`),
 /// or merges it into the queued audit of its pull request.
 async fn release(
@@ -582,21 +640,27 @@ impl JobStore for PostgresStore {
         } else {
             match self.gauge.check(added, max_depth) {
                 BoundCheck::Skip { over_capacity } => (0, over_capacity),
+                BoundCheck::Count if self.gauge.estimate() > INLINE_BOUND_MAX_QUEUED => {
+                    // A deep queue: counting it and looking for superseded audits takes long (hundreds of
+                    // ms at 10,000 queued jobs), so it runs beside intake, one at a time, and what it drops
+                    // is reported by a later bounded enqueue. The job is stored either way.
+                    self.bound_in_background(max_depth);
+                    (0, self.gauge.estimate() > max_depth)
+                }
                 BoundCheck::Count => {
                     // The job is stored; bounding the queue is its own transaction.
-                    let bounded = async {
-                        let mut tx = self.pool.begin().await?;
-                        let counted = enforce_bound(&mut tx, max_depth).await?;
-                        tx.commit().await?;
-                        Ok::<_, sqlx::Error>(counted)
-                    }
-                    .await
-                    .map_err(db("enqueue (bound the queue)"))?;
-                    let (dropped, queued) = bounded;
+                    let (dropped, queued) = bound_queue(&self.pool, max_depth)
+                        .await
+                        .map_err(db("enqueue (bound the queue)"))?;
                     self.gauge.counted(queued, queued > max_depth);
                     (dropped, queued > max_depth)
                 }
             }
+        };
+        let dropped = if max_depth == u64::MAX {
+            dropped
+        } else {
+            dropped.saturating_add(self.unreported_drops.swap(0, Ordering::Relaxed))
         };
         Ok(BoundedEnqueue {
             enqueued: if coalesced == 0 {
