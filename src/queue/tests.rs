@@ -1378,3 +1378,57 @@ async fn sqlite_recovers_after_a_full_disk() {
         panic!("{e}");
     }
 }
+
+/// Past `INLINE_BOUND_MAX_QUEUED` queued jobs, both backends bound the queue beside intake (PostgreSQL in a
+/// background task): the webhook that finds the queue over its depth is stored and answered without the
+/// drop, and the superseded audit, and only it, is dropped and reported once by a later bounded enqueue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deep_queue_is_bounded_beside_intake() {
+    on_each_backend("deep queue", |db| async move {
+        let s = db.open().await?;
+        let old = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        assert_eq!(
+            s.claim("slow", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            Some(old)
+        );
+        let newer = new_id(s.enqueue(audit("d2", 1, "bbb")).await?);
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        assert_eq!(must_claim(&s, "fast").await?.id, newer);
+        assert!(s.retry(old, "slow", "timeout", Utc::now()).await?);
+        let deep = INLINE_BOUND_MAX_QUEUED + 100;
+        let mut tasks = JoinSet::new();
+        for i in 0..deep {
+            let s = Arc::clone(&s);
+            tasks.spawn(async move {
+                let pr = i64::try_from(i).unwrap_or(0) + 1000;
+                s.enqueue(audit(&format!("deep{i}"), pr, "ccc")).await
+            });
+        }
+        for enqueued in tasks.join_all().await {
+            new_id(enqueued?);
+        }
+        let max_depth = 10;
+        let mut dropped = 0;
+        let mut bounded = 0;
+        while bounded < 200 && (dropped == 0 || bounded < 5) {
+            let next = s
+                .enqueue_bounded(
+                    audit(&format!("b{bounded}"), 10 + bounded, "ddd"),
+                    max_depth,
+                )
+                .await?;
+            new_id(next.enqueued);
+            assert!(next.over_capacity, "{}", db.backend);
+            dropped += next.dropped;
+            bounded += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(dropped, 1, "{}: the superseded audit, once", db.backend);
+        assert_eq!(must_job(&s, old).await?.state, JobState::Dropped);
+        assert_eq!(must_job(&s, newer).await?.state, JobState::Running);
+        let expected = deep + u64::try_from(bounded).unwrap_or(0);
+        assert_eq!(s.depth().await?.queued, expected, "{}", db.backend);
+        Ok(())
+    })
+    .await;
+}
