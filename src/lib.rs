@@ -9,6 +9,7 @@ pub mod github;
 pub mod queue;
 pub mod repo_config;
 pub mod report;
+pub mod sandbox;
 pub mod serve;
 pub mod server;
 pub mod worker;

@@ -38,6 +38,14 @@ enum Command {
         #[arg(long = "rules")]
         rules: Vec<PathBuf>,
     },
+    /// Internal: the analysis child of `serve` (request on stdin, findings as JSON on stdout).
+    #[command(name = "__analyze", hide = true)]
+    Analyze {
+        #[arg(long = "memory-limit-mib")]
+        memory_limit_mib: u64,
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -102,6 +110,19 @@ fn main() -> ExitCode {
     if let Command::Serve { rules } = cli.command {
         return run_serve(&rules);
     }
+    if let Command::Analyze {
+        memory_limit_mib,
+        rules,
+    } = &cli.command
+    {
+        return match prodaudit::sandbox::child_main(*memory_limit_mib, rules) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -112,7 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Audit(args) => run_audit(args),
         Command::Rules { command } => run_rules(command),
-        Command::Serve { .. } => Ok(ExitCode::from(2)),
+        Command::Serve { .. } | Command::Analyze { .. } => Ok(ExitCode::from(2)),
     };
     match result {
         Ok(code) => code,
@@ -132,7 +153,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(rules: &[PathBuf]) -> ExitCode {
+fn run_serve(rules_dirs: &[PathBuf]) -> ExitCode {
     let settings = match prodaudit::config::Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -141,13 +162,22 @@ fn run_serve(rules: &[PathBuf]) -> ExitCode {
         }
     };
     prodaudit::serve::init_logging(&settings);
-    let rules = match load_rules(rules) {
+    let rules = match load_rules(rules_dirs) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Each audit's analysis runs in a child process of this binary (see `prodaudit::sandbox`).
+    let runner =
+        match prodaudit::sandbox::ChildRunner::for_serve(rules_dirs, |k| std::env::var(k).ok()) {
+            Ok(r) => prodaudit::sandbox::AnalysisRunner::Child(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -155,7 +185,7 @@ fn run_serve(rules: &[PathBuf]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(prodaudit::serve::serve(settings, rules)) {
+    match runtime.block_on(prodaudit::serve::serve(settings, rules, runner)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "fatal");

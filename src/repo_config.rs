@@ -231,6 +231,8 @@ impl RepoConfig {
         overrides.service = globs(&ser.paths.service, "paths.service")?;
         overrides.not_service = globs(&ser.paths.not_service, "paths.not_service")?;
         overrides.report_not_service = ser.paths.report_not_service;
+        overrides.service_globs = ser.paths.service.clone();
+        overrides.not_service_globs = ser.paths.not_service.clone();
         Ok(RepoConfig {
             tenant_columns,
             reverse_proxies,

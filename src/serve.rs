@@ -35,11 +35,16 @@ pub fn init_logging(settings: &Settings) {
 }
 
 /// Run the App until SIGTERM or SIGINT.
-pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    rules: RuleSet,
+    runner: crate::sandbox::AnalysisRunner,
+) -> anyhow::Result<()> {
     tracing::info!(settings = ?settings, "starting");
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
+    crate::worker::install_panic_hook();
     let metrics = Arc::new(Metrics::new());
     let auth = AppAuth::new(settings.app_id, &settings.private_key)?;
     let opts = ClientOptions {
@@ -134,6 +139,7 @@ pub async fn serve(settings: Settings, rules: RuleSet) -> anyhow::Result<()> {
         gh: gh.clone(),
         rules,
         store: store.clone(),
+        runner,
     });
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     let worker = Arc::new(Worker {

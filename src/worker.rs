@@ -5,7 +5,7 @@
 use crate::github::GitHub;
 use crate::github::events::Command;
 use crate::github::review::{AuditTarget, Reviewer};
-use crate::queue::{Job, JobStore, backoff};
+use crate::queue::{Claimed, Job, JobStore, backoff};
 use crate::report::markdown;
 use crate::server::metrics::Metrics;
 use std::sync::Arc;
@@ -66,6 +66,66 @@ struct JobFailure {
     retry_after: Option<Duration>,
     /// Gone (404): drop without retrying or reporting.
     gone: bool,
+    /// The audit itself could not run (analysis crashed, hit its memory limit, or the job its time
+    /// limit): after the last attempt the check run is completed neutral, "could not be audited".
+    stopped: bool,
+}
+
+/// Jobs running in this process (job id → how many runs of it, normally one), for the panic hook.
+static RUNNING: std::sync::Mutex<std::collections::BTreeMap<i64, u32>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The ids of the jobs this process is running now.
+pub fn running_jobs() -> Vec<i64> {
+    RUNNING
+        .lock()
+        .map(|m| m.keys().copied().collect())
+        .unwrap_or_default()
+}
+
+/// Registers a running job until dropped (also while a panic unwinds, after the hook has named it).
+struct RunningGuard(i64);
+
+impl RunningGuard {
+    fn new(id: i64) -> Self {
+        if let Ok(mut m) = RUNNING.lock() {
+            *m.entry(id).or_default() += 1;
+        }
+        RunningGuard(id)
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = RUNNING.lock()
+            && let Some(n) = m.get_mut(&self.0)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// Makes a panic anywhere in the process leave one JSON line on stderr naming the jobs running (`serve`
+/// installs it; its logs are JSON too). A panic in a job's task fails that attempt only (the task ends, the
+/// lease expires, the attempt was counted at its claim).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let (message, location) = crate::sandbox::panic_fields(info);
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339(),
+            "level": "ERROR",
+            "message": "panic",
+            "panic": message,
+            "location": location,
+            "thread": std::thread::current().name().unwrap_or("unnamed"),
+            "running_jobs": running_jobs(),
+        });
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }));
 }
 
 impl Worker {
@@ -83,13 +143,26 @@ impl Worker {
             };
             let claimed = self
                 .store
-                .claim(&self.opts.id, self.opts.lease, self.opts.per_installation)
+                .claim_within(
+                    &self.opts.id,
+                    self.opts.lease,
+                    self.opts.per_installation,
+                    self.opts.max_attempts,
+                )
                 .await;
             match claimed {
-                Ok(Some(job)) => {
+                Ok(Some(Claimed::Run(job))) => {
                     let me = self.clone();
                     tokio::spawn(async move {
                         me.run_job(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Some(Claimed::Exhausted(job))) => {
+                    // Given up by the claim (dead): its earlier attempts stopped the worker. Report, never run.
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.report_exhausted(job).await;
                         drop(permit);
                     });
                 }
@@ -142,7 +215,63 @@ impl Worker {
         self.run_job_in_span(job).instrument(span).await;
     }
 
+    /// A job the claim gave up: complete its check run (neutral, with the reason); no review is posted.
+    async fn report_exhausted(&self, job: Job) {
+        let reason = job
+            .last_error
+            .clone()
+            .unwrap_or_else(|| crate::queue::exhausted_reason(job.attempts, None));
+        tracing::error!(
+            job = job.id,
+            repo = %job.repo,
+            pr = job.pr_number.unwrap_or_default(),
+            attempts = job.attempts,
+            error = %reason,
+            "job given up: its attempts stopped the worker"
+        );
+        self.abandon(&job, &reason).await;
+        self.metrics
+            .audits
+            .get_or_create(&vec![("outcome", "dead".to_string())])
+            .inc();
+    }
+
+    /// Completes the check run of the job's head as neutral, "could not be audited: <reason>".
+    async fn abandon(&self, job: &Job, reason: &str) {
+        let Some(target) = target_of(job) else {
+            return;
+        };
+        let head = match job.head_sha.clone() {
+            Some(head) => head,
+            None => match self
+                .gh
+                .get_pull(job.installation_id, &job.repo, target.pr_number)
+                .await
+            {
+                Ok(pull) => pull.head.sha,
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %e, "cannot find the head to complete its check run");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = self.reviewer.abandon_check(&target, &head, reason).await {
+            tracing::error!(job = job.id, error = %e, "cannot complete the check run");
+        }
+    }
+
     async fn run_job_in_span(&self, job: Job) {
+        let _running = RunningGuard::new(job.id);
+        // Said before the audit runs, so that a crash can be tied to its job.
+        tracing::info!(
+            job = job.id,
+            repo = %job.repo,
+            pr = job.pr_number.unwrap_or_default(),
+            head = job.head_sha.as_deref().unwrap_or_default(),
+            attempt = job.attempts,
+            max_attempts = self.opts.max_attempts,
+            "job started"
+        );
         let started = Instant::now();
         // Keep the lease while the job runs.
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -168,11 +297,13 @@ impl Worker {
         };
         let result = match tokio::time::timeout(self.opts.job_timeout, self.execute(&job)).await {
             Ok(r) => r,
+            // Dropping the audit kills its analysis process, if one runs.
             Err(_) => Err(JobFailure {
                 message: format!("the audit took longer than {:?}", self.opts.job_timeout),
                 transient: true,
                 retry_after: None,
                 gone: false,
+                stopped: true,
             }),
         };
         let _ = stop_tx.send(true);
@@ -204,6 +335,18 @@ impl Worker {
                     .retry(id, worker, &f.message, run_after)
                     .await
                     .map(|_| "retry")
+            }
+            Err(f) if f.stopped => {
+                tracing::error!(error = %f.message, attempt = job.attempts, "job failed for good");
+                let reason = format!(
+                    "{} (attempt {} of {})",
+                    f.message, job.attempts, self.opts.max_attempts
+                );
+                self.abandon(&job, &reason).await;
+                self.store
+                    .give_up(id, worker, &reason)
+                    .await
+                    .map(|_| "dead")
             }
             Err(f) => {
                 tracing::error!(error = %f.message, attempt = job.attempts, "job failed for good");
@@ -275,6 +418,7 @@ impl Worker {
                         transient: false,
                         retry_after: None,
                         gone: false,
+                        stopped: false,
                     });
                 };
                 let out = self
@@ -368,6 +512,7 @@ fn fail(e: crate::github::GitHubError) -> JobFailure {
         transient: e.is_transient(),
         retry_after: e.retry_after(),
         message: e.to_string(),
+        stopped: false,
     }
 }
 
@@ -378,6 +523,10 @@ fn fail_review(e: crate::github::review::ReviewError) -> JobFailure {
             transient: other.is_transient(),
             retry_after: None,
             gone: false,
+            stopped: matches!(
+                other,
+                crate::github::review::ReviewError::AnalysisStopped(_)
+            ),
             message: other.to_string(),
         },
     }

@@ -37,6 +37,21 @@ pub struct Overrides {
     pub not_service: Option<globset::GlobSet>,
     /// Report critical/high findings in code that is not the service as well (`paths.report_not_service`).
     pub report_not_service: bool,
+    /// The globs `service` and `not_service` were built from, as written (to hand them to another process).
+    pub service_globs: Vec<String>,
+    pub not_service_globs: Vec<String>,
+}
+
+/// A glob set from patterns; `None` for none.
+pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>, globset::Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for g in patterns {
+        b.add(globset::Glob::new(g)?);
+    }
+    b.build().map(Some)
 }
 
 impl Overrides {

@@ -26,6 +26,9 @@ pub enum ReviewError {
     Queue(#[from] crate::queue::QueueError),
     #[error("the analysis task failed: {0}")]
     Analysis(String),
+    /// The analysis process crashed or hit a limit: a failed attempt, retried up to the attempts cap.
+    #[error("{0}")]
+    AnalysisStopped(String),
 }
 
 impl ReviewError {
@@ -34,6 +37,7 @@ impl ReviewError {
             ReviewError::GitHub(e) => e.is_transient(),
             ReviewError::Queue(_) => true,
             ReviewError::Analysis(_) => false,
+            ReviewError::AnalysisStopped(_) => true,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Reviewer {
     pub gh: Arc<GitHub>,
     pub rules: Arc<RuleSet>,
     pub store: Arc<dyn JobStore>,
+    /// Where the analysis runs (a child process under `serve`).
+    pub runner: crate::sandbox::AnalysisRunner,
 }
 
 fn split(repo: &str) -> (&str, &str) {
@@ -296,17 +302,12 @@ impl Reviewer {
             repo_ctx.paths.sort();
         }
 
-        let analysed = tokio::task::spawn_blocking(move || {
-            use rayon::prelude::*;
-            inputs
-                .par_iter()
-                .map(|(path, bytes, lines)| {
-                    engine.analyze_bytes(path, bytes, lines.as_ref(), &repo_ctx)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| ReviewError::Analysis(e.to_string()))?;
+        // In a child process under `serve` (a crash, memory or time limit ends the child, not the server).
+        let analysed = self
+            .runner
+            .analyze(engine, inputs, repo_ctx, job.map(|j| j.id))
+            .await
+            .map_err(|e| ReviewError::AnalysisStopped(e.to_string()))?;
         let mut findings: Vec<Finding> = Vec::new();
         for o in analysed {
             if let Some(reason) = o.skipped {
@@ -598,6 +599,42 @@ impl Reviewer {
             id,
             "failure",
             "The audit could not be completed",
+            &markdown::truncate(summary, markdown::MAX_SUMMARY),
+            &[],
+        )
+        .await
+    }
+
+    /// Complete the head's check run as neutral when the pull request cannot be audited at all (e.g. its
+    /// audit stopped the worker on every attempt): "this pull request could not be audited: <reason>".
+    pub async fn abandon_check(
+        &self,
+        t: &AuditTarget,
+        head: &str,
+        reason: &str,
+    ) -> Result<(), ReviewError> {
+        let id = match self.store.check_run(&t.repo, head).await? {
+            Some(id) => id,
+            None => {
+                let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
+                let id = self
+                    .gh
+                    .create_check_run(t.installation, &t.repo, &body)
+                    .await?;
+                self.store.set_check_run(&t.repo, head, id).await?;
+                id
+            }
+        };
+        let summary = format!(
+            "This pull request could not be audited: {}.\n\nPress **Re-run** (or comment `/audit`) to try again.",
+            reason.replace('\n', " ").trim_end_matches('.')
+        );
+        self.finish_check(
+            t,
+            head,
+            id,
+            "neutral",
+            "This pull request could not be audited",
             &markdown::truncate(summary, markdown::MAX_SUMMARY),
             &[],
         )

@@ -24,9 +24,10 @@
 //! - **Bounded queue** ([`JobStore::enqueue_bounded`]): the job is always stored (a webhook is never lost).
 //!   Then, if more than `max_depth` jobs are queued, runnable audits whose head was superseded by a newer
 //!   audit of the same pull request are dropped (state `dropped`). Nothing else is dropped: if the queue is
-//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics). SQLite, past
-//!   1,000 queued jobs, looks for them beside its single writer and drops them in a later enqueue's commit
-//!   (reported there), so that a deep queue does not slow every webhook's commit.
+//!   still over its depth, [`BoundedEnqueue::over_capacity`] says so (for logs and metrics). Past 1,000
+//!   queued jobs, both backends look for them beside intake (SQLite beside its single writer, dropping them
+//!   in a later enqueue's commit; PostgreSQL in a task of its own, one at a time) and report the drops on a
+//!   later bounded enqueue, so that a deep queue does not slow the webhook that found it over its depth.
 
 mod postgres;
 mod sqlite;
@@ -120,6 +121,30 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+/// What [`JobStore::claim_within`] took.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// Leased to the caller, to run (state running, one more attempt counted).
+    Run(Job),
+    /// Its attempts were used up before this claim: now dead, not to be run; its check run is the
+    /// caller's to complete.
+    Exhausted(Job),
+}
+
+/// Why a job whose attempts were used up by claims without an outcome is given up (stored as its
+/// `last_error`); `last_error` is the error its earlier attempts recorded, if any.
+pub fn exhausted_reason(attempts: u32, last_error: Option<&str>) -> String {
+    let mut reason = format!(
+        "the audit stopped the worker (crash or time-out) and was given up after {attempts} attempt{}",
+        if attempts == 1 { "" } else { "s" }
+    );
+    if let Some(error) = last_error.filter(|e| !e.is_empty()) {
+        reason.push_str("; last recorded error: ");
+        reason.push_str(error);
+    }
+    reason
+}
+
 /// What [`JobStore::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -146,8 +171,8 @@ impl Enqueued {
 pub struct BoundedEnqueue {
     pub enqueued: Enqueued,
     /// Superseded audits dropped to make room (SQLite group-commits concurrent enqueues: the drops of one
-    /// batch are reported on its first bounded enqueue; with a deep queue, on a later batch than the one
-    /// that found the queue over its depth).
+    /// batch are reported on its first bounded enqueue; with a deep queue, on both backends, on a later
+    /// enqueue than the one that found the queue over its depth).
     pub dropped: u64,
     /// More than `max_depth` jobs are still queued after dropping (the job is stored all the same).
     pub over_capacity: bool,
@@ -261,13 +286,36 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         max_depth: u64,
     ) -> Result<BoundedEnqueue, QueueError>;
 
-    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`.
+    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`, with no bound on its
+    /// attempts (see [`JobStore::claim_within`]).
     async fn claim(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError>;
+    ) -> Result<Option<Job>, QueueError> {
+        match self
+            .claim_within(worker_id, lease, per_installation_cap, u32::MAX)
+            .await?
+        {
+            Some(Claimed::Run(job)) => Ok(Some(job)),
+            // Not reachable with `u32::MAX` attempts (the count saturates below it); nothing to run.
+            Some(Claimed::Exhausted(_)) | None => Ok(None),
+        }
+    }
+
+    /// Atomically takes the next runnable job for `worker_id`, leased for `lease`; the claim counts an
+    /// attempt. A job already claimed `max_attempts` times (its earlier attempts stopped the worker: a crash
+    /// or a kill leaves no outcome, only an expired lease) is not run again: the same statement marks it
+    /// dead, its attempts unchanged and `last_error` saying why ([`exhausted_reason`]), and it is returned
+    /// as [`Claimed::Exhausted`] so that the caller can report it.
+    async fn claim_within(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        per_installation_cap: usize,
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError>;
 
     /// Renews the lease from now; `false` if the lease was lost.
     async fn extend_lease(
@@ -308,6 +356,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// Readiness: the database answers.
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Readiness of intake: this process can write to the database (SQLite: the writer connection's last
+    /// write succeeded, or a probe write does now — a full disk or a read-only file fails it).
+    async fn writable(&self) -> Result<(), QueueError> {
+        self.ping().await
+    }
 
     /// Removes done and dropped jobs finished, delivery ids received and check-run records written more than
     /// `older_than` ago. Dead jobs and comment fingerprints are kept.

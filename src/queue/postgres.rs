@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,10 +18,11 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Decode, Postgres, Row, Type};
 
+use super::sqlite::INLINE_BOUND_MAX_QUEUED;
 use super::{
-    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
-    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
-    redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, Claimed, DepthGauge, Enqueued, Job, JobState, JobStore, NewJob,
+    Pruned, QueueDepth, QueueError, QueueOptions, attempts_u32, cap_i64, count_u64,
+    exhausted_reason, is_coalescible, is_full, micros, redact_url, state_from_str,
 };
 
 const BACKEND: &str = "postgres";
@@ -42,10 +44,22 @@ macro_rules! job_columns {
 
 const SELECT_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 
-const ENQUEUE: &str = "\
+/// Stores a job in one statement: the delivery id's dedup, the installation's row (`$10`: insert it), and
+/// the job, merged into the queued audit of its pull request if there is one. No row back when the delivery
+/// id was already stored.
+const ENQUEUE_ONE_STATEMENT: &str = "\
+WITH fresh AS (
+    INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, now())
+    ON CONFLICT (delivery_id) DO NOTHING
+    RETURNING delivery_id
+), installation AS (
+    INSERT INTO installations (installation_id)
+    SELECT $3 WHERE $10 AND EXISTS (SELECT 1 FROM fresh)
+    ON CONFLICT (installation_id) DO NOTHING
+)
 INSERT INTO jobs (delivery_id, event, installation_id, repo, pr_number, head_sha, payload, full_audit,
                   coalescible, state, attempts, coalesced, run_after, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, 0, now(), now(), now())
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, 0, now(), now(), now() FROM fresh
 ON CONFLICT (repo, pr_number) WHERE state = 'queued' AND coalescible DO UPDATE SET
     delivery_id = EXCLUDED.delivery_id,
     event = EXCLUDED.event,
@@ -119,7 +133,8 @@ macro_rules! audit_may_start {
 }
 
 /// Claims the oldest runnable job (the first queued one or the first with an expired lease, each found in
-/// id order) of a locked installation, re-checking its cap with this statement's fresh snapshot.
+/// id order) of a locked installation, re-checking its cap with this statement's fresh snapshot. A job
+/// already claimed `$5` times is marked dead instead (its attempts unchanged).
 const CLAIM_JOB: &str = concat!(
     "WITH room AS (
     SELECT count(*) < $4 AS ok FROM jobs r
@@ -142,9 +157,12 @@ const CLAIM_JOB: &str = concat!(
     SELECT min(c.id) AS pick_id FROM (SELECT id FROM queued UNION ALL SELECT id FROM expired) c
     WHERE (SELECT ok FROM room)
 )
-UPDATE jobs SET state = 'running', lease_owner = $2,
-    lease_expires_at = now() + $3::float8 * interval '1 microsecond',
-    attempts = attempts + 1, updated_at = now()
+UPDATE jobs SET state = CASE WHEN jobs.attempts >= $5 THEN 'dead' ELSE 'running' END, lease_owner = $2,
+    lease_expires_at = CASE WHEN jobs.attempts >= $5 THEN NULL
+                            ELSE now() + $3::float8 * interval '1 microsecond' END,
+    finished_at = CASE WHEN jobs.attempts >= $5 THEN now() ELSE jobs.finished_at END,
+    attempts = CASE WHEN jobs.attempts >= $5 THEN jobs.attempts ELSE jobs.attempts + 1 END,
+    updated_at = now()
 FROM pick WHERE jobs.id = pick.pick_id
 RETURNING ",
     job_columns!()
@@ -218,10 +236,20 @@ fn job_from_row(row: &PgRow) -> Result<Job, QueueError> {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
-    gauge: DepthGauge,
+    gauge: Arc<DepthGauge>,
     /// Installations known to have their row (rows are never deleted).
     installations: Mutex<HashSet<i64>>,
+    /// A background bounding of the queue is running (see `enqueue_bounded`).
+    bounding: Arc<AtomicBool>,
+    /// Jobs dropped by background boundings, not yet reported by a bounded enqueue.
+    unreported_drops: Arc<AtomicU64>,
+    /// When the last background bounding dropped nothing (the next waits [`EMPTY_BOUND_BACKOFF`]).
+    empty_bound_at: Arc<Mutex<Option<Instant>>>,
 }
+
+/// After a background bounding that dropped nothing, the next one waits at least this long (over its depth
+/// with nothing superseded, bounding again at every recheck would only load the database).
+const EMPTY_BOUND_BACKOFF: Duration = Duration::from_secs(1);
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://…`) and migrates the schema under an advisory lock.
@@ -250,7 +278,10 @@ impl PostgresStore {
             .map_err(connect)?;
         Ok(PostgresStore {
             pool,
-            gauge: DepthGauge::default(),
+            gauge: Arc::new(DepthGauge::default()),
+            bounding: Arc::new(AtomicBool::new(false)),
+            unreported_drops: Arc::new(AtomicU64::new(0)),
+            empty_bound_at: Arc::new(Mutex::new(None)),
             installations: Mutex::new(HashSet::new()),
         })
     }
@@ -262,6 +293,7 @@ impl PostgresStore {
         worker_id: &str,
         lease: i64,
         cap: i64,
+        max_attempts: i64,
         excluded: &[i64],
     ) -> Result<Option<Result<PgRow, i64>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -294,12 +326,33 @@ impl PostgresStore {
             .bind(worker_id)
             .bind(lease)
             .bind(cap)
+            .bind(max_attempts)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
             return Ok(Some(Err(installation)));
         };
+        let state: String = row.try_get("state")?;
+        if state == JobState::Dead.as_str() {
+            let id: i64 = row.try_get("id")?;
+            let attempts: i32 = row.try_get("attempts")?;
+            let last_error: Option<String> = row.try_get("last_error")?;
+            let reason = exhausted_reason(
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                last_error.as_deref(),
+            );
+            let row = sqlx::query(concat!(
+                "UPDATE jobs SET last_error = $2 WHERE id = $1 RETURNING ",
+                job_columns!()
+            ))
+            .bind(id)
+            .bind(reason)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(Ok(row)));
+        }
         sqlx::query(
             "UPDATE installations SET last_claim_seq = nextval('installation_claim_seq') \
              WHERE installation_id = $1",
@@ -415,6 +468,49 @@ async fn enforce_bound(conn: &mut PgConnection, max_depth: u64) -> Result<(u64, 
     Ok((dropped, count_u64(queued)))
 }
 
+/// [`enforce_bound`] in its own transaction: (dropped, queued after).
+async fn bound_queue(pool: &PgPool, max_depth: u64) -> Result<(u64, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let counted = enforce_bound(&mut tx, max_depth).await?;
+    tx.commit().await?;
+    Ok(counted)
+}
+
+impl PostgresStore {
+    /// Starts bounding the queue in a task of its own unless one is running.
+    fn bound_in_background(&self, max_depth: u64) {
+        let recent_empty = self
+            .empty_bound_at
+            .lock()
+            .is_ok_and(|at| at.is_some_and(|at| at.elapsed() < EMPTY_BOUND_BACKOFF));
+        if recent_empty || self.bounding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, gauge, bounding, drops, empty_at) = (
+            self.pool.clone(),
+            Arc::clone(&self.gauge),
+            Arc::clone(&self.bounding),
+            Arc::clone(&self.unreported_drops),
+            Arc::clone(&self.empty_bound_at),
+        );
+        tokio::spawn(async move {
+            match bound_queue(&pool, max_depth).await {
+                Ok((dropped, queued)) => {
+                    drops.fetch_add(dropped, Ordering::Relaxed);
+                    gauge.counted(queued, queued > max_depth);
+                    if let Ok(mut at) = empty_at.lock() {
+                        *at = (dropped == 0).then(Instant::now);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bound the queue; trying again later")
+                }
+            }
+            bounding.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// Puts a running job (locked by the caller) back in the queue, runnable from `run_after` (now if `None`),
 /// or merges it into the queued audit of its pull request.
 async fn release(
@@ -504,38 +600,13 @@ impl JobStore for PostgresStore {
         max_depth: u64,
     ) -> Result<BoundedEnqueue, QueueError> {
         let op = "enqueue";
-        let mut tx = self.pool.begin().await.map_err(db(op))?;
-        let fresh = sqlx::query(
-            "INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, now()) \
-             ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(&job.delivery_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(op))?;
-        if fresh.rows_affected() == 0 {
-            tx.rollback().await.map_err(db(op))?;
-            return Ok(BoundedEnqueue {
-                enqueued: Enqueued::Duplicate,
-                dropped: 0,
-                over_capacity: false,
-            });
-        }
         let known = self
             .installations
             .lock()
             .is_ok_and(|known| known.contains(&job.installation_id));
-        if !known {
-            sqlx::query(
-                "INSERT INTO installations (installation_id) VALUES ($1) \
-                 ON CONFLICT (installation_id) DO NOTHING",
-            )
-            .bind(job.installation_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(op))?;
-        }
-        let row = sqlx::query(ENQUEUE)
+        // One statement, one round trip, committed on its own (its fsync is the commit's): the delivery id,
+        // the installation row if new, and the job (or its merge into the queued audit of the pull request).
+        let row = sqlx::query(ENQUEUE_ONE_STATEMENT)
             .bind(&job.delivery_id)
             .bind(&job.event)
             .bind(job.installation_id)
@@ -545,35 +616,52 @@ impl JobStore for PostgresStore {
             .bind(&job.payload)
             .bind(is_full(&job.payload))
             .bind(is_coalescible(&job))
-            .fetch_one(&mut *tx)
+            .bind(!known)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db(op))?;
+        let Some(row) = row else {
+            // The delivery id was already stored: nothing was written.
+            return Ok(BoundedEnqueue {
+                enqueued: Enqueued::Duplicate,
+                dropped: 0,
+                over_capacity: false,
+            });
+        };
         let id: i64 = row.try_get("id").map_err(db(op))?;
         let coalesced: i32 = row.try_get("coalesced").map_err(db(op))?;
+        if !known && let Ok(mut known) = self.installations.lock() {
+            known.insert(job.installation_id);
+        }
         let added = u64::from(coalesced == 0);
-        let mut counted = None;
         let (dropped, over_capacity) = if max_depth == u64::MAX {
             self.gauge.add(added);
             (0, false)
         } else {
             match self.gauge.check(added, max_depth) {
                 BoundCheck::Skip { over_capacity } => (0, over_capacity),
+                BoundCheck::Count if self.gauge.estimate() > INLINE_BOUND_MAX_QUEUED => {
+                    // A deep queue: counting it and looking for superseded audits takes long (hundreds of
+                    // ms at 10,000 queued jobs), so it runs beside intake, one at a time, and what it drops
+                    // is reported by a later bounded enqueue. The job is stored either way.
+                    self.bound_in_background(max_depth);
+                    (0, self.gauge.estimate() > max_depth)
+                }
                 BoundCheck::Count => {
-                    let (dropped, queued) = enforce_bound(&mut tx, max_depth)
+                    // The job is stored; bounding the queue is its own transaction.
+                    let (dropped, queued) = bound_queue(&self.pool, max_depth)
                         .await
                         .map_err(db("enqueue (bound the queue)"))?;
-                    counted = Some((queued, queued > max_depth));
+                    self.gauge.counted(queued, queued > max_depth);
                     (dropped, queued > max_depth)
                 }
             }
         };
-        tx.commit().await.map_err(db("enqueue (commit)"))?;
-        if !known && let Ok(mut known) = self.installations.lock() {
-            known.insert(job.installation_id);
-        }
-        if let Some((queued, over)) = counted {
-            self.gauge.counted(queued, over);
-        }
+        let dropped = if max_depth == u64::MAX {
+            dropped
+        } else {
+            dropped.saturating_add(self.unreported_drops.swap(0, Ordering::Relaxed))
+        };
         Ok(BoundedEnqueue {
             enqueued: if coalesced == 0 {
                 Enqueued::New(id)
@@ -585,12 +673,13 @@ impl JobStore for PostgresStore {
         })
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError> {
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError> {
         let any: bool = sqlx::query_scalar(ANY_RUNNABLE)
             .fetch_one(&self.pool)
             .await
@@ -603,12 +692,19 @@ impl JobStore for PostgresStore {
         let mut excluded: Vec<i64> = Vec::new();
         for _ in 0..CLAIM_ROUNDS {
             match self
-                .claim_round(worker_id, lease, cap, &excluded)
+                .claim_round(worker_id, lease, cap, i64::from(max_attempts), &excluded)
                 .await
                 .map_err(db("claim"))?
             {
                 None => return Ok(None),
-                Some(Ok(row)) => return job_from_row(&row).map(Some),
+                Some(Ok(row)) => {
+                    let job = job_from_row(&row)?;
+                    return Ok(Some(if job.state == JobState::Dead {
+                        Claimed::Exhausted(job)
+                    } else {
+                        Claimed::Run(job)
+                    }));
+                }
                 Some(Err(installation)) => excluded.push(installation),
             }
         }

@@ -31,9 +31,9 @@ use sqlx::{Decode, Row, Sqlite, SqliteConnection, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BoundCheck, BoundedEnqueue, DepthGauge, Enqueued, Job, JobStore, NewJob, Pruned, QueueDepth,
-    QueueError, QueueOptions, attempts_u32, cap_i64, count_u64, is_coalescible, is_full, micros,
-    redact_url, state_from_str,
+    BoundCheck, BoundedEnqueue, Claimed, DepthGauge, Enqueued, Job, JobState, JobStore, NewJob,
+    Pruned, QueueDepth, QueueError, QueueOptions, attempts_u32, cap_i64, count_u64,
+    exhausted_reason, is_coalescible, is_full, micros, redact_url, state_from_str,
 };
 
 const BACKEND: &str = "sqlite";
@@ -173,9 +173,14 @@ const CLAIM_PICK: &str = concat!(
                     ORDER BY j.id LIMIT 1))"
 );
 
+/// Leases the picked job, counting an attempt; a job already claimed `?5` times is marked dead instead
+/// (every expression reads the row as it was before this update).
 const CLAIM_UPDATE: &str = concat!(
-    "UPDATE jobs SET state = 'running', lease_owner = ?2, lease_expires_at = ?3, ",
-    "attempts = attempts + 1, updated_at = ?4 WHERE id = ?1 RETURNING ",
+    "UPDATE jobs SET state = CASE WHEN attempts >= ?5 THEN 'dead' ELSE 'running' END, lease_owner = ?2, ",
+    "lease_expires_at = CASE WHEN attempts >= ?5 THEN NULL ELSE ?3 END, ",
+    "finished_at = CASE WHEN attempts >= ?5 THEN ?4 ELSE finished_at END, ",
+    "attempts = CASE WHEN attempts >= ?5 THEN attempts ELSE attempts + 1 END, updated_at = ?4 ",
+    "WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
@@ -282,6 +287,25 @@ fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), sqlx::Err
     Ok((url, synchronous))
 }
 
+/// Creates the database file, readable and writable by its owner only (0600), if it does not exist yet.
+/// SQLite would create it 0644 (less the umask); it creates the `-wal` and `-shm` files with the database
+/// file's mode, so they are 0600 too. Created empty before SQLite opens it, there is no moment when the
+/// file is readable by others. An existing file keeps its mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// One enqueue handed to the group-commit task.
 struct Intake {
     job: NewJob,
@@ -296,7 +320,16 @@ pub struct SqliteStore {
     reader: SqlitePool,
     intake: mpsc::Sender<Intake>,
     bound_stats: Arc<BoundStats>,
+    /// The last write probe of [`JobStore::writable`]: when, and its error if it failed.
+    write_probe: tokio::sync::Mutex<Option<(Instant, Option<Arc<sqlx::Error>>)>>,
 }
+
+/// How long a write probe's answer is reused (readiness probes may come often).
+const WRITE_PROBE_TTL: Duration = Duration::from_secs(1);
+/// The delivery id the write probe inserts and deletes in one transaction; it is padded past a page
+/// (`WRITE_PROBE_PAD` bytes), so that the probe needs pages a full database does not have.
+const WRITE_PROBE_ID: &str = "prodaudit:write-probe:";
+const WRITE_PROBE_PAD: usize = 6000;
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url`: `sqlite:PATH`, `sqlite://PATH?…`,
@@ -319,6 +352,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
+        if !in_memory && !url.contains("mode=ro") {
+            create_private(base.get_filename()).map_err(|e| connect(sqlx::Error::Io(e)))?;
+        }
         let base = if in_memory {
             base
         } else {
@@ -326,12 +362,34 @@ impl SqliteStore {
                 .synchronous(synchronous)
         };
         // One long-lived writer connection (an in-memory database lives as long as it does).
-        let writer = SqlitePoolOptions::new()
+        let mut writer_options = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .acquire_timeout(options.acquire_timeout)
+            .acquire_timeout(options.acquire_timeout);
+        if !in_memory {
+            // A failed COMMIT (a full disk, an I/O error) can leave the connection inside a transaction,
+            // as SQLite or sqlx sees it, and every later BEGIN then fails: intake and claims would stay
+            // wedged after the disk has room again. Each time the writer comes back to the pool, check
+            // that a transaction can start; if not, close it (the pool opens a fresh one for the next
+            // write). An in-memory database would not survive a reopen, so it is left alone.
+            writer_options = writer_options.after_release(|conn, _meta| {
+                Box::pin(async move {
+                    match sqlx::Connection::begin_with(&mut *conn, "BEGIN DEFERRED").await {
+                        Ok(tx) => {
+                            tx.rollback().await?;
+                            Ok(true)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the SQLite writer was left inside a failed transaction; reopening it");
+                            Ok(false)
+                        }
+                    }
+                })
+            });
+        }
+        let writer = writer_options
             .connect_with(base.clone())
             .await
             .map_err(connect)?;
@@ -369,7 +427,28 @@ impl SqliteStore {
             reader,
             intake,
             bound_stats,
+            write_probe: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Caps the database at `pages` pages on the writer connection (`PRAGMA max_page_count`): a full disk
+    /// as SQLite sees it, for tests. The cap lasts as long as the connection.
+    #[cfg(test)]
+    pub(super) async fn set_max_page_count(&self, pages: i64) -> Result<i64, QueueError> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db("max_page_count"))
+    }
+
+    #[cfg(test)]
+    pub(super) async fn page_count(&self) -> Result<i64, QueueError> {
+        sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db("page_count"))
     }
 
     /// What the bounded queue's background searches have done so far.
@@ -849,12 +928,13 @@ impl JobStore for SqliteStore {
         answer.await.map_err(|_| QueueError::WriterStopped)?
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         worker_id: &str,
         lease: Duration,
         per_installation_cap: usize,
-    ) -> Result<Option<Job>, QueueError> {
+        max_attempts: u32,
+    ) -> Result<Option<Claimed>, QueueError> {
         // Idle polling stays off the write lock.
         let any: bool = sqlx::query_scalar(ANY_RUNNABLE)
             .bind(now_micros())
@@ -887,9 +967,23 @@ impl JobStore for SqliteStore {
                 .bind(worker_id)
                 .bind(now.saturating_add(micros(lease)))
                 .bind(now)
+                .bind(i64::from(max_attempts))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db("claim (update)"))?;
+            let mut job = job_from_row(&row)?;
+            if job.state == JobState::Dead {
+                let reason = exhausted_reason(job.attempts, job.last_error.as_deref());
+                sqlx::query("UPDATE jobs SET last_error = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("claim (give up)"))?;
+                job.last_error = Some(reason);
+                claimed = Some(Claimed::Exhausted(job));
+                break;
+            }
             sqlx::query(
                 "UPDATE installations SET last_claim_seq = \
                  (SELECT COALESCE(MAX(last_claim_seq), 0) + 1 FROM installations) \
@@ -899,11 +993,11 @@ impl JobStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db("claim (round robin)"))?;
-            claimed = Some(row);
+            claimed = Some(Claimed::Run(job));
             break;
         }
         tx.commit().await.map_err(db("claim (commit)"))?;
-        claimed.map(|row| job_from_row(&row)).transpose()
+        Ok(claimed)
     }
 
     async fn extend_lease(
@@ -1059,6 +1153,47 @@ impl JobStore for SqliteStore {
             .await
             .map_err(db("ping"))?;
         Ok(())
+    }
+
+    /// A real write through the writer (insert and delete a row, committed: pages reach the WAL and its
+    /// fsync), at most once per [`WRITE_PROBE_TTL`]. Fails on a full disk, a read-only file or a writer that
+    /// cannot start a transaction.
+    async fn writable(&self) -> Result<(), QueueError> {
+        let mut last = self.write_probe.lock().await;
+        let error = match &*last {
+            Some((at, error)) if at.elapsed() < WRITE_PROBE_TTL => error.clone(),
+            _ => {
+                let probe_id = format!("{WRITE_PROBE_ID}{}", "-".repeat(WRITE_PROBE_PAD));
+                let probe = async {
+                    let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+                    sqlx::query(
+                        "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) \
+                         ON CONFLICT (delivery_id) DO UPDATE SET received_at = excluded.received_at",
+                    )
+                    .bind(&probe_id)
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM deliveries WHERE delivery_id = ?1")
+                        .bind(&probe_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                }
+                .await;
+                let error = probe.err().map(Arc::new);
+                *last = Some((Instant::now(), error.clone()));
+                error
+            }
+        };
+        match error {
+            None => Ok(()),
+            Some(source) => Err(QueueError::Database {
+                backend: BACKEND,
+                op: "write probe",
+                source,
+            }),
+        }
     }
 
     async fn prune(&self, older_than: Duration) -> Result<Pruned, QueueError> {

@@ -1262,3 +1262,173 @@ async fn sqlite_deep_queue_drops_superseded_beside_the_writer() {
         panic!("deep queue on SQLite: {e}");
     }
 }
+
+/// A job whose claims used up its attempts without an outcome (the worker died or was killed each time) is
+/// given up by the next claim instead of being run again, and the claim goes on to other work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claim_after_exhausted_attempts_gives_the_job_up() {
+    on_each_backend("exhausted attempts", |db| async move {
+        let s = db.open().await?;
+        let poison = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        let other = new_id(s.enqueue(audit("d2", 2, "bbb")).await?);
+        // Attempt 1 records an error and is retried at once.
+        let first = s.claim_within("w1", LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&first, Some(Claimed::Run(j)) if j.id == poison && j.attempts == 1),
+            "{}: {first:?}",
+            db.backend
+        );
+        assert!(
+            s.retry(poison, "w1", "GitHub answered 502", Utc::now())
+                .await?
+        );
+        // Attempt 2 takes the worker down: no outcome, only an expiring lease.
+        let second = s.claim_within("w1", SHORT_LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&second, Some(Claimed::Run(j)) if j.id == poison && j.attempts == 2),
+            "{}: {second:?}",
+            db.backend
+        );
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        // The restarted worker's claim gives it up: dead, not run a third time.
+        let third = s.claim_within("w2", LEASE, NO_CAP, 2).await?;
+        let Some(Claimed::Exhausted(dead)) = third else {
+            panic!("{}: expected the exhausted job, got {third:?}", db.backend);
+        };
+        assert_eq!((dead.id, dead.attempts), (poison, 2), "{}", db.backend);
+        assert_eq!(dead.state, JobState::Dead);
+        let reason = dead.last_error.clone().unwrap_or_default();
+        assert!(
+            reason.contains("stopped the worker") && reason.contains("GitHub answered 502"),
+            "{}: {reason}",
+            db.backend
+        );
+        let stored = must_job(&s, poison).await?;
+        assert_eq!(
+            (stored.state, stored.attempts, stored.lease_expires_at),
+            (JobState::Dead, 2, None),
+            "{}",
+            db.backend
+        );
+        assert_eq!(stored.last_error.as_deref(), Some(reason.as_str()));
+        assert_eq!(s.depth().await?.dead, 1);
+        // The next claim runs the other job; the dead one is never claimed again.
+        let next = s.claim_within("w2", LEASE, NO_CAP, 2).await?;
+        assert!(
+            matches!(&next, Some(Claimed::Run(j)) if j.id == other && j.attempts == 1),
+            "{}: {next:?}",
+            db.backend
+        );
+        assert!(s.claim_within("w3", LEASE, NO_CAP, 2).await?.is_none());
+        Ok(())
+    })
+    .await;
+}
+
+/// A full disk (SQLite's page limit on the writer, as SQLITE_FULL from a commit) fails the writes that hit
+/// it, and the writes after space comes back succeed: webhooks and claims are not wedged by one failed
+/// commit. The writer reports that it cannot write meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_recovers_after_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = dir.path().join("full.db").display().to_string();
+    let store = match SqliteStore::open(&url, &QueueOptions::default()).await {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let s: &dyn JobStore = &store;
+    let result: TestResult = async {
+        new_id(s.enqueue(audit("d0", 1, "aaa")).await?);
+        let pages = store.page_count().await?;
+        store.set_max_page_count(pages).await?;
+        // Payloads of 64 KiB need new pages: the disk is full.
+        let big = |d: &str, pr: i64| {
+            new_job(
+                d,
+                1,
+                "o/r",
+                Some(pr),
+                Some("bbb"),
+                json!({"kind": "audit", "pad": "x".repeat(64 * 1024)}),
+            )
+        };
+        let mut failed = 0;
+        for i in 0..4 {
+            if s.enqueue(big(&format!("full-{i}"), 10 + i)).await.is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 4, "the page limit did not fill the database");
+        assert!(
+            s.writable().await.is_err(),
+            "a full writer says it cannot write"
+        );
+        // Space comes back.
+        store.set_max_page_count(1_000_000).await?;
+        let id = new_id(s.enqueue(big("after", 99)).await?);
+        assert!(s.job(id).await?.is_some());
+        let claimed = s.claim("w", LEASE, NO_CAP).await?;
+        assert!(claimed.is_some(), "claims work again");
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past the probe's cached answer
+        s.writable().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Past `INLINE_BOUND_MAX_QUEUED` queued jobs, both backends bound the queue beside intake (PostgreSQL in a
+/// background task): the webhook that finds the queue over its depth is stored and answered without the
+/// drop, and the superseded audit, and only it, is dropped and reported once by a later bounded enqueue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deep_queue_is_bounded_beside_intake() {
+    on_each_backend("deep queue", |db| async move {
+        let s = db.open().await?;
+        let old = new_id(s.enqueue(audit("d1", 1, "aaa")).await?);
+        assert_eq!(
+            s.claim("slow", SHORT_LEASE, NO_CAP).await?.map(|j| j.id),
+            Some(old)
+        );
+        let newer = new_id(s.enqueue(audit("d2", 1, "bbb")).await?);
+        tokio::time::sleep(PAST_SHORT_LEASE).await;
+        assert_eq!(must_claim(&s, "fast").await?.id, newer);
+        assert!(s.retry(old, "slow", "timeout", Utc::now()).await?);
+        let deep = INLINE_BOUND_MAX_QUEUED + 100;
+        let mut tasks = JoinSet::new();
+        for i in 0..deep {
+            let s = Arc::clone(&s);
+            tasks.spawn(async move {
+                let pr = i64::try_from(i).unwrap_or(0) + 1000;
+                s.enqueue(audit(&format!("deep{i}"), pr, "ccc")).await
+            });
+        }
+        for enqueued in tasks.join_all().await {
+            new_id(enqueued?);
+        }
+        let max_depth = 10;
+        let mut dropped = 0;
+        let mut bounded = 0;
+        while bounded < 200 && (dropped == 0 || bounded < 5) {
+            let next = s
+                .enqueue_bounded(
+                    audit(&format!("b{bounded}"), 10 + bounded, "ddd"),
+                    max_depth,
+                )
+                .await?;
+            new_id(next.enqueued);
+            assert!(next.over_capacity, "{}", db.backend);
+            dropped += next.dropped;
+            bounded += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(dropped, 1, "{}: the superseded audit, once", db.backend);
+        assert_eq!(must_job(&s, old).await?.state, JobState::Dropped);
+        assert_eq!(must_job(&s, newer).await?.state, JobState::Running);
+        let expected = deep + u64::try_from(bounded).unwrap_or(0);
+        assert_eq!(s.depth().await?.queued, expected, "{}", db.backend);
+        Ok(())
+    })
+    .await;
+}

@@ -62,11 +62,16 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
             "database not available yet",
         );
     };
-    match store.ping().await {
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+    }
+    // Intake needs writes: a full disk or a read-only database file is not ready.
+    match store.writable().await {
         Ok(()) => reply(StatusCode::OK, "ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            tracing::warn!(error = %e, "readiness: database not writable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, "database not writable")
         }
     }
 }

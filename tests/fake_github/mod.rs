@@ -139,9 +139,20 @@ pub struct World {
     pub foreign_installations: HashSet<i64>,
     /// GitHub's REST description, when `../shared` is present.
     pub spec: Option<Arc<openapi::Spec>>,
+    /// More open pull requests of the repository: number → (base sha, head sha) (read-only views: the
+    /// main pull request above is the one tests change).
+    pub other_pulls: BTreeMap<i64, (String, String)>,
 }
 
 impl World {
+    /// (base, head) of pull request `n`, if the repository has it.
+    fn shas_of(&self, n: i64) -> Option<(String, String)> {
+        if n == self.pr_number {
+            return Some((self.base_sha.clone(), self.head_sha.clone()));
+        }
+        self.other_pulls.get(&n).cloned()
+    }
+
     fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
@@ -464,10 +475,14 @@ fn pull_json(world: &World) -> Value {
 
 async fn pull(State(w): State<Shared>, Path((_o, _r, n)): Path<(String, String, i64)>) -> Response {
     let world = lock(&w);
-    if n != world.pr_number {
+    let Some((base, head)) = world.shas_of(n) else {
         return not_found();
-    }
-    axum::Json(pull_json(&world)).into_response()
+    };
+    let mut pull = pull_json(&world);
+    pull["number"] = n.into();
+    pull["head"]["sha"] = head.into();
+    pull["base"]["sha"] = base.into();
+    axum::Json(pull).into_response()
 }
 
 /// GitHub's `patch`: the hunks of a unified diff with three lines of context, no file header.
@@ -511,9 +526,9 @@ async fn files(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let world = lock(&w);
-    if n != world.pr_number {
+    let Some((base_sha, head_sha)) = world.shas_of(n) else {
         return not_found();
-    }
+    };
     let per_page: usize = q
         .get("per_page")
         .and_then(|v| v.parse().ok())
@@ -524,8 +539,8 @@ async fn files(
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let base = world.files_at(&world.base_sha);
-    let head = world.files_at(&world.head_sha);
+    let base = world.files_at(&base_sha);
+    let head = world.files_at(&head_sha);
     let mut all = Vec::new();
     for (path, bytes) in &head {
         let old = base.get(path);
@@ -881,13 +896,13 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
     }
     let mut repo = serde_json::Map::new();
     if query.contains("pullRequest(") {
-        if vars["number"].as_i64() != Some(world.pr_number) {
+        let Some((_, head_sha)) = vars["number"].as_i64().and_then(|n| world.shas_of(n)) else {
             return axum::Json(json!({"data": {"repository": {"pullRequest": null}}, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest"}]}))
                 .into_response();
-        }
+        };
         let mut pr = serde_json::Map::new();
         if query.contains("headRefOid") {
-            pr.insert("headRefOid".into(), world.head_sha.clone().into());
+            pr.insert("headRefOid".into(), head_sha.into());
         }
         if query.contains("state") {
             let state = if world.state.is_empty() {
