@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// Files larger than this are not fetched.
-pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// Files larger than this are not fetched (the shared planning policy's limit).
+pub const MAX_FILE_BYTES: u64 = crate::analysis::plan::MAX_FILE_BYTES as u64;
 /// Files per GraphQL contents query.
 const GRAPHQL_BATCH: usize = 50;
 
@@ -283,7 +283,9 @@ impl Reviewer {
                     .map(|p| (head.clone(), p.clone()))
                     .collect();
                 for ((_, path), text) in self.fetch_blobs(t, &want).await? {
-                    if let Some(text) = text {
+                    if let Some(text) =
+                        text.filter(|t| crate::analysis::plan::context_file_wanted(t))
+                    {
                         repo_ctx
                             .files
                             .insert(path, String::from_utf8_lossy(&text).into_owned());
@@ -654,14 +656,13 @@ fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) 
             continue;
         }
         let path = f.filename.clone();
-        if crate::analysis::language::detect(&path, None).is_none()
-            && !(path.ends_with(".yml") || path.ends_with(".yaml"))
-        {
-            continue;
-        }
-        if is_vendored(&path) {
-            skipped.push((path, "vendored or generated".to_string()));
-            continue;
+        match crate::analysis::plan::path_policy(&path) {
+            crate::analysis::plan::PathPolicy::Analyse => {}
+            crate::analysis::plan::PathPolicy::Ignore => continue,
+            crate::analysis::plan::PathPolicy::Skip(why) => {
+                skipped.push((path, why.to_string()));
+                continue;
+            }
         }
         let (added, commentable) = match &f.patch {
             Some(p) => match diff::parse_patch(p) {
@@ -699,13 +700,4 @@ fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) 
     (out, skipped)
 }
 
-/// Vendored or generated code is not the team's to fix.
-pub fn is_vendored(path: &str) -> bool {
-    path.split('/').any(|c| {
-        matches!(
-            c,
-            "vendor" | "vendored" | "third_party" | "node_modules" | "site-packages" | ".venv"
-        )
-    }) || path.ends_with("_pb2.py")
-        || path.ends_with("_pb2_grpc.py")
-}
+pub use crate::analysis::plan::is_vendored;

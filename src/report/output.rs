@@ -146,6 +146,9 @@ pub struct Summary {
     pub files_skipped: usize,
     /// The files that were not analysed, and why.
     pub skipped: Vec<Skipped>,
+    /// Files with more findings than the per-file cap: how many were reported and left out (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<super::Capped>,
     /// Findings silenced by inline suppressions.
     pub suppressed: usize,
     /// The fail-on level the run was judged against.
@@ -185,6 +188,7 @@ pub fn summary(report: &Report, fail_on: FailOn) -> Summary {
         files_analyzed: report.files_analyzed,
         files_skipped: report.skipped.len(),
         skipped: report.skipped.clone(),
+        capped: report.capped.clone(),
         suppressed: report.suppressed,
         fail_on,
         failed,
@@ -350,6 +354,7 @@ mod test_support {
             fingerprint: format!("fp-{check}-{path}-{line}"),
             fix: None,
             code: Vec::new(),
+            code_cut: None,
         }
     }
 
