@@ -794,6 +794,7 @@ impl LineIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::RuleSet;
 
     #[test]
     fn positions_count_characters_not_bytes() {
@@ -804,6 +805,83 @@ mod tests {
         assert_eq!(idx.position(text, 0), (1, 1));
         assert_eq!(idx.line_text(text, 2), Some("µx = 'é'; f()"));
         assert_eq!(idx.line_text(text, 9), None);
+    }
+
+    fn engine() -> Engine {
+        match RuleSet::builtin() {
+            Ok(rules) => Engine::new(rules, Overrides::default()),
+            Err(e) => panic!("built-in rules: {e}"),
+        }
+    }
+
+    const BLOCKING: &str = "import time\n\n\nasync def f():\n    time.sleep(1)\n";
+
+    #[test]
+    fn a_file_over_its_time_limit_is_skipped_with_the_reason() {
+        let mut engine = engine();
+        assert_eq!(engine.analyze("app/a.py", BLOCKING, None).findings.len(), 1);
+        engine.time_limit = Duration::ZERO;
+        let outcome = engine.analyze("app/a.py", BLOCKING, None);
+        assert!(outcome.findings.is_empty());
+        assert_eq!(
+            outcome.skipped.as_deref(),
+            Some("analysis took longer than the 0 s limit")
+        );
+    }
+
+    #[test]
+    fn findings_are_capped_and_the_rest_counted() {
+        let mut engine = engine();
+        engine.max_findings = 3;
+        let text = format!(
+            "import time\n\n\nasync def f():\n{}",
+            "    time.sleep(1)\n".repeat(10)
+        );
+        let outcome = engine.analyze("app/a.py", &text, None);
+        assert_eq!(outcome.findings.len(), 3);
+        assert_eq!(outcome.left_out, 7);
+        assert_eq!(outcome.skipped, None);
+    }
+
+    #[test]
+    fn streamed_fingerprint_equals_the_joined_one() {
+        let code = "  requests.get(\n      u,\ttimeout=1 )  ";
+        let joined: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        for n in [1, 7] {
+            assert_eq!(
+                fingerprint_of("F1-x", "a.py", code, n),
+                fingerprint("F1-x", "a.py", &joined, n)
+            );
+        }
+        assert_eq!(normalized_digest("a  b"), normalized_digest(" a\nb "));
+        assert_ne!(normalized_digest("a b"), normalized_digest("ab"));
+    }
+
+    #[test]
+    fn code_frames_keep_short_lines_and_cut_long_ones_to_a_window() {
+        assert_eq!(
+            frame_line("x = f(1)", (4, 5)),
+            ("x = f(1)".to_string(), None)
+        );
+        let long = format!("{}é target {}", "a".repeat(10_000), "b".repeat(10_000));
+        let byte = long.find("target").unwrap_or(0);
+        let column = long[..byte].chars().count() + 1;
+        let (shown, cut) = frame_line(&long, (byte, column));
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        assert!(shown.chars().count() <= limits::FRAME_WINDOW_CHARS + 2);
+        let cut = cut.unwrap_or(0);
+        // The match is at the same place in the window as on the line, after the leading `…`.
+        let in_window: String = shown.chars().skip(column - cut).take(6).collect();
+        assert_eq!(in_window, "target");
+    }
+
+    #[test]
+    fn long_captures_are_shortened_without_copying_them_whole() {
+        let short = shorten(&format!("f({})", "x, ".repeat(100_000)));
+        assert_eq!(short.chars().count(), 58);
+        assert!(short.ends_with('…'));
+        assert_eq!(shorten("requests.get"), "requests.get");
+        assert_eq!(prefix("éé", 3), "é");
     }
 
     #[test]

@@ -443,6 +443,7 @@ mod test_support {
                 },
             ],
             suppressed: 1,
+            capped: Vec::new(),
         }
     }
 
@@ -514,6 +515,7 @@ mod test_support {
                 reason: "\u{1b}[1m".to_string(),
             }],
             suppressed: usize::MAX,
+            capped: Vec::new(),
         }
     }
 }
