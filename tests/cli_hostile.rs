@@ -154,19 +154,22 @@ fn deeply_nested_python_does_not_crash() {
         .map(|i| format!("{}if x:\n", " ".repeat(i)))
         .chain(std::iter::once(format!("{}pass\n", " ".repeat(1_000))))
         .collect();
-    // Chains whose depth no bracket limit bounds: attribute, call and operator chains. (Call chains cost
-    // detectors quadratic time, which the per-file time limit contains; 2,000 links show the recursion is safe.)
-    let chains = format!(
-        "import requests\n\n\nasync def f(a):\n    a{}\n    a{}\n    return 1{}\n",
-        ".b".repeat(50_000),
-        ".c()".repeat(2_000),
-        " + 1".repeat(50_000)
-    );
+    // Chains whose depth no bracket limit bounds: attribute, call and operator chains make syntax trees as
+    // deep as they are long (turned away past 2,000 levels); shorter ones are analysed.
+    let chain = |links: usize| {
+        format!(
+            "import requests\n\n\nasync def f(a):\n    a{}\n    a{}\n    return 1{}\n",
+            ".b".repeat(links),
+            ".c()".repeat(links),
+            " + 1".repeat(links)
+        )
+    };
     let repo = repo_with(&[
         ("deep/parens.py", parens),
         ("deep/lists.py", lists),
         ("deep/deep_ifs.py", deep_ifs),
-        ("deep/chains.py", chains),
+        ("deep/chains.py", chain(50_000)),
+        ("deep/short_chains.py", chain(500)),
     ]);
     // Enough time for an unoptimised build on a busy machine: this test is about the stack, not speed.
     let report = audit(&repo, &[("PRODAUDIT_FILE_TIME_LIMIT_SECS", "600")]);
@@ -186,8 +189,15 @@ fn deeply_nested_python_does_not_crash() {
             .is_some_and(|r| r.contains("more than 100 indentation levels")),
         "{reason:?}"
     );
+    let reason = skip_reason(&report, "deep/chains.py");
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("syntax tree is nested deeper than 2000 levels")),
+        "{reason:?}"
+    );
     // Not over a limit: analysed like any file.
-    assert_eq!(skip_reason(&report, "deep/chains.py"), None);
+    assert_eq!(skip_reason(&report, "deep/short_chains.py"), None);
     ordinary_analysed(&report);
 }
 

@@ -270,7 +270,13 @@ impl Engine {
             nodes: None,
         };
         let raw = match kind.lang() {
-            Some(lang) => self.run_detectors(lang, text, &wanted, &ctx, deadline),
+            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, deadline) {
+                Ok(raw) => raw,
+                Err(reason) => {
+                    outcome.skipped = Some(reason);
+                    return outcome;
+                }
+            },
             None => self.run_text_checks(text, &wanted, &ctx, deadline),
         };
         if raw.is_empty() || deadline.passed() {
@@ -379,12 +385,21 @@ impl Engine {
         wanted: &[usize],
         ctx: &FileContext<'_>,
         deadline: &Deadline,
-    ) -> Vec<RawMatch> {
+    ) -> Result<Vec<RawMatch>, String> {
         let started = self.clock();
         let root = lang.ast_grep(text);
         self.record(started, Timings::parsed);
         let started = self.clock();
         let tree = root.root();
+        // Chains (`a.b().c()…`, `1 + 1 + …`) make trees as deep as the file without nesting a bracket;
+        // walks that go up a tree cost its depth per step. Turned away here, before any detector walks it.
+        if let Some(at) = limits::deeper_than(&tree.get_inner_node(), limits::MAX_TREE_DEPTH) {
+            return Err(format!(
+                "its syntax tree is nested deeper than {} levels (at line {})",
+                limits::MAX_TREE_DEPTH,
+                at + 1
+            ));
+        }
         let index = NodeIndex::build(&tree);
         self.record(started, Timings::indexed);
         let ctx = &FileContext {
@@ -410,7 +425,7 @@ impl Engine {
                 }
                 Matcher::Check(check) => {
                     if deadline.passed() {
-                        return out;
+                        return Ok(out);
                     }
                     let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
                     let started = self.clock();
@@ -421,7 +436,7 @@ impl Engine {
             }
         }
         if by_kind.is_empty() {
-            return out;
+            return Ok(out);
         }
         let dispatch = by_kind
             .iter()
@@ -435,7 +450,7 @@ impl Engine {
         let mut last_message: HashMap<usize, Arc<str>> = HashMap::new();
         for (k, (node, candidates)) in dispatch.enumerate() {
             if k % POLL_EVERY == 0 && deadline.passed() {
-                return out;
+                return Ok(out);
             }
             for &i in candidates {
                 let d = &self.rules.detectors[i];
@@ -503,7 +518,7 @@ impl Engine {
                 });
             }
         }
-        out
+        Ok(out)
     }
 }
 
