@@ -1,11 +1,12 @@
 //! Local audits: the engine fed from git (a pull request's view) or from the files on disk (`--all-lines`).
 
 use crate::analysis::context::needs_globset;
+use crate::analysis::plan::{self, PathPolicy};
 use crate::analysis::{Engine, FileOutcome, RepoContext};
 use crate::diff::LineSet;
 use crate::git::{GitError, Repo};
 use crate::repo_config::{self, ConfigError, RepoConfig};
-use crate::report::{Report, Skipped};
+use crate::report::{Capped, Report, Skipped};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -190,6 +191,13 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
                     report.files_analyzed += 1;
                     report.suppressed += outcome.suppressed;
                     report.not_service += outcome.not_service;
+                    if outcome.left_out > 0 {
+                        report.capped.push(Capped {
+                            path,
+                            reported: outcome.findings.len(),
+                            left_out: outcome.left_out,
+                        });
+                    }
                     report.findings.extend(outcome.findings);
                 }
             }
@@ -201,6 +209,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped = skipped;
+    report.capped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
 
@@ -231,7 +240,7 @@ fn repo_context(
                 .collect(),
         };
         for (path, bytes) in wanted.into_iter().zip(texts) {
-            if let Some(bytes) = bytes.filter(|b| b.len() <= MAX_CONTEXT_FILE_BYTES) {
+            if let Some(bytes) = bytes.filter(|b| plan::context_file_wanted(b)) {
                 contents.insert(path, String::from_utf8_lossy(&bytes).into_owned());
             }
         }
@@ -243,9 +252,6 @@ fn repo_context(
         ..Default::default()
     })
 }
-
-/// Context files (e.g. `.env.example`) larger than this are not read.
-const MAX_CONTEXT_FILE_BYTES: usize = 1024 * 1024;
 
 /// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.
 fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditError> {
@@ -268,11 +274,19 @@ fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditErr
             continue; // deleted: nothing left to review
         };
         changed.push(path.clone());
-        if !config.wants_path(&path) || !worth_reading(&path) {
+        if !config.wants_path(&path) || d.submodule {
             continue;
         }
-        if d.submodule {
-            continue;
+        match plan::path_policy(&path) {
+            PathPolicy::Analyse => {}
+            PathPolicy::Ignore => continue,
+            PathPolicy::Skip(reason) => {
+                skipped.push(Skipped {
+                    path,
+                    reason: reason.into(),
+                });
+                continue;
+            }
         }
         if d.binary {
             skipped.push(Skipped {
@@ -306,24 +320,23 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         let rev = repo.resolve(head)?;
         let specs = pathspecs(&repo.root, &req.paths)?;
         let tree = repo.list_files(&rev)?;
-        let files = tree
-            .iter()
-            .filter(|p| {
-                specs.is_empty()
-                    || specs
-                        .iter()
-                        .any(|s| *p == s || p.starts_with(&format!("{}/", s.trim_end_matches('/'))))
-            })
-            .filter(|p| config.wants_path(p) && worth_reading(p))
-            .map(|p| (p.clone(), None))
-            .collect();
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        for p in tree.iter().filter(|p| {
+            specs.is_empty()
+                || specs
+                    .iter()
+                    .any(|s| *p == s || p.starts_with(&format!("{}/", s.trim_end_matches('/'))))
+        }) {
+            plan_path(config, p, &mut files, &mut skipped);
+        }
         return Ok(Plan {
             root: repo.root.clone(),
             files,
             tree,
             changed: None,
             source: Source::Revision { repo, rev },
-            skipped: Vec::new(),
+            skipped,
         });
     }
     let root = match Repo::open(&req.repo) {
@@ -343,6 +356,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         req.paths.clone()
     };
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     let mut tree = Vec::new();
     for start in &starts {
         let Ok(start) = start.canonicalize() else {
@@ -358,9 +372,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
                 continue;
             }
             let rel = relative(&root, entry.path());
-            if config.wants_path(&rel) && worth_reading(&rel) {
-                files.push((rel.clone(), None));
-            }
+            plan_path(config, &rel, &mut files, &mut skipped);
             tree.push(rel);
         }
     }
@@ -380,6 +392,8 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    skipped.dedup_by(|a, b| a.path == b.path);
     tree.sort();
     tree.dedup();
     Ok(Plan {
@@ -388,15 +402,29 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         tree,
         changed: None,
         source: Source::WorkTree,
-        skipped: Vec::new(),
+        skipped,
     })
 }
 
-/// Only files some rule could be about are read at all.
-fn worth_reading(path: &str) -> bool {
-    crate::analysis::language::detect(path, None).is_some()
-        || path.ends_with(".yml")
-        || path.ends_with(".yaml")
+/// One path of an `--all-lines` audit, by the configuration and the shared planning policy: analysed (every
+/// line), skipped with the reason, or not read.
+fn plan_path(
+    config: &RepoConfig,
+    path: &str,
+    files: &mut Vec<(String, Option<LineSet>)>,
+    skipped: &mut Vec<Skipped>,
+) {
+    if !config.wants_path(path) {
+        return;
+    }
+    match plan::path_policy(path) {
+        PathPolicy::Analyse => files.push((path.to_string(), None)),
+        PathPolicy::Ignore => {}
+        PathPolicy::Skip(reason) => skipped.push(Skipped {
+            path: path.to_string(),
+            reason: reason.into(),
+        }),
+    }
 }
 
 /// A path as the report shows it: relative to the root, forward slashes.

@@ -181,7 +181,13 @@ pub struct FileResult {
     pub findings: Vec<Finding>,
     /// Each finding's code frame (`Finding::code`, which its JSON leaves out), in the same order.
     pub code: Vec<Vec<String>>,
+    /// Each finding's `Finding::code_cut` (also left out of its JSON), in the same order.
+    #[serde(default)]
+    pub code_cut: Vec<Option<usize>>,
     pub suppressed: usize,
+    /// Findings left out by the per-file cap.
+    #[serde(default)]
+    pub left_out: usize,
     #[serde(default)]
     pub not_service: usize,
     pub skipped: Option<String>,
@@ -283,11 +289,14 @@ async fn run_child(
                 .findings
                 .into_iter()
                 .zip(r.code.into_iter().chain(std::iter::repeat_with(Vec::new)))
-                .map(|(mut f, code)| {
+                .zip(r.code_cut.into_iter().chain(std::iter::repeat(None)))
+                .map(|((mut f, code), cut)| {
                     f.code = code;
+                    f.code_cut = cut;
                     f
                 })
                 .collect(),
+            left_out: r.left_out,
             suppressed: r.suppressed,
             not_service: r.not_service,
             kind: None,
@@ -483,6 +492,8 @@ pub fn child_main(memory_limit_mib: u64, rule_dirs: &[PathBuf]) -> anyhow::Resul
                 let o = engine.analyze_bytes(path, bytes, lines.as_ref(), &repo);
                 FileResult {
                     code: o.findings.iter().map(|f| f.code.clone()).collect(),
+                    code_cut: o.findings.iter().map(|f| f.code_cut).collect(),
+                    left_out: o.left_out,
                     findings: o.findings,
                     suppressed: o.suppressed,
                     not_service: o.not_service,

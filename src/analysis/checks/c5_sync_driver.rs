@@ -265,6 +265,20 @@ impl<'a> DriverTracker<'a> {
 
     /// The client kind of an expression, given the bindings in scope.
     fn kind_of(&self, expr: &PyNode<'_>, scope: &HashMap<String, Kind>) -> Option<Kind> {
+        self.kind_at(expr, scope, 0)
+    }
+
+    /// [`Self::kind_of`] `depth` links down a chain (`a.b().c()[0]…`): chains longer than any real code give up
+    /// rather than recurse without bound.
+    fn kind_at(
+        &self,
+        expr: &PyNode<'_>,
+        scope: &HashMap<String, Kind>,
+        depth: usize,
+    ) -> Option<Kind> {
+        if depth > super::MAX_CHAIN {
+            return None;
+        }
         match expr.kind().as_ref() {
             "identifier" | "attribute" => {
                 if let Some(name) = dotted(expr)
@@ -274,7 +288,7 @@ impl<'a> DriverTracker<'a> {
                 }
                 if expr.kind() == "attribute" {
                     let obj = expr.field("object")?;
-                    if self.kind_of(&obj, scope) == Some(Kind::Mongo) {
+                    if self.kind_at(&obj, scope, depth + 1) == Some(Kind::Mongo) {
                         return Some(Kind::Mongo);
                     }
                 }
@@ -282,7 +296,7 @@ impl<'a> DriverTracker<'a> {
             }
             "subscript" => {
                 let value = expr.field("value")?;
-                (self.kind_of(&value, scope) == Some(Kind::Mongo)).then_some(Kind::Mongo)
+                (self.kind_at(&value, scope, depth + 1) == Some(Kind::Mongo)).then_some(Kind::Mongo)
             }
             "call" => {
                 if is_awaited(expr) {
@@ -300,12 +314,12 @@ impl<'a> DriverTracker<'a> {
                 if func.kind() == "attribute" {
                     let obj = func.field("object")?;
                     let m = func.field("attribute")?.text().to_string();
-                    let k = self.kind_of(&obj, scope)?;
+                    let k = self.kind_at(&obj, scope, depth + 1)?;
                     return derived_kind(k, &m);
                 }
                 None
             }
-            "parenthesized_expression" => self.kind_of(&expr.child(1)?, scope),
+            "parenthesized_expression" => self.kind_at(&expr.child(1)?, scope, depth + 1),
             _ => None,
         }
     }

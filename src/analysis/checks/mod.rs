@@ -222,6 +222,10 @@ static CHECKS: &[&dyn Check] = &[
     &infra_compose::AppWithoutHealthcheck,
 ];
 
+/// Links of a chain (`a.b.c`, `a.b().c()`) that recursive helpers follow before giving up: far more than real
+/// code has, few enough that a chain as long as the file cannot exhaust the stack.
+pub const MAX_CHAIN: usize = 64;
+
 /// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with
 /// syntax errors is still analysed around them.
 pub fn unparseable(kind: FileKind, text: &str) -> Option<String> {

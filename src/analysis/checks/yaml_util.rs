@@ -284,6 +284,7 @@ pub fn parse(text: &str) -> YamlFile {
         src: &src,
         ranges: &ranges,
         anchors: HashMap::new(),
+        depth: 0,
     };
     for doc in root.children().filter(|c| c.kind() == "document") {
         builder.anchors = HashMap::new();
@@ -361,7 +362,14 @@ struct Builder<'a> {
     src: &'a str,
     ranges: &'a [Range<usize>],
     anchors: HashMap<String, YNode>,
+    /// Nodes being built around the current one: the model is built by recursion, so it stops at
+    /// [`MAX_BUILD_DEPTH`] (deeper parts become [`YKind::Unknown`]) rather than overflow the stack.
+    depth: usize,
 }
+
+/// Tree levels the model builder descends (a YAML nesting level is about two): well past what
+/// [`crate::analysis::limits::MAX_YAML_NESTING`] lets through to the parser.
+const MAX_BUILD_DEPTH: usize = 4 * crate::analysis::limits::MAX_YAML_NESTING + 16;
 
 impl Builder<'_> {
     fn templated(&self, r: &Range<usize>) -> bool {
@@ -380,6 +388,16 @@ impl Builder<'_> {
     }
 
     fn build(&mut self, n: &PyNode<'_>) -> YNode {
+        if self.depth >= MAX_BUILD_DEPTH {
+            return self.unknown(n);
+        }
+        self.depth += 1;
+        let node = self.build_node(n);
+        self.depth -= 1;
+        node
+    }
+
+    fn build_node(&mut self, n: &PyNode<'_>) -> YNode {
         let range = n.range();
         let templated = self.templated(&range);
         let error = n.get_inner_node().has_error();

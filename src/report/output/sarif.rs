@@ -339,6 +339,9 @@ fn result(finding: &Finding, rule_index: usize) -> Value {
 
 /// The whole source lines of the finding as a context region, when `code` covers exactly its lines.
 fn context_region(finding: &Finding, region: &Value) -> Option<Value> {
+    if finding.code_cut.is_some() {
+        return None; // only windows of long lines are at hand, not their text
+    }
     let start = region.get("startLine")?.as_u64()?;
     let end = region.get("endLine")?.as_u64()?;
     let lines = u64::try_from(finding.code.len()).ok()?;

@@ -32,6 +32,14 @@ pub(super) fn render(report: &Report, summary: &Summary, color: bool) -> String 
         out.push_str(&line);
         out.push('\n');
     }
+    for c in &report.capped {
+        out.push_str(&format!(
+            "findings capped in {}: {} reported, {} left out\n",
+            one_line(&c.path),
+            c.reported,
+            c.left_out
+        ));
+    }
     out.push_str(&summary_line(summary, color));
     out.push('\n');
     out
@@ -101,7 +109,17 @@ fn render_frame(out: &mut String, finding: &Finding, caret_style: &str, color: b
         out.push('\n');
         if offset == 0 {
             let single_line = finding.end_line <= finding.line;
-            let (lead, carets) = caret_line(&code, finding.column, finding.end_column, single_line);
+            // A window of a long line: columns count from the window's start (after its `…`).
+            let shift = |c: usize| match finding.code_cut {
+                Some(cut) if cut > 0 => c.saturating_sub(cut).saturating_add(1),
+                _ => c,
+            };
+            let (lead, carets) = caret_line(
+                &code,
+                shift(finding.column),
+                shift(finding.end_column),
+                single_line,
+            );
             out.push_str(&gutter(&format!("    {:>width$} |", "")));
             out.push(' ');
             out.push_str(&lead);
