@@ -28,6 +28,10 @@ fn heavy_python() -> String {
     text
 }
 
+/// Heads are commit SHAs: intake refuses anything else.
+const POISON: &str = "0000000000000000000000000000000000000bad";
+const CLEAN: &str = "00000000000000000000000000000000000000c1";
+
 fn world() -> World {
     let mut trees = std::collections::HashMap::new();
     trees.insert(
@@ -35,14 +39,14 @@ fn world() -> World {
         BTreeMap::from([("README.md".to_string(), "# api\n".to_string())]),
     );
     trees.insert(
-        "poison".to_string(),
+        POISON.to_string(),
         BTreeMap::from([
             ("README.md".to_string(), "# api\n".to_string()),
             ("app/heavy.py".to_string(), heavy_python()),
         ]),
     );
     trees.insert(
-        "clean".to_string(),
+        CLEAN.to_string(),
         BTreeMap::from([
             ("README.md".to_string(), "# api\n".to_string()),
             ("app/ok.py".to_string(), CLEAN_PY.to_string()),
@@ -51,10 +55,10 @@ fn world() -> World {
     World {
         repo: REPO.into(),
         base_sha: "base1".into(),
-        head_sha: "poison".into(),
+        head_sha: POISON.into(),
         pr_number: 7,
         trees,
-        other_pulls: BTreeMap::from([(8, ("base1".to_string(), "clean".to_string()))]),
+        other_pulls: BTreeMap::from([(8, ("base1".to_string(), CLEAN.to_string()))]),
         ..Default::default()
     }
 }
@@ -116,19 +120,19 @@ async fn analysis_that_exhausts_its_child_is_given_up_and_the_queue_goes_on() {
         },
     );
     assert_eq!(
-        deliver(&app, "pull_request", "d-7", &pr_payload(7, "poison")),
+        deliver(&app, "pull_request", "d-7", &pr_payload(7, POISON)),
         202
     );
     assert_eq!(
-        deliver(&app, "pull_request", "d-8", &pr_payload(8, "clean")),
+        deliver(&app, "pull_request", "d-8", &pr_payload(8, CLEAN)),
         202
     );
 
     // The other pull request is audited while (or after) the poison one fails.
-    let clean = completed_check_within(&w, "clean", Duration::from_secs(120)).await;
+    let clean = completed_check_within(&w, CLEAN, Duration::from_secs(120)).await;
     assert_eq!(clean["conclusion"], "success", "{clean}");
 
-    let poison = completed_check_within(&w, "poison", Duration::from_secs(120)).await;
+    let poison = completed_check_within(&w, POISON, Duration::from_secs(120)).await;
     assert_eq!(poison["conclusion"], "neutral", "{poison}");
     let summary = poison["output"]["summary"].as_str().unwrap_or_default();
     assert!(
@@ -167,7 +171,7 @@ async fn analysis_that_exhausts_its_child_is_given_up_and_the_queue_goes_on() {
     assert!(
         started
             .iter()
-            .any(|l| l["attempt"] == 1 && l["head"] == "poison")
+            .any(|l| l["attempt"] == 1 && l["head"] == POISON)
     );
     assert!(
         lines
@@ -201,7 +205,7 @@ async fn a_job_that_took_the_server_down_is_given_up_at_its_next_claim() {
     };
     let mut app = App::start_with(&api, &db, opts.clone());
     assert_eq!(
-        deliver(&app, "pull_request", "d-7", &pr_payload(7, "poison")),
+        deliver(&app, "pull_request", "d-7", &pr_payload(7, POISON)),
         202
     );
     // Kill the server once the audit has started (its check run is in progress).
@@ -210,7 +214,7 @@ async fn a_job_that_took_the_server_down_is_given_up_at_its_next_claim() {
         let started = fake_github::lock_pub(&w)
             .check_runs
             .values()
-            .any(|r| r["head_sha"] == "poison");
+            .any(|r| r["head_sha"] == POISON);
         if started {
             break;
         }
@@ -234,7 +238,7 @@ async fn a_job_that_took_the_server_down_is_given_up_at_its_next_claim() {
             ..opts
         },
     );
-    let run = completed_check_within(&w, "poison", Duration::from_secs(60)).await;
+    let run = completed_check_within(&w, POISON, Duration::from_secs(60)).await;
     assert_eq!(run["conclusion"], "neutral", "{run}");
     let summary = run["output"]["summary"].as_str().unwrap_or_default();
     assert!(
