@@ -562,20 +562,6 @@ fn count_u64(n: i64) -> u64 {
 
 /// The URL without its password, for messages and logs.
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                format!("{scheme}://{user}@{host}{tail}")
-            }
-        }
-        None => url.to_string(),
-    }
+    // One redaction for every URL the App logs or shows: userinfo passwords and secret query parameters.
+    crate::config::redact_url(url)
 }
