@@ -303,22 +303,18 @@ impl GitHub {
         Ok(())
     }
 
-    /// Review comments of a pull request, 100 per page.
-    pub async fn list_review_comments(
+    /// Every item of a list endpoint, 100 per page, at most `max_pages` pages (a short page is the last).
+    async fn get_pages<T: serde::de::DeserializeOwned>(
         &self,
         inst: i64,
-        repo: &str,
-        number: i64,
-    ) -> Result<Vec<ReviewComment>, GitHubError> {
-        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/comments";
+        path: &str,
+        route: &str,
+        max_pages: usize,
+    ) -> Result<Vec<T>, GitHubError> {
         let mut all = Vec::new();
-        for page in 1..=50 {
-            let batch: Vec<ReviewComment> = self
-                .get_json(
-                    inst,
-                    &format!("/repos/{repo}/pulls/{number}/comments?per_page=100&page={page}"),
-                    route,
-                )
+        for page in 1..=max_pages {
+            let batch: Vec<T> = self
+                .get_json(inst, &format!("{path}?per_page=100&page={page}"), route)
                 .await?;
             let done = batch.len() < 100;
             all.extend(batch);
@@ -327,6 +323,22 @@ impl GitHub {
             }
         }
         Ok(all)
+    }
+
+    /// Review comments of a pull request, 100 per page.
+    pub async fn list_review_comments(
+        &self,
+        inst: i64,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<ReviewComment>, GitHubError> {
+        self.get_pages(
+            inst,
+            &format!("/repos/{repo}/pulls/{number}/comments"),
+            "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+            50,
+        )
+        .await
     }
 
     /// One review (event COMMENT) with inline comments on the head commit. The body ends with a hidden
@@ -396,23 +408,13 @@ impl GitHub {
         repo: &str,
         number: i64,
     ) -> Result<Vec<Review>, GitHubError> {
-        let route = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews";
-        let mut all = Vec::new();
-        for page in 1..=30 {
-            let batch: Vec<Review> = self
-                .get_json(
-                    inst,
-                    &format!("/repos/{repo}/pulls/{number}/reviews?per_page=100&page={page}"),
-                    route,
-                )
-                .await?;
-            let done = batch.len() < 100;
-            all.extend(batch);
-            if done {
-                break;
-            }
-        }
-        Ok(all)
+        self.get_pages(
+            inst,
+            &format!("/repos/{repo}/pulls/{number}/reviews"),
+            "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+            30,
+        )
+        .await
     }
 
     /// The permission a user has on a repository: admin, maintain, write, triage, read or none.

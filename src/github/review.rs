@@ -598,15 +598,7 @@ impl Reviewer {
                 }
                 id
             }
-            None => {
-                let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
-                let id = self
-                    .gh
-                    .create_check_run(t.installation, &t.repo, &body)
-                    .await?;
-                self.store.set_check_run(&t.repo, head, id).await?;
-                id
-            }
+            None => self.new_check_run(t, head).await?,
         };
         let summary = format!(
             "prodaudit could not finish this audit after several attempts:\n\n> {}\n\nPress **Re-run** (or comment `/audit`) to try again.",
@@ -624,6 +616,17 @@ impl Reviewer {
         .await
     }
 
+    /// Create the head's check run in progress and remember it (for an outcome reported without an audit).
+    async fn new_check_run(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
+        let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
+        let id = self
+            .gh
+            .create_check_run(t.installation, &t.repo, &body)
+            .await?;
+        self.store.set_check_run(&t.repo, head, id).await?;
+        Ok(id)
+    }
+
     /// Complete the head's check run as neutral when the pull request cannot be audited at all (e.g. its
     /// audit stopped the worker on every attempt): "this pull request could not be audited: <reason>".
     pub async fn abandon_check(
@@ -634,15 +637,7 @@ impl Reviewer {
     ) -> Result<(), ReviewError> {
         let id = match self.store.check_run(&t.repo, head).await? {
             Some(id) => id,
-            None => {
-                let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
-                let id = self
-                    .gh
-                    .create_check_run(t.installation, &t.repo, &body)
-                    .await?;
-                self.store.set_check_run(&t.repo, head, id).await?;
-                id
-            }
+            None => self.new_check_run(t, head).await?,
         };
         let summary = format!(
             "This pull request could not be audited: {}.\n\nPress **Re-run** (or comment `/audit`) to try again.",

@@ -900,7 +900,10 @@ fn urls_are_redacted() {
     assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     // Query-string credentials are hidden too (queue errors quote the database URL).
     let shown = redact_url("postgres://u@h/db?password=hunter2&sslpassword=s3cret&sslmode=require");
-    assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
     assert!(shown.contains("sslmode=require"), "{shown}");
     assert_eq!(
         redact_url("/var/lib/prodaudit/queue.db"),
