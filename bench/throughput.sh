@@ -19,8 +19,10 @@
 #                        not the venv's). The test suite is kept on purpose: it is real code, and it holds
 #                        deliberately broken files (syntax errors, bad encodings, Python 2 sources for lib2to3)
 #                        that a scanner must survive;
-#        site-packages/  everything the venv's site-packages holds (the pinned stack, its dependencies, and
-#                        pip/setuptools as the venv installed them).
+#        packages/       everything the venv's site-packages holds (the pinned stack, its dependencies, and
+#                        pip/setuptools as the venv installed them). Not named site-packages/: prodaudit skips
+#                        vendored folders (site-packages, vendor, third_party, .venv …) in the CLI as in the App,
+#                        and this half is meant to be read as application code.
 #      Only *.py is copied (no .pyi, .yml, Dockerfiles...), so both tools see exactly the same file list and
 #      no .gitignore inside the corpus can hide anything.
 #   3. Times each tool: one warm-up run (fills the page cache), then RUNS timed runs with
@@ -136,16 +138,16 @@ copy_py() {
 log "building corpus $CORPUS"
 rm -rf "$CORPUS"
 copy_py "$STDLIB" "$CORPUS/stdlib" -path ./site-packages -prune -o
-copy_py "$PURELIB" "$CORPUS/site-packages"
+copy_py "$PURELIB" "$CORPUS/packages"
 if [[ "$PLATLIB" != "$PURELIB" ]]; then
-  copy_py "$PLATLIB" "$CORPUS/site-packages"
+  copy_py "$PLATLIB" "$CORPUS/packages"
 fi
 
 files="$(find "$CORPUS" -type f -name '*.py' | wc -l)"
 bytes="$(find "$CORPUS" -type f -name '*.py' -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
 mib="$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}')"
 stdlib_files="$(find "$CORPUS/stdlib" -type f -name '*.py' | wc -l)"
-site_files="$(find "$CORPUS/site-packages" -type f -name '*.py' | wc -l)"
+site_files="$(find "$CORPUS/packages" -type f -name '*.py' | wc -l)"
 big_files="$(find "$CORPUS" -type f -name '*.py' -size +1024k | wc -l)"
 log "corpus: $files .py files ($stdlib_files stdlib, $site_files site-packages), $mib MiB; $big_files over 1 MiB"
 

@@ -17,22 +17,28 @@ pub struct NodeIndex<'r> {
     memo: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
 }
 
+/// Files larger than this get their per-kind lists sized by a counting walk first.
+const PRESIZE_ABOVE_BYTES: usize = 256 * 1024;
+
 impl<'r> NodeIndex<'r> {
     /// Walk the tree under `root` once.
     pub fn build(root: &PyNode<'r>) -> Self {
         // Named nodes only (every kind a rule or check asks for is named; punctuation and keywords are not):
-        // 40% fewer entries. Counted first, so each list is allocated once at its size: lists grown by
-        // doubling would hold up to twice the memory at their peak on a megabyte-long file.
-        let mut counts: Vec<usize> = Vec::new();
-        for node in root.dfs().filter(|n| n.is_named()) {
-            let k = usize::from(node.kind_id());
-            if counts.len() <= k {
-                counts.resize(k + 1, 0);
+        // 40% fewer entries. On a large file the nodes are counted first, so each list is allocated once at its
+        // size: lists grown by doubling would hold up to twice the memory at their peak on a megabyte-long
+        // file. Ordinary files skip that second walk (the walk, not the storage, is what the index costs).
+        let mut by_kind: Vec<Vec<PyNode<'r>>> = Vec::new();
+        if root.range().len() > PRESIZE_ABOVE_BYTES {
+            let mut counts: Vec<usize> = Vec::new();
+            for node in root.dfs().filter(|n| n.is_named()) {
+                let k = usize::from(node.kind_id());
+                if counts.len() <= k {
+                    counts.resize(k + 1, 0);
+                }
+                counts[k] += 1;
             }
-            counts[k] += 1;
+            by_kind = counts.into_iter().map(Vec::with_capacity).collect();
         }
-        let mut by_kind: Vec<Vec<PyNode<'r>>> =
-            counts.into_iter().map(Vec::with_capacity).collect();
         for node in root.dfs().filter(|n| n.is_named()) {
             let k = usize::from(node.kind_id());
             if by_kind.len() <= k {

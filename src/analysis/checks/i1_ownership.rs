@@ -335,24 +335,42 @@ impl Check for ObjectByIdWithoutOwnerCheck {
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        // The repository's models, plus this file's own when it is not among the model files read.
+        // Route handlers first (cheap): most files that pass the token filter have none.
+        let handlers: Vec<PyNode<'r>> = ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|f| is_route_handler(f))
+            .cloned()
+            .collect();
+        if handlers.is_empty() {
+            return;
+        }
+        // The repository's models (worked out once per audit), plus this file's own when it declares models and
+        // is not among the model files read.
         let own_models;
-        let models = if ctx.repo.files.contains_key(ctx.path) {
-            ctx.repo.tenant_models()
-        } else {
-            let text = root.text();
-            let mut texts: Vec<&str> = ctx.repo.files.values().map(String::as_str).collect();
+        let text = root.text();
+        let declares_models = ["__tablename__", "Column(", "mapped_column(", "table=True"]
+            .iter()
+            .any(|w| text.contains(w));
+        let models = if declares_models && !ctx.repo.files.contains_key(ctx.path) {
+            let globs = crate::analysis::context::needs_globset(MODEL_FILE_GLOBS).ok();
+            let mut texts: Vec<&str> = ctx
+                .repo
+                .files
+                .iter()
+                .filter(|(p, _)| globs.as_ref().is_some_and(|g| g.is_match(p.as_str())))
+                .map(|(_, t)| t.as_str())
+                .collect();
             texts.push(&text);
             own_models = TenantModels::build(texts, &ctx.repo.tenant_columns);
             &own_models
+        } else {
+            ctx.repo.tenant_models()
         };
         if models.is_empty() {
             return;
         }
-        for func in ctx.of_kind(root, "function_definition").iter() {
-            if !is_route_handler(func) {
-                continue;
-            }
+        for func in &handlers {
             let decorated = func
                 .parent()
                 .map(|p| p.text().to_string())
