@@ -449,14 +449,13 @@ impl Engine {
         let tree = root.root();
         // Chains (`a.b().c()…`, `1 + 1 + …`) make trees as deep as the file without nesting a bracket;
         // walks that go up a tree cost its depth per step. Turned away here, before any detector walks it.
-        if let Some(at) = limits::deeper_than(&tree.get_inner_node(), limits::MAX_TREE_DEPTH) {
-            return Err(format!(
+        let index = NodeIndex::build_within_depth(&root, limits::MAX_TREE_DEPTH).map_err(|at| {
+            format!(
                 "its syntax tree is nested deeper than {} levels (at line {})",
                 limits::MAX_TREE_DEPTH,
                 at + 1
-            ));
-        }
-        let index = NodeIndex::build(&tree);
+            )
+        })?;
         self.record(started, Timings::indexed);
         let ctx = &FileContext {
             path: ctx.path,

@@ -3,6 +3,9 @@
 //! whole tree again each.
 
 use super::checks::PyNode;
+use super::language::Lang;
+use ast_grep_core::AstGrep;
+use ast_grep_core::tree_sitter::StrDoc;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +18,42 @@ pub struct NodeIndex<'r> {
     root_id: usize,
     by_kind: Vec<Vec<PyNode<'r>>>,
     memo: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
+}
+
+/// Pre-order walk of the named nodes under `root` (itself included) with a cursor: no recursion, constant
+/// memory. `Err(row)` of the first node deeper than `max_depth` levels below `root`.
+fn walk_named<'t>(
+    root: &tree_sitter::Node<'t>,
+    max_depth: usize,
+    mut visit: impl FnMut(tree_sitter::Node<'t>),
+) -> Result<(), usize> {
+    let mut cursor = root.walk();
+    let mut depth = 0usize;
+    loop {
+        let node = cursor.node();
+        if node.is_named() {
+            visit(node);
+        }
+        if cursor.goto_first_child() {
+            depth += 1;
+            if depth > max_depth {
+                return Err(cursor.node().start_position().row);
+            }
+            continue;
+        }
+        loop {
+            if depth == 0 {
+                return Ok(());
+            }
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return Ok(());
+            }
+            depth -= 1;
+        }
+    }
 }
 
 /// Files larger than this get their per-kind lists sized by a counting walk first.
@@ -51,6 +90,41 @@ impl<'r> NodeIndex<'r> {
             by_kind,
             memo: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Index the whole parsed file in one cursor walk that also measures its depth: `Err(row)` (0-based) of the
+    /// first node deeper than `max_depth` levels, for the caller to turn the file away before any detector walks
+    /// up such a tree. (Was a depth walk plus the index walk: the walk is what the index costs.)
+    pub fn build_within_depth(
+        doc: &'r AstGrep<StrDoc<Lang>>,
+        max_depth: usize,
+    ) -> Result<Self, usize> {
+        let root = doc.root();
+        let inner = root.get_inner_node();
+        let mut by_kind: Vec<Vec<PyNode<'r>>> = Vec::new();
+        if root.range().len() > PRESIZE_ABOVE_BYTES {
+            let mut counts: Vec<usize> = Vec::new();
+            walk_named(&inner, max_depth, |n| {
+                let k = usize::from(n.kind_id());
+                if counts.len() <= k {
+                    counts.resize(k + 1, 0);
+                }
+                counts[k] += 1;
+            })?;
+            by_kind = counts.into_iter().map(Vec::with_capacity).collect();
+        }
+        walk_named(&inner, max_depth, |n| {
+            let k = usize::from(n.kind_id());
+            if by_kind.len() <= k {
+                by_kind.resize_with(k + 1, Vec::new);
+            }
+            by_kind[k].push(doc.adopt(n));
+        })?;
+        Ok(NodeIndex {
+            root_id: root.node_id(),
+            by_kind,
+            memo: RefCell::new(HashMap::new()),
+        })
     }
 
     /// The value of type `T` computed for this file: `compute` runs the first time a detector asks for a `T`,
