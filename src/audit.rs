@@ -36,6 +36,8 @@ pub struct AuditRequest {
     pub base: Option<String>,
     pub head: Option<String>,
     pub all_lines: bool,
+    /// The staged changes against `HEAD` (what `git commit` would record), read from the index.
+    pub staged: bool,
     /// Limit to these files or folders.
     pub paths: Vec<PathBuf>,
     /// Show a progress bar on a terminal.
@@ -82,11 +84,16 @@ pub fn load_config(
     if !req.all_lines
         && let Some(repo) = &repo
     {
-        let base = match &req.base {
-            Some(b) => b.clone(),
-            None => repo.default_base()?,
+        let (base, rev) = if req.staged {
+            ("HEAD".to_string(), repo.staged_base()?)
+        } else {
+            let base = match &req.base {
+                Some(b) => b.clone(),
+                None => repo.default_base()?,
+            };
+            let rev = repo.resolve(&base)?;
+            (base, rev)
         };
-        let rev = repo.resolve(&base)?;
         let found = repo.read_files(&rev, &[repo_config::DEFAULT_PATH.to_string()])?;
         if let Some(Some(bytes)) = found.into_iter().next() {
             let text = String::from_utf8_lossy(&bytes);
@@ -112,6 +119,8 @@ pub fn load_config(
 pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<Report, AuditError> {
     let plan = if req.all_lines {
         plan_all_lines(req, config)?
+    } else if req.staged {
+        plan_staged(req, config)?
     } else {
         plan_change(req, config)?
     };
@@ -264,6 +273,25 @@ fn plan_change(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditErr
     };
     let base = repo.resolve(&base_name)?;
     let merge_base = repo.merge_base(&base, &head)?;
+    plan_diff(req, config, repo, merge_base, head)
+}
+
+/// The staged changes against `HEAD`: the index written as a tree is the revision under review.
+fn plan_staged(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, AuditError> {
+    let repo = Repo::open(&req.repo)?;
+    let head = repo.write_index_tree()?;
+    let base = repo.staged_base()?;
+    plan_diff(req, config, repo, base, head)
+}
+
+/// The files changed from `from` to `head` and their added lines.
+fn plan_diff(
+    req: &AuditRequest,
+    config: &RepoConfig,
+    repo: Repo,
+    merge_base: String,
+    head: String,
+) -> Result<Plan, AuditError> {
     let pathspecs = pathspecs(&repo.root, &req.paths)?;
     let diffs = repo.diff(&merge_base, &head, &pathspecs)?;
     let mut files = Vec::new();

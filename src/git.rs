@@ -112,6 +112,28 @@ impl Repo {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// The staged state as a tree object (`git write-tree`): what a commit made now would hold. Fails, saying
+    /// so, while the index has unmerged paths.
+    pub fn write_index_tree(&self) -> Result<String, GitError> {
+        let out = self.run(&["write-tree"]).map_err(|e| match e {
+            GitError::Failed { stderr, .. } => GitError::Failed {
+                args: "write-tree (the staged changes)".into(),
+                stderr: format!("{stderr} (resolve the conflicts and stage the result first)"),
+            },
+            other => other,
+        })?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
+    /// What staged changes are compared with: `HEAD`'s commit, or the empty tree before the first commit.
+    pub fn staged_base(&self) -> Result<String, GitError> {
+        if let Ok(head) = self.resolve("HEAD") {
+            return Ok(head);
+        }
+        let out = self.run(&["hash-object", "-t", "tree", "/dev/null"])?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
     /// The branch a pull request would target: origin's HEAD, else main/master (remote or local).
     pub fn default_base(&self) -> Result<String, GitError> {
         if let Ok(out) = self.run(&["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"]) {

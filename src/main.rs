@@ -62,6 +62,9 @@ struct AuditArgs {
     /// Report on every line of the files, not only the changed ones.
     #[arg(long)]
     all_lines: bool,
+    /// Audit the staged changes against HEAD (what `git commit` would record), as a pre-commit hook does.
+    #[arg(long, conflicts_with_all = ["all_lines", "base", "head"])]
+    staged: bool,
     /// Output format: text, json, sarif or github.
     #[arg(long, default_value = "text")]
     format: String,
@@ -218,6 +221,7 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         base: args.base.clone(),
         head: args.head.clone(),
         all_lines: args.all_lines,
+        staged: args.staged,
         paths: args.paths.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
