@@ -157,3 +157,56 @@ async fn a_child_past_the_deadline_is_killed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The repository configuration's opt-in detectors, path classes and tenant columns reach the child as they
+/// reach in-process analysis (they are carried field by field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_honours_the_repository_configuration() {
+    let config = prodaudit::repo_config::RepoConfig::parse(
+        ".github/prodaudit.yml",
+        "rules:\n  enable: [O1-fstring-log]\npaths:\n  not_service: [\"tools/**\"]\ntenancy:\n  columns: [space_id]\n",
+        &rules()
+            .detectors
+            .iter()
+            .map(|d| d.id.clone())
+            .chain(rules().rules.iter().map(|r| r.id.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let log = b"import logging\nlog = logging.getLogger(__name__)\n\n\ndef f(n):\n    log.info(f\"n={n}\")\n".to_vec();
+    let blocking = b"import time\n\n\nasync def a():\n    time.sleep(1)\n".to_vec();
+    let models = "class Note(Base):\n    __tablename__ = \"notes\"\n    id = Column(Integer, primary_key=True)\n    space_id = Column(Integer)\n";
+    let route = b"@router.get(\"/notes/{note_id}\")\nasync def read(note_id: int, db: Session = Depends(get_db), user: User = Depends(get_current_user)):\n    return db.get(Note, note_id)\n".to_vec();
+    let files = vec![
+        ("app/log.py".to_string(), log, None),
+        ("tools/sync.py".to_string(), blocking, None),
+        ("app/routes.py".to_string(), route, None),
+    ];
+    let repo = || RepoContext {
+        files: [("app/models.py".to_string(), models.to_string())]
+            .into_iter()
+            .collect(),
+        tenant_columns: config.tenant_columns.clone(),
+        ..Default::default()
+    };
+    let engine = || Engine::new(rules(), config.overrides.clone());
+    for runner in [AnalysisRunner::InProcess, child(512)] {
+        let out = runner
+            .analyze(engine(), files.clone(), repo(), Some(3))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let checks: Vec<Vec<String>> = out
+            .iter()
+            .map(|o| o.findings.iter().map(|f| f.check.clone()).collect())
+            .collect();
+        assert_eq!(checks[0], vec!["O1-fstring-log"], "opt-in enabled");
+        assert!(checks[1].is_empty(), "{checks:?}");
+        assert_eq!(out[1].not_service, 1, "held back as not the service");
+        assert!(
+            checks[2]
+                .iter()
+                .any(|c| c == "I1-object-by-id-without-owner-check"),
+            "tenant column from the configuration: {checks:?}"
+        );
+    }
+}
