@@ -410,9 +410,12 @@ fn many_findings_world(files: usize, per_file: usize) -> fake_github::World {
     let mut head = world.trees.remove(HEAD).unwrap_or_default();
     for f in 0..files {
         let path = format!("app/many_{f}.py");
-        let mut text = String::from("import time\n\n\nasync def handler():\n");
+        // One blocking call per function: findings of one detector in one function are one finding.
+        let mut text = String::from("import time\n");
         for i in 0..per_file {
-            text.push_str(&format!("    time.sleep({i})\n"));
+            text.push_str(&format!(
+                "\n\nasync def handler_{i}():\n    time.sleep({i})\n"
+            ));
         }
         base.insert(path.clone(), "import time\n".to_string());
         head.insert(path, text);

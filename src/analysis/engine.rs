@@ -429,6 +429,9 @@ impl Engine {
                 code_cut,
             });
         }
+        if kind.lang() == Some(Lang::Python) {
+            outcome.findings = one_per_cause(std::mem::take(&mut outcome.findings), text, &lines);
+        }
         outcome
     }
 
@@ -805,6 +808,111 @@ fn frame_line(line: &str, at: (usize, usize)) -> (String, Option<usize>) {
     (format!("{lead}{}{tail}", &line[start..end]), Some(from))
 }
 
+/// Most lines of one finding's `also on` list.
+const MAX_ALSO_LINES: usize = 10;
+
+/// One finding per cause: on one line, the most severe finding of each rubric rule (detectors of one rule that
+/// fire together describe one problem); in one Python function, one finding per detector, its message listing the
+/// other lines ("also on lines 12, 15") — a reviewer fixes the cause once, and four comments for it read as noise.
+fn one_per_cause(findings: Vec<Finding>, text: &str, lines: &LineIndex) -> Vec<Finding> {
+    // Same line, same rule, several detectors: only the most severe detector's findings stay (the first of
+    // equals, findings being in source order). One detector's several matches on a line are distinct calls.
+    let mut best: HashMap<(usize, &str), usize> = HashMap::new();
+    for (i, f) in findings.iter().enumerate() {
+        best.entry((f.line, f.rule.as_str()))
+            .and_modify(|b| {
+                if f.severity > findings[*b].severity {
+                    *b = i;
+                }
+            })
+            .or_insert(i);
+    }
+    let keep: HashSet<usize> = findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            best.get(&(f.line, f.rule.as_str()))
+                .is_some_and(|&b| findings[b].check == f.check)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    // Same detector, same function: the first keeps the others' lines.
+    let mut first_of: HashMap<(String, usize), usize> = HashMap::new();
+    let mut out: Vec<Finding> = Vec::new();
+    let mut also: Vec<Vec<usize>> = Vec::new();
+    for (i, f) in findings.into_iter().enumerate() {
+        if !keep.contains(&i) {
+            continue;
+        }
+        if let Some(def) = enclosing_def_line(text, lines, f.line) {
+            match first_of.get(&(f.check.clone(), def)) {
+                Some(&at) => {
+                    if out[at].line != f.line && also[at].last() != Some(&f.line) {
+                        also[at].push(f.line);
+                    }
+                    continue;
+                }
+                None => {
+                    first_of.insert((f.check.clone(), def), out.len());
+                }
+            }
+        }
+        out.push(f);
+        also.push(Vec::new());
+    }
+    for (f, more) in out.iter_mut().zip(also) {
+        if more.is_empty() {
+            continue;
+        }
+        let mut shown: Vec<String> = more
+            .iter()
+            .take(MAX_ALSO_LINES)
+            .map(usize::to_string)
+            .collect();
+        if more.len() > MAX_ALSO_LINES {
+            shown.push(format!("{} more", more.len() - MAX_ALSO_LINES));
+        }
+        let word = if more.len() == 1 { "line" } else { "lines" };
+        f.message = format!(
+            "{} (also on {word} {} of this function)",
+            f.message,
+            shown.join(", ")
+        );
+    }
+    out
+}
+
+/// The line of the `def` a Python line belongs to: the nearest line above it, indented less, that starts a
+/// function (`def`/`async def`). `None` at module level or in a class body. Reads lines as text (bounded by
+/// the file), so it needs no tree.
+fn enclosing_def_line(text: &str, lines: &LineIndex, line: usize) -> Option<usize> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut limit = indent(lines.line_text(text, line)?);
+    if limit == 0 {
+        return None;
+    }
+    for l in (1..line).rev() {
+        let t = lines.line_text(text, l)?;
+        let trimmed = t.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let ind = indent(t);
+        if ind >= limit {
+            continue;
+        }
+        if trimmed.starts_with("def ") || trimmed.starts_with("async def ") {
+            return Some(l);
+        }
+        if ind == 0 || trimmed.starts_with("class ") {
+            return None;
+        }
+        // A block (`if`, `for`, `with` …) inside the function: keep climbing from its indentation.
+        limit = ind;
+    }
+    None
+}
+
 /// Byte offsets of line starts, for 1-based line/column positions (columns in characters).
 struct LineIndex {
     starts: Vec<usize>,
@@ -904,13 +1012,52 @@ mod tests {
         let mut engine = engine();
         engine.max_findings = 3;
         let text = format!(
-            "import time\n\n\nasync def f():\n{}",
-            "    time.sleep(1)\n".repeat(10)
+            "import time\n\n\n{}",
+            (0..10)
+                .map(|i| format!("async def f{i}():\n    time.sleep(1)\n\n\n"))
+                .collect::<String>()
         );
         let outcome = engine.analyze("app/a.py", &text, None);
         assert_eq!(outcome.findings.len(), 3);
         assert_eq!(outcome.left_out, 7);
         assert_eq!(outcome.skipped, None);
+    }
+
+    #[test]
+    fn one_finding_per_cause_in_a_function() {
+        let engine = engine();
+        let text = "import time\n\n\nasync def f(flag):\n    time.sleep(1)\n    if flag:\n        time.sleep(2)\n    time.sleep(3)\n\n\nasync def g():\n    time.sleep(4)\n\n\ntime.sleep(5)\ntime.sleep(6)\n";
+        let outcome = engine.analyze("app/a.py", text, None);
+        let got: Vec<(usize, &str)> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.check == "C5-blocking-sleep")
+            .map(|f| (f.line, f.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, 5);
+        assert!(
+            got[0].1.ends_with("(also on lines 7, 8 of this function)"),
+            "{}",
+            got[0].1
+        );
+        assert_eq!(got[1].0, 12);
+        assert!(!got[1].1.contains("also on"), "{}", got[1].1);
+    }
+
+    #[test]
+    fn enclosing_def_lines() {
+        let text = "x = 1\nclass A:\n    def m(self):\n        if x:\n            y = 2\n        return y\n    z = 3\n\nasync def f():\n    '''doc\nunindented\n    '''\n    return 1\n";
+        let lines = LineIndex::new(text);
+        assert_eq!(enclosing_def_line(text, &lines, 1), None);
+        assert_eq!(enclosing_def_line(text, &lines, 5), Some(3));
+        assert_eq!(enclosing_def_line(text, &lines, 6), Some(3));
+        assert_eq!(enclosing_def_line(text, &lines, 7), None);
+        assert_eq!(enclosing_def_line(text, &lines, 10), Some(9));
+        // A string's line at column 0 hides the function from the lines below it and belongs to none itself:
+        // such findings are never merged (conservative), never merged into the wrong function.
+        assert_eq!(enclosing_def_line(text, &lines, 11), None);
+        assert_eq!(enclosing_def_line(text, &lines, 13), None);
     }
 
     #[test]
