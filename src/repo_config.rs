@@ -3,7 +3,7 @@
 
 use crate::analysis::Overrides;
 use crate::report::{FailOn, Severity};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -175,14 +175,7 @@ impl RepoConfig {
             .transpose()
             .map_err(|e| err(format!("fail_on: {e}")))?;
         let globs = |list: &[String], key: &str| -> Result<Option<GlobSet>, ConfigError> {
-            if list.is_empty() {
-                return Ok(None);
-            }
-            let mut b = GlobSetBuilder::new();
-            for g in list {
-                b.add(Glob::new(g).map_err(|e| err(format!("{key}: {e}")))?);
-            }
-            b.build().map(Some).map_err(|e| err(format!("{key}: {e}")))
+            crate::analysis::engine::glob_set(list).map_err(|e| err(format!("{key}: {e}")))
         };
         if ser.review.max_inline_comments.is_some_and(|n| n > 1000) {
             return Err(err("review.max_inline_comments: at most 1000".into()));

@@ -110,15 +110,8 @@ impl RepoContext {
     /// The ORM models of the model files among [`RepoContext::files`] that carry a tenant or owner column.
     pub fn tenant_models(&self) -> &super::semantic::tenancy::TenantModels {
         self.tenant_index.get_or_init(|| {
-            let globs = needs_globset(super::semantic::tenancy::MODEL_FILE_GLOBS).ok();
-            let texts = self
-                .files
-                .iter()
-                .filter(|(p, _)| {
-                    p.ends_with(".py") && globs.as_ref().is_some_and(|g| g.is_match(p.as_str()))
-                })
-                .map(|(_, t)| t.as_str());
-            super::semantic::tenancy::TenantModels::build(texts, &self.tenant_columns)
+            use super::semantic::tenancy::{TenantModels, model_file_texts};
+            TenantModels::build(model_file_texts(&self.files), &self.tenant_columns)
         })
     }
 

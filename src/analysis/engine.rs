@@ -837,6 +837,11 @@ fn one_per_cause(findings: Vec<Finding>, text: &str, lines: &LineIndex) -> Vec<F
         .map(|(i, _)| i)
         .collect();
     // Same detector, same function: the first keeps the others' lines.
+    let scopes = if findings.len() > 1 {
+        def_lines(text, lines)
+    } else {
+        Vec::new()
+    };
     let mut first_of: HashMap<(String, usize), usize> = HashMap::new();
     let mut out: Vec<Finding> = Vec::new();
     let mut also: Vec<Vec<usize>> = Vec::new();
@@ -844,7 +849,7 @@ fn one_per_cause(findings: Vec<Finding>, text: &str, lines: &LineIndex) -> Vec<F
         if !keep.contains(&i) {
             continue;
         }
-        if let Some(def) = enclosing_def_line(text, lines, f.line) {
+        if let Some(&Some(def)) = scopes.get(f.line) {
             match first_of.get(&(f.check.clone(), def)) {
                 Some(&at) => {
                     if out[at].line != f.line && also[at].last() != Some(&f.line) {
@@ -882,35 +887,32 @@ fn one_per_cause(findings: Vec<Finding>, text: &str, lines: &LineIndex) -> Vec<F
     out
 }
 
-/// The line of the `def` a Python line belongs to: the nearest line above it, indented less, that starts a
-/// function (`def`/`async def`). `None` at module level or in a class body. Reads lines as text (bounded by
-/// the file), so it needs no tree.
-fn enclosing_def_line(text: &str, lines: &LineIndex, line: usize) -> Option<usize> {
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut limit = indent(lines.line_text(text, line)?);
-    if limit == 0 {
-        return None;
-    }
-    for l in (1..line).rev() {
-        let t = lines.line_text(text, l)?;
+/// For every line (1-based index; `[0]` unused), the line of the `def` it belongs to: the innermost function
+/// whose `def`/`async def` line is indented less than every line between. `None` at module level, in a class
+/// body, and after a line at a lower indentation that is no `def` (a string's line at column 0 ends every
+/// open function: nothing is merged into a wrong one). One pass over the file, from the text alone.
+fn def_lines(text: &str, lines: &LineIndex) -> Vec<Option<usize>> {
+    let mut out = vec![None];
+    // Open functions: (indentation of the `def` line, its line number).
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut l = 1;
+    while let Some(t) = lines.line_text(text, l) {
         let trimmed = t.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+        if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+            let indent = t.len() - trimmed.len();
+            while open.last().is_some_and(|&(i, _)| i >= indent) {
+                open.pop();
+            }
+            out.push(open.last().map(|&(_, d)| d));
+            if trimmed.starts_with("def ") || trimmed.starts_with("async def ") {
+                open.push((indent, l));
+            }
+        } else {
+            out.push(open.last().map(|&(_, d)| d));
         }
-        let ind = indent(t);
-        if ind >= limit {
-            continue;
-        }
-        if trimmed.starts_with("def ") || trimmed.starts_with("async def ") {
-            return Some(l);
-        }
-        if ind == 0 || trimmed.starts_with("class ") {
-            return None;
-        }
-        // A block (`if`, `for`, `with` …) inside the function: keep climbing from its indentation.
-        limit = ind;
+        l += 1;
     }
-    None
+    out
 }
 
 /// Byte offsets of line starts, for 1-based line/column positions (columns in characters).
@@ -1048,16 +1050,18 @@ mod tests {
     #[test]
     fn enclosing_def_lines() {
         let text = "x = 1\nclass A:\n    def m(self):\n        if x:\n            y = 2\n        return y\n    z = 3\n\nasync def f():\n    '''doc\nunindented\n    '''\n    return 1\n";
-        let lines = LineIndex::new(text);
-        assert_eq!(enclosing_def_line(text, &lines, 1), None);
-        assert_eq!(enclosing_def_line(text, &lines, 5), Some(3));
-        assert_eq!(enclosing_def_line(text, &lines, 6), Some(3));
-        assert_eq!(enclosing_def_line(text, &lines, 7), None);
-        assert_eq!(enclosing_def_line(text, &lines, 10), Some(9));
+        let scopes = def_lines(text, &LineIndex::new(text));
+        let def = |l: usize| scopes.get(l).copied().flatten();
+        assert_eq!(def(1), None);
+        assert_eq!(def(3), None, "a def line belongs to what encloses it");
+        assert_eq!(def(5), Some(3));
+        assert_eq!(def(6), Some(3));
+        assert_eq!(def(7), None);
+        assert_eq!(def(10), Some(9));
         // A string's line at column 0 hides the function from the lines below it and belongs to none itself:
         // such findings are never merged (conservative), never merged into the wrong function.
-        assert_eq!(enclosing_def_line(text, &lines, 11), None);
-        assert_eq!(enclosing_def_line(text, &lines, 13), None);
+        assert_eq!(def(11), None);
+        assert_eq!(def(13), None);
     }
 
     #[test]

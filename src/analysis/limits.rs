@@ -54,31 +54,6 @@ pub const MAX_MESSAGE_CHARS: usize = 1_000;
 /// chains such as `a.b().c()…` or `1 + 1 + …` nest no bracket yet make trees as deep as they are long.
 pub const MAX_TREE_DEPTH: usize = 2_000;
 
-/// The 0-based row of the first node deeper than `max` levels under `root`, if any: one walk with a cursor
-/// (no recursion, constant memory).
-pub fn deeper_than(root: &tree_sitter::Node<'_>, max: usize) -> Option<usize> {
-    let mut cursor = root.walk();
-    let mut depth = 0usize;
-    loop {
-        if cursor.goto_first_child() {
-            depth += 1;
-            if depth > max {
-                return Some(cursor.node().start_position().row);
-            }
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return None;
-            }
-            depth -= 1;
-        }
-    }
-}
-
 /// Why a YAML text is nested too deeply (or has lines too long) for the parser, if it is.
 pub fn yaml_too_deep(text: &str) -> Option<String> {
     // Indents of the open block collections, and open flow brackets.

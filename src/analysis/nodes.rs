@@ -60,38 +60,6 @@ fn walk_named<'t>(
 const PRESIZE_ABOVE_BYTES: usize = 256 * 1024;
 
 impl<'r> NodeIndex<'r> {
-    /// Walk the tree under `root` once.
-    pub fn build(root: &PyNode<'r>) -> Self {
-        // Named nodes only (every kind a rule or check asks for is named; punctuation and keywords are not):
-        // 40% fewer entries. On a large file the nodes are counted first, so each list is allocated once at its
-        // size: lists grown by doubling would hold up to twice the memory at their peak on a megabyte-long
-        // file. Ordinary files skip that second walk (the walk, not the storage, is what the index costs).
-        let mut by_kind: Vec<Vec<PyNode<'r>>> = Vec::new();
-        if root.range().len() > PRESIZE_ABOVE_BYTES {
-            let mut counts: Vec<usize> = Vec::new();
-            for node in root.dfs().filter(|n| n.is_named()) {
-                let k = usize::from(node.kind_id());
-                if counts.len() <= k {
-                    counts.resize(k + 1, 0);
-                }
-                counts[k] += 1;
-            }
-            by_kind = counts.into_iter().map(Vec::with_capacity).collect();
-        }
-        for node in root.dfs().filter(|n| n.is_named()) {
-            let k = usize::from(node.kind_id());
-            if by_kind.len() <= k {
-                by_kind.resize_with(k + 1, Vec::new);
-            }
-            by_kind[k].push(node);
-        }
-        NodeIndex {
-            root_id: root.node_id(),
-            by_kind,
-            memo: RefCell::new(HashMap::new()),
-        }
-    }
-
     /// Index the whole parsed file in one cursor walk that also measures its depth: `Err(row)` (0-based) of the
     /// first node deeper than `max_depth` levels, for the caller to turn the file away before any detector walks
     /// up such a tree. (Was a depth walk plus the index walk: the walk is what the index costs.)
@@ -216,7 +184,9 @@ mod tests {
         let src = "import time\n\nasync def f(x):\n    g(h(x))\n    def inner():\n        k()\n    return [m(i) for i in x]\n";
         let doc = Lang::Python.ast_grep(src);
         let root = doc.root();
-        let index = NodeIndex::build(&root);
+        let Ok(index) = NodeIndex::build_within_depth(&doc, 100) else {
+            panic!("not deeper than 100 levels")
+        };
         assert!(index.is_of(&root));
         for kind in [
             "call",
@@ -240,10 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn trees_deeper_than_the_limit_are_refused_with_their_row() {
+        // `a.b.c…` nests one level per link without a bracket.
+        let src = format!("x = 1\ny = a{}\n", ".b".repeat(300));
+        let doc = Lang::Python.ast_grep(&src);
+        assert_eq!(NodeIndex::build_within_depth(&doc, 100).err(), Some(1));
+        assert!(NodeIndex::build_within_depth(&doc, 1000).is_ok());
+    }
+
+    #[test]
     fn memo_computes_once_per_type() {
         let doc = Lang::Python.ast_grep("x = 1\n");
-        let root = doc.root();
-        let index = NodeIndex::build(&root);
+        let Ok(index) = NodeIndex::build_within_depth(&doc, 100) else {
+            panic!("not deeper than 100 levels")
+        };
         let runs = std::cell::Cell::new(0);
         let first = index.memo(|| {
             runs.set(runs.get() + 1);

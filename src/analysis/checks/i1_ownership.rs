@@ -12,7 +12,7 @@
 use super::{Check, CheckMatch, PyNode, ROUTE_DECORATOR_TOKENS, callee_tail, function_name};
 use super::{is_route_handler, positional_arg, same_scope_descendants};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels};
+use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
 
 pub struct ObjectByIdWithoutOwnerCheck;
 
@@ -195,12 +195,7 @@ fn bound_name(node: &PyNode<'_>) -> Option<String> {
     None
 }
 
-fn loads<'r>(
-    func: &PyNode<'r>,
-    models: &TenantModels,
-    ids: &[&str],
-    own: &[PyNode<'r>],
-) -> Vec<Load<'r>> {
+fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Load<'r>> {
     let mut out = Vec::new();
     let mentions_id = |text: &str| ids.iter().any(|id| has_word(text, id));
     for call in own.iter().filter(|n| n.kind() == "call") {
@@ -254,7 +249,6 @@ fn loads<'r>(
             _ => {}
         }
     }
-    let _ = func;
     out
 }
 
@@ -353,15 +347,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             .iter()
             .any(|w| text.contains(w));
         let models = if declares_models && !ctx.repo.files.contains_key(ctx.path) {
-            let globs = crate::analysis::context::needs_globset(MODEL_FILE_GLOBS).ok();
-            let mut texts: Vec<&str> = ctx
-                .repo
-                .files
-                .iter()
-                .filter(|(p, _)| globs.as_ref().is_some_and(|g| g.is_match(p.as_str())))
-                .map(|(_, t)| t.as_str())
-                .collect();
-            texts.push(&text);
+            let texts = model_file_texts(&ctx.repo.files).chain([text.as_ref()]);
             own_models = TenantModels::build(texts, &ctx.repo.tenant_columns);
             &own_models
         } else {
@@ -402,7 +388,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 continue;
             };
             let own = same_scope_descendants(&body);
-            let found = loads(func, models, &ids, &own);
+            let found = loads(models, &ids, &own);
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {

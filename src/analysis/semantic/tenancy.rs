@@ -40,6 +40,21 @@ pub const MODEL_FILE_GLOBS: &[&str] = &[
     "**/orm.py",
 ];
 
+/// The texts of the model files among a repository's files (see [`MODEL_FILE_GLOBS`]).
+pub fn model_file_texts(
+    files: &std::collections::HashMap<String, String>,
+) -> impl Iterator<Item = &str> {
+    static GLOBS: std::sync::OnceLock<Option<globset::GlobSet>> = std::sync::OnceLock::new();
+    let globs =
+        GLOBS.get_or_init(|| crate::analysis::context::needs_globset(MODEL_FILE_GLOBS).ok());
+    files
+        .iter()
+        .filter(move |(p, _)| {
+            p.ends_with(".py") && globs.as_ref().is_some_and(|g| g.is_match(p.as_str()))
+        })
+        .map(|(_, t)| t.as_str())
+}
+
 /// How deep base classes are followed (a chain longer than this is cut: hostile input cannot loop or recurse).
 const MAX_BASE_DEPTH: usize = 8;
 /// Lines of a class header that may be joined to find its bases.
