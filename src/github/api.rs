@@ -1,6 +1,12 @@
 //! The REST and GraphQL calls the App makes, typed to the fields it reads.
 
-use super::client::{GitHub, GitHubError, encode_path};
+use super::client::{GitHub, GitHubError, Resp, encode_path};
+
+/// What [`GitHub::create_once`] got: GitHub's answer to the POST, or the id of what an earlier attempt made.
+enum Created {
+    Made(Resp),
+    Found(i64),
+}
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -221,40 +227,66 @@ impl GitHub {
         let external_id = body["external_id"].as_str().unwrap_or_default().to_string();
         let head = body["head_sha"].as_str().unwrap_or_default().to_string();
         let name = body["name"].as_str().unwrap_or_default().to_string();
+        let found = self
+            .create_once(
+                inst,
+                &format!("/repos/{repo}/check-runs"),
+                route,
+                &body,
+                "the check run",
+                || async {
+                    Ok(self
+                        .list_check_runs(inst, repo, &head, &name)
+                        .await?
+                        .into_iter()
+                        .find(|r| r["external_id"].as_str() == Some(external_id.as_str()))
+                        .and_then(|run| run["id"].as_i64()))
+                },
+            )
+            .await?;
+        match found {
+            Created::Found(id) => Ok(id),
+            Created::Made(r) => {
+                let v: Value = r.json(route)?;
+                v["id"].as_i64().ok_or_else(|| GitHubError::Decode {
+                    route: route.into(),
+                    detail: "no id".into(),
+                })
+            }
+        }
+    }
+
+    /// POST something GitHub creates (a check run, a review, a comment), at most once. Answers that say GitHub
+    /// did nothing are retried inside [`GitHub::call_creating`]; after one that may hide a created object (a
+    /// timeout, a lost connection, a 5xx) `find` looks for it before the next attempt.
+    async fn create_once<Fut>(
+        &self,
+        inst: i64,
+        path: &str,
+        route: &str,
+        payload: &Value,
+        what: &str,
+        mut find: impl FnMut() -> Fut + Send,
+    ) -> Result<Created, GitHubError>
+    where
+        Fut: std::future::Future<Output = Result<Option<i64>, GitHubError>> + Send,
+    {
         let mut attempt = 0;
         loop {
             let err = match self
-                .call_creating(
-                    inst,
-                    Method::POST,
-                    &format!("/repos/{repo}/check-runs"),
-                    route,
-                    Some(&body),
-                )
+                .call_creating(inst, Method::POST, path, route, Some(payload))
                 .await
             {
-                Ok(r) => {
-                    let v: Value = r.json(route)?;
-                    return v["id"].as_i64().ok_or_else(|| GitHubError::Decode {
-                        route: route.into(),
-                        detail: "no id".into(),
-                    });
-                }
+                Ok(r) => return Ok(Created::Made(r)),
                 Err(e) => e,
             };
             attempt += 1;
             if !err.maybe_applied() || attempt >= self.attempts() {
                 return Err(err);
             }
-            tracing::warn!(error = %err, attempt, "check run creation may have happened; looking for it");
-            if let Some(run) = self
-                .list_check_runs(inst, repo, &head, &name)
-                .await?
-                .into_iter()
-                .find(|r| r["external_id"].as_str() == Some(external_id.as_str()))
-                && let Some(id) = run["id"].as_i64()
-            {
-                return Ok(id);
+            tracing::warn!(error = %err, attempt, "{what} may have been created; looking for it");
+            if let Some(id) = find().await? {
+                return Ok(Created::Found(id));
             }
             tokio::time::sleep(self.retry_wait(attempt)).await;
         }
@@ -366,38 +398,29 @@ impl GitHub {
         let body = format!("{body}\n{marker}");
         let payload =
             json!({"commit_id": commit_id, "body": body, "event": "COMMENT", "comments": comments});
-        let mut attempt = 0;
-        loop {
-            let err = match self
-                .call_creating(
-                    inst,
-                    Method::POST,
-                    &format!("/repos/{repo}/pulls/{number}/reviews"),
-                    route,
-                    Some(&payload),
-                )
-                .await
-            {
-                Ok(r) => {
-                    let v: Value = r.json(route)?;
-                    return Ok(v["id"].as_i64().unwrap_or_default());
-                }
-                Err(e) => e,
-            };
-            attempt += 1;
-            if !err.maybe_applied() || attempt >= self.attempts() {
-                return Err(err);
+        let found = self
+            .create_once(
+                inst,
+                &format!("/repos/{repo}/pulls/{number}/reviews"),
+                route,
+                &payload,
+                "the review",
+                || async {
+                    Ok(self
+                        .list_reviews(inst, repo, number)
+                        .await?
+                        .into_iter()
+                        .find(|r| r.body.as_deref().is_some_and(|b| b.contains(&marker)))
+                        .map(|r| r.id))
+                },
+            )
+            .await?;
+        match found {
+            Created::Found(id) => Ok(id),
+            Created::Made(r) => {
+                let v: Value = r.json(route)?;
+                Ok(v["id"].as_i64().unwrap_or_default())
             }
-            tracing::warn!(error = %err, attempt, "the review may have been created; looking for it");
-            if let Some(r) = self
-                .list_reviews(inst, repo, number)
-                .await?
-                .into_iter()
-                .find(|r| r.body.as_deref().is_some_and(|b| b.contains(&marker)))
-            {
-                return Ok(r.id);
-            }
-            tokio::time::sleep(self.retry_wait(attempt)).await;
         }
     }
 
@@ -479,41 +502,28 @@ impl GitHub {
         let marker = crate::report::markdown::comment_marker(&nonce());
         let since = chrono::Utc::now() - chrono::Duration::minutes(10);
         let payload = json!({"body": format!("{body}\n{marker}")});
-        let mut attempt = 0;
-        loop {
-            let err = match self
-                .call_creating(
-                    inst,
-                    Method::POST,
-                    &format!("/repos/{repo}/issues/{number}/comments"),
-                    route,
-                    Some(&payload),
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => e,
-            };
-            attempt += 1;
-            if !err.maybe_applied() || attempt >= self.attempts() {
-                return Err(err);
-            }
-            tracing::warn!(error = %err, attempt, "the comment may have been created; looking for it");
-            let v: Vec<ReviewComment> = self
-                .get_json(
-                    inst,
-                    &format!(
-                        "/repos/{repo}/issues/{number}/comments?since={}&per_page=100",
-                        since.format("%Y-%m-%dT%H:%M:%SZ")
-                    ),
-                    route,
-                )
-                .await?;
-            if v.iter().any(|c| c.body.contains(&marker)) {
-                return Ok(());
-            }
-            tokio::time::sleep(self.retry_wait(attempt)).await;
-        }
+        self.create_once(
+            inst,
+            &format!("/repos/{repo}/issues/{number}/comments"),
+            route,
+            &payload,
+            "the comment",
+            || async {
+                let v: Vec<ReviewComment> = self
+                    .get_json(
+                        inst,
+                        &format!(
+                            "/repos/{repo}/issues/{number}/comments?since={}&per_page=100",
+                            since.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                        route,
+                    )
+                    .await?;
+                Ok(v.iter().find(|c| c.body.contains(&marker)).map(|c| c.id))
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// Open pull requests whose head is this commit (for re-runs that arrive without them, e.g. from forks).
