@@ -4,8 +4,8 @@
 //! Rules say which other files they read ([`super::checks::Check::needs`]); the caller (local git today, the
 //! GitHub API later) fetches only those.
 
-use super::checks::PyNode;
 use super::language::{self, FileKind};
+use super::nodes::PyNode;
 use super::nodes::{NodeIndex, Nodes};
 use crate::diff::LineSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};

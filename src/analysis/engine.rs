@@ -543,7 +543,9 @@ impl Engine {
                 if nm.get_node().get_inner_node().has_error() {
                     continue;
                 }
-                if d.scope == Scope::Async && !checks::in_async_context(nm.get_node()) {
+                if d.scope == Scope::Async
+                    && !crate::analysis::semantic::python::in_async_context(nm.get_node())
+                {
                     continue;
                 }
                 let message = d.message.contains('$').then(|| {

@@ -8,10 +8,11 @@
 //!
 //! The plain `x.n += d` / `x.n = x.n + d` forms belong to C1 and are not repeated here.
 
-use super::c1_counter::{FuncFacts, Source, counter_write, short, strip_parens, var_attr};
-use super::{Check, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::persistence::{FuncFacts, Source, counter_write};
+use crate::analysis::semantic::python::syntax::{strip_parens, var_attr};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 pub struct UnlockedStatusTransition;
 pub struct UnlockedBalanceUpdate;
 
@@ -115,7 +116,7 @@ impl Check for UnlockedStatusTransition {
                              `with_for_update()` (committed at line {commit_line}): two concurrent requests can both pass \
                              the check and both apply the transition (lower confidence: fine if this row is never \
                              changed by concurrent requests)",
-                            short(&write.text())
+                            shorten(&write.text(), Cut::STATEMENT)
                         )),
                     });
                 }
@@ -206,7 +207,7 @@ impl Check for UnlockedBalanceUpdate {
                         "`{}` writes back a value computed from the loaded `{target}` on a row loaded by `{q}` without \
                          `with_for_update()` (committed at line {commit_line}): concurrent requests overwrite each \
                          other's change to this shared balance (lost update)",
-                        short(&write.text())
+                        shorten(&write.text(), Cut::STATEMENT)
                     )),
                 });
             }

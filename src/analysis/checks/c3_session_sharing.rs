@@ -6,10 +6,12 @@
 //! requests interleave statements in one transaction: `InvalidRequestError`/`IllegalStateChangeError` under load,
 //! one request's rollback discarding another's writes, and identity-map data leaking between requests.
 
-use super::c1_counter::{FuncFacts, is_session_name, short};
-use super::{Check, CheckMatch, PyNode, enclosing_function, function_name, in_main_guard};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::persistence::{FuncFacts, is_session_name};
+use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
+use crate::analysis::semantic::python::syntax::function_name;
+use crate::analysis::semantic::python::text::{Cut, shorten};
 pub struct SessionSharedAcrossTasks;
 pub struct SessionPassedToTask;
 pub struct ModuleLevelSession;
@@ -259,7 +261,7 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
                                      a session is not safe for concurrent use (interleaved statements in one \
                                      transaction, `This session is provisioning a new connection; concurrent operations \
                                      are not permitted`); give each coroutine its own session from the sessionmaker",
-                                    short(&call.text())
+                                    shorten(&call.text(), Cut::STATEMENT)
                                 ),
                             });
                             break;
@@ -300,7 +302,7 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
                                 "`{}` hands the request's database session `{s}` to a background task that runs after \
                                  the response, when the request's session scope has ended; open a new session inside \
                                  the task",
-                                short(&call.text())
+                                shorten(&call.text(), Cut::STATEMENT)
                             ),
                         });
                     }
@@ -315,7 +317,7 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
                             message: format!(
                                 "`{}` submits work in a loop that all shares the database session `{s}` across \
                                  threads: a session is not thread-safe; open one per worker",
-                                short(&call.text())
+                                shorten(&call.text(), Cut::STATEMENT)
                             ),
                         });
                     }
@@ -330,13 +332,13 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
                 format!(
                     "`{}` starts tasks that run concurrently and all use the same database session `{s}`: a session \
                      is not safe for concurrent use; give each task its own session from the sessionmaker",
-                    short(&call.text())
+                    shorten(&call.text(), Cut::STATEMENT)
                 )
             } else {
                 format!(
                     "`{}` gives the database session `{s}` to a task that runs concurrently with this coroutine and \
                      may outlive the request that owns the session; open a new session inside the task",
-                    short(&call.text())
+                    shorten(&call.text(), Cut::STATEMENT)
                 )
             };
             hits.push(TaskHit {
@@ -506,7 +508,7 @@ impl Check for ModuleLevelSession {
                      shares: concurrent requests interleave statements in one transaction, one request's rollback \
                      discards another's writes; open a session per request (`Depends(get_db)`) or per task instead of \
                      using `{target}`",
-                    short(&a.text())
+                    shorten(&a.text(), Cut::STATEMENT)
                 )),
             });
         }
@@ -556,7 +558,7 @@ impl Check for SessionOnInstance {
                          lifetime: if the instance is shared (a module-level service, a cached dependency) every \
                          request uses this one session (lower confidence: fine if each instance serves one request \
                          and closes it)",
-                        short(&a.text())
+                        shorten(&a.text(), Cut::STATEMENT)
                     )),
                 });
             }

@@ -7,12 +7,11 @@
 //! - an HTTP/vector-store/LLM client constructed inside a route handler: a new connection pool per request, no
 //!   keep-alive, no shared connection limit.
 
-use super::{
-    Check, CheckMatch, PyNode, enclosing_function, function_name, has_kwargs_splat, in_main_guard,
-    keyword_arg,
-};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
+use crate::analysis::semantic::python::syntax::{function_name, has_kwargs_splat, keyword_arg};
 pub struct EnginePoolDefaults;
 pub struct EnginePoolTimeoutNone;
 pub struct EngineNullPool;
@@ -207,45 +206,6 @@ impl Check for EngineNullPool {
     }
 }
 
-/// Route decorators: `@router.get(...)`, `@app.post(...)`, `@api_router.api_route(...)`, `@bp.route(...)`.
-fn is_route_handler(func: &PyNode<'_>) -> bool {
-    let Some(parent) = func.parent() else {
-        return false;
-    };
-    if parent.kind() != "decorated_definition" {
-        return false;
-    }
-    parent
-        .children()
-        .filter(|c| c.kind() == "decorator")
-        .filter_map(|d| d.children().find(|c| c.kind() == "call"))
-        .filter_map(|call| call.field("function"))
-        .any(|f| {
-            let t: String = f.text().split_whitespace().collect();
-            let Some((obj, method)) = t.rsplit_once('.') else {
-                return false;
-            };
-            let obj = obj.rsplit('.').next().unwrap_or(obj).to_ascii_lowercase();
-            matches!(
-                method,
-                "get"
-                    | "post"
-                    | "put"
-                    | "patch"
-                    | "delete"
-                    | "head"
-                    | "options"
-                    | "api_route"
-                    | "websocket"
-                    | "route"
-            ) && (obj.contains("router")
-                || obj.contains("app")
-                || obj.contains("api")
-                || obj == "bp"
-                || obj.contains("blueprint"))
-        })
-}
-
 /// A FastAPI-style dependency (`def get_http_client(): async with httpx.AsyncClient() as c: yield c`): an
 /// undecorated `get_*` generator that yields the client it opened.
 fn yields_per_request_client(call: &PyNode<'_>, func: &PyNode<'_>) -> bool {
@@ -332,7 +292,7 @@ impl Check for ClientPerRequest {
                 continue;
             }
             let dependency = yields_per_request_client(call, &func);
-            if !is_route_handler(&func) && !dependency {
+            if !is_route_handler(&func, RouteStyle::NamedRouter) && !dependency {
                 continue;
             }
             // A client built only on a cache miss (`global _key_cache`) is not built per request.

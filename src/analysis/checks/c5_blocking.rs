@@ -5,9 +5,15 @@
 //! DNS, file and file-system I/O, deliberately slow hashing, dataframe parsing) plus the sync database drivers
 //! of `c5_sync_driver.rs`, with callee names resolved through the file's imports (`from time import sleep`).
 
-use super::c5_sync_driver::DriverTracker;
-use super::{Check, CheckMatch, PyNode, function_name, is_async_def};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::drivers::DriverTracker;
+use crate::analysis::semantic::python::imports::Imports;
+use crate::analysis::semantic::python::roles::is_startup_function;
+use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
+use crate::analysis::semantic::python::syntax::{
+    dotted, function_name, is_async_def, is_awaited, well_formed,
+};
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -26,184 +32,6 @@ pub enum Level {
 pub struct Blocking {
     pub what: String,
     pub level: Level,
-}
-
-/// Local names bound by the file's imports, mapped to what they name: `import numpy as np` gives
-/// `np -> numpy`, `from time import sleep` gives `sleep -> time.sleep`. Imports anywhere in the file count
-/// (lazy imports inside functions are common).
-#[derive(Debug, Default)]
-pub struct Imports {
-    map: HashMap<String, String>,
-}
-
-impl Imports {
-    /// The imports of the file whose root is `root` (read from the file's node index when there is one).
-    pub fn of_file<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Self {
-        let mut nodes: Vec<PyNode<'r>> = ctx.of_kind(root, "import_statement").to_vec();
-        nodes.extend(ctx.of_kind(root, "import_from_statement").iter().cloned());
-        nodes.sort_by_key(|n| n.range().start);
-        Self::from_nodes(nodes.into_iter())
-    }
-
-    fn from_nodes<'r>(nodes: impl Iterator<Item = PyNode<'r>>) -> Self {
-        let mut map = HashMap::new();
-        for node in nodes {
-            match node.kind().as_ref() {
-                "import_statement" => {
-                    for name in node.field_children("name") {
-                        if name.kind() == "aliased_import" {
-                            if let (Some(n), Some(a)) = (name.field("name"), name.field("alias")) {
-                                map.insert(a.text().to_string(), squash(&n.text()));
-                            }
-                        } else {
-                            let full = squash(&name.text());
-                            let first = full.split('.').next().unwrap_or("").to_string();
-                            map.insert(first.clone(), first);
-                        }
-                    }
-                }
-                "import_from_statement" => {
-                    let Some(module) = node.field("module_name") else {
-                        continue;
-                    };
-                    let module = squash(&module.text());
-                    for name in node.field_children("name") {
-                        let (orig, local) = if name.kind() == "aliased_import" {
-                            match (name.field("name"), name.field("alias")) {
-                                (Some(n), Some(a)) => (squash(&n.text()), a.text().to_string()),
-                                _ => continue,
-                            }
-                        } else {
-                            let n = squash(&name.text());
-                            (n.clone(), n)
-                        };
-                        map.insert(local, format!("{module}.{orig}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Imports { map }
-    }
-
-    /// The dotted name `text` with its first segment replaced by what the import bound it to.
-    pub fn resolve(&self, text: &str) -> String {
-        let (first, rest) = match text.split_once('.') {
-            Some((f, r)) => (f, Some(r)),
-            None => (text, None),
-        };
-        match (self.map.get(first), rest) {
-            (Some(full), Some(rest)) => format!("{full}.{rest}"),
-            (Some(full), None) => full.clone(),
-            (None, _) => text.to_string(),
-        }
-    }
-
-    /// The local names bound to something `wanted` accepts (`from asyncio import gather as g` binds `g` to
-    /// `asyncio.gather`).
-    pub fn names_bound_to(&self, wanted: impl Fn(&str) -> bool) -> Vec<&str> {
-        self.map
-            .iter()
-            .filter(|(_, target)| wanted(target))
-            .map(|(name, _)| name.as_str())
-            .collect()
-    }
-
-    /// Is a local name bound by an import?
-    pub fn binds(&self, name: &str) -> bool {
-        self.map.contains_key(name)
-    }
-
-    /// Does the file import anything from a module starting with one of these prefixes?
-    pub fn uses_any(&self, prefixes: &[&str]) -> bool {
-        self.map.values().any(|v| {
-            prefixes.iter().any(|p| {
-                v == p || v.starts_with(&format!("{p}.")) || v.starts_with(&format!("{p}_"))
-            })
-        })
-    }
-}
-
-fn squash(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-/// The dotted text of an identifier or attribute chain (`a.b.c`), else `None`.
-pub fn dotted(node: &PyNode<'_>) -> Option<String> {
-    // Down the chain without recursion: an attribute chain can be as long as the file.
-    let mut attrs = Vec::new();
-    let mut cur = node.clone();
-    loop {
-        match cur.kind().as_ref() {
-            "identifier" => break,
-            "attribute" if attrs.len() < super::MAX_CHAIN => {
-                attrs.push(cur.field("attribute")?);
-                cur = cur.field("object")?;
-            }
-            _ => return None,
-        }
-    }
-    let mut out = cur.text().to_string();
-    for attr in attrs.iter().rev() {
-        out.push('.');
-        out.push_str(&attr.text());
-    }
-    Some(out)
-}
-
-/// Is this call awaited (`await f(...)`)?
-pub fn is_awaited(call: &PyNode<'_>) -> bool {
-    call.parent().is_some_and(|p| p.kind() == "await")
-}
-
-/// Does the parser consider the node well-formed? Code it could not make sense of yields no findings.
-pub fn well_formed(node: &PyNode<'_>) -> bool {
-    !node.get_inner_node().has_error()
-}
-
-/// Functions that run once, before the server takes traffic or after it stops (FastAPI `lifespan`, startup
-/// and shutdown handlers): blocking there delays start-up, not requests.
-pub fn is_startup_function(func: &PyNode<'_>) -> bool {
-    let Some(name) = function_name(func) else {
-        return false;
-    };
-    let n = name.trim_start_matches('_');
-    n == "lifespan"
-        || n.ends_with("_lifespan")
-        || matches!(
-            n,
-            "startup"
-                | "on_startup"
-                | "shutdown"
-                | "on_shutdown"
-                | "startup_event"
-                | "shutdown_event"
-        )
-}
-
-/// The named nodes of a function body that run in that function: nested `def`, `lambda` and `class` bodies are
-/// left out (they run when and where they are called or handed to).
-pub fn own_nodes<'r>(func: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    let mut out = Vec::new();
-    let Some(body) = func.field("body") else {
-        return out;
-    };
-    let mut stack: Vec<PyNode<'r>> = body.children().collect();
-    while let Some(node) = stack.pop() {
-        if matches!(
-            node.kind().as_ref(),
-            "function_definition" | "lambda" | "class_definition" | "decorated_definition"
-        ) {
-            // A decorated nested def: its decorators run here, but they are rarely blocking; skip it all.
-            continue;
-        }
-        stack.extend(node.children());
-        // Named nodes only: punctuation and keywords are never asked for, and are 40% of a large body.
-        if node.is_named() {
-            out.push(node);
-        }
-    }
-    out
 }
 
 const HTTP_VERBS: &[&str] = &[
@@ -353,7 +181,7 @@ fn helper_blocking(
             });
         }
     };
-    for node in own_nodes(def) {
+    for node in own_nodes(def, OwnNodes::BodyNamed) {
         if node.kind() == "call"
             && let Some(b) = classify(&node, imports, langchain)
         {
@@ -390,7 +218,7 @@ fn local_names(func: &PyNode<'_>) -> HashSet<String> {
             }
         }
     }
-    for node in own_nodes(func) {
+    for node in own_nodes(func, OwnNodes::BodyNamed) {
         let target = match node.kind().as_ref() {
             "assignment" | "for_statement" => node.field("left"),
             "as_pattern_target" => Some(node.clone()),
@@ -477,7 +305,10 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
         }
         // Calling a generator runs none of its body; `StreamingResponse(gen())` iterates it in a thread.
         // A `@contextmanager` runs up to its `yield` on entering `with`, so it still counts.
-        if own_nodes(&defs[0]).iter().any(|n| n.kind() == "yield") && !is_context_manager(&defs[0])
+        if own_nodes(&defs[0], OwnNodes::BodyNamed)
+            .iter()
+            .any(|n| n.kind() == "yield")
+            && !is_context_manager(&defs[0])
         {
             return None;
         }
@@ -523,7 +354,10 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
             Owner::Class(id) => Some(id),
             _ => None,
         };
-        for call in own_nodes(func).into_iter().filter(|n| n.kind() == "call") {
+        for call in own_nodes(func, OwnNodes::BodyNamed)
+            .into_iter()
+            .filter(|n| n.kind() == "call")
+        {
             if is_awaited(&call) || !well_formed(&call) {
                 continue;
             }

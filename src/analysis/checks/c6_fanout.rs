@@ -10,9 +10,13 @@
 //!
 //! The collection's origin sets the detector: a parameter of a route handler (request input) or anything else.
 
-use super::c5_blocking::{Imports, dotted, own_nodes, well_formed};
-use super::{Check, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
+use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
+use crate::analysis::semantic::python::syntax::{dotted, well_formed};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -54,24 +58,6 @@ fn limiter_re() -> &'static Regex {
     RE.get_or_init(|| {
         Regex::new(r"(?i)semaphore|capacitylimiter|limiter|throttl|bulkhead|\bsem\b|_sem\b|\bsem_|aiometer")
             .unwrap_or_else(|e| panic!("limiter regex: {e}"))
-    })
-}
-
-fn route_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^@\s*[\w.]+\.(get|post|put|patch|delete|api_route|websocket|route)\s*\(")
-            .unwrap_or_else(|e| panic!("route regex: {e}"))
-    })
-}
-
-/// Is `func` a route handler (`@router.post(...)`, `@app.get(...)`)?
-fn is_route_handler(func: &PyNode<'_>) -> bool {
-    func.parent().is_some_and(|p| {
-        p.kind() == "decorated_definition"
-            && p.children()
-                .filter(|c| c.kind() == "decorator")
-                .any(|d| route_re().is_match(&d.text()))
     })
 }
 
@@ -340,7 +326,10 @@ impl<'r> Ctx<'_, 'r> {
                 size
             }
             "attribute" => match expr.field("object") {
-                Some(obj) => rename(self.size(&obj, at, depth + 1), &short(&expr.text())),
+                Some(obj) => rename(
+                    self.size(&obj, at, depth + 1),
+                    &shorten(&expr.text(), Cut::NAME),
+                ),
                 None => Size::Fixed,
             },
             "subscript" => {
@@ -350,7 +339,10 @@ impl<'r> Ctx<'_, 'r> {
                     return Size::Fixed;
                 }
                 match expr.field("value") {
-                    Some(v) => rename(self.size(&v, at, depth + 1), &short(&expr.text())),
+                    Some(v) => rename(
+                        self.size(&v, at, depth + 1),
+                        &shorten(&expr.text(), Cut::NAME),
+                    ),
                     None => Size::Fixed,
                 }
             }
@@ -367,7 +359,7 @@ impl<'r> Ctx<'_, 'r> {
                                         .is_some_and(|p| !p.text().contains("Depends("))
                             })
                 });
-                let text = short(&expr.text());
+                let text = shorten(&expr.text(), Cut::NAME);
                 if from_request {
                     Size::Request(text)
                 } else if inner.as_ref().is_some_and(|c| loads_data(c, true)) {
@@ -420,7 +412,7 @@ impl<'r> Ctx<'_, 'r> {
                             // `xs.items()`, `body.urls.copy()`, `(await db.execute(q)).scalars().all()`.
                             let s = self.size(&obj, at, depth + 1);
                             if s != Size::Fixed {
-                                return rename(s, &short(&expr.text()));
+                                return rename(s, &shorten(&expr.text(), Cut::NAME));
                             }
                         }
                         let s = match args.first() {
@@ -430,7 +422,7 @@ impl<'r> Ctx<'_, 'r> {
                             _ => Size::Fixed,
                         };
                         if s == Size::Fixed && loads_data(expr, false) {
-                            return Size::Data(short(&expr.text()));
+                            return Size::Data(shorten(&expr.text(), Cut::NAME));
                         }
                         s
                     }
@@ -542,15 +534,6 @@ fn rename(s: Size, name: &str) -> Size {
         Size::Fixed => Size::Fixed,
         Size::Data(_) => Size::Data(name.to_string()),
         Size::Request(_) => Size::Request(name.to_string()),
-    }
-}
-
-fn short(code: &str) -> String {
-    let one: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 40 {
-        format!("{}…", one.chars().take(39).collect::<String>())
-    } else {
-        one
     }
 }
 
@@ -792,11 +775,11 @@ impl Check for UnboundedFanout {
             {
                 continue;
             }
-            let nodes = own_nodes(func);
+            let nodes = own_nodes(func, OwnNodes::BodyNamed);
             let ctx = Ctx {
                 func: func.clone(),
                 nodes: &nodes,
-                route: is_route_handler(func),
+                route: is_route_handler(func, RouteStyle::DecoratorText),
             };
             let gathered = gathered_names(&nodes, &imports);
             for call in nodes.iter().filter(|n| n.kind() == "call") {

@@ -7,64 +7,11 @@
 //! (`db.add(Model(…))`, `insert(…)`, `x.create(…)`, `create_*(…)`) with no idempotency key in the handler or
 //! file and no natural key (an upsert, `merge`, a get-or-create lookup, a 409 on an existing row).
 
-use super::f5_partial_failure::words;
-use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
-/// A route decorator of a `def`: its HTTP method (lower case) and path literal, if any.
-pub(super) struct Route {
-    pub method: String,
-    pub path: String,
-    pub router: String,
-}
-
-const ROUTE_METHODS: &[&str] = &[
-    "get",
-    "post",
-    "put",
-    "patch",
-    "delete",
-    "websocket",
-    "api_route",
-];
-
-/// The route of a function definition (`@router.post("/x")` above it), if it has one.
-pub(super) fn route_of(def: &PyNode<'_>) -> Option<Route> {
-    let parent = def.parent()?;
-    if parent.kind() != "decorated_definition" {
-        return None;
-    }
-    for dec in parent.children().filter(|d| d.kind() == "decorator") {
-        let Some(call) = dec.children().find(|c| c.kind() == "call") else {
-            continue;
-        };
-        let Some(f) = callee(&call) else { continue };
-        let Some((router, method)) = f.rsplit_once('.') else {
-            continue;
-        };
-        if !ROUTE_METHODS.contains(&method) {
-            continue;
-        }
-        let path = call
-            .field("arguments")
-            .and_then(|a| a.children().find(|c| c.is_named()))
-            .filter(|a| a.kind() == "string")
-            .map(|s| {
-                s.dfs()
-                    .filter(|n| n.kind() == "string_content")
-                    .map(|n| n.text().to_string())
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        return Some(Route {
-            method: method.to_string(),
-            path,
-            router: router.to_string(),
-        });
-    }
-    None
-}
-
+use crate::analysis::semantic::python::roles::route_of;
+use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::text::words;
 /// Is this function an MCP tool (`@mcp.tool`, `@mcp.tool()`, `@server.tool(...)` on an MCP server)?
 fn is_mcp_tool(def: &PyNode<'_>, file_mentions_mcp: bool) -> bool {
     let Some(parent) = def.parent().filter(|p| p.kind() == "decorated_definition") else {
@@ -108,7 +55,7 @@ fn router_prefixes<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String,
             if r.kind() != "call" || !callee(&r).is_some_and(|f| f.ends_with("APIRouter")) {
                 return None;
             }
-            let prefix = super::keyword_arg(&r, "prefix")
+            let prefix = keyword_arg(&r, "prefix")
                 .map(|p| p.text().replace(['"', '\''], ""))
                 .unwrap_or_default();
             Some((a.field("left")?.text().to_string(), prefix))

@@ -13,10 +13,11 @@
 //! "In sight" is the file: a Postgres advisory lock, a Redis lock, a `Lock(…)` that is not asyncio's or
 //! threading's, `SKIP LOCKED`, `nx=True`, or anything named leader anywhere in it silences the checks.
 
-use super::f5_partial_failure::words;
-use super::{Check, CheckMatch, PyNode, callee, is_module_level, keyword_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::scopes::is_module_level;
+use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::text::words;
 /// Is some form of distributed lock or leader election mentioned in the file?
 pub(super) fn lock_in_sight(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();

@@ -7,11 +7,11 @@
 //! invoke/stream(…)` inside a route handler (or a helper of this file a handler calls) of a file that uses
 //! `thread_id`, when no lock (`asyncio.Lock` per thread, a Redis/advisory lock) appears in the file.
 
-use super::c7_idempotency::route_of;
-use super::f5_partial_failure::words;
-use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::roles::route_of;
+use crate::analysis::semantic::python::syntax::callee;
+use crate::analysis::semantic::python::text::words;
 const RUN_METHODS: &[&str] = &["ainvoke", "astream", "astream_events", "invoke", "stream"];
 
 /// Receivers that are graphs / agents rather than bare models.

@@ -10,10 +10,11 @@
 //! Reported only when the engine is clearly PostgreSQL (a `postgres…://` URL, or a URL from elsewhere in a file or
 //! repository that uses asyncpg/psycopg) and nothing in the file mentions a statement or command timeout.
 
-use super::{
-    Check, CheckMatch, PyNode, callee, has_kwargs_splat, keyword_arg, positional_arg, string_value,
-};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::syntax::{
+    callee, has_kwargs_splat, keyword_arg, positional_arg, string_value,
+};
 use regex::Regex;
 use std::sync::OnceLock;
 

@@ -7,9 +7,10 @@
 //! dependency and never returns. Consumer loops (`while True: try: msg = await ws.receive() ... except ...:
 //! continue`) do not leave the loop on success and are not reported.
 
-use super::{Check, CheckMatch, PyNode, callee, callee_tail, same_scope_descendants};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{callee, callee_tail};
 pub struct RetryLoopUnbounded;
 
 /// `raise` / `return` anywhere in `node`'s own scope, or a `break` that leaves the loop `node` is in (not a

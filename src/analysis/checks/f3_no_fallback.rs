@@ -8,7 +8,10 @@
 //! medium). A file that mentions `with_fallbacks` or any `fallback` name is taken to handle provider failure, and
 //! so is an invocation whose `except` handler calls another model.
 
-use super::{Check, CheckMatch, PyNode, callee_tail, function_name, same_scope_descendants};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{callee_tail, function_name, keyword_arg};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 use std::collections::HashSet;
 
 /// LangChain chat model classes and factories whose construction starts a provider dependency.
@@ -379,7 +382,7 @@ fn run(root: &PyNode<'_>, tier: Tier, out: &mut Vec<CheckMatch>) {
             if !inside && !is_derived(&derived, &names_in(runnable), runnable.range().start) {
                 continue;
             }
-            let path = super::keyword_arg(&call, "path")
+            let path = keyword_arg(&call, "path")
                 .map(|p| p.text().to_string())
                 .unwrap_or_default();
             let desc = format!("the LangServe route `add_routes(…, path={path})`");
@@ -426,12 +429,7 @@ fn run(root: &PyNode<'_>, tier: Tier, out: &mut Vec<CheckMatch>) {
                 None
             };
             let Some((t, where_)) = found else { continue };
-            let obj_text: String = obj.text().split_whitespace().collect::<Vec<_>>().join(" ");
-            let obj_text = if obj_text.chars().count() > 40 {
-                format!("{}…", obj_text.chars().take(39).collect::<String>())
-            } else {
-                obj_text
-            };
+            let obj_text = shorten(&obj.text(), Cut::NAME);
             let desc = format!("{where_} (`{obj_text}.{method}(…)`)");
             match best.iter_mut().find(|b| b.0 == ci) {
                 Some(b) if b.1 == Tier::ChatNamed && t == Tier::Route => *b = (ci, t, desc),

@@ -6,10 +6,11 @@
 //! fast calls queue behind them for a pool slot: the slow dependency takes the unrelated traffic down with it.
 //! The check only fires when the file itself shows both kinds of URL on the same client.
 
-use super::f5_partial_failure::words;
-use super::{Check, CheckMatch, PyNode, callee, is_module_level, keyword_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::scopes::is_module_level;
+use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::text::words;
 const CLIENT_CLASSES: &[&str] = &[
     "httpx.AsyncClient",
     "AsyncClient",

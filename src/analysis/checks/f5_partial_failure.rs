@@ -6,9 +6,11 @@
 //! * `f5-swallowed-exception`: `except Exception: pass` / `continue` (or a bare `except:`) that drops a failure
 //!   without logging or recording it.
 
-use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::scopes::{in_main_guard, is_module_level};
+use crate::analysis::semantic::python::syntax::callee;
+use crate::analysis::semantic::python::text::words;
 /// Words that name the items of a batch (singular: loop targets; plural: iterables).
 const ITEM_WORDS: &[&str] = &[
     "file",
@@ -42,31 +44,6 @@ const PLURAL_ITEM_WORDS: &[&str] = &[
     "uploads",
     "links",
 ];
-
-/// Split an identifier into lower-case words (`uploaded_files` → uploaded, files; `docUrls` → doc, urls).
-pub(super) fn words(ident: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in ident.chars() {
-        if !c.is_ascii_alphanumeric() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        cur.push(c.to_ascii_lowercase());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
 
 fn has_word(ident: &str, set: &[&str]) -> bool {
     words(ident).iter().any(|w| set.contains(&w.as_str()))
@@ -821,8 +798,8 @@ impl Check for SwallowedException {
             // A comment in the handler says the author chose to ignore it; module-level code is configuration
             // parsing; a `return` in the `try` is a "fall back to the default below" lookup.
             if clause.dfs().any(|c| c.kind() == "comment")
-                || super::is_module_level(clause)
-                || super::in_main_guard(clause)
+                || is_module_level(clause)
+                || in_main_guard(clause)
                 || try_body_is_best_effort(&try_body)
                 || in_cleanup_function(clause)
                 || in_error_path(&try_stmt)

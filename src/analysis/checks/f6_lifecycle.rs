@@ -10,11 +10,10 @@
 //! `sigterm-exits-immediately`: a SIGTERM handler that only (logs and) calls `sys.exit` / `os._exit`: in-flight
 //! requests are cut, checkpoints are not flushed and pools are not closed.
 
-use super::{
-    Check, CheckMatch, PyNode, callee, callee_tail, function_name, same_scope_descendants,
-};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{callee, callee_tail, function_name};
 pub struct LifespanResourceNotClosed;
 pub struct SigtermExitsImmediately;
 

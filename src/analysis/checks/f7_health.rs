@@ -6,9 +6,9 @@
 //! `health`, `ready`, `live`, `ping`, `status` paths, `heartbeat` or `probe` in the file counts as a health signal
 //! (a middleware answering `/health` is fine too).
 
-use super::{Check, CheckMatch, PyNode, callee, callee_tail};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::syntax::{callee, callee_tail};
 pub struct FastApiNoHealth;
 
 const HEALTH_WORDS: &[&str] = &[

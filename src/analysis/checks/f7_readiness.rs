@@ -7,9 +7,9 @@
 //! in their file: this one judges the apps that one leaves alone (they include routers or mount sub-apps), by
 //! looking at the repository. A repository without deployment files is not judged.
 
-use super::{Check, CheckMatch, PyNode, callee, callee_tail};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::syntax::{callee, callee_tail};
 pub struct FastApiNoReadinessAnywhere;
 
 /// Words that show a health or readiness route, or a probe, in code or deployment files (lower-case).

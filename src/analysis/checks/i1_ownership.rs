@@ -9,11 +9,14 @@
 //! compares the loaded row with the caller, or when it hands the row, the id or the caller to a helper whose name says
 //! it checks access (`check_…`, `verify_…`, `ensure_…`, `authorize…`, `…permission…`, `…access…`, `…owner…`).
 
-use super::{Check, CheckMatch, PyNode, ROUTE_DECORATOR_TOKENS, callee_tail, function_name};
-use super::{is_route_handler, positional_arg, same_scope_descendants};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::roles::{
+    ROUTE_DECORATOR_TOKENS, RouteStyle, is_route_handler,
+};
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
 use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
-
 pub struct ObjectByIdWithoutOwnerCheck;
 
 /// Parameter names (lower-case substrings) that carry the caller's identity.
@@ -333,7 +336,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         let handlers: Vec<PyNode<'r>> = ctx
             .of_kind(root, "function_definition")
             .iter()
-            .filter(|f| is_route_handler(f))
+            .filter(|f| is_route_handler(f, RouteStyle::FastApi))
             .cloned()
             .collect();
         if handlers.is_empty() {

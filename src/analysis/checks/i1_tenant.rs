@@ -9,10 +9,13 @@
 //! - `vector-collection-not-scoped`: a Qdrant call on a fixed collection name in a module that handles several
 //!   apps, with no tenant filter: every app's vectors in one collection, searched unfiltered.
 
-use super::i2_limits::plain_string;
-use super::i5_state::{enclosing_functions, has_error, own_nodes, param_names, shorten};
-use super::{Check, CheckMatch, PyNode, callee, function_name, keyword_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::scopes::{OwnNodes, enclosing_functions, own_nodes};
+use crate::analysis::semantic::python::syntax::{
+    callee, function_name, has_error, keyword_arg, param_names, plain_string,
+};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 use std::collections::{HashMap, HashSet};
 
 /// Column names that carry the tenant.
@@ -206,7 +209,7 @@ fn tenant_query_matches(root: &PyNode<'_>, with_param: bool, out: &mut Vec<Check
             continue;
         }
         let col = &cols[0];
-        let q = shorten(&call.text());
+        let q = shorten(&call.text(), Cut::EXPRESSION);
         let message = match tenant_param {
             Some(p) => format!(
                 "`{q}` queries `{model}` (tenant column `{col}`) without filtering by the tenant: `{fname}` is given `{p}`, but this statement reaches the rows of every tenant"
@@ -390,7 +393,7 @@ fn key_fstring<'r>(func: &PyNode<'r>, arg: &PyNode<'r>) -> Option<PyNode<'r>> {
     }
     let body = func.field("body")?;
     let mut found: Option<PyNode<'r>> = None;
-    for n in own_nodes(&body) {
+    for n in own_nodes(&body, OwnNodes::Below) {
         if n.kind() == "assignment"
             && n.range().start < arg.range().start
             && n.field("left").is_some_and(|l| l.text() == arg.text())
@@ -423,7 +426,7 @@ fn receiver_scoped(func: &PyNode<'_>, recv: &str, tenant: &str) -> bool {
     let Some(body) = func.field("body") else {
         return false;
     };
-    own_nodes(&body).iter().any(|n| {
+    own_nodes(&body, OwnNodes::Below).iter().any(|n| {
         n.kind() == "assignment"
             && n.field("left").is_some_and(|l| l.text() == recv)
             && n.field("right").is_some_and(|r| {
@@ -460,7 +463,7 @@ impl Check for CacheKeyWithoutTenant {
             let Some(body) = func.field("body") else {
                 continue;
             };
-            let mut nodes = own_nodes(&body);
+            let mut nodes = own_nodes(&body, OwnNodes::Below);
             nodes.sort_by_key(|n| n.range().start);
             for call in nodes.iter().filter(|n| n.kind() == "call") {
                 let Some(f) = callee(call) else { continue };
@@ -509,8 +512,8 @@ impl Check for CacheKeyWithoutTenant {
                     range: call.range(),
                     message: Some(format!(
                         "`{}`: the key `{}` leaves out `{tenant}`, which `{}` is given, so two tenants share this entry and one reads (or overwrites) the other's data",
-                        shorten(&call.text()),
-                        shorten(&fs.text()),
+                        shorten(&call.text(), Cut::EXPRESSION),
+                        shorten(&fs.text(), Cut::EXPRESSION),
                         function_name(func).unwrap_or_default()
                     )),
                 });
@@ -650,7 +653,7 @@ impl Check for VectorCollectionNotScoped {
                 range: call.range(),
                 message: Some(format!(
                     "`{}` uses the fixed collection `\"{name}\"` in a module that serves several apps, with no tenant filter: every app's vectors share it and this call reaches all of them (use `silo_{{id}}`-style collections or a tenant payload filter)",
-                    shorten(&call.text())
+                    shorten(&call.text(), Cut::EXPRESSION)
                 )),
             });
         }

@@ -5,10 +5,13 @@
 //! - `upload-read-without-size-limit`: a handler that reads a whole `UploadFile` into memory (`await file.read()`,
 //!   `file.file.read()`) with no size check anywhere in the handler.
 
-use super::i5_state::{has_error, is_route_handler, own_nodes};
-use super::{Check, CheckMatch, PyNode, callee, function_name, keyword_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
+use crate::analysis::semantic::python::syntax::{
+    callee, decorators, function_name, has_error, has_kwargs_splat, keyword_arg, plain_string,
+};
 /// Words that show a rate limit or quota is applied.
 fn mentions_rate_limit(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -28,19 +31,6 @@ fn mentions_rate_limit(text: &str) -> bool {
     ]
     .iter()
     .any(|w| t.contains(w))
-}
-
-/// The text of a string literal without quotes and prefixes, when it has no interpolation.
-pub(super) fn plain_string(node: &PyNode<'_>) -> Option<String> {
-    if node.kind() != "string" || node.children().any(|c| c.kind() == "interpolation") {
-        return None;
-    }
-    Some(
-        node.children()
-            .filter(|c| c.kind() == "string_content")
-            .map(|c| c.text().to_string())
-            .collect(),
-    )
 }
 
 /// Is this URL prefix a public or MCP API (`/public`, `/public/v1`, `/api/public/v1`, `/v1/public`, `/mcp/v1`)?
@@ -98,7 +88,7 @@ impl Check for PublicRouterWithoutRateLimit {
             let Some(prefix) = plain_string(&prefix_node) else {
                 continue;
             };
-            if !is_public_prefix(&prefix, mcp) || has_error(call) || super::has_kwargs_splat(call) {
+            if !is_public_prefix(&prefix, mcp) || has_error(call) || has_kwargs_splat(call) {
                 continue;
             }
             out.push(CheckMatch {
@@ -160,7 +150,7 @@ fn bounds_size(body: &PyNode<'_>) -> bool {
             t.contains("len(") || mentions_size_check(&t)
         }
         "call" => {
-            let callee = super::callee(&n).unwrap_or_default().to_ascii_lowercase();
+            let callee = callee(&n).unwrap_or_default().to_ascii_lowercase();
             let logging = ["log", "print", "warn", "info", "debug", "error"]
                 .iter()
                 .any(|w| callee.contains(w));
@@ -183,7 +173,7 @@ fn admin_only(func: &PyNode<'_>) -> bool {
         .field("parameters")
         .map(|p| p.text().to_ascii_lowercase())
         .unwrap_or_default();
-    let decos: String = super::i5_state::decorators(func)
+    let decos: String = decorators(func)
         .iter()
         .map(|d| d.text().to_ascii_lowercase())
         .collect();
@@ -205,7 +195,7 @@ fn upload_reads<'r>(
     out: &mut Vec<CheckMatch>,
 ) {
     for func in ctx.of_kind(root, "function_definition").iter() {
-        if is_route_handler(func) != handlers || admin_only(func) {
+        if is_route_handler(func, RouteStyle::WebOrMcp) != handlers || admin_only(func) {
             continue;
         }
         let Some(params) = func.field("parameters") else {
@@ -248,7 +238,7 @@ fn upload_reads<'r>(
             continue;
         }
         // Loop variables over list-of-uploads parameters are uploads too.
-        let nodes = own_nodes(&body);
+        let nodes = own_nodes(&body, OwnNodes::Below);
         let mut names: Vec<String> = uploads.iter().map(|(n, _)| n.clone()).collect();
         for n in &nodes {
             if matches!(n.kind().as_ref(), "for_statement" | "for_in_clause")

@@ -7,13 +7,18 @@
 //! - `tenant-loop-without-isolation`: a loop over tenants/apps/organisations whose body does work with no
 //!   `try`/`except` inside it: the first tenant that raises stops the job for all the tenants after it.
 
-use super::i5_state::{
-    decorator_name, decorators, enclosing_functions, has_error, is_route_handler, is_startup_name,
-    is_startup_or_cli_decorated, own_nodes,
-};
-use super::{Check, CheckMatch, PyNode, callee, function_name, in_main_guard, is_async_def};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::roles::{
+    RouteStyle, is_route_handler, is_startup_name, is_startup_or_cli_decorated,
+};
+use crate::analysis::semantic::python::scopes::{
+    OwnNodes, enclosing_functions, in_main_guard, own_nodes,
+};
+use crate::analysis::semantic::python::syntax::{
+    callee, decorator_name, decorators, function_name, has_error, is_async_def,
+};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 /// Does the file look like a command-line program (argparse, click, typer)?
 fn is_cli_module(root: &PyNode<'_>) -> bool {
     let text = root.text();
@@ -126,9 +131,9 @@ impl Check for ProcessExitInApp {
             if excluded {
                 continue;
             }
-            let handler = funcs
-                .iter()
-                .find(|f| f.kind() == "function_definition" && is_route_handler(f));
+            let handler = funcs.iter().find(|f| {
+                f.kind() == "function_definition" && is_route_handler(f, RouteStyle::WebOrMcp)
+            });
             let fname = function_name(inner).unwrap_or_else(|| "lambda".into());
             let message = if let Some(h) = handler {
                 format!(
@@ -264,7 +269,7 @@ fn is_trivial_call(f: &str) -> bool {
 /// Is the node inside something that contains each iteration's failure: `try:` inside the loop body, or
 /// `with suppress(...)`/`contextlib.suppress(...)`?
 fn has_isolation(body: &PyNode<'_>) -> bool {
-    own_nodes(body).iter().any(|n| {
+    own_nodes(body, OwnNodes::Below).iter().any(|n| {
         n.kind() == "try_statement"
             && n.children()
                 .any(|c| c.kind() == "except_clause" || c.kind() == "except_group_clause")
@@ -334,7 +339,7 @@ fn catches_broadly(root: &PyNode<'_>, name: &str) -> Option<bool> {
 /// The tenant's work in the loop body: calls that take the tenant, do I/O, and are not dispatch to a queue.
 /// `None` when there is none, or when every one of them is a function of this file that catches everything.
 fn tenant_work<'r>(root: &PyNode<'r>, body: &PyNode<'r>, var: &str) -> Option<PyNode<'r>> {
-    let mut nodes = own_nodes(body);
+    let mut nodes = own_nodes(body, OwnNodes::Below);
     nodes.sort_by_key(|n| n.range().start);
     let calls: Vec<PyNode<'r>> = nodes
         .into_iter()
@@ -420,7 +425,7 @@ fn iterates_all_tenants(func: &PyNode<'_>, right: &PyNode<'_>) -> bool {
     if right.kind() == "identifier"
         && let Some(body) = func.field("body")
     {
-        for n in own_nodes(&body) {
+        for n in own_nodes(&body, OwnNodes::Below) {
             if n.kind() == "assignment"
                 && n.field("left").is_some_and(|l| l.text() == right.text())
                 && let Some(r) = n.field("right")
@@ -478,7 +483,7 @@ impl Check for TenantLoopWithoutIsolation {
                 continue;
             };
             if function_name(func).is_some_and(|n| n == "main" || n == "cli")
-                || is_route_handler(func)
+                || is_route_handler(func, RouteStyle::WebOrMcp)
             {
                 continue;
             }
@@ -493,13 +498,13 @@ impl Check for TenantLoopWithoutIsolation {
             };
             let header = lp.range().start..right.range().end;
             let work_text: String = work.text().split_whitespace().collect::<Vec<_>>().join(" ");
-            let work_text = super::i5_state::shorten(&work_text);
+            let work_text = shorten(&work_text, Cut::EXPRESSION);
             out.push(CheckMatch {
                 range: header,
                 message: Some(format!(
                     "`for {} in {}` has no `try`/`except` around each iteration: if `{work_text}` raises for one tenant, every tenant after it is skipped (and the same tenant fails first again on the next run)",
                     left.text(),
-                    super::i5_state::shorten(&right.text())
+                    shorten(&right.text(), Cut::EXPRESSION)
                 )),
             });
         }

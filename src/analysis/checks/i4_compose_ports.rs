@@ -8,21 +8,12 @@
 //! The rule file limits it to Compose files named for production (`*prod*`, `*deploy*`, ...): development files
 //! publish ports for local tools on purpose.
 
-use super::{Check, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::container::datastore_re;
 use crate::analysis::semantic::paths::is_production_infra_file;
-use regex::Regex;
-use std::sync::OnceLock;
 
 pub struct ComposeDatastorePort;
-
-pub(super) fn datastore_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"(?i)(^|/)(postgres|postgis|pgvector|timescaledb\w*|qdrant|redis(-stack\w*)?|valkey|mongo|mysql|mariadb|elasticsearch|opensearch|rabbitmq|minio|memcached|weaviate|milvus|chroma|vespa|neo4j|clickhouse\w*|nats|kafka)([:@]|$)")
-            .expect("valid regex")
-    })
-}
 
 /// The text of a scalar node without quotes.
 fn scalar(node: &PyNode<'_>) -> String {

@@ -11,10 +11,15 @@
 //! Endpoints that create or rotate a credential legitimately show it once; they are recognised by the handler's
 //! name (`create_…`, `generate_…`, `rotate_…`, `regenerate_…`, `issue_…`) and by response classes named that way.
 
-use super::{
-    Check, CheckMatch, PyNode, callee, is_route_handler, keyword_arg, positional_arg, string_value,
-};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::roles::{
+    ROUTE_DECORATOR_TOKENS, RouteStyle, is_route_handler,
+};
+use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
+use crate::analysis::semantic::python::syntax::{
+    callee, function_name, keyword_arg, positional_arg, string_value,
+};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -88,26 +93,6 @@ fn secret_value(expr: &PyNode<'_>) -> Option<String> {
     }
 }
 
-/// The statements of a function body that run as part of it (nested functions and classes excluded).
-fn own_nodes<'r>(func: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    let mut out = Vec::new();
-    let Some(body) = func.field("body") else {
-        return out;
-    };
-    let mut stack: Vec<PyNode<'r>> = body.children().collect();
-    while let Some(n) = stack.pop() {
-        if matches!(
-            n.kind().as_ref(),
-            "function_definition" | "lambda" | "class_definition" | "decorated_definition"
-        ) {
-            continue;
-        }
-        stack.extend(n.children());
-        out.push(n);
-    }
-    out
-}
-
 /// Secret values inside a returned expression: the expression itself, dict values (nested dicts too), and the
 /// content of a `JSONResponse(...)`.
 fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
@@ -151,7 +136,7 @@ fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
 fn route_handlers<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>> {
     ctx.of_kind(root, "function_definition")
         .iter()
-        .filter(|n| is_route_handler(n))
+        .filter(|n| is_route_handler(n, RouteStyle::FastApi))
         .cloned()
         .collect()
 }
@@ -170,16 +155,20 @@ impl Check for SecretInResponse {
     }
 
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
-        &[super::ROUTE_DECORATOR_TOKENS]
+        &[ROUTE_DECORATOR_TOKENS]
     }
 
     fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for func in route_handlers(ctx, root) {
-            let name = super::function_name(&func).unwrap_or_default();
+            let name = function_name(&func).unwrap_or_default();
             if reveals_once_re().is_match(&name) {
                 continue;
             }
-            for node in own_nodes(&func) {
+            for node in func
+                .field("body")
+                .map(|b| own_nodes(&b, OwnNodes::Below))
+                .unwrap_or_default()
+            {
                 if node.kind() != "return_statement" {
                     continue;
                 }
@@ -207,7 +196,7 @@ pub struct SecretFieldInResponseModel;
 fn response_classes<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for func in route_handlers(ctx, root) {
-        let name = super::function_name(&func).unwrap_or_default();
+        let name = function_name(&func).unwrap_or_default();
         let mut exprs: Vec<PyNode<'_>> = Vec::new();
         if let Some(dd) = func.parent() {
             for dec in dd.children().filter(|d| d.kind() == "decorator") {
@@ -243,7 +232,7 @@ impl Check for SecretFieldInResponseModel {
 
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
         &[
-            super::ROUTE_DECORATOR_TOKENS,
+            ROUTE_DECORATOR_TOKENS,
             &[
                 "key", "secret", "password", "passw", "token", "KEY", "SECRET", "PASSWORD",
                 "TOKEN", "Key", "Secret", "Password", "Passw", "PASSW", "Token",

@@ -6,69 +6,16 @@
 //! - `unbounded-memoization`: `@lru_cache(maxsize=None)` / `@cache` on a function whose arguments look
 //!   request-dependent (ids, queries, texts, URLs): one cache entry per distinct request, never evicted.
 
-use super::i5_state::{
-    CollKind, Collection, MODULE_COLLECTION_TOKENS, Op, Use, analyze_collections, decorator_name,
-    decorators, has_error, request_ish_key, shorten,
-};
-use super::{Check, CheckMatch, PyNode, keyword_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::state::{
+    MODULE_COLLECTION_TOKENS, analyze_collections, grows_without_bound, is_growth, unbounded_key,
+};
+use crate::analysis::semantic::python::syntax::{
+    decorator_name, decorators, function_name, has_error, keyword_arg,
+};
+use crate::analysis::semantic::python::text::{Cut, shorten};
 use std::collections::HashSet;
-
-/// Does this use add entries (or grow an entry's inner collection)?
-fn is_growth(c: &Collection, u: &Use) -> bool {
-    match u.op {
-        Op::Grow => true,
-        Op::Mutate => {
-            matches!(c.kind, CollKind::DefaultDict | CollKind::Counter)
-                || [
-                    ".append(",
-                    ".add(",
-                    ".extend(",
-                    ".update(",
-                    ".setdefault(",
-                    ".insert(",
-                ]
-                .iter()
-                .any(|m| u.text.contains(m))
-        }
-        _ => false,
-    }
-}
-
-/// If the collection is only ever added to at run time, the first growing use outside start-up code.
-pub(super) fn grows_without_bound(c: &Collection) -> Option<&Use> {
-    if c.bounded {
-        return None;
-    }
-    // Anything that removes entries, resets, measures or hands the collection elsewhere means it is managed (or
-    // may be, where we cannot see).
-    if c.uses.iter().any(|u| {
-        matches!(u.op, Op::Shrink | Op::Escape | Op::Measure)
-            || (u.op == Op::Mutate && u.text.contains(".pop"))
-    }) {
-        return None;
-    }
-    c.uses
-        .iter()
-        .find(|u| !u.startup && is_growth(c, u) && unbounded_key(c, u))
-}
-
-/// Lists and sets grow per call; dicts only when their keys come from an unbounded space (ids, users, texts):
-/// a dict keyed by provider name or config URL stays small.
-fn unbounded_key(c: &Collection, u: &Use) -> bool {
-    match c.kind {
-        CollKind::List | CollKind::Deque | CollKind::Set => {
-            u.request_path || u.key.as_deref().is_some_and(request_ish_key)
-        }
-        _ => match &u.key {
-            // `X["listeners"].append(…)`: a fixed slot whose inner collection grows; per request or not?
-            Some(k) if k.starts_with('"') || k.starts_with('\'') => u.request_path,
-            Some(k) => request_ish_key(k),
-            // `.update(...)` / `X[k].append(v)` without a visible key: the inner growth of a keyed value.
-            None => u.op == Op::Mutate,
-        },
-    }
-}
 
 pub struct UnboundedModuleCollection;
 
@@ -100,7 +47,7 @@ impl Check for UnboundedModuleCollection {
                     range: u.range.clone(),
                     message: Some(format!(
                         "`{}` adds to module-level `{}` (a {}) and nothing ever removes entries or caps its size: it grows for the life of the process (and is per-replica state)",
-                        shorten(&u.text),
+                        shorten(&u.text, Cut::EXPRESSION),
                         c.name,
                         c.kind.describe()
                     )),
@@ -179,7 +126,7 @@ impl Check for UnboundedMemoization {
             if has_error(&dec) {
                 continue;
             }
-            let name = super::function_name(func).unwrap_or_default();
+            let name = function_name(func).unwrap_or_default();
             let lname = name.to_ascii_lowercase();
             // Warn-once / log-once helpers: one entry per distinct message is the point.
             if ["warn", "once", "log", "deprecat"]

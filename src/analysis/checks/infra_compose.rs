@@ -16,12 +16,13 @@
 //! * [`ImageUnpinned`] (O5): `image:` untagged, `latest`, or defaulting to a moving tag (`${TAG:-latest}`).
 //! * [`LiteralSecret`] (O3): a literal secret in `environment:` (map or list form), outside dev/test files.
 
-use super::i4_compose_ports::datastore_re;
-use super::infra_dockerfile::{image_health_covered, literal_secret};
-use super::yaml_util::{self, Entry, YKind, YNode, YamlDoc, image_ref, moving_tag};
-use super::{Check, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::{FileContext, RepoContext};
+use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag};
+use crate::analysis::semantic::dockerfile::image_health_covered;
 use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
+use crate::analysis::semantic::secrets::literal_secret;
+use crate::analysis::semantic::yaml::{self, Entry, YKind, YNode, YamlDoc};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -113,7 +114,7 @@ impl Check for PublishedPort {
 impl PublishedPort {
     /// Services publishing ports that are neither a built-in nor a configured reverse proxy.
     fn published(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() {
@@ -215,7 +216,7 @@ impl Check for DependencyWithoutHealthcheck {
         &["depends_on"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let all = services(doc);
             for target in &all {
@@ -372,7 +373,7 @@ impl Check for AppWithoutHealthcheck {
             return;
         }
         let compose_dir = ctx.path.rsplit_once('/').map_or("", |(d, _)| d);
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let all = services(doc);
             for s in &all {
@@ -470,7 +471,7 @@ impl Check for DependsOnNotHealthy {
         &["depends_on"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let all = services(doc);
             for s in &all {
@@ -516,7 +517,7 @@ impl Check for NoLimits {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         if file.templated {
             return;
         }
@@ -592,7 +593,7 @@ impl Check for ImageUnpinned {
         &["image"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() || doc.get(s.body, "build").is_some() {
@@ -658,7 +659,7 @@ impl Check for LiteralSecret {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() {
@@ -717,7 +718,7 @@ mod tests {
         let mut out = Vec::new();
         check.run(&doc.root(), &mut out);
         out.iter()
-            .map(|m| yaml_util::line_of(text, m.range.start))
+            .map(|m| yaml::line_of(text, m.range.start))
             .collect()
     }
 
@@ -734,7 +735,7 @@ mod tests {
         let mut out = Vec::new();
         check.run_in(&doc.root(), &ctx, &mut out);
         out.iter()
-            .map(|m| yaml_util::line_of(text, m.range.start))
+            .map(|m| yaml::line_of(text, m.range.start))
             .collect()
     }
 
@@ -800,7 +801,7 @@ mod tests {
         assert_eq!(join_path("", "../x"), None);
         assert_eq!(join_path("", "https://github.com/acme/api.git"), None);
         assert_eq!(join_path("", "${CTX}/Dockerfile"), None);
-        let file = yaml_util::parse(
+        let file = yaml::parse(
             "services:\n  a:\n    build: ./api\n  b:\n    build:\n      context: ../svc\n      dockerfile: docker/b.Dockerfile\n  c:\n    build:\n      dockerfile_inline: |\n        FROM python:3.12\n",
         );
         let doc = &file.docs[0];

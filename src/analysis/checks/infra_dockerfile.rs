@@ -12,16 +12,15 @@
 //! * [`SecretInEnv`] (O3): `ENV`/`ARG` with a secret-looking name and a literal value: it is stored in the
 //!   image's layers and history.
 
-use super::dockerfile_util::{self, Dockerfile, Instruction, Stage};
-use super::o3_hardcoded_secrets::{
-    is_placeholder, looks_generated, placeholder_password, secret_name,
-};
-use super::yaml_util::{image_ref, moving_tag};
-use super::{Check, CheckFix, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckFix, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::container::{image_ref, moving_tag, serves_http};
+use crate::analysis::semantic::dockerfile::{
+    self, Dockerfile, Instruction, base_image, minimal_base, stage_chain,
+};
+use crate::analysis::semantic::secrets::literal_secret;
 fn parsed(root: &PyNode<'_>) -> Dockerfile {
-    dockerfile_util::parse(&root.get_doc().src)
+    dockerfile::parse(&root.get_doc().src)
 }
 
 /// Only the first line of an instruction, so findings do not span a whole `RUN` block.
@@ -216,73 +215,7 @@ fn dev_target(path: &str, df: &Dockerfile) -> bool {
             .is_some_and(dev)
 }
 
-/// Base images with no shell or tools to run a `HEALTHCHECK` with, made for orchestrators' probes.
-fn minimal_base(image: &str) -> bool {
-    let l = image.to_ascii_lowercase();
-    l == "scratch" || l.contains("distroless") || l.contains("chiseled")
-}
-
-/// The image the stage chain finally builds on.
-fn base_image(df: &Dockerfile, chain: &[&Stage]) -> String {
-    let base = chain.last().map_or("", |s| s.image.as_str());
-    df.substitute(base).unwrap_or_else(|| base.to_string())
-}
-
-/// The final stage and the earlier stages it builds on (`FROM build AS final`), final stage first.
-fn stage_chain(df: &Dockerfile) -> Vec<&Stage> {
-    let mut chain = Vec::new();
-    let mut idx = match df.stages.len() {
-        0 => return chain,
-        n => n - 1,
-    };
-    for _ in 0..df.stages.len() {
-        let stage = &df.stages[idx];
-        chain.push(stage);
-        let parent = df.stages[..idx]
-            .iter()
-            .rposition(|s| s.alias.as_deref() == Some(stage.image.to_ascii_lowercase().as_str()));
-        match parent {
-            Some(p) => idx = p,
-            None => break,
-        }
-    }
-    chain
-}
-
 pub struct NoHealthcheck;
-
-/// Does the image a Dockerfile builds carry a health check Compose would use (a `HEALTHCHECK` other than
-/// `HEALTHCHECK NONE` in any stage: a `build.target` may pick any), or is it built on a minimal base that has nothing
-/// to run one with?
-pub(super) fn image_health_covered(text: &str) -> bool {
-    let df = dockerfile_util::parse(text);
-    let chain = stage_chain(&df);
-    df.stages
-        .iter()
-        .flat_map(|s| s.instructions.iter())
-        .any(|i| i.keyword == "HEALTHCHECK" && !i.args.trim().eq_ignore_ascii_case("none"))
-        || (!chain.is_empty() && minimal_base(&base_image(&df, &chain)))
-}
-
-/// A command or entrypoint that starts a web server (ASGI/WSGI servers, dev servers, proxies).
-pub(super) fn serves_http(stage_cmds: &str) -> bool {
-    let l = stage_cmds.to_ascii_lowercase();
-    [
-        "uvicorn",
-        "gunicorn",
-        "hypercorn",
-        "granian",
-        "daphne",
-        "fastapi run",
-        "flask run",
-        "manage.py runserver",
-        "nginx",
-        "caddy",
-        "httpd",
-    ]
-    .iter()
-    .any(|w| l.contains(w))
-}
 
 impl Check for NoHealthcheck {
     fn id(&self) -> &'static str {
@@ -413,20 +346,6 @@ impl Check for RunsAsRoot {
 
 pub struct SecretInEnv;
 
-/// A literal value that is a real secret rather than a placeholder, for a name that holds a secret.
-pub(super) fn literal_secret(name: &str, value: &str) -> bool {
-    let v = value.trim();
-    if v.is_empty() || v.contains('$') || !secret_name(name) || is_placeholder(v) {
-        return false;
-    }
-    let password = name.to_ascii_lowercase().contains("pass");
-    // A password that is a plain word (`wordpress`, `nextcloud`) is a demo value; a real one mixes classes.
-    let mixed =
-        v.chars().any(|c| c.is_ascii_alphabetic()) && v.chars().any(|c| !c.is_ascii_alphabetic());
-    looks_generated(v, password)
-        || (password && v.len() >= 8 && mixed && !placeholder_password("", v))
-}
-
 impl Check for SecretInEnv {
     fn id(&self) -> &'static str {
         "dockerfile-secret-in-env"
@@ -440,7 +359,7 @@ impl Check for SecretInEnv {
             if ins.keyword != "ENV" && ins.keyword != "ARG" {
                 continue;
             }
-            for (name, value) in dockerfile_util::arg_pairs(&ins.args) {
+            for (name, value) in dockerfile::arg_pairs(&ins.args) {
                 let Some(value) = value else { continue };
                 if literal_secret(&name, &value) {
                     out.push(CheckMatch {
@@ -458,7 +377,7 @@ impl Check for SecretInEnv {
 
 /// Every instruction of the file, global ARGs included.
 fn text_instructions(text: &str) -> Vec<Instruction> {
-    let df = dockerfile_util::parse(text);
+    let df = dockerfile::parse(text);
     let mut out: Vec<Instruction> = Vec::new();
     // Global ARGs are not kept as instructions; re-read them from the text before the first FROM.
     let first_from = df.stages.first().map_or(text.len(), |s| s.from.range.start);

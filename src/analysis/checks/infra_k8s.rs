@@ -14,12 +14,12 @@
 //! * [`EnvSecret`] (O3): a literal secret as `env[].value`.
 //! * [`ValuesNoResources`] (I6) and [`ValuesImageUnpinned`] (O5): the same in Helm values files.
 
-use super::i4_compose_ports::datastore_re;
-use super::infra_dockerfile::{literal_secret, serves_http};
-use super::yaml_util::{self, YKind, YNode, YamlDoc, image_ref, moving_tag};
-use super::{Check, CheckMatch, PyNode};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::{FileContext, RepoContext};
 use crate::analysis::language::FileKind;
+use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag, serves_http};
+use crate::analysis::semantic::secrets::literal_secret;
+use crate::analysis::semantic::yaml::{self, YKind, YNode, YamlDoc};
 use regex::Regex;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -129,7 +129,7 @@ impl Check for NoResources {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         if file.templated {
             return;
         }
@@ -182,7 +182,7 @@ impl Check for NoProbes {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         if file.templated {
             return;
         }
@@ -302,7 +302,7 @@ impl Check for ImageUnpinned {
         }));
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             for key in ["initContainers", "containers"] {
@@ -348,7 +348,7 @@ fn exposed_services(
     root: &PyNode<'_>,
     repo: &RepoContext,
 ) -> Vec<(Range<usize>, String, String, bool)> {
-    let file = yaml_util::file_of(root);
+    let file = yaml::file_of(root);
     let mut out = Vec::new();
     // In a Helm template the type is chosen by values (`{{- if eq .Values.service.type "NodePort" }}`).
     if file.templated {
@@ -483,7 +483,7 @@ impl Check for SingleReplica {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             if w.kind != "Deployment" {
@@ -529,7 +529,7 @@ impl Check for EnvSecret {
         &["env"]
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             for key in ["initContainers", "containers"] {
@@ -620,7 +620,7 @@ impl Check for ValuesNoResources {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
             walk_maps(&doc.root, &mut maps, 0);
@@ -690,7 +690,7 @@ impl Check for ValuesImageUnpinned {
         }
     }
     fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml_util::file_of(root);
+        let file = yaml::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
             walk_maps(&doc.root, &mut maps, 0);
@@ -764,7 +764,7 @@ mod tests {
         let mut out = Vec::new();
         check.run_in(&doc.root(), &ctx, &mut out);
         out.iter()
-            .map(|m| yaml_util::line_of(text, m.range.start))
+            .map(|m| yaml::line_of(text, m.range.start))
             .collect()
     }
 

@@ -2,9 +2,7 @@
 //! `check: <id>`.
 
 use super::context::FileContext;
-use super::language::{FileKind, Lang};
-use ast_grep_core::Node;
-use ast_grep_core::tree_sitter::StrDoc;
+use super::language::FileKind;
 use std::ops::Range;
 
 mod c1_counter;
@@ -17,7 +15,6 @@ mod c6_fanout;
 mod c7_idempotency;
 mod c8_scheduler;
 mod c9_checkpointer;
-mod dockerfile_util;
 mod f1_db_statement_timeout;
 mod f2_retry_loop;
 mod f3_no_fallback;
@@ -45,10 +42,8 @@ mod o3_hardcoded_secrets;
 mod o4_alembic;
 mod o4_model_migration;
 mod sync_session;
-pub(crate) mod yaml_util;
 
-/// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
-pub type PyNode<'r> = Node<'r, StrDoc<Lang>>;
+pub use super::nodes::PyNode;
 
 /// A place a check found, by byte range, with an optional message replacing the detector's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,20 +103,6 @@ pub trait Check: Sync + Send {
         let _ = (text, ctx, out);
     }
 }
-
-/// Tokens one of which a route handler's decorator contains (`@router.get(`, `@app.post(`: see
-/// [`is_route_handler`]), for checks that only look at route handlers.
-pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
-    ".get(",
-    ".post(",
-    ".put(",
-    ".patch(",
-    ".delete(",
-    ".head(",
-    ".options(",
-    ".api_route(",
-    ".websocket(",
-];
 
 /// A replacement a check proposes for a byte range of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,16 +203,14 @@ static CHECKS: &[&dyn Check] = &[
     &infra_compose::AppWithoutHealthcheck,
 ];
 
-/// Links of a chain (`a.b.c`, `a.b().c()`) that recursive helpers follow before giving up: far more than real
-/// code has, few enough that a chain as long as the file cannot exhaust the stack.
-pub const MAX_CHAIN: usize = 64;
-
 /// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with
 /// syntax errors is still analysed around them.
 pub fn unparseable(kind: FileKind, text: &str) -> Option<String> {
     match kind {
-        FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => yaml_util::unparseable(text),
-        FileKind::Dockerfile => dockerfile_util::unparseable(text),
+        FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => {
+            crate::analysis::semantic::yaml::unparseable(text)
+        }
+        FileKind::Dockerfile => crate::analysis::semantic::dockerfile::unparseable(text),
         _ => None,
     }
 }
@@ -244,235 +223,4 @@ pub fn lookup(id: &str) -> Option<&'static dyn Check> {
 /// Every known check id.
 pub fn ids() -> Vec<&'static str> {
     CHECKS.iter().map(|c| c.id()).collect()
-}
-
-/// True for `async def` function definitions.
-pub fn is_async_def(node: &PyNode<'_>) -> bool {
-    node.kind() == "function_definition" && node.child(0).is_some_and(|c| c.kind() == "async")
-}
-
-/// The nearest enclosing function (`def`, `async def` or `lambda`) of a node, not counting the node itself.
-pub fn enclosing_function<'r>(node: &PyNode<'r>) -> Option<PyNode<'r>> {
-    node.ancestors()
-        .find(|a| matches!(a.kind().as_ref(), "function_definition" | "lambda"))
-}
-
-/// Is the node's code run on the event loop, i.e. is its nearest enclosing function an `async def`?
-pub fn in_async_context(node: &PyNode<'_>) -> bool {
-    enclosing_function(node).is_some_and(|f| is_async_def(&f))
-}
-
-/// The callee text of a `call` node, e.g. `requests.get` or `db.query` (whitespace removed).
-pub fn callee(call: &PyNode<'_>) -> Option<String> {
-    let f = call.field("function")?;
-    Some(f.text().split_whitespace().collect())
-}
-
-/// The value of keyword argument `name` of a `call` node.
-pub fn keyword_arg<'r>(call: &PyNode<'r>, name: &str) -> Option<PyNode<'r>> {
-    let args = call.field("arguments")?;
-    args.children()
-        .filter(|a| a.kind() == "keyword_argument")
-        .find(|a| a.field("name").is_some_and(|n| n.text() == name))
-        .and_then(|a| a.field("value"))
-}
-
-/// The `n`-th (0-based) positional argument of a `call` node.
-pub fn positional_arg<'r>(call: &PyNode<'r>, n: usize) -> Option<PyNode<'r>> {
-    let args = call.field("arguments")?;
-    args.children()
-        .filter(|a| {
-            a.is_named()
-                && !matches!(
-                    a.kind().as_ref(),
-                    "keyword_argument" | "dictionary_splat" | "list_splat" | "comment"
-                )
-        })
-        .nth(n)
-}
-
-/// The value of a string literal (`string` or `concatenated_string` node) without prefix and quotes, escapes
-/// left as written; `None` for f-strings with interpolations and for other nodes.
-pub fn string_value(node: &PyNode<'_>) -> Option<String> {
-    match node.kind().as_ref() {
-        "string" => {
-            let mut out = String::new();
-            for c in node.children() {
-                match c.kind().as_ref() {
-                    "interpolation" => return None,
-                    "string_content" => out.push_str(&c.text()),
-                    _ => {}
-                }
-            }
-            Some(out)
-        }
-        "concatenated_string" => {
-            let mut out = String::new();
-            for c in node.children().filter(|c| c.kind() == "string") {
-                out.push_str(&string_value(&c)?);
-            }
-            Some(out)
-        }
-        _ => None,
-    }
-}
-
-/// Is this `def`/`async def` a web route handler, i.e. decorated with `@<router or app>.get/post/put/patch/
-/// delete/head/options/api_route/websocket(...)`?
-pub fn is_route_handler(func: &PyNode<'_>) -> bool {
-    let Some(parent) = func.parent() else {
-        return false;
-    };
-    if parent.kind() != "decorated_definition" {
-        return false;
-    }
-    parent
-        .children()
-        .filter(|d| d.kind() == "decorator")
-        .any(|d| {
-            let t: String = d.text().split_whitespace().collect();
-            let t = t.trim_start_matches('@');
-            let head = t.split('(').next().unwrap_or("");
-            t.contains('(')
-                && head.contains('.')
-                && matches!(
-                    head.rsplit('.').next(),
-                    Some(
-                        "get"
-                            | "post"
-                            | "put"
-                            | "patch"
-                            | "delete"
-                            | "head"
-                            | "options"
-                            | "api_route"
-                            | "websocket"
-                    )
-                )
-        })
-}
-
-/// The last dotted segment of a call's callee: `sleep` for `asyncio.sleep(…)`, `AsyncClient` for
-/// `httpx.AsyncClient(…)`.
-pub fn callee_tail(call: &PyNode<'_>) -> Option<String> {
-    let f = call.field("function")?;
-    match f.kind().as_ref() {
-        "identifier" => Some(f.text().to_string()),
-        "attribute" => f.field("attribute").map(|a| a.text().to_string()),
-        _ => None,
-    }
-}
-
-/// Every descendant of `node` (not `node` itself) that runs in the same function body: nested `def`, `lambda`
-/// and `class` bodies are not entered (the nested definition node itself is included).
-pub fn same_scope_descendants<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<PyNode<'r>> = node.children().collect();
-    while let Some(n) = stack.pop() {
-        let nested = matches!(
-            n.kind().as_ref(),
-            "function_definition" | "lambda" | "class_definition"
-        );
-        if !nested {
-            stack.extend(n.children());
-        }
-        out.push(n);
-    }
-    out.sort_by_key(|n| n.range().start);
-    out
-}
-
-/// Does a `call` pass `**kwargs` (so any keyword may be set where we cannot see it)?
-pub fn has_kwargs_splat(call: &PyNode<'_>) -> bool {
-    call.field("arguments")
-        .is_some_and(|args| args.children().any(|a| a.kind() == "dictionary_splat"))
-}
-
-/// The name of a `def`/`async def` node.
-pub fn function_name(func: &PyNode<'_>) -> Option<String> {
-    func.field("name").map(|n| n.text().to_string())
-}
-
-/// Is the node at module level (no enclosing function or class)?
-pub fn is_module_level(node: &PyNode<'_>) -> bool {
-    !node.ancestors().any(|a| {
-        matches!(
-            a.kind().as_ref(),
-            "function_definition" | "lambda" | "class_definition"
-        )
-    })
-}
-
-/// Is the node inside an `if __name__ == "__main__":` block?
-pub fn in_main_guard(node: &PyNode<'_>) -> bool {
-    node.ancestors().any(|a| {
-        a.kind() == "if_statement"
-            && a.field("condition").is_some_and(|c| {
-                let t: String = c.text().split_whitespace().collect();
-                t == "__name__==\"__main__\"" || t == "__name__=='__main__'"
-            })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ast_grep_core::tree_sitter::LanguageExt;
-
-    fn first_call<'r>(root: &PyNode<'r>) -> PyNode<'r> {
-        match root.dfs().find(|n| n.kind() == "call") {
-            Some(c) => c,
-            None => panic!("no call in the snippet"),
-        }
-    }
-
-    #[test]
-    fn call_helpers() {
-        let doc = Lang::Python.ast_grep("requests.get(url, timeout=None, **extra)\n");
-        let root = doc.root();
-        let call = first_call(&root);
-        assert_eq!(callee(&call).as_deref(), Some("requests.get"));
-        assert_eq!(
-            keyword_arg(&call, "timeout")
-                .map(|v| v.text().to_string())
-                .as_deref(),
-            Some("None")
-        );
-        assert!(keyword_arg(&call, "verify").is_none());
-        assert!(has_kwargs_splat(&call));
-        assert!(is_module_level(&call));
-        assert!(!in_main_guard(&call));
-    }
-
-    #[test]
-    fn scope_helpers() {
-        let src = "async def a():\n    f()\n    def b():\n        g()\n    h(lambda: k())\nif __name__ == '__main__':\n    m()\n";
-        let doc = Lang::Python.ast_grep(src);
-        let root = doc.root();
-        let call = |name: &str| match root
-            .dfs()
-            .find(|n| n.kind() == "call" && callee(n).as_deref() == Some(name))
-        {
-            Some(c) => c,
-            None => panic!("no call {name}"),
-        };
-        assert!(in_async_context(&call("f")));
-        assert!(
-            !in_async_context(&call("g")),
-            "nested def is not the coroutine"
-        );
-        assert!(
-            !in_async_context(&call("k")),
-            "lambda runs wherever it is handed"
-        );
-        assert!(in_async_context(&call("h")));
-        assert!(in_main_guard(&call("m")));
-        assert!(!is_module_level(&call("f")));
-        assert_eq!(
-            enclosing_function(&call("g"))
-                .and_then(|f| function_name(&f))
-                .as_deref(),
-            Some("b")
-        );
-    }
 }

@@ -9,8 +9,10 @@
 //! is one (`presigned_url`, `signed_url`, `sas_url`). Values wrapped in another call (`len(urls)`,
 //! `urlparse(url).path`, `redact(url)`) are not.
 
-use super::{Check, CheckMatch, PyNode, callee};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::syntax::callee;
+use crate::analysis::semantic::python::text::{Cut, shorten};
 use regex::Regex;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -152,19 +154,10 @@ impl Check for SignedUrlInLog {
                     range: call.range(),
                     message: Some(format!(
                         "`{f}(…)` logs the signed URL `{}`: it is a bearer credential for the object until it expires, now readable by anyone with access to the logs",
-                        short(&value.text())
+                        shorten(&value.text(), Cut::EXPRESSION)
                     )),
                 });
             }
         }
-    }
-}
-
-fn short(code: &str) -> String {
-    let one: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 60 {
-        format!("{}…", one.chars().take(57).collect::<String>())
-    } else {
-        one
     }
 }

@@ -11,8 +11,11 @@
 //! `collect_runs()`, inside functions decorated with `@traceable`/`@observe`, receivers bound with
 //! `.with_config(...)`, and calls passing `**kwargs`.
 
-use super::{Check, CheckMatch, PyNode, callee, has_kwargs_splat, keyword_arg, positional_arg};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::syntax::{
+    callee, has_kwargs_splat, keyword_arg, positional_arg,
+};
 use regex::Regex;
 use std::sync::OnceLock;
 

@@ -14,12 +14,12 @@
 //! Placeholders are never reported: empty values, `changeme`, `your-key-here`, `<token>`, `xxx`, `...`, `${VAR}`,
 //! `sk-...`, values naming `example`/`dummy`/`test`, and anything short, sequential or low in entropy.
 
-use super::o3_hardcoded_secrets::{
-    KnownFormatSecret, NamedSecretLiteral, is_placeholder, known_format_secret, looks_generated,
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
+use crate::analysis::semantic::secrets::{
+    KNOWN_FORMAT_TOKENS, SECRET_NAME_TOKENS, is_placeholder, known_format_secret, looks_generated,
     secret_name, url_password,
 };
-use super::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
 use regex::Regex;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -190,7 +190,7 @@ impl Check for EnvExampleKnownSecret {
         "env-example-known-format-secret"
     }
     fn tokens(&self) -> &'static [&'static str] {
-        KnownFormatSecret.tokens()
+        KNOWN_FORMAT_TOKENS
     }
     fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
@@ -216,7 +216,7 @@ impl Check for EnvExampleNamedSecret {
         "env-example-named-secret"
     }
     fn tokens(&self) -> &'static [&'static str] {
-        NamedSecretLiteral.tokens()
+        SECRET_NAME_TOKENS
     }
     fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {

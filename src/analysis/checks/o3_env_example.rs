@@ -13,8 +13,11 @@
 //! fails without the variable) and optional ones (`os.getenv`, `os.environ.get`, fields with a default). Settings
 //! classes built with explicit values in their own file (`Settings(**kwargs)`) are not judged.
 
-use super::{Check, CheckMatch, PyNode, callee, keyword_arg, positional_arg, string_value};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::syntax::{
+    callee, keyword_arg, positional_arg, string_value,
+};
 use std::collections::HashSet;
 
 /// Names of example environment files, in order of preference within one folder.

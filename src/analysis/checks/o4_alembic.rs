@@ -10,9 +10,11 @@
 //! - a data migration that reads a whole table into memory (`.fetchall()`, `.all()` on an unfiltered
 //!   `select`/`query`) with no batching (`yield_per`, `fetchmany`, `LIMIT`, `partitions`) in the function.
 
-use super::{Check, CheckMatch, PyNode, callee, callee_tail, keyword_arg, positional_arg};
-use super::{same_scope_descendants, string_value};
-
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{
+    callee, callee_tail, keyword_arg, positional_arg, string_value,
+};
 /// Operations of `op` / `batch_op` that change the schema.
 const SCHEMA_OPS: &[&str] = &[
     "add_column",

@@ -6,9 +6,10 @@
 //! (`relationship(…)`, `Relationship(…)`) do not change the schema and are not counted. One finding per class:
 //! on its first column line the change touches.
 
-use super::{Check, CheckMatch, PyNode, callee_tail, positional_arg, string_value};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::language::FileKind;
+use crate::analysis::semantic::python::syntax::{callee_tail, positional_arg, string_value};
 
 pub struct ModelChangeWithoutMigration;
 

@@ -7,12 +7,12 @@
 //! `with SessionLocal() as db:`): a plain `with` cannot open an `AsyncSession`. In-memory session methods
 //! (`add`, `expunge`, `expire`) are not reported, nor is start-up code (`lifespan`).
 
-use super::c5_blocking::{
-    Imports, dotted, is_awaited, is_startup_function, own_nodes, well_formed,
-};
-use super::{Check, CheckMatch, PyNode, is_async_def, is_module_level};
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-
+use crate::analysis::semantic::python::imports::Imports;
+use crate::analysis::semantic::python::roles::is_startup_function;
+use crate::analysis::semantic::python::scopes::{OwnNodes, is_module_level, own_nodes};
+use crate::analysis::semantic::python::syntax::{dotted, is_async_def, is_awaited, well_formed};
 pub struct SyncSessionInAsync;
 
 /// Annotation texts that name the synchronous session class.
@@ -133,7 +133,7 @@ fn sync_session_makers<'r>(
 
 /// Names bound by `with <sync session> as name:` in the function's own body.
 fn with_sessions(func: &PyNode<'_>, imports: &Imports, makers: &[String]) -> Vec<String> {
-    own_nodes(func)
+    own_nodes(func, OwnNodes::BodyNamed)
         .into_iter()
         .filter(|n| n.kind() == "with_statement" && !n.children().any(|c| c.kind() == "async"))
         .flat_map(|w| {
@@ -177,7 +177,7 @@ impl Check for SyncSessionInAsync {
             if params.is_empty() && opened.is_empty() {
                 continue;
             }
-            for node in own_nodes(func) {
+            for node in own_nodes(func, OwnNodes::BodyNamed) {
                 if node.kind() != "call" || !well_formed(&node) {
                     continue;
                 }

@@ -10,8 +10,8 @@
 //!   holds only actions becomes a comment), so byte offsets stay those of the original text.
 //!   [`YamlFile::templated`] tells checks that the file had actions: absence-based checks stay quiet there.
 
-use super::PyNode;
 use crate::analysis::language::Lang;
+use crate::analysis::nodes::PyNode;
 use ast_grep_core::tree_sitter::LanguageExt;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -581,54 +581,6 @@ impl Builder<'_> {
     }
 }
 
-/// A Compose-style or Kubernetes image reference split into name, tag and digest.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ImageRef<'a> {
-    pub name: &'a str,
-    pub tag: Option<&'a str>,
-    pub digest: bool,
-}
-
-/// Split `registry:5000/org/name:tag@sha256:…`.
-pub fn image_ref(image: &str) -> ImageRef<'_> {
-    let (rest, digest) = match image.split_once('@') {
-        Some((r, _)) => (r, true),
-        None => (image, false),
-    };
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    match rest[last_slash..].rfind(':') {
-        Some(c) => ImageRef {
-            name: &rest[..last_slash + c],
-            tag: Some(&rest[last_slash + c + 1..]),
-            digest,
-        },
-        None => ImageRef {
-            name: rest,
-            tag: None,
-            digest,
-        },
-    }
-}
-
-/// Tags that move: a rollback to "the previous version" is impossible when the tag names no version.
-pub fn moving_tag(tag: &str) -> bool {
-    matches!(
-        tag.to_ascii_lowercase().as_str(),
-        "latest"
-            | "main"
-            | "master"
-            | "develop"
-            | "dev"
-            | "edge"
-            | "nightly"
-            | "stable"
-            | "head"
-            | "trunk"
-            | "unstable"
-            | "canary"
-    )
-}
-
 /// The line (1-based) of a byte offset, for tests.
 #[cfg(test)]
 pub fn line_of(text: &str, offset: usize) -> usize {
@@ -763,21 +715,5 @@ mod tests {
         assert_eq!(unparseable(""), None);
         let empty = parse("");
         assert!(empty.docs.iter().all(|d| d.entries(&d.root).is_empty()));
-    }
-
-    #[test]
-    fn image_references() {
-        assert_eq!(
-            image_ref("ghcr.io:443/org/app:1.2@sha256:ab"),
-            ImageRef {
-                name: "ghcr.io:443/org/app",
-                tag: Some("1.2"),
-                digest: true
-            }
-        );
-        assert_eq!(image_ref("localhost:5000/app").tag, None);
-        assert_eq!(image_ref("redis").tag, None);
-        assert!(moving_tag("Latest"));
-        assert!(!moving_tag("1.27-alpine"));
     }
 }
