@@ -1,4 +1,4 @@
-//! Docker Compose checks over the [`yaml_util`](super::yaml_util) model (anchors, merge keys and multi-document
+//! Docker Compose checks over the [`semantic::yaml`](crate::analysis::semantic::yaml) model (anchors, merge keys and multi-document
 //! files handled there). Services using `extends` or merging an anchor we cannot see are treated as incomplete:
 //! nothing is reported about keys they might inherit.
 //!

@@ -1,4 +1,4 @@
-//! Kubernetes manifest and Helm checks over the [`yaml_util`](super::yaml_util) model.
+//! Kubernetes manifest and Helm checks over the [`semantic::yaml`](crate::analysis::semantic::yaml) model.
 //!
 //! Helm templates are read with their `{{ … }}` actions blanked: values that came from an action are never
 //! judged, and checks that report something *missing* (resources, probes) stay quiet in templated files, whose

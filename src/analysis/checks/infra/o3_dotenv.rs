@@ -4,7 +4,7 @@
 //!
 //! * [`EnvExampleKnownSecret`]: a value in a provider's documented credential format (`sk-…`, `ghp_…`,
 //!   `github_pat_…`, `AKIA…`, `xoxb-…`, a PEM private key, …), judged by
-//!   [`known_format_secret`](super::o3_hardcoded_secrets::known_format_secret) as in Python code.
+//!   [`known_format_secret`](crate::analysis::semantic::secrets::known_format_secret) as in Python code.
 //! * [`EnvExampleNamedSecret`]: a long, random-looking value under a secret-ish name (`*_API_KEY`, `*SECRET*`,
 //!   `*_TOKEN`, `*PASSWORD`), judged by the same name and shape rules as Python literals.
 //!
