@@ -1,7 +1,7 @@
 //! The analysis engine: one file in, findings out. Each file is parsed once; every detector that the file's
 //! tokens make worth running is dispatched in a single walk of the tree by node kind.
 
-use super::checks::{self, CheckFix, CheckMatch};
+use super::checks::{self, CheckMatch};
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::limits::{self, Deadline, DeadlineGuard};
@@ -485,9 +485,9 @@ impl Engine {
                     if deadline.passed() {
                         return Ok(out);
                     }
-                    let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
+                    let mut found = Vec::new();
                     let started = self.clock();
-                    check.run_fixing(&tree, ctx, &mut found);
+                    check.run(&tree, ctx, &mut found);
                     self.record(started, |t, d| t.detector(i, d));
                     self.check_matches(i, text, found, &mut out);
                 }
@@ -603,7 +603,6 @@ impl Engine {
             let started = self.clock();
             check.run_text(text, ctx, &mut found);
             self.record(started, |t, d| t.detector(i, d));
-            let found = found.into_iter().map(|c| (c, None)).collect();
             self.check_matches(i, text, found, &mut out);
         }
         out
@@ -611,27 +610,19 @@ impl Engine {
 
     /// A Rust check's matches as raw matches of detector `i`: its own message (else the detector's), and only ranges
     /// that cut the text at characters (checks over rewritten text could miss).
-    fn check_matches(
-        &self,
-        i: usize,
-        text: &str,
-        found: Vec<(CheckMatch, Option<CheckFix>)>,
-        out: &mut Vec<RawMatch>,
-    ) {
+    fn check_matches(&self, i: usize, text: &str, found: Vec<CheckMatch>, out: &mut Vec<RawMatch>) {
         let on_chars = |r: &Range<usize>| {
             r.start <= r.end && text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
         };
         out.extend(
             found
                 .into_iter()
-                .filter(|(c, fix)| {
-                    on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
-                })
-                .map(|(c, fix)| RawMatch {
+                .filter(|c| on_chars(&c.range) && c.fix.as_ref().is_none_or(|f| on_chars(&f.range)))
+                .map(|c| RawMatch {
                     detector: i,
                     range: c.range,
                     message: c.message.map(Arc::from),
-                    fix: fix.map(|f| (f.range, f.replacement)),
+                    fix: c.fix.map(|f| (f.range, f.replacement)),
                 }),
         );
     }

@@ -10,23 +10,27 @@ mod python;
 
 pub use super::nodes::PyNode;
 
-/// A place a check found, by byte range, with an optional message replacing the detector's own.
+/// A place a check found, by byte range, with an optional message replacing the detector's own and an
+/// optional safe fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckMatch {
     pub range: Range<usize>,
     pub message: Option<String>,
+    pub fix: Option<CheckFix>,
 }
 
-/// A detector written in Rust.
+/// A detector written in Rust. It has one method that finds anything, [`Check::run`]; the others are
+/// metadata the engine reads before parsing (which files can match, which other files the check reads), and
+/// [`Check::run_text`] for the few checks over files no grammar parses. None of them calls another.
 pub trait Check: Sync + Send {
     /// The id rule files use in `check:`.
     fn id(&self) -> &'static str;
+    /// Find matches in a parsed file, with the file's context (its path, the repository around it, the node
+    /// index and the memoised semantic models) in `ctx`.
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>);
     /// Literal tokens one of which a file must contain for the check to find anything (empty: always run).
-    fn tokens(&self) -> &'static [&'static str];
-    /// Find matches in a parsed file, with no repository around it. Every check overrides this or
-    /// [`Check::run_in`] (each one's default calls the other).
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        self.run_in(root, &FileContext::detached(), out);
+    fn tokens(&self) -> &'static [&'static str] {
+        &[]
     }
     /// Further token groups, each of which must also have one token in the file (an AND of ORs with
     /// [`Check::tokens`]): what the check needs besides its main token, so that files that cannot match are
@@ -43,24 +47,6 @@ pub trait Check: Sync + Send {
     /// fetches only these.
     fn needs(&self) -> &'static [&'static str] {
         &[]
-    }
-    /// Find matches with the repository around the file in view. Checks that look beyond their own file
-    /// override this; the default is [`Check::run`].
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let _ = ctx;
-        self.run(root, out);
-    }
-    /// Find matches, each with a safe fix where the check can offer one. Checks with fixes override this; the
-    /// default is [`Check::run_in`] without fixes.
-    fn run_fixing<'r>(
-        &self,
-        root: &PyNode<'r>,
-        ctx: &FileContext<'r>,
-        out: &mut Vec<(CheckMatch, Option<CheckFix>)>,
-    ) {
-        let mut found = Vec::new();
-        self.run_in(root, ctx, &mut found);
-        out.extend(found.into_iter().map(|m| (m, None)));
     }
     /// Find matches in a file no grammar parses (a kind whose `lang()` is `None`, e.g. `.env.example`), read as
     /// text. Only checks whose rule names such a kind in `file_kinds` are asked; the default finds nothing.

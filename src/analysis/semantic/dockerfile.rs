@@ -349,6 +349,52 @@ fn unquote(v: &str) -> String {
     }
 }
 
+/// Does the image a Dockerfile builds carry a health check Compose would use (a `HEALTHCHECK` other than
+/// `HEALTHCHECK NONE` in any stage: a `build.target` may pick any), or is it built on a minimal base that has nothing
+/// to run one with?
+pub fn image_health_covered(text: &str) -> bool {
+    let df = parse(text);
+    let chain = stage_chain(&df);
+    df.stages
+        .iter()
+        .flat_map(|s| s.instructions.iter())
+        .any(|i| i.keyword == "HEALTHCHECK" && !i.args.trim().eq_ignore_ascii_case("none"))
+        || (!chain.is_empty() && minimal_base(&base_image(&df, &chain)))
+}
+
+/// Base images with no shell or tools to run a `HEALTHCHECK` with, made for orchestrators' probes.
+pub fn minimal_base(image: &str) -> bool {
+    let l = image.to_ascii_lowercase();
+    l == "scratch" || l.contains("distroless") || l.contains("chiseled")
+}
+
+/// The image the stage chain finally builds on.
+pub fn base_image(df: &Dockerfile, chain: &[&Stage]) -> String {
+    let base = chain.last().map_or("", |s| s.image.as_str());
+    df.substitute(base).unwrap_or_else(|| base.to_string())
+}
+
+/// The final stage and the earlier stages it builds on (`FROM build AS final`), final stage first.
+pub fn stage_chain(df: &Dockerfile) -> Vec<&Stage> {
+    let mut chain = Vec::new();
+    let mut idx = match df.stages.len() {
+        0 => return chain,
+        n => n - 1,
+    };
+    for _ in 0..df.stages.len() {
+        let stage = &df.stages[idx];
+        chain.push(stage);
+        let parent = df.stages[..idx]
+            .iter()
+            .rposition(|s| s.alias.as_deref() == Some(stage.image.to_ascii_lowercase().as_str()));
+        match parent {
+            Some(p) => idx = p,
+            None => break,
+        }
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,50 +459,4 @@ mod tests {
         );
         assert_eq!(arg_pairs("TOKEN"), vec![("TOKEN".into(), None)]);
     }
-}
-
-/// Does the image a Dockerfile builds carry a health check Compose would use (a `HEALTHCHECK` other than
-/// `HEALTHCHECK NONE` in any stage: a `build.target` may pick any), or is it built on a minimal base that has nothing
-/// to run one with?
-pub fn image_health_covered(text: &str) -> bool {
-    let df = parse(text);
-    let chain = stage_chain(&df);
-    df.stages
-        .iter()
-        .flat_map(|s| s.instructions.iter())
-        .any(|i| i.keyword == "HEALTHCHECK" && !i.args.trim().eq_ignore_ascii_case("none"))
-        || (!chain.is_empty() && minimal_base(&base_image(&df, &chain)))
-}
-
-/// Base images with no shell or tools to run a `HEALTHCHECK` with, made for orchestrators' probes.
-pub fn minimal_base(image: &str) -> bool {
-    let l = image.to_ascii_lowercase();
-    l == "scratch" || l.contains("distroless") || l.contains("chiseled")
-}
-
-/// The image the stage chain finally builds on.
-pub fn base_image(df: &Dockerfile, chain: &[&Stage]) -> String {
-    let base = chain.last().map_or("", |s| s.image.as_str());
-    df.substitute(base).unwrap_or_else(|| base.to_string())
-}
-
-/// The final stage and the earlier stages it builds on (`FROM build AS final`), final stage first.
-pub fn stage_chain(df: &Dockerfile) -> Vec<&Stage> {
-    let mut chain = Vec::new();
-    let mut idx = match df.stages.len() {
-        0 => return chain,
-        n => n - 1,
-    };
-    for _ in 0..df.stages.len() {
-        let stage = &df.stages[idx];
-        chain.push(stage);
-        let parent = df.stages[..idx]
-            .iter()
-            .rposition(|s| s.alias.as_deref() == Some(stage.image.to_ascii_lowercase().as_str()));
-        match parent {
-            Some(p) => idx = p,
-            None => break,
-        }
-    }
-    chain
 }

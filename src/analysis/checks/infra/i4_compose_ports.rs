@@ -12,7 +12,6 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::container::datastore_re;
 use crate::analysis::semantic::paths::is_production_infra_file;
-
 pub struct ComposeDatastorePort;
 
 /// The text of a scalar node without quotes.
@@ -88,18 +87,19 @@ impl Check for ComposeDatastorePort {
     fn id(&self) -> &'static str {
         "compose-datastore-port"
     }
-
     fn tokens(&self) -> &'static [&'static str] {
         &["ports"]
     }
-
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
+}
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+impl ComposeDatastorePort {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         for services in root.dfs().filter(|n| {
             n.kind() == "block_mapping_pair" && key_of(n).as_deref() == Some("services")
         }) {
@@ -133,6 +133,7 @@ impl Check for ComposeDatastorePort {
                         continue;
                     }
                     out.push(CheckMatch {
+                        fix: None,
                         range: item.range(),
                         message: Some(format!(
                             "service `{name}` (`{image}`) publishes `{}` on every interface of the host: the datastore is reachable from outside the Compose network; drop `ports:` (the backend connects by service name) or bind it to `127.0.0.1`",

@@ -104,7 +104,7 @@ impl Check for PublishedPort {
     fn tokens(&self) -> &'static [&'static str] {
         &["ports"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
             self.published(root, ctx.repo, out);
         }
@@ -147,6 +147,7 @@ impl PublishedPort {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: ports.key_range.clone(),
                     message: Some(format!(
                         "service `{}` publishes `{}` on every interface of the host: in production only the reverse proxy publishes ports; let the proxy reach `{}` over the Compose network by service name (use `expose:`), or bind to `127.0.0.1`",
@@ -215,7 +216,7 @@ impl Check for DependencyWithoutHealthcheck {
     fn tokens(&self) -> &'static [&'static str] {
         &["depends_on"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let all = services(doc);
@@ -236,6 +237,7 @@ impl Check for DependencyWithoutHealthcheck {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: target.entry.key_range.clone(),
                     message: Some(format!(
                         "service `{}` is a dependency of `{}` but has no `healthcheck:`: Compose starts the dependents as soon as its container runs, before it accepts connections; add a `healthcheck:` and `condition: service_healthy`",
@@ -368,7 +370,7 @@ impl Check for AppWithoutHealthcheck {
     fn needs(&self) -> &'static [&'static str] {
         DOCKERFILES
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_dev_infra_file(ctx.path) {
             return;
         }
@@ -450,6 +452,7 @@ impl Check for AppWithoutHealthcheck {
                     }
                 };
                 out.push(CheckMatch {
+                    fix: None,
                     range: s.entry.key_range.clone(),
                     message: Some(format!(
                         "service `{}` has no `healthcheck:` and {why}: nothing tells Compose (`up --wait`, `depends_on: service_healthy`), Swarm's rolling updates or a proxy such as Traefik whether it is ready or hung; add a `healthcheck:` that calls the app's readiness endpoint",
@@ -470,7 +473,7 @@ impl Check for DependsOnNotHealthy {
     fn tokens(&self) -> &'static [&'static str] {
         &["depends_on"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let all = services(doc);
@@ -490,6 +493,7 @@ impl Check for DependsOnNotHealthy {
                         continue;
                     }
                     out.push(CheckMatch {
+                        fix: None,
                         range,
                         message: Some(format!(
                             "`{}` depends on `{name}` without `condition: service_healthy`: it is started as soon as `{name}`'s container runs, not when its health check passes; use `depends_on: {{{name}: {{condition: service_healthy}}}}`",
@@ -511,12 +515,16 @@ impl Check for NoLimits {
     fn tokens(&self) -> &'static [&'static str] {
         &["services"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl NoLimits {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         if file.templated {
             return;
@@ -537,6 +545,7 @@ impl Check for NoLimits {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: s.entry.key_range.clone(),
                     message: Some(format!(
                         "service `{}` has no memory/CPU limit (`deploy.resources.limits` or `mem_limit`/`cpus`): one leaking or busy container can starve every other service on the host; set limits sized from its observed use",
@@ -592,7 +601,7 @@ impl Check for ImageUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &["image"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
@@ -633,6 +642,7 @@ impl Check for ImageUnpinned {
                     _ => continue,
                 };
                 out.push(CheckMatch {
+                    fix: None,
                     range: entry.key_range.start..entry.value.range.end,
                     message: Some(format!(
                         "service `{}`: `image: {written}` {what}: each `docker compose pull` may run a different version and there is no previous version to roll back to; pin a version tag (or a digest)",
@@ -653,12 +663,16 @@ impl Check for LiteralSecret {
     fn tokens(&self) -> &'static [&'static str] {
         &["environment"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !is_dev_infra_file(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl LiteralSecret {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             for s in services(doc) {
@@ -695,6 +709,7 @@ impl Check for LiteralSecret {
                 }
                 for (name, range) in found {
                     out.push(CheckMatch {
+                        fix: None,
                         range,
                         message: Some(format!(
                             "service `{}` sets `{name}` to a literal secret in the Compose file: it is in the repository history and every clone; reference it as `{name}: ${{{name}}}` from an untracked `.env`, or use Compose `secrets:`",
@@ -716,7 +731,7 @@ mod tests {
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {
         let doc = Lang::Yaml.ast_grep(text);
         let mut out = Vec::new();
-        check.run(&doc.root(), &mut out);
+        check.run(&doc.root(), &FileContext::detached(), &mut out);
         out.iter()
             .map(|m| yaml::line_of(text, m.range.start))
             .collect()
@@ -733,7 +748,7 @@ mod tests {
             nodes: None,
         };
         let mut out = Vec::new();
-        check.run_in(&doc.root(), &ctx, &mut out);
+        check.run(&doc.root(), &ctx, &mut out);
         out.iter()
             .map(|m| yaml::line_of(text, m.range.start))
             .collect()

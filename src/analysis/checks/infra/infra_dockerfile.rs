@@ -41,7 +41,7 @@ impl Check for FromUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &[]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
         let df = parsed(root);
         for (idx, stage) in df.stages.iter().enumerate() {
@@ -73,6 +73,7 @@ impl Check for FromUnpinned {
                 String::new()
             };
             out.push(CheckMatch {
+                fix: None,
                 range: first_line(text, &stage.from),
                 message: Some(format!(
                     "`FROM {image}`{via} {what}: every build may get a different base image, and rolling back does not bring the old one back; pin a version tag (and ideally `@sha256:` digest)"
@@ -120,7 +121,7 @@ fn exec_form(keyword: &str, cmd: &str) -> String {
 }
 
 impl ShellFormCmd {
-    fn find(&self, root: &PyNode<'_>, out: &mut Vec<(CheckMatch, Option<CheckFix>)>) {
+    fn find(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
         let df = parsed(root);
         let Some(stage) = df.final_stage() else {
@@ -155,8 +156,8 @@ impl ShellFormCmd {
                 replacement: exec_form(&ins.keyword, args),
             });
             let shown: String = args.chars().take(60).collect();
-            out.push((
-                CheckMatch {
+            out.push(CheckMatch {
+                    fix,
                     range: first_line(text, ins),
                     message: Some(format!(
                         "`{} {shown}` is in shell form: `/bin/sh -c` runs as PID 1 and does not pass SIGTERM on, so the app is killed after the grace period instead of draining; use the exec form `{} [\"…\", \"…\"]`{}",
@@ -168,9 +169,7 @@ impl ShellFormCmd {
                             ""
                         }
                     )),
-                },
-                fix,
-            ));
+                });
         }
     }
 }
@@ -182,17 +181,7 @@ impl Check for ShellFormCmd {
     fn tokens(&self) -> &'static [&'static str] {
         &["CMD", "ENTRYPOINT", "cmd", "entrypoint"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let mut v = Vec::new();
-        self.find(root, &mut v);
-        out.extend(v.into_iter().map(|(m, _)| m));
-    }
-    fn run_fixing(
-        &self,
-        root: &PyNode<'_>,
-        _ctx: &FileContext<'_>,
-        out: &mut Vec<(CheckMatch, Option<CheckFix>)>,
-    ) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         self.find(root, out);
     }
 }
@@ -224,13 +213,17 @@ impl Check for NoHealthcheck {
     fn tokens(&self) -> &'static [&'static str] {
         &[]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if dev_target(ctx.path, &parsed(root)) {
             return;
         }
-        self.run(root, out);
+        self.find_all(root, out);
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl NoHealthcheck {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
         let df = parsed(root);
         let chain = stage_chain(&df);
@@ -251,6 +244,7 @@ impl Check for NoHealthcheck {
             return;
         }
         out.push(CheckMatch {
+            fix: None,
             range: first_line(text, &last.from),
             message: Some(format!(
                 "the final stage (`FROM {}`) serves traffic but has no `HEALTHCHECK`: `docker ps`, Compose `depends_on: condition: service_healthy` and Swarm cannot tell a hung server from a healthy one; add `HEALTHCHECK CMD` against the readiness endpoint (Kubernetes uses its own probes)",
@@ -294,13 +288,17 @@ impl Check for RunsAsRoot {
     fn tokens(&self) -> &'static [&'static str] {
         &[]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if dev_target(ctx.path, &parsed(root)) {
             return;
         }
-        self.run(root, out);
+        self.find_all(root, out);
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl RunsAsRoot {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
         let df = parsed(root);
         let chain = stage_chain(&df);
@@ -317,6 +315,7 @@ impl Check for RunsAsRoot {
                 let resolved = df.substitute(name).unwrap_or_else(|| name.to_string());
                 if root_user(&resolved) {
                     out.push(CheckMatch {
+                        fix: None,
                         range: first_line(text, u),
                         message: Some(format!(
                             "`USER {name}` is the last user of the final stage: the app runs as root, so a compromised process owns the container and any mounted volume; create an unprivileged user and switch to it (`USER app`)"
@@ -333,6 +332,7 @@ impl Check for RunsAsRoot {
                     return;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: first_line(text, &last.from),
                     message: Some(format!(
                         "the final stage (`FROM {}`) never sets `USER`: the app runs as root, so a compromised process owns the container and any mounted volume; add `RUN useradd --system app` and `USER app` (or use a `nonroot` base image)",
@@ -353,7 +353,7 @@ impl Check for SecretInEnv {
     fn tokens(&self) -> &'static [&'static str] {
         &["ENV", "ARG", "env", "arg"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
         for ins in text_instructions(text) {
             if ins.keyword != "ENV" && ins.keyword != "ARG" {
@@ -363,6 +363,7 @@ impl Check for SecretInEnv {
                 let Some(value) = value else { continue };
                 if literal_secret(&name, &value) {
                     out.push(CheckMatch {
+                        fix: None,
                         range: first_line(text, &ins),
                         message: Some(format!(
                             "`{} {name}=…` writes a literal secret into the image: every layer and `docker history` keep it, and anyone who can pull the image can read it; pass it at run time (environment, a secrets manager) or with `RUN --mount=type=secret` at build time",
@@ -411,7 +412,7 @@ mod tests {
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {
         let doc = Lang::Dockerfile.ast_grep(text);
         let mut out = Vec::new();
-        check.run(&doc.root(), &mut out);
+        check.run(&doc.root(), &FileContext::detached(), &mut out);
         let mut lines: Vec<usize> = out
             .iter()
             .map(|m| text[..m.range.start].matches('\n').count() + 1)
@@ -433,7 +434,7 @@ mod tests {
         let mut out = Vec::new();
         ShellFormCmd.find(&doc.root(), &mut out);
         assert_eq!(out.len(), 1);
-        let fix = out[0].1.clone().map(|f| f.replacement);
+        let fix = out[0].fix.clone().map(|f| f.replacement);
         assert_eq!(
             fix.as_deref(),
             Some("CMD [\"uvicorn\", \"app.main:app\", \"--host\", \"0.0.0.0\"]")
@@ -443,7 +444,7 @@ mod tests {
         let mut out = Vec::new();
         ShellFormCmd.find(&doc.root(), &mut out);
         assert_eq!(out.len(), 1);
-        assert!(out[0].1.is_none(), "a variable needs the shell");
+        assert!(out[0].fix.is_none(), "a variable needs the shell");
         let text = "FROM python:3.12-slim\nHEALTHCHECK CMD curl -f http://localhost/\nCMD [\"python\", \"-m\", \"app\"]\n";
         assert!(lines_of(&ShellFormCmd, text).is_empty());
     }

@@ -123,12 +123,16 @@ impl Check for NoResources {
     fn tokens(&self) -> &'static [&'static str] {
         &["containers"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl NoResources {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         if file.templated {
             return;
@@ -153,6 +157,7 @@ impl Check for NoResources {
                     None => container_anchor(doc, c),
                 };
                 out.push(CheckMatch {
+                    fix: None,
                     range,
                     message: Some(format!(
                         "container `{}` of {} `{}` has no `resources.{}`: without requests the scheduler packs pods blindly, and without limits one pod can take the node's memory or CPU from its neighbours; set cpu and memory requests and limits",
@@ -176,12 +181,16 @@ impl Check for NoProbes {
     fn tokens(&self) -> &'static [&'static str] {
         &["containers"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl NoProbes {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         if file.templated {
             return;
@@ -225,6 +234,7 @@ impl Check for NoProbes {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: container_anchor(doc, c),
                     message: Some(format!(
                         "container `{}` of {} `{}` has no `{}`: Kubernetes {} ; probe the app's readiness endpoint (DB/vector store checked) and a cheap liveness endpoint",
@@ -286,9 +296,9 @@ impl Check for ImageUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &["image"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let mut found = Vec::new();
-        self.run(root, &mut found);
+        self.find_all(root, &mut found);
         let text = &root.get_doc().src;
         let rewritten = images_rewritten(ctx);
         out.extend(found.into_iter().filter(|m| {
@@ -301,7 +311,11 @@ impl Check for ImageUnpinned {
             !(rewritten && bare)
         }));
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl ImageUnpinned {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
@@ -321,6 +335,7 @@ impl Check for ImageUnpinned {
                         continue;
                     };
                     out.push(CheckMatch {
+                        fix: None,
                         range: entry.key_range.start..entry.value.range.end,
                         message: Some(format!(
                             "container `{}` of {} `{}`: `image: {image}` {what}; replicas can run different versions and a rollback redeploys whatever the tag points to now; pin a version tag or a digest",
@@ -409,7 +424,7 @@ impl Check for ServiceExposed {
     fn tokens(&self) -> &'static [&'static str] {
         &["LoadBalancer", "NodePort"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         self.exposed(root, ctx.repo, out);
     }
 }
@@ -421,6 +436,7 @@ impl ServiceExposed {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range,
                 message: Some(format!(
                     "Service `{name}` is `type: {ty}`: it is reachable from outside the cluster without the ingress/proxy (TLS, auth, rate limits); make it `ClusterIP` and route to it through the Ingress"
@@ -439,7 +455,7 @@ impl Check for DatastoreExposed {
     fn tokens(&self) -> &'static [&'static str] {
         &["LoadBalancer", "NodePort"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         self.exposed(root, ctx.repo, out);
     }
 }
@@ -451,6 +467,7 @@ impl DatastoreExposed {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range,
                 message: Some(format!(
                     "Service `{name}` exposes a datastore as `type: {ty}`: the database/cache/vector store is reachable from outside the cluster, protected only by its password; make it `ClusterIP`"
@@ -477,12 +494,16 @@ impl Check for SingleReplica {
     fn tokens(&self) -> &'static [&'static str] {
         &["replicas"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl SingleReplica {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
@@ -509,6 +530,7 @@ impl Check for SingleReplica {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: r.key_range.start..r.value.range.end,
                 message: Some(format!(
                     "Deployment `{}` runs `replicas: 1`: a crash, node drain or rollout leaves no pod serving; run at least 2 replicas (with a PodDisruptionBudget) for a stateless web service",
@@ -528,7 +550,7 @@ impl Check for EnvSecret {
     fn tokens(&self) -> &'static [&'static str] {
         &["env"]
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
@@ -554,6 +576,7 @@ impl Check for EnvSecret {
                             continue;
                         }
                         out.push(CheckMatch {
+                            fix: None,
                             range: v.key_range.start..v.value.range.end,
                             message: Some(format!(
                                 "container `{}` sets `{name}` to a literal secret in the manifest: it is in the repository and readable by anyone who can read the Deployment; use `valueFrom.secretKeyRef` to a Secret managed outside git (Sealed/External Secrets)",
@@ -614,12 +637,16 @@ impl Check for ValuesNoResources {
     fn tokens(&self) -> &'static [&'static str] {
         &["resources"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if values_file(ctx) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl ValuesNoResources {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
@@ -663,6 +690,7 @@ impl Check for ValuesNoResources {
                         continue;
                     };
                     out.push(CheckMatch {
+                        fix: None,
                         range: e.key_range.clone(),
                         message: Some(format!(
                             "`resources:` in the chart values has no {}: the pods are deployed without cpu/memory requests and limits unless every environment overrides it; set defaults here",
@@ -684,12 +712,16 @@ impl Check for ValuesImageUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &["tag", "image"]
     }
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if values_file(ctx) {
-            self.run(root, out);
+            self.find_all(root, out);
         }
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+}
+
+impl ValuesImageUnpinned {
+    /// The matches in the file, before the file-level guard of [`Check::run`].
+    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
         let file = yaml::file_of(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
@@ -710,6 +742,7 @@ impl Check for ValuesImageUnpinned {
                         .is_none_or(str::is_empty)
                 {
                     out.push(CheckMatch {
+                        fix: None,
                         range: t.key_range.start..t.value.range.end,
                         message: Some(format!(
                             "`tag: {tag}` in the chart values is a moving tag{}: each deploy may run a different version and `helm rollback` cannot bring the old image back; pin a version (or leave it empty to use the chart's `appVersion`)",
@@ -731,6 +764,7 @@ impl Check for ValuesImageUnpinned {
                     && let Some(what) = judge_image(image, always)
                 {
                     out.push(CheckMatch {
+                        fix: None,
                         range: e.key_range.start..e.value.range.end,
                         message: Some(format!(
                             "`image: {image}` in the chart values {what}; pin a version tag or a digest so a rollback restores the old image"
@@ -762,7 +796,7 @@ mod tests {
             nodes: None,
         };
         let mut out = Vec::new();
-        check.run_in(&doc.root(), &ctx, &mut out);
+        check.run(&doc.root(), &ctx, &mut out);
         out.iter()
             .map(|m| yaml::line_of(text, m.range.start))
             .collect()

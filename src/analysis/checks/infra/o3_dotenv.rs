@@ -192,13 +192,14 @@ impl Check for EnvExampleKnownSecret {
     fn tokens(&self) -> &'static [&'static str] {
         KNOWN_FORMAT_TOKENS
     }
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
+    fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         for a in assignments(text) {
             let Some(provider) = known_format_secret(&a.value) else {
                 continue;
             };
             out.push(CheckMatch {
+                fix: None,
                 range: a.range,
                 message: Some(format!(
                     "`{}` in this example environment file is a real-looking {provider}: the file is committed and copied, so the credential is public; revoke it at the provider and leave a placeholder (`{}=` or `{}=<your key>`)",
@@ -218,7 +219,7 @@ impl Check for EnvExampleNamedSecret {
     fn tokens(&self) -> &'static [&'static str] {
         SECRET_NAME_TOKENS
     }
-    fn run(&self, _root: &PyNode<'_>, _out: &mut Vec<CheckMatch>) {}
+    fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         for a in assignments(text) {
             // Known formats are reported by the critical detector.
@@ -227,6 +228,7 @@ impl Check for EnvExampleNamedSecret {
             }
             if url_with_secret(&a.value) {
                 out.push(CheckMatch {
+                    fix: None,
                     range: a.range,
                     message: Some(format!(
                         "`{}` in this example environment file is a URL with a real-looking password: it is public in the repository, and every deployment that copies the file uses it; put a placeholder in the URL (`user:changeme@`) or build the URL from a separate password setting",
@@ -239,6 +241,7 @@ impl Check for EnvExampleNamedSecret {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: a.range,
                 message: Some(format!(
                     "`{}` has a real-looking secret value in this example environment file: it is public in the repository, and every deployment that copies the file runs with the same secret; leave it empty or a placeholder (`{}=changeme`) and generate one per deployment (`openssl rand -hex 32`)",

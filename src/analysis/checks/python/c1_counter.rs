@@ -12,7 +12,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::persistence::{
     FuncFacts, Source, counter_write, is_session_name,
 };
-use crate::analysis::semantic::python::syntax::strip_parens;
+use crate::analysis::semantic::python::syntax::{has_error, strip_parens};
 use crate::analysis::semantic::python::text::{Cut, shorten};
 use std::collections::HashSet;
 
@@ -38,7 +38,7 @@ impl Check for CounterReadModifyWrite {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         run_kind(root, ctx, Kind::Loaded, out);
     }
 }
@@ -50,7 +50,7 @@ impl Check for QuotaCheckThenAct {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         run_kind(root, ctx, Kind::CheckThenAct, out);
     }
 }
@@ -62,7 +62,7 @@ impl Check for CounterRmwLoadedElsewhere {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush", ".save("]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         run_kind(root, ctx, Kind::Elsewhere, out);
     }
 }
@@ -107,7 +107,7 @@ fn counter_writes<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Kind, Ch
             if seen.contains(&w.var) || is_worker_bookkeeping(&w.var, &w.attr) {
                 continue;
             }
-            if node.get_inner_node().has_error() || facts.inside_lock(node) {
+            if has_error(node) || facts.inside_lock(node) {
                 continue;
             }
             let start = node.range().start;
@@ -171,6 +171,7 @@ fn counter_writes<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Kind, Ch
             out.push((
                 kind,
                 CheckMatch {
+                    fix: None,
                     range: node.range(),
                     message: Some(message),
                 },
@@ -193,7 +194,7 @@ impl Check for CountThenInsert {
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
         &[&["commit", "flush"]]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for func in ctx.of_kind(root, "function_definition").iter() {
             // Facts walk the whole body: only for functions that count and could commit at all.
             let text = func.text();
@@ -297,6 +298,7 @@ fn count_then_insert(facts: &FuncFacts<'_>) -> Option<CheckMatch> {
         let add_line = add.start_pos().line() + 1;
         let commit_line = facts.commit_after(add.range().start)?;
         return Some(CheckMatch {
+            fix: None,
             range: cmp.range(),
             message: Some(format!(
                 "check-then-act on a quota: `{}` counts rows and the new row is inserted at line {add_line} and \

@@ -11,7 +11,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::persistence::{FuncFacts, Source, counter_write};
-use crate::analysis::semantic::python::syntax::{strip_parens, var_attr};
+use crate::analysis::semantic::python::syntax::{has_error, strip_parens, var_attr};
 use crate::analysis::semantic::python::text::{Cut, shorten};
 pub struct UnlockedStatusTransition;
 pub struct UnlockedBalanceUpdate;
@@ -54,7 +54,7 @@ impl Check for UnlockedStatusTransition {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if root.text().contains("version_id_col") {
             return;
         }
@@ -89,7 +89,7 @@ impl Check for UnlockedStatusTransition {
                     }) else {
                         continue;
                     };
-                    if write.get_inner_node().has_error() || facts.inside_lock(write) {
+                    if has_error(write) || facts.inside_lock(write) {
                         continue;
                     }
                     let Some(commit_line) = facts.commit_after(write.range().start) else {
@@ -110,6 +110,7 @@ impl Check for UnlockedStatusTransition {
                     };
                     reported.push(key.clone());
                     out.push(CheckMatch {
+                        fix: None,
                         range: write.range(),
                         message: Some(format!(
                             "`{}` is a status transition guarded by a check of `{key}` on a row loaded by `{q}` without \
@@ -159,7 +160,7 @@ impl Check for UnlockedBalanceUpdate {
     fn tokens(&self) -> &'static [&'static str] {
         &["commit", "flush"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if root.text().contains("version_id_col") {
             return;
         }
@@ -183,7 +184,7 @@ impl Check for UnlockedBalanceUpdate {
                 if var == "self" || var == "cls" || !is_resource_attr(&attr) {
                     continue;
                 }
-                if counter_write(write).is_some() || write.get_inner_node().has_error() {
+                if counter_write(write).is_some() || has_error(write) {
                     continue; // C1's finding
                 }
                 let target = format!("{var}.{attr}");
@@ -202,6 +203,7 @@ impl Check for UnlockedBalanceUpdate {
                     continue;
                 };
                 out.push(CheckMatch {
+                    fix: None,
                     range: write.range(),
                     message: Some(format!(
                         "`{}` writes back a value computed from the loaded `{target}` on a row loaded by `{q}` without \

@@ -10,7 +10,7 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::persistence::{FuncFacts, is_session_name};
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
-use crate::analysis::semantic::python::syntax::function_name;
+use crate::analysis::semantic::python::syntax::{function_name, has_error};
 use crate::analysis::semantic::python::text::{Cut, shorten};
 pub struct SessionSharedAcrossTasks;
 pub struct SessionPassedToTask;
@@ -239,7 +239,7 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
         let func_start = func.range().start;
         let mut spawned: Vec<(PyNode<'_>, String, bool)> = Vec::new();
         for call in facts.nodes.iter().filter(|n| n.kind() == "call") {
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             let callee = last_segment(call);
@@ -366,13 +366,14 @@ impl Check for SessionSharedAcrossTasks {
             "submit",
         ]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
             task_hits(ctx, root)
                 .0
                 .iter()
                 .filter(|h| h.shared)
                 .map(|h| CheckMatch {
+                    fix: None,
                     range: h.range.clone(),
                     message: Some(h.message.clone()),
                 }),
@@ -387,13 +388,14 @@ impl Check for SessionPassedToTask {
     fn tokens(&self) -> &'static [&'static str] {
         &["create_task", "ensure_future", "start_soon", "add_task"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         out.extend(
             task_hits(ctx, root)
                 .0
                 .iter()
                 .filter(|h| !h.shared)
                 .map(|h| CheckMatch {
+                    fix: None,
                     range: h.range.clone(),
                     message: Some(h.message.clone()),
                 }),
@@ -482,7 +484,7 @@ impl Check for ModuleLevelSession {
     fn tokens(&self) -> &'static [&'static str] {
         &["Session", "session", "get_db"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imported = imports_orm_session(ctx, root);
         for a in ctx.of_kind(root, "assignment").iter() {
             if enclosing_function(a).is_some() || in_main_guard(a) {
@@ -491,10 +493,7 @@ impl Check for ModuleLevelSession {
             let Some(right) = a.field("right") else {
                 continue;
             };
-            if right.kind() != "call"
-                || !opens_session(&right, imported)
-                || a.get_inner_node().has_error()
-            {
+            if right.kind() != "call" || !opens_session(&right, imported) || has_error(a) {
                 continue;
             }
             let target = a
@@ -502,6 +501,7 @@ impl Check for ModuleLevelSession {
                 .map(|l| l.text().to_string())
                 .unwrap_or_default();
             out.push(CheckMatch {
+                fix: None,
                 range: a.range(),
                 message: Some(format!(
                     "`{}` opens one database session at import time that every request and task of this process then \
@@ -527,7 +527,7 @@ impl Check for SessionOnInstance {
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
         &[&["ession", "get_db"]]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imported = imports_orm_session(ctx, root);
         for func in ctx
             .of_kind(root, "function_definition")
@@ -552,6 +552,7 @@ impl Check for SessionOnInstance {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: a.range(),
                     message: Some(format!(
                         "`{}` opens a database session when the object is constructed and keeps it for the object's \

@@ -11,7 +11,9 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
-use crate::analysis::semantic::python::syntax::{function_name, has_kwargs_splat, keyword_arg};
+use crate::analysis::semantic::python::syntax::{
+    function_name, has_error, has_kwargs_splat, keyword_arg,
+};
 pub struct EnginePoolDefaults;
 pub struct EnginePoolTimeoutNone;
 pub struct EngineNullPool;
@@ -75,7 +77,7 @@ fn engine_calls<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>>
                 ),
             }
         })
-        .filter(|call| !call.get_inner_node().has_error() && !in_main_guard(call))
+        .filter(|call| !has_error(call) && !in_main_guard(call))
         .cloned()
         .collect()
 }
@@ -105,7 +107,7 @@ impl Check for EnginePoolDefaults {
     fn tokens(&self) -> &'static [&'static str] {
         &["create_engine", "create_async_engine"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in engine_calls(ctx, root) {
             if has_kwargs_splat(&call)
                 || is_sqlite(&call)
@@ -130,6 +132,7 @@ impl Check for EnginePoolDefaults {
                 .collect();
             let name = callee_text(&call);
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{name}(…)` leaves {} at SQLAlchemy's default ({}): size the pool for this replica's concurrent \
@@ -150,13 +153,14 @@ impl Check for EnginePoolTimeoutNone {
     fn tokens(&self) -> &'static [&'static str] {
         &["pool_timeout"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in engine_calls(ctx, root) {
             if let Some(v) = keyword_arg(&call, "pool_timeout")
                 && v.text() == "None"
             {
                 let kw = v.parent().unwrap_or(v.clone());
                 out.push(CheckMatch {
+                    fix: None,
                     range: kw.range(),
                     message: Some(format!(
                         "`pool_timeout=None` on `{}(…)`: when the pool is exhausted a request waits for a connection \
@@ -176,7 +180,7 @@ impl Check for EngineNullPool {
     fn tokens(&self) -> &'static [&'static str] {
         &["NullPool"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in engine_calls(ctx, root) {
             // A branch chosen by configuration (`if settings.DISABLE_POOL: NullPool`) is a deliberate option.
             let conditional = call.ancestors().any(|a| {
@@ -193,6 +197,7 @@ impl Check for EngineNullPool {
             {
                 let kw = v.parent().unwrap_or(v.clone());
                 out.push(CheckMatch {
+                    fix: None,
                     range: kw.range(),
                     message: Some(format!(
                         "`poolclass=NullPool` on `{}(…)` opens and closes a database connection for every checkout, \
@@ -276,13 +281,13 @@ impl Check for ClientPerRequest {
     fn tokens(&self) -> &'static [&'static str] {
         &["Client", "ClientSession", "OpenAI"]
     }
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in ctx.of_kind(root, "call").iter() {
             let callee = callee_text(call);
             let Some(kind) = client_kind(ctx, root, &callee) else {
                 continue;
             };
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             let Some(func) = enclosing_function(call) else {
@@ -302,6 +307,7 @@ impl Check for ClientPerRequest {
             }
             if dependency {
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`{callee}(…)` in the dependency `{}` creates {kind} with its own connection pool for every \
@@ -313,6 +319,7 @@ impl Check for ClientPerRequest {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{callee}(…)` creates {kind} with its own connection pool on every request of this endpoint: no \

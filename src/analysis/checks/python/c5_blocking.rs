@@ -12,7 +12,7 @@ use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
-    dotted, function_name, is_async_def, is_awaited, well_formed,
+    dotted, function_name, has_error, is_async_def, is_awaited,
 };
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
@@ -256,7 +256,7 @@ impl Check for BlockingHelper {
         &["async"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let all = ctx.memo(root, || HelperCalls(helper_calls(root, ctx)));
         out.extend(
             all.0
@@ -358,7 +358,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
             .into_iter()
             .filter(|n| n.kind() == "call")
         {
-            if is_awaited(&call) || !well_formed(&call) {
+            if is_awaited(&call) || has_error(&call) {
                 continue;
             }
             let Some(f) = call.field("function") else {
@@ -397,6 +397,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
             out.push((
                 h.blocking.level,
                 CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`{}(…)` is a synchronous function of this file that {what} (`{}(…)`, line {}): called from `async def` it blocks the event loop; use `await asyncio.to_thread({}, …)`",

@@ -12,8 +12,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::drivers::DriverTracker;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
-use crate::analysis::semantic::python::syntax::{is_async_def, well_formed};
-
+use crate::analysis::semantic::python::syntax::{has_error, is_async_def};
 /// A synchronous database driver used in `async def`.
 pub struct SyncDriverInAsync;
 
@@ -26,7 +25,7 @@ impl Check for SyncDriverInAsync {
         &["psycopg", "pymysql", "pymongo", "redis"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         let tracker = DriverTracker::new(root, &imports);
         if !tracker.active() {
@@ -41,10 +40,11 @@ impl Check for SyncDriverInAsync {
                 continue;
             }
             for u in tracker.blocking_uses(func, true) {
-                if !well_formed(&u.call) {
+                if has_error(&u.call) {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: u.call.range(),
                     message: Some(u.message),
                 });

@@ -15,7 +15,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
-use crate::analysis::semantic::python::syntax::{dotted, well_formed};
+use crate::analysis::semantic::python::syntax::{dotted, has_error};
 use crate::analysis::semantic::python::text::{Cut, shorten};
 use regex::Regex;
 use std::sync::OnceLock;
@@ -757,7 +757,7 @@ impl Check for UnboundedFanout {
         FANOUT_TOKENS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         let limiters = limiter_names(ctx, root);
         // Local names for the task starters under another name (`from asyncio import gather as g`).
@@ -783,7 +783,7 @@ impl Check for UnboundedFanout {
             };
             let gathered = gathered_names(&nodes, &imports);
             for call in nodes.iter().filter(|n| n.kind() == "call") {
-                if !well_formed(call) {
+                if has_error(call) {
                     continue;
                 }
                 let Some(f) = call.field("function") else {
@@ -843,6 +843,7 @@ impl Check for UnboundedFanout {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "{what} of `{name}` ({origin}) all at once, with no `asyncio.Semaphore` or batching: a large input opens that many concurrent calls and exhausts connection pools and provider rate limits"

@@ -10,7 +10,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::route_of;
-use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
 /// Is this function an MCP tool (`@mcp.tool`, `@mcp.tool()`, `@server.tool(...)` on an MCP server)?
 fn is_mcp_tool(def: &PyNode<'_>, file_mentions_mcp: bool) -> bool {
@@ -345,7 +345,7 @@ impl Check for PublicWriteNoIdempotency {
         &[".post(", ".put(", ".tool"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         let lower = text.to_ascii_lowercase();
         // An idempotency key handled anywhere in the file (a dependency, a header, a field).
@@ -408,10 +408,11 @@ impl Check for PublicWriteNoIdempotency {
                 .map(|n| n.text().to_string())
                 .unwrap_or_default();
             // Code the parser could not make sense of yields no findings: precision first.
-            if def.get_inner_node().has_error() {
+            if has_error(def) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{what}(…)` in `{name}` ({surface}) creates a resource on every call, with no idempotency key and no natural key in sight: a client retry after a timeout creates a duplicate (low confidence: a middleware or a unique constraint may handle it elsewhere)"

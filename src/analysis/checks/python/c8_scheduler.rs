@@ -16,7 +16,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::is_module_level;
-use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
 /// Is some form of distributed lock or leader election mentioned in the file?
 pub(super) fn lock_in_sight(text: &str) -> bool {
@@ -185,7 +185,7 @@ impl Check for InProcessScheduler {
         &["cheduler", "sched"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if lock_in_sight(&text) || text.contains("BlockingScheduler") {
             return;
@@ -218,10 +218,11 @@ impl Check for InProcessScheduler {
                 continue;
             };
             // Code the parser could not make sense of yields no findings: precision first.
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{f}()` starts an in-process scheduler {where_}: every replica and every worker process runs every job, and no distributed lock or leader election is in sight in this file"
@@ -242,7 +243,7 @@ impl Check for RepeatEvery {
         &["repeat_every", "repeat_at"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if lock_in_sight(&root.text()) {
             return;
         }
@@ -267,10 +268,11 @@ impl Check for RepeatEvery {
                 .map(|n| n.text().to_string())
                 .unwrap_or_else(|| "the job".into());
             // Code the parser could not make sense of yields no findings: precision first.
-            if dec.get_inner_node().has_error() {
+            if has_error(dec) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: dec.range(),
                 message: Some(format!(
                     "`@{last}(…)` runs `{job}` on a timer inside every app process: with several replicas or workers it runs once per process, and no distributed lock or leader election is in sight in this file"
@@ -383,7 +385,7 @@ impl Check for StartupLoopTask {
         &["create_task", "ensure_future", "start_soon"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if lock_in_sight(&root.text()) {
             return;
         }
@@ -458,10 +460,11 @@ impl Check for StartupLoopTask {
                 continue;
             }
             // Code the parser could not make sense of yields no findings: precision first.
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{f}({job}…)` starts a periodic job from application startup: every replica and every worker process runs its own copy of the loop, and no distributed lock or leader election is in sight in this file"
@@ -482,7 +485,7 @@ impl Check for CeleryBeatEmbedded {
         &["beat", "worker_main"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !text.contains("celery") && !text.contains("Celery") {
             return;
@@ -510,10 +513,11 @@ impl Check for CeleryBeatEmbedded {
                 continue;
             }
             // Code the parser could not make sense of yields no findings: precision first.
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{f}(…)` embeds Celery beat in a worker: every replica of this worker runs its own beat and every periodic task fires once per replica, with no lock (e.g. RedBeat) in sight"

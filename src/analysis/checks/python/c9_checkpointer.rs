@@ -10,7 +10,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::route_of;
-use crate::analysis::semantic::python::syntax::callee;
+use crate::analysis::semantic::python::syntax::{callee, has_error};
 use crate::analysis::semantic::python::text::words;
 const RUN_METHODS: &[&str] = &["ainvoke", "astream", "astream_events", "invoke", "stream"];
 
@@ -73,7 +73,7 @@ impl Check for UnserializedThreadRun {
         &["thread_id"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !text.contains("thread_id") || serialization_in_sight(&text) {
             return;
@@ -146,10 +146,11 @@ impl Check for UnserializedThreadRun {
                 continue;
             };
             // Code the parser could not make sense of yields no findings: precision first.
-            if call.get_inner_node().has_error() {
+            if has_error(call) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{f}(…)` in `{handler}` runs the graph on a request's `thread_id` with no per-thread lock in this file: two concurrent messages on the same thread interleave their checkpoint writes (low confidence: the client or a queue may already serialize them)"

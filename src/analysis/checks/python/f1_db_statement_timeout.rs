@@ -118,11 +118,9 @@ impl Check for DbEngineNoStatementTimeout {
     fn id(&self) -> &'static str {
         "db-engine-no-statement-timeout"
     }
-
     fn tokens(&self) -> &'static [&'static str] {
         &["create_engine", "create_async_engine"]
     }
-
     fn needs(&self) -> &'static [&'static str] {
         &[
             "**/pyproject.toml",
@@ -134,11 +132,7 @@ impl Check for DbEngineNoStatementTimeout {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        self.find(root, false, out);
-    }
-
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let repo_uses_pg = ctx
             .repo
             .files
@@ -199,6 +193,7 @@ impl DbEngineNoStatementTimeout {
                 "pass `connect_args={\"options\": \"-c statement_timeout=30000\"}` (psycopg)"
             };
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{name}(…)` sets no statement timeout: a slow or lock-blocked query holds its connection and the request until PostgreSQL finishes it; {fix} (not visible here: a timeout set on the database role or in the URL's environment value)"

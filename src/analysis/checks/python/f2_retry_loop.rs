@@ -239,7 +239,7 @@ impl Check for RetryLoopUnbounded {
         &["while"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for w in ctx.of_kind(root, "while_statement").iter() {
             if !w
                 .field("condition")
@@ -297,6 +297,7 @@ impl Check for RetryLoopUnbounded {
                     .map(|c| format!("`{c}(…)`"))
                     .unwrap_or_else(|| "the `try` body".to_string());
                 out.push(CheckMatch {
+                    fix: None,
                     range: w.range().start..swallow.range().end,
                     message: Some(format!(
                         "This `while True` loop retries {what} after {exc} with no attempt limit and no sleep/backoff: \
@@ -318,7 +319,7 @@ mod tests {
     fn count(src: &str) -> usize {
         let doc = Lang::Python.ast_grep(src);
         let mut out = Vec::new();
-        RetryLoopUnbounded.run(&doc.root(), &mut out);
+        RetryLoopUnbounded.run(&doc.root(), &FileContext::detached(), &mut out);
         out.len()
     }
 

@@ -9,6 +9,7 @@
 //! so is an invocation whose `except` handler calls another model.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, keyword_arg};
 use crate::analysis::semantic::python::text::{Cut, shorten};
@@ -95,7 +96,7 @@ impl Check for ChatNoFallbackRoute {
     fn tokens(&self) -> &'static [&'static str] {
         TOKENS
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run(root, Tier::Route, out);
     }
 }
@@ -107,7 +108,7 @@ impl Check for ChatNoFallbackChat {
     fn tokens(&self) -> &'static [&'static str] {
         TOKENS
     }
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run(root, Tier::ChatNamed, out);
     }
 }
@@ -458,6 +459,7 @@ fn run(root: &PyNode<'_>, tier: Tier, out: &mut Vec<CheckMatch>) {
             }
         };
         out.push(CheckMatch {
+            fix: None,
             range: c.range(),
             message: Some(format!(
                 "`{name}(…)` is invoked by {desc} with no `.with_fallbacks(…)` to another model or provider: {impact}"

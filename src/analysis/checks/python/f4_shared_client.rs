@@ -9,7 +9,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::is_module_level;
-use crate::analysis::semantic::python::syntax::{callee, keyword_arg};
+use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
 const CLIENT_CLASSES: &[&str] = &[
     "httpx.AsyncClient",
@@ -74,7 +74,7 @@ impl Check for SharedClientMixedDeps {
         &["Client", "ClientSession", "Session("]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Module-level clients: `http = httpx.AsyncClient(timeout=30)`.
         let clients: Vec<(String, PyNode<'_>)> = ctx
             .of_kind(root, "assignment")
@@ -131,10 +131,11 @@ impl Check for SharedClientMixedDeps {
             if let (Some(slow), Some(fast)) = (llm, other) {
                 let short = |s: &str| s.chars().take(40).collect::<String>();
                 // Code the parser could not make sense of yields no findings: precision first.
-                if ctor.get_inner_node().has_error() {
+                if has_error(&ctor) {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: ctor.range(),
                     message: Some(format!(
                         "`{name}` is one connection pool for an LLM/provider endpoint ({}) and other services ({}): slow model calls can hold every connection and stall the fast calls (low confidence: no evidence of load here)",

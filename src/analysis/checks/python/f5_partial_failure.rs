@@ -9,7 +9,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::{in_main_guard, is_module_level};
-use crate::analysis::semantic::python::syntax::callee;
+use crate::analysis::semantic::python::syntax::{callee, has_error};
 use crate::analysis::semantic::python::text::words;
 /// Words that name the items of a batch (singular: loop targets; plural: iterables).
 const ITEM_WORDS: &[&str] = &[
@@ -468,7 +468,7 @@ impl Check for ItemLoopNoTry {
         ]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let mut guarded: Option<Vec<String>> = None;
         for node in ctx.of_kind(root, "for_statement").iter() {
             // `async for` walks a stream (LLM tokens, pages of a cursor): its failure is the caller's.
@@ -478,7 +478,7 @@ impl Check for ItemLoopNoTry {
             let Some(item) = is_item_loop(node) else {
                 continue;
             };
-            if node.get_inner_node().has_error() || inside_outer_item_guard(node) {
+            if has_error(node) || inside_outer_item_guard(node) {
                 continue;
             }
             let Some(body) = node.field("body") else {
@@ -493,10 +493,11 @@ impl Check for ItemLoopNoTry {
                 continue;
             };
             // Code the parser could not make sense of yields no findings: precision first.
-            if node.get_inner_node().has_error() {
+            if has_error(node) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: io.range(),
                 message: Some(format!(
                     "`{desc}` runs once per `{item}` with no `try` inside the loop: the first item that fails aborts the rest of the batch and the failure is not recorded per item"
@@ -758,7 +759,7 @@ impl Check for SwallowedException {
         &["except"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for clause in ctx.of_kind(root, "except_clause").iter() {
             let types = caught_types(clause);
             let broad = match &types {
@@ -833,10 +834,11 @@ impl Check for SwallowedException {
                 (None, None) => String::new(),
             };
             // Code the parser could not make sense of yields no findings: precision first.
-            if clause.get_inner_node().has_error() {
+            if has_error(clause) {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: clause.range(),
                 message: Some(format!(
                     "`{what} {action}` swallows every error with no log or error record: {consequence}"

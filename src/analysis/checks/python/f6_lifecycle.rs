@@ -121,7 +121,7 @@ impl Check for LifespanResourceNotClosed {
         &["lifespan"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let root_text: String = root.text().split_whitespace().collect();
         for func in ctx.of_kind(root, "function_definition").iter() {
             if !is_lifespan(func, &root_text) {
@@ -185,6 +185,7 @@ impl Check for LifespanResourceNotClosed {
                 }
                 let what = callee(call).unwrap_or_default();
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`{what}(…)` is opened in the lifespan before `yield` (as `{name}`) but nothing after `yield` \
@@ -297,7 +298,7 @@ impl Check for SigtermExitsImmediately {
         &["SIGTERM"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in ctx.of_kind(root, "call").iter() {
             let Some(tail) = callee_tail(call) else {
                 continue;
@@ -317,6 +318,7 @@ impl Check for SigtermExitsImmediately {
             }
             if let Some(h) = handler_exits(root, call, &pos[1]) {
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "The SIGTERM handler {h} exits the process at once: in-flight requests are cut off, checkpoints \

@@ -79,7 +79,7 @@ impl Check for FastApiNoHealth {
         &["FastAPI"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
         if ctors.is_empty() {
             return;
@@ -108,6 +108,7 @@ impl Check for FastApiNoHealth {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{app} = FastAPI(…)` defines {routes} route{} in this file and none is a liveness/readiness probe \

@@ -89,7 +89,7 @@ impl Check for FastApiNoReadinessAnywhere {
         NEEDS
     }
 
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
         if ctors.is_empty() || !routes_elsewhere(root) {
             return;
@@ -125,6 +125,7 @@ impl Check for FastApiNoReadinessAnywhere {
         }
         for call in ctors {
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "this FastAPI app has no readiness signal anywhere the change can see: no health route here, \

@@ -331,7 +331,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         MODEL_FILE_GLOBS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Route handlers first (cheap): most files that pass the token filter have none.
         let handlers: Vec<PyNode<'r>> = ctx
             .of_kind(root, "function_definition")
@@ -409,6 +409,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 String::new()
             };
             out.push(CheckMatch {
+                fix: None,
                 range: first.node.range(),
                 message: Some(format!(
                     "route `{name}` loads `{}` by `{}` from the request and never compares its `{cols}` with the caller (`{}`): any signed-in user can reach another tenant's row by its id{more}; filter by the owner in the query or check it before use",

@@ -219,6 +219,7 @@ fn tenant_query_matches(root: &PyNode<'_>, with_param: bool, out: &mut Vec<Check
             ),
         };
         out.push(CheckMatch {
+            fix: None,
             range: call.range(),
             message: Some(message),
         });
@@ -285,7 +286,7 @@ impl Check for TenantQueryIgnoresTenant {
         TENANT_COLUMNS
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         tenant_query_matches(root, true, out);
     }
 }
@@ -301,7 +302,7 @@ impl Check for TenantQueryUnscoped {
         TENANT_COLUMNS
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         tenant_query_matches(root, false, out);
     }
 }
@@ -447,7 +448,7 @@ impl Check for CacheKeyWithoutTenant {
         TENANT_COLUMNS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text().to_ascii_lowercase();
         if !["redis", "cache", "valkey", "memcache"]
             .iter()
@@ -509,6 +510,7 @@ impl Check for CacheKeyWithoutTenant {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`{}`: the key `{}` leaves out `{tenant}`, which `{}` is given, so two tenants share this entry and one reads (or overwrites) the other's data",
@@ -586,7 +588,7 @@ impl Check for VectorCollectionNotScoped {
         &["collection_name"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if !module_is_multi_tenant(&text) || !text.contains("qdrant") && !text.contains("Qdrant") {
             return;
@@ -650,6 +652,7 @@ impl Check for VectorCollectionNotScoped {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{}` uses the fixed collection `\"{name}\"` in a module that serves several apps, with no tenant filter: every app's vectors share it and this call reaches all of them (use `silo_{{id}}`-style collections or a tenant payload filter)",

@@ -70,7 +70,7 @@ impl Check for PublicRouterWithoutRateLimit {
         &["/public", "/mcp"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         if mentions_rate_limit(&text) {
             return;
@@ -92,6 +92,7 @@ impl Check for PublicRouterWithoutRateLimit {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{last}(prefix=\"{prefix}\")` exposes a public API with no rate-limit dependency on it and no limiter in this file: one caller (or one app's users) can exhaust the workers and upstream quotas for every tenant"
@@ -279,6 +280,7 @@ fn upload_reads<'r>(
                 )
             };
             out.push(CheckMatch {
+                fix: None,
                 range: n.range(),
                 message: Some(message),
             });
@@ -298,7 +300,7 @@ impl Check for UploadReadWithoutSizeLimit {
         &["UploadFile"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         upload_reads(ctx, root, true, out);
     }
 }
@@ -314,7 +316,7 @@ impl Check for UploadReadInHelper {
         &["UploadFile"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         upload_reads(ctx, root, false, out);
     }
 }

@@ -91,7 +91,7 @@ impl Check for ProcessExitInApp {
         &["exit(", "quit(", "SystemExit", "abort("]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if is_cli_module(root) {
             return;
         }
@@ -148,6 +148,7 @@ impl Check for ProcessExitInApp {
                 continue;
             };
             out.push(CheckMatch {
+                fix: None,
                 range: n.range(),
                 message: Some(message),
             });
@@ -458,7 +459,7 @@ impl Check for TenantLoopWithoutIsolation {
         ]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if is_cli_module(root) {
             return;
         }
@@ -500,6 +501,7 @@ impl Check for TenantLoopWithoutIsolation {
             let work_text: String = work.text().split_whitespace().collect::<Vec<_>>().join(" ");
             let work_text = shorten(&work_text, Cut::EXPRESSION);
             out.push(CheckMatch {
+                fix: None,
                 range: header,
                 message: Some(format!(
                     "`for {} in {}` has no `try`/`except` around each iteration: if `{work_text}` raises for one tenant, every tenant after it is skipped (and the same tenant fails first again on the next run)",

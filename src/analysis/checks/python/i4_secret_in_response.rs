@@ -158,7 +158,7 @@ impl Check for SecretInResponse {
         &[ROUTE_DECORATOR_TOKENS]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for func in route_handlers(ctx, root) {
             let name = function_name(&func).unwrap_or_default();
             if reveals_once_re().is_match(&name) {
@@ -179,6 +179,7 @@ impl Check for SecretInResponse {
                 secrets_in(&value, &mut found);
                 for (expr, text) in found {
                     out.push(CheckMatch {
+                        fix: None,
                         range: expr.range(),
                         message: Some(format!(
                             "route `{name}` returns `{text}` to the client: a stored secret leaves the server, and anyone who can call this route (or read its responses in a browser, proxy log or cache) holds the credential"
@@ -240,7 +241,7 @@ impl Check for SecretFieldInResponseModel {
         ]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let used = response_classes(ctx, root);
         if used.is_empty() {
             return;
@@ -313,6 +314,7 @@ impl Check for SecretFieldInResponseModel {
                     }
                     let via = routes.first().cloned().unwrap_or_default();
                     out.push(CheckMatch {
+                        fix: None,
                         range: assign.range(),
                         message: Some(format!(
                             "response model `{class_name}` (returned by `{via}`) has the field `{}: {}`: whatever the handler puts there is sent to the client; drop it, mask it, or type it `SecretStr` (low confidence: the value may already be masked elsewhere)",

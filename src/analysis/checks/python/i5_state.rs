@@ -125,7 +125,7 @@ impl Check for ModuleMutableState {
         &[REQUEST_PATH]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for c in analyze_collections(ctx, root).iter() {
             if grows_without_bound(c).is_some() {
                 continue; // I6 reports it, with the memory angle.
@@ -149,6 +149,7 @@ impl Check for ModuleMutableState {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: u.range.clone(),
                     message: Some(format!(
                         "`{}` changes module-level `{}` (a {}): every worker process and replica keeps its own copy, so this state differs between replicas and is lost on restart",
@@ -293,7 +294,7 @@ impl Check for GlobalRebindOnRequestPath {
         &["global "]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Cheap pre-check: a line that starts with `global ` (the token also matches comments and prose).
         if !root
             .text()
@@ -401,6 +402,7 @@ impl Check for GlobalRebindOnRequestPath {
                 continue;
             };
             out.push(CheckMatch {
+                fix: None,
                 range: g.range(),
                 message: Some(message),
             });
@@ -578,7 +580,7 @@ impl Check for EnvironMutationOnRequestPath {
         ]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let startup_names = startup_functions(ctx, root);
         let startup_names = &startup_names.0;
         // A bare `environ` is the process environment only when imported from `os`.
@@ -600,6 +602,7 @@ impl Check for EnvironMutationOnRequestPath {
                 continue;
             };
             out.push(CheckMatch {
+                fix: None,
                 range: n.range(),
                 message: Some(format!(
                     "`{}` in `{fname}` changes the environment of the whole process and {why}: concurrent requests of other tenants read and overwrite the same variable",

@@ -28,7 +28,7 @@ impl Check for UnboundedModuleCollection {
         MODULE_COLLECTION_TOKENS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for c in analyze_collections(ctx, root).iter() {
             if grows_without_bound(c).is_none() {
                 continue;
@@ -44,6 +44,7 @@ impl Check for UnboundedModuleCollection {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: u.range.clone(),
                     message: Some(format!(
                         "`{}` adds to module-level `{}` (a {}) and nothing ever removes entries or caps its size: it grows for the life of the process (and is per-replica state)",
@@ -112,7 +113,7 @@ impl Check for UnboundedMemoization {
         &["lru_cache", "@cache", "functools.cache"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         if !root.text().contains("functools") {
             return;
         }
@@ -144,6 +145,7 @@ impl Check for UnboundedMemoization {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: dec.range(),
                 message: Some(format!(
                     "`{}` keeps one result per distinct `{}` of `{name}`, forever (no `maxsize`): memory grows with every new value it is called with",

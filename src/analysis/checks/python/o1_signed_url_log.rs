@@ -139,7 +139,7 @@ impl Check for SignedUrlInLog {
         ]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for call in ctx.of_kind(root, "call").iter() {
             let Some(f) = callee(call) else { continue };
             if !logger_re().is_match(&f) {
@@ -151,6 +151,7 @@ impl Check for SignedUrlInLog {
             let names = scope_of(call).map(|s| signed_names(&s)).unwrap_or_default();
             if let Some(value) = args.children().find_map(|a| leaked(&a, &names)) {
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`{f}(…)` logs the signed URL `{}`: it is a bearer credential for the object until it expires, now readable by anyone with access to the logs",

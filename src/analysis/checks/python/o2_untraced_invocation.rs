@@ -112,7 +112,7 @@ impl Check for UntracedInvocation {
         &["LangChainTracer", "CallbackHandler"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let file = root.text();
         if !tracer_re().is_match(&file) {
             return;
@@ -152,6 +152,7 @@ impl Check for UntracedInvocation {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: call.range(),
                 message: Some(format!(
                     "`{f}(…)` starts a run without `config`: this file builds a tracing callback handler, but this `{method}` is not given it, so the run is missing from the app's trace; pass `config={{\"callbacks\": [tracer], \"run_name\": …, \"metadata\": {{\"app_id\": …}}}}` (low confidence: the handler may be attached in a way not visible here)"

@@ -341,6 +341,7 @@ fn run_env(root: &PyNode<'_>, ctx: &FileContext<'_>, defaulted: bool, out: &mut 
             "a deployment without it fails"
         };
         out.push(CheckMatch {
+            fix: None,
             range: r.node.range(),
             message: Some(format!(
                 "`{name}` is read here but `{example}` does not mention it: whoever deploys from the example \
@@ -365,7 +366,7 @@ impl Check for SettingNotInEnvExample {
         NEEDS
     }
 
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, false, out);
     }
 }
@@ -385,7 +386,7 @@ impl Check for OptionalSettingNotInEnvExample {
         NEEDS
     }
 
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, true, out);
     }
 }

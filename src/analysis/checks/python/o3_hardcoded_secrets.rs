@@ -19,7 +19,6 @@ use crate::analysis::semantic::secrets::{
     KNOWN_FORMAT_TOKENS, SECRET_NAME_TOKENS, known_format_secret, known_formats, looks_generated,
     placeholder_password, secret_name, strip_auth_prefix, url_re,
 };
-
 fn is_docstring(node: &PyNode<'_>) -> bool {
     node.parent().is_some_and(|p| {
         p.kind() == "expression_statement" && p.children().filter(|c| c.is_named()).count() == 1
@@ -37,7 +36,7 @@ impl Check for KnownFormatSecret {
         KNOWN_FORMAT_TOKENS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for node in ctx.of_kind(root, "string").iter() {
             if node
                 .parent()
@@ -51,6 +50,7 @@ impl Check for KnownFormatSecret {
             };
             if let Some(provider) = known_format_secret(&value) {
                 out.push(CheckMatch {
+                    fix: None,
                     range: node.range(),
                     message: Some(format!(
                         "this string is a {provider} committed to the code: everyone with read access to the repository, its forks, CI logs and built images holds it; revoke it and load it from the environment or a secret store"
@@ -167,7 +167,7 @@ impl Check for NamedSecretLiteral {
         SECRET_NAME_TOKENS
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for (name, lit) in named_literals(ctx, root) {
             if !secret_name(&name) {
                 continue;
@@ -185,6 +185,7 @@ impl Check for NamedSecretLiteral {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: lit.range(),
                 message: Some(format!(
                     "`{name}` is given a hard-coded secret value: it ships with every copy of the code and cannot be rotated without a deploy; read it from the environment through the settings object"
@@ -210,7 +211,7 @@ impl Check for CredentialsInUrl {
         &[&["@"]]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         for node in ctx.of_kind(root, "string").iter() {
             // The URL's `@` and `/` are literal characters of the string (escapes are not decoded): most
             // strings have neither, and are dropped before the costlier parent and docstring lookups.
@@ -242,6 +243,7 @@ impl Check for CredentialsInUrl {
                 continue;
             }
             out.push(CheckMatch {
+                fix: None,
                 range: node.range(),
                 message: Some(format!(
                     "this `{}://` URL carries a literal password for user `{user}`: the credential is in the code and every copy of it; build the URL from settings (`PostgresDsn`, `SecretStr`) read from the environment",

@@ -11,6 +11,7 @@
 //!   `select`/`query`) with no batching (`yield_per`, `fetchmany`, `LIMIT`, `partitions`) in the function.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, keyword_arg, positional_arg, string_value,
@@ -158,7 +159,7 @@ impl Check for AlembicNoDowngrade {
         &["**/alembic.ini"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let Some(up) = module_function(root, "upgrade") else {
             return;
         };
@@ -167,6 +168,7 @@ impl Check for AlembicNoDowngrade {
         }
         match module_function(root, "downgrade") {
             None => out.push(CheckMatch {
+                fix: None,
                 range: name_range(&up),
                 message: Some(
                     "this `upgrade()` changes the schema and the migration has no `downgrade()`: the release \
@@ -176,6 +178,7 @@ impl Check for AlembicNoDowngrade {
             }),
             Some(down) if explains_no_way_back(&down) => {}
             Some(down) if is_trivial_body(&down) => out.push(CheckMatch {
+                fix: None,
                 range: name_range(&down),
                 message: Some(
                     "this `downgrade()` does nothing while `upgrade()` changes the schema: rolling back leaves \
@@ -184,6 +187,7 @@ impl Check for AlembicNoDowngrade {
                 ),
             }),
             Some(down) if only_raises(&down) => out.push(CheckMatch {
+                fix: None,
                 range: name_range(&down),
                 message: Some(
                     "this `downgrade()` only raises while `upgrade()` changes the schema: the release cannot be \
@@ -386,7 +390,7 @@ impl Check for AlembicDestructiveWithoutPlan {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let Some(up) = module_function(root, "upgrade") else {
             return;
         };
@@ -488,6 +492,7 @@ impl Check for AlembicDestructiveWithoutPlan {
             };
             if let Some(m) = message {
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(m.to_string()),
                 });
@@ -538,7 +543,7 @@ impl Check for AlembicLoadsWholeTable {
         &["fetchall", ".all()"]
     }
 
-    fn run(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         for name in ["upgrade", "downgrade"] {
             let Some(func) = module_function(root, name) else {
                 continue;
@@ -568,6 +573,7 @@ impl Check for AlembicLoadsWholeTable {
                     continue;
                 }
                 out.push(CheckMatch {
+                    fix: None,
                     range: call.range(),
                     message: Some(format!(
                         "`.{tail}()` loads every row of the table into memory in `{name}()`: on a large table \

@@ -221,7 +221,7 @@ impl Check for ModelChangeWithoutMigration {
         &["**/versions/*.py", "**/alembic.ini"]
     }
 
-    fn run_in(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if ctx.kind != FileKind::Python || ctx.repo.has_alembic_tree() != Some(true) {
             return;
         }
@@ -249,6 +249,7 @@ impl Check for ModelChangeWithoutMigration {
                     .map(|n| n.text().to_string())
                     .unwrap_or_default();
                 out.push(CheckMatch {
+                    fix: None,
                     range: stmt.range(),
                     message: Some(format!(
                         "this change edits the table of `{name}` and adds no Alembic migration: the database \
@@ -279,6 +280,7 @@ impl Check for ModelChangeWithoutMigration {
                 });
             if let Some(col) = first {
                 out.push(CheckMatch {
+                    fix: None,
                     range: col.range(),
                     message: Some(
                         "this change edits a `Table(…)` column and adds no Alembic migration: the database and \

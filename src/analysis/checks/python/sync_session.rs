@@ -12,7 +12,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::scopes::{OwnNodes, is_module_level, own_nodes};
-use crate::analysis::semantic::python::syntax::{dotted, is_async_def, is_awaited, well_formed};
+use crate::analysis::semantic::python::syntax::{dotted, has_error, is_async_def, is_awaited};
 pub struct SyncSessionInAsync;
 
 /// Annotation texts that name the synchronous session class.
@@ -161,7 +161,7 @@ impl Check for SyncSessionInAsync {
         &["Session", "session"]
     }
 
-    fn run_in<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         let makers = sync_session_makers(ctx, root, &imports);
         for func in ctx
@@ -178,13 +178,14 @@ impl Check for SyncSessionInAsync {
                 continue;
             }
             for node in own_nodes(func, OwnNodes::BodyNamed) {
-                if node.kind() != "call" || !well_formed(&node) {
+                if node.kind() != "call" || has_error(&node) {
                     continue;
                 }
                 if let Some(hit) = session_use(&node, &params, "")
                     .or_else(|| session_use(&node, &opened, " opened with `with`"))
                 {
                     out.push(CheckMatch {
+                        fix: None,
                         range: node.range(),
                         message: Some(hit),
                     });

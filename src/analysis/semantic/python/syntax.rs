@@ -117,12 +117,8 @@ pub fn is_awaited(call: &PyNode<'_>) -> bool {
     call.parent().is_some_and(|p| p.kind() == "await")
 }
 
-/// Does the parser consider the node well-formed? Code it could not make sense of yields no findings.
-pub fn well_formed(node: &PyNode<'_>) -> bool {
-    !node.get_inner_node().has_error()
-}
-
-/// Does the node (or anything under it) contain a parse error?
+/// Does the node (or anything under it) contain a parse error? The one guard for "skip code the parser could
+/// not read": code it could not make sense of yields no findings.
 pub fn has_error(node: &PyNode<'_>) -> bool {
     node.get_inner_node().has_error()
 }
