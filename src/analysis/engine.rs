@@ -1,13 +1,15 @@
 //! The analysis engine: one file in, findings out. Each file is parsed once; every detector that the file's
 //! tokens make worth running is dispatched in a single walk of the tree by node kind.
 
-use super::checks::{self, CheckMatch};
+use super::checks::CheckMatch;
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::limits::{self, Deadline, DeadlineGuard};
 use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::semantic;
+use super::semantic::dockerfile;
+use super::semantic::yaml::{self, YamlFile};
 use super::suppress::Suppressions;
 use super::timings::Timings;
 use crate::diff::LineSet;
@@ -282,7 +284,19 @@ impl Engine {
             kind: Some(kind),
             ..Default::default()
         };
-        if let Some(reason) = checks::unparseable(kind, text) {
+        // The YAML model is parsed here, once: it says whether the file can be analysed at all, and the checks
+        // read the same parse (seeded into the file's index).
+        let yaml_model = matches!(
+            kind,
+            FileKind::Compose | FileKind::Kubernetes | FileKind::Helm
+        )
+        .then(|| yaml::parse(text));
+        let unparseable = match &yaml_model {
+            Some(model) => yaml::unparseable_model(model, text),
+            None if kind == FileKind::Dockerfile => dockerfile::unparseable(text),
+            None => None,
+        };
+        if let Some(reason) = unparseable {
             outcome.skipped = Some(reason);
             return outcome;
         }
@@ -317,7 +331,8 @@ impl Engine {
             nodes: None,
         };
         let raw = match kind.lang() {
-            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, deadline) {
+            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, yaml_model, deadline)
+            {
                 Ok(raw) => raw,
                 Err(reason) => {
                     outcome.skipped = Some(reason);
@@ -443,6 +458,7 @@ impl Engine {
         text: &str,
         wanted: &[usize],
         ctx: &FileContext<'_>,
+        yaml_model: Option<YamlFile>,
         deadline: &Deadline,
     ) -> Result<Vec<RawMatch>, String> {
         let started = self.clock();
@@ -460,6 +476,9 @@ impl Engine {
             )
         })?;
         self.record(started, Timings::indexed);
+        if let Some(model) = yaml_model {
+            index.memo(move || model);
+        }
         let ctx = &FileContext {
             path: ctx.path,
             kind: ctx.kind,

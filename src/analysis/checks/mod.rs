@@ -2,7 +2,6 @@
 //! `check: <id>`.
 
 use super::context::FileContext;
-use super::language::FileKind;
 use std::ops::Range;
 
 mod infra;
@@ -153,18 +152,6 @@ static CHECKS: &[&dyn Check] = &[
     &infra::o3_dotenv::EnvExampleNamedSecret,
     &infra::infra_compose::AppWithoutHealthcheck,
 ];
-
-/// Why a file of this kind cannot be analysed at all, if it cannot. Only infrastructure files: Python with
-/// syntax errors is still analysed around them.
-pub fn unparseable(kind: FileKind, text: &str) -> Option<String> {
-    match kind {
-        FileKind::Compose | FileKind::Kubernetes | FileKind::Helm => {
-            crate::analysis::semantic::yaml::unparseable(text)
-        }
-        FileKind::Dockerfile => crate::analysis::semantic::dockerfile::unparseable(text),
-        _ => None,
-    }
-}
 
 /// The check with this id.
 pub fn lookup(id: &str) -> Option<&'static dyn Check> {

@@ -17,12 +17,12 @@
 //! * [`LiteralSecret`] (O3): a literal secret in `environment:` (map or list form), outside dev/test files.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
-use crate::analysis::context::{FileContext, RepoContext};
+use crate::analysis::context::FileContext;
 use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag};
 use crate::analysis::semantic::dockerfile::image_health_covered;
 use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
 use crate::analysis::semantic::secrets::literal_secret;
-use crate::analysis::semantic::yaml::{self, Entry, YKind, YNode, YamlDoc};
+use crate::analysis::semantic::yaml::{Entry, YKind, YNode, YamlDoc};
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -106,15 +106,16 @@ impl Check for PublishedPort {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
-            self.published(root, ctx.repo, out);
+            self.published(root, ctx, out);
         }
     }
 }
 
 impl PublishedPort {
     /// Services publishing ports that are neither a built-in nor a configured reverse proxy.
-    fn published(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn published(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let repo = ctx.repo;
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() {
@@ -216,8 +217,8 @@ impl Check for DependencyWithoutHealthcheck {
     fn tokens(&self) -> &'static [&'static str] {
         &["depends_on"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let all = services(doc);
             for target in &all {
@@ -375,7 +376,7 @@ impl Check for AppWithoutHealthcheck {
             return;
         }
         let compose_dir = ctx.path.rsplit_once('/').map_or("", |(d, _)| d);
-        let file = yaml::file_of(root);
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let all = services(doc);
             for s in &all {
@@ -473,8 +474,8 @@ impl Check for DependsOnNotHealthy {
     fn tokens(&self) -> &'static [&'static str] {
         &["depends_on"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let all = services(doc);
             for s in &all {
@@ -517,15 +518,15 @@ impl Check for NoLimits {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl NoLimits {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         if file.templated {
             return;
         }
@@ -601,8 +602,8 @@ impl Check for ImageUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &["image"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() || doc.get(s.body, "build").is_some() {
@@ -665,15 +666,15 @@ impl Check for LiteralSecret {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !is_dev_infra_file(ctx.path) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl LiteralSecret {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             for s in services(doc) {
                 if !s.body.is_map() {
@@ -725,7 +726,9 @@ impl LiteralSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::context::RepoContext;
     use crate::analysis::language::{FileKind, Lang};
+    use crate::analysis::semantic::yaml;
     use ast_grep_core::tree_sitter::LanguageExt;
 
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {

@@ -19,9 +19,6 @@ use crate::analysis::semantic::dockerfile::{
     self, Dockerfile, Instruction, base_image, minimal_base, stage_chain,
 };
 use crate::analysis::semantic::secrets::literal_secret;
-fn parsed(root: &PyNode<'_>) -> Dockerfile {
-    dockerfile::parse(&root.get_doc().src)
-}
 
 /// Only the first line of an instruction, so findings do not span a whole `RUN` block.
 fn first_line(text: &str, ins: &Instruction) -> std::ops::Range<usize> {
@@ -41,9 +38,9 @@ impl Check for FromUnpinned {
     fn tokens(&self) -> &'static [&'static str] {
         &[]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
-        let df = parsed(root);
+        let df = ctx.dockerfile(root);
         for (idx, stage) in df.stages.iter().enumerate() {
             let written = stage.image.as_str();
             if written.is_empty()
@@ -121,9 +118,9 @@ fn exec_form(keyword: &str, cmd: &str) -> String {
 }
 
 impl ShellFormCmd {
-    fn find(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn find(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
-        let df = parsed(root);
+        let df = ctx.dockerfile(root);
         let Some(stage) = df.final_stage() else {
             return;
         };
@@ -181,8 +178,8 @@ impl Check for ShellFormCmd {
     fn tokens(&self) -> &'static [&'static str] {
         &["CMD", "ENTRYPOINT", "cmd", "entrypoint"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        self.find(root, out);
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        self.find(root, ctx, out);
     }
 }
 
@@ -214,18 +211,18 @@ impl Check for NoHealthcheck {
         &[]
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if dev_target(ctx.path, &parsed(root)) {
+        if dev_target(ctx.path, &ctx.dockerfile(root)) {
             return;
         }
-        self.find_all(root, out);
+        self.find_all(root, ctx, out);
     }
 }
 
 impl NoHealthcheck {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
-        let df = parsed(root);
+        let df = ctx.dockerfile(root);
         let chain = stage_chain(&df);
         let Some(last) = chain.first() else {
             return;
@@ -289,18 +286,18 @@ impl Check for RunsAsRoot {
         &[]
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if dev_target(ctx.path, &parsed(root)) {
+        if dev_target(ctx.path, &ctx.dockerfile(root)) {
             return;
         }
-        self.find_all(root, out);
+        self.find_all(root, ctx, out);
     }
 }
 
 impl RunsAsRoot {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
-        let df = parsed(root);
+        let df = ctx.dockerfile(root);
         let chain = stage_chain(&df);
         let Some(last) = chain.first() else {
             return;
@@ -432,7 +429,7 @@ mod tests {
         let text = "FROM python:3.12-slim\nCMD uvicorn app.main:app --host 0.0.0.0\n";
         let doc = Lang::Dockerfile.ast_grep(text);
         let mut out = Vec::new();
-        ShellFormCmd.find(&doc.root(), &mut out);
+        ShellFormCmd.find(&doc.root(), &FileContext::detached(), &mut out);
         assert_eq!(out.len(), 1);
         let fix = out[0].fix.clone().map(|f| f.replacement);
         assert_eq!(
@@ -442,7 +439,7 @@ mod tests {
         let text = "FROM python:3.12-slim\nCMD uvicorn app.main:app --port $PORT\n";
         let doc = Lang::Dockerfile.ast_grep(text);
         let mut out = Vec::new();
-        ShellFormCmd.find(&doc.root(), &mut out);
+        ShellFormCmd.find(&doc.root(), &FileContext::detached(), &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].fix.is_none(), "a variable needs the shell");
         let text = "FROM python:3.12-slim\nHEALTHCHECK CMD curl -f http://localhost/\nCMD [\"python\", \"-m\", \"app\"]\n";

@@ -15,11 +15,11 @@
 //! * [`ValuesNoResources`] (I6) and [`ValuesImageUnpinned`] (O5): the same in Helm values files.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
-use crate::analysis::context::{FileContext, RepoContext};
+use crate::analysis::context::FileContext;
 use crate::analysis::language::FileKind;
 use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag, serves_http};
 use crate::analysis::semantic::secrets::literal_secret;
-use crate::analysis::semantic::yaml::{self, YKind, YNode, YamlDoc};
+use crate::analysis::semantic::yaml::{YKind, YNode, YamlDoc};
 use regex::Regex;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -125,15 +125,15 @@ impl Check for NoResources {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl NoResources {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         if file.templated {
             return;
         }
@@ -183,15 +183,15 @@ impl Check for NoProbes {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl NoProbes {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         if file.templated {
             return;
         }
@@ -298,7 +298,7 @@ impl Check for ImageUnpinned {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let mut found = Vec::new();
-        self.find_all(root, &mut found);
+        self.find_all(root, ctx, &mut found);
         let text = &root.get_doc().src;
         let rewritten = images_rewritten(ctx);
         out.extend(found.into_iter().filter(|m| {
@@ -315,8 +315,8 @@ impl Check for ImageUnpinned {
 
 impl ImageUnpinned {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             for key in ["initContainers", "containers"] {
@@ -361,9 +361,10 @@ fn proxy_re() -> &'static Regex {
 /// `type: LoadBalancer|NodePort` of a Service that is not the entry point, with whether it is a datastore.
 fn exposed_services(
     root: &PyNode<'_>,
-    repo: &RepoContext,
+    ctx: &FileContext<'_>,
 ) -> Vec<(Range<usize>, String, String, bool)> {
-    let file = yaml::file_of(root);
+    let repo = ctx.repo;
+    let file = ctx.yaml(root);
     let mut out = Vec::new();
     // In a Helm template the type is chosen by values (`{{- if eq .Values.service.type "NodePort" }}`).
     if file.templated {
@@ -425,13 +426,13 @@ impl Check for ServiceExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        self.exposed(root, ctx.repo, out);
+        self.exposed(root, ctx, out);
     }
 }
 
 impl ServiceExposed {
-    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root, repo) {
+    fn exposed(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, ctx) {
             if datastore {
                 continue;
             }
@@ -456,13 +457,13 @@ impl Check for DatastoreExposed {
         &["LoadBalancer", "NodePort"]
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        self.exposed(root, ctx.repo, out);
+        self.exposed(root, ctx, out);
     }
 }
 
 impl DatastoreExposed {
-    fn exposed(&self, root: &PyNode<'_>, repo: &RepoContext, out: &mut Vec<CheckMatch>) {
-        for (range, name, ty, datastore) in exposed_services(root, repo) {
+    fn exposed(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        for (range, name, ty, datastore) in exposed_services(root, ctx) {
             if !datastore {
                 continue;
             }
@@ -496,15 +497,15 @@ impl Check for SingleReplica {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if !test_setup(ctx.path) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl SingleReplica {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             if w.kind != "Deployment" {
@@ -550,8 +551,8 @@ impl Check for EnvSecret {
     fn tokens(&self) -> &'static [&'static str] {
         &["env"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let Some(w) = workloads(doc) else { continue };
             for key in ["initContainers", "containers"] {
@@ -639,15 +640,15 @@ impl Check for ValuesNoResources {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if values_file(ctx) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl ValuesNoResources {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
             walk_maps(&doc.root, &mut maps, 0);
@@ -714,15 +715,15 @@ impl Check for ValuesImageUnpinned {
     }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if values_file(ctx) {
-            self.find_all(root, out);
+            self.find_all(root, ctx, out);
         }
     }
 }
 
 impl ValuesImageUnpinned {
     /// The matches in the file, before the file-level guard of [`Check::run`].
-    fn find_all(&self, root: &PyNode<'_>, out: &mut Vec<CheckMatch>) {
-        let file = yaml::file_of(root);
+    fn find_all(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        let file = ctx.yaml(root);
         for doc in &file.docs {
             let mut maps = Vec::new();
             walk_maps(&doc.root, &mut maps, 0);
@@ -781,6 +782,7 @@ mod tests {
     use super::*;
     use crate::analysis::context::RepoContext;
     use crate::analysis::language::Lang;
+    use crate::analysis::semantic::yaml;
     use ast_grep_core::tree_sitter::LanguageExt;
 
     fn lines_of(check: &dyn Check, path: &str, text: &str) -> Vec<usize> {

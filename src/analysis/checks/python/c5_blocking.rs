@@ -12,7 +12,7 @@ use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
-    dotted, function_name, has_error, is_async_def, is_awaited,
+    decorators, dotted, function_name, has_error, is_async_def, is_awaited,
 };
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
@@ -140,19 +140,10 @@ struct Helper {
 
 /// Decorators that make a helper block only on its first call (or not at all when called).
 fn cached_or_special(def: &PyNode<'_>) -> bool {
-    let Some(parent) = def.parent() else {
-        return false;
-    };
-    if parent.kind() != "decorated_definition" {
-        return false;
-    }
-    parent
-        .children()
-        .filter(|c| c.kind() == "decorator")
-        .any(|d| {
-            let t = d.text();
-            t.contains("cache") || t.contains("memoize") || t.contains("property")
-        })
+    decorators(def).into_iter().any(|d| {
+        let t = d.text();
+        t.contains("cache") || t.contains("memoize") || t.contains("property")
+    })
 }
 
 /// Is the def decorated with `@contextmanager`?

@@ -50,36 +50,27 @@ pub fn is_route_handler(func: &PyNode<'_>, style: RouteStyle) -> bool {
 /// Is this `def`/`async def` a web route handler, i.e. decorated with `@<router or app>.get/post/put/patch/
 /// delete/head/options/api_route/websocket(...)`?
 fn is_fastapi_route(func: &PyNode<'_>) -> bool {
-    let Some(parent) = func.parent() else {
-        return false;
-    };
-    if parent.kind() != "decorated_definition" {
-        return false;
-    }
-    parent
-        .children()
-        .filter(|d| d.kind() == "decorator")
-        .any(|d| {
-            let t: String = d.text().split_whitespace().collect();
-            let t = t.trim_start_matches('@');
-            let head = t.split('(').next().unwrap_or("");
-            t.contains('(')
-                && head.contains('.')
-                && matches!(
-                    head.rsplit('.').next(),
-                    Some(
-                        "get"
-                            | "post"
-                            | "put"
-                            | "patch"
-                            | "delete"
-                            | "head"
-                            | "options"
-                            | "api_route"
-                            | "websocket"
-                    )
+    decorators(func).into_iter().any(|d| {
+        let t: String = d.text().split_whitespace().collect();
+        let t = t.trim_start_matches('@');
+        let head = t.split('(').next().unwrap_or("");
+        t.contains('(')
+            && head.contains('.')
+            && matches!(
+                head.rsplit('.').next(),
+                Some(
+                    "get"
+                        | "post"
+                        | "put"
+                        | "patch"
+                        | "delete"
+                        | "head"
+                        | "options"
+                        | "api_route"
+                        | "websocket"
                 )
-        })
+            )
+    })
 }
 
 /// Functions that run once, before the server takes traffic or after it stops (FastAPI `lifespan`, startup
@@ -195,11 +186,7 @@ pub const ROUTE_METHODS: &[&str] = &[
 
 /// The route of a function definition (`@router.post("/x")` above it), if it has one.
 pub fn route_of(def: &PyNode<'_>) -> Option<Route> {
-    let parent = def.parent()?;
-    if parent.kind() != "decorated_definition" {
-        return None;
-    }
-    for dec in parent.children().filter(|d| d.kind() == "decorator") {
+    for dec in decorators(def) {
         let Some(call) = dec.children().find(|c| c.kind() == "call") else {
             continue;
         };
@@ -232,15 +219,8 @@ pub fn route_of(def: &PyNode<'_>) -> Option<Route> {
 
 /// Route decorators: `@router.get(...)`, `@app.post(...)`, `@api_router.api_route(...)`, `@bp.route(...)`.
 fn is_named_router_route(func: &PyNode<'_>) -> bool {
-    let Some(parent) = func.parent() else {
-        return false;
-    };
-    if parent.kind() != "decorated_definition" {
-        return false;
-    }
-    parent
-        .children()
-        .filter(|c| c.kind() == "decorator")
+    decorators(func)
+        .into_iter()
         .filter_map(|d| d.children().find(|c| c.kind() == "call"))
         .filter_map(|call| call.field("function"))
         .any(|f| {

@@ -13,10 +13,8 @@
 use crate::analysis::language::Lang;
 use crate::analysis::nodes::PyNode;
 use ast_grep_core::tree_sitter::LanguageExt;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::rc::Rc;
 
 /// A YAML node.
 #[derive(Debug, Clone)]
@@ -311,18 +309,13 @@ pub fn parse(text: &str) -> YamlFile {
     }
 }
 
-thread_local! {
-    static LAST: RefCell<Option<(String, Rc<YamlFile>)>> = const { RefCell::new(None) };
-}
-
-/// The parsed model of the file a check runs on; parsed once per file and thread, shared by the checks.
-pub fn file_of(root: &PyNode<'_>) -> Rc<YamlFile> {
-    cached(&root.get_doc().src)
-}
-
 /// Why a YAML file cannot be analysed: no document has any structure the parser could read.
 pub fn unparseable(text: &str) -> Option<String> {
-    let f = cached(text);
+    unparseable_model(&parse(text), text)
+}
+
+/// Why a parsed YAML file (`f`, the model of `text`) cannot be analysed (see [`unparseable`]).
+pub fn unparseable_model(f: &YamlFile, text: &str) -> Option<String> {
     let at = f.first_error?;
     let usable = f.docs.iter().any(|d| match &d.root.kind {
         YKind::Map(e) => !e.is_empty(),
@@ -341,21 +334,6 @@ pub fn unparseable(text: &str) -> Option<String> {
     Some(format!(
         "cannot be parsed as YAML (syntax error at line {line}); fix the file or exclude it in .github/prodaudit.yml"
     ))
-}
-
-/// The parsed model of a text, cached per thread for the last text seen.
-pub fn cached(text: &str) -> Rc<YamlFile> {
-    LAST.with(|cell| {
-        let mut last = cell.borrow_mut();
-        if let Some((t, f)) = last.as_ref()
-            && t == text
-        {
-            return f.clone();
-        }
-        let f = Rc::new(parse(text));
-        *last = Some((text.to_string(), f.clone()));
-        f
-    })
 }
 
 struct Builder<'a> {
