@@ -10,6 +10,8 @@ pub mod c6_fanout;
 pub mod c7_idempotency;
 pub mod c8_scheduler;
 pub mod c9_checkpointer;
+#[cfg(test)]
+mod example_check;
 pub mod f1_db_statement_timeout;
 pub mod f2_retry_loop;
 pub mod f3_no_fallback;
