@@ -350,9 +350,9 @@ impl Check for SecretInEnv {
     fn tokens(&self) -> &'static [&'static str] {
         &["ENV", "ARG", "env", "arg"]
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         let text = &root.get_doc().src;
-        for ins in text_instructions(text) {
+        for ins in text_instructions(&ctx.dockerfile(root), text) {
             if ins.keyword != "ENV" && ins.keyword != "ARG" {
                 continue;
             }
@@ -373,9 +373,8 @@ impl Check for SecretInEnv {
     }
 }
 
-/// Every instruction of the file, global ARGs included.
-fn text_instructions(text: &str) -> Vec<Instruction> {
-    let df = dockerfile::parse(text);
+/// Every instruction of the file (`df` is its model, `text` its text), global ARGs included.
+fn text_instructions(df: &Dockerfile, text: &str) -> Vec<Instruction> {
     let mut out: Vec<Instruction> = Vec::new();
     // Global ARGs are not kept as instructions; re-read them from the text before the first FROM.
     let first_from = df.stages.first().map_or(text.len(), |s| s.from.range.start);
