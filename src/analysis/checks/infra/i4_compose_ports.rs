@@ -12,6 +12,7 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::container::datastore_re;
 use crate::analysis::semantic::paths::is_production_infra_file;
+
 pub struct ComposeDatastorePort;
 
 /// The text of a scalar node without quotes.

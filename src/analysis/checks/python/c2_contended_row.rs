@@ -13,6 +13,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::persistence::{FuncFacts, Source, counter_write};
 use crate::analysis::semantic::python::syntax::{has_error, strip_parens, var_attr};
 use crate::analysis::semantic::python::text::{Cut, shorten};
+
 pub struct UnlockedStatusTransition;
 pub struct UnlockedBalanceUpdate;
 

@@ -12,6 +12,7 @@ use crate::analysis::semantic::python::persistence::{FuncFacts, is_session_name}
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
 use crate::analysis::semantic::python::syntax::{function_name, has_error};
 use crate::analysis::semantic::python::text::{Cut, shorten};
+
 pub struct SessionSharedAcrossTasks;
 pub struct SessionPassedToTask;
 pub struct ModuleLevelSession;

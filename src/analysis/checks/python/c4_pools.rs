@@ -14,6 +14,7 @@ use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guar
 use crate::analysis::semantic::python::syntax::{
     function_name, has_error, has_kwargs_splat, keyword_arg,
 };
+
 pub struct EnginePoolDefaults;
 pub struct EnginePoolTimeoutNone;
 pub struct EngineNullPool;

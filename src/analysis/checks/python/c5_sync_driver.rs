@@ -13,6 +13,7 @@ use crate::analysis::semantic::python::drivers::DriverTracker;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::syntax::{has_error, is_async_def};
+
 /// A synchronous database driver used in `async def`.
 pub struct SyncDriverInAsync;
 

@@ -12,6 +12,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::route_of;
 use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
+
 /// Is this function an MCP tool (`@mcp.tool`, `@mcp.tool()`, `@server.tool(...)` on an MCP server)?
 fn is_mcp_tool(def: &PyNode<'_>, file_mentions_mcp: bool) -> bool {
     let Some(parent) = def.parent().filter(|p| p.kind() == "decorated_definition") else {

@@ -18,6 +18,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::is_module_level;
 use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
+
 /// Is some form of distributed lock or leader election mentioned in the file?
 pub(super) fn lock_in_sight(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();

@@ -12,6 +12,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::route_of;
 use crate::analysis::semantic::python::syntax::{callee, has_error};
 use crate::analysis::semantic::python::text::words;
+
 const RUN_METHODS: &[&str] = &["ainvoke", "astream", "astream_events", "invoke", "stream"];
 
 /// Receivers that are graphs / agents rather than bare models.

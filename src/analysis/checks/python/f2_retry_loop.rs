@@ -11,6 +11,7 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail};
+
 pub struct RetryLoopUnbounded;
 
 /// `raise` / `return` anywhere in `node`'s own scope, or a `break` that leaves the loop `node` is in (not a

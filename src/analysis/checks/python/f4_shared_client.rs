@@ -11,6 +11,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::is_module_level;
 use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
+
 const CLIENT_CLASSES: &[&str] = &[
     "httpx.AsyncClient",
     "AsyncClient",

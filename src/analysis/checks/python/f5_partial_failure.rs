@@ -11,6 +11,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::{in_main_guard, is_module_level};
 use crate::analysis::semantic::python::syntax::{callee, has_error};
 use crate::analysis::semantic::python::text::words;
+
 /// Words that name the items of a batch (singular: loop targets; plural: iterables).
 const ITEM_WORDS: &[&str] = &[
     "file",

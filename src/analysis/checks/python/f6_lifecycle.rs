@@ -14,6 +14,7 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail, function_name};
+
 pub struct LifespanResourceNotClosed;
 pub struct SigtermExitsImmediately;
 

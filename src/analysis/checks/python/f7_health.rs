@@ -9,6 +9,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail};
+
 pub struct FastApiNoHealth;
 
 const HEALTH_WORDS: &[&str] = &[

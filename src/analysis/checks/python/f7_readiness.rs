@@ -10,6 +10,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail};
+
 pub struct FastApiNoReadinessAnywhere;
 
 /// Words that show a health or readiness route, or a probe, in code or deployment files (lower-case).

@@ -17,6 +17,7 @@ use crate::analysis::semantic::python::roles::{
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
 use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
+
 pub struct ObjectByIdWithoutOwnerCheck;
 
 /// Parameter names (lower-case substrings) that carry the caller's identity.

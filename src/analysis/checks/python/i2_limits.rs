@@ -12,6 +12,7 @@ use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, decorators, function_name, has_error, has_kwargs_splat, keyword_arg, plain_string,
 };
+
 /// Words that show a rate limit or quota is applied.
 fn mentions_rate_limit(text: &str) -> bool {
     let t = text.to_ascii_lowercase();

@@ -19,6 +19,7 @@ use crate::analysis::semantic::python::syntax::{
     callee, decorator_name, decorators, function_name, has_error, is_async_def,
 };
 use crate::analysis::semantic::python::text::{Cut, shorten};
+
 /// Does the file look like a command-line program (argparse, click, typer)?
 fn is_cli_module(root: &PyNode<'_>) -> bool {
     let text = root.text();

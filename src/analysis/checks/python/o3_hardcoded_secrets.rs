@@ -19,6 +19,7 @@ use crate::analysis::semantic::secrets::{
     KNOWN_FORMAT_TOKENS, SECRET_NAME_TOKENS, known_format_secret, known_formats, looks_generated,
     placeholder_password, secret_name, strip_auth_prefix, url_re,
 };
+
 fn is_docstring(node: &PyNode<'_>) -> bool {
     node.parent().is_some_and(|p| {
         p.kind() == "expression_statement" && p.children().filter(|c| c.is_named()).count() == 1

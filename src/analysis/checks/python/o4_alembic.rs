@@ -16,6 +16,7 @@ use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, keyword_arg, positional_arg, string_value,
 };
+
 /// Operations of `op` / `batch_op` that change the schema.
 const SCHEMA_OPS: &[&str] = &[
     "add_column",

@@ -13,6 +13,7 @@ use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::scopes::{OwnNodes, is_module_level, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error, is_async_def, is_awaited};
+
 pub struct SyncSessionInAsync;
 
 /// Annotation texts that name the synchronous session class.
