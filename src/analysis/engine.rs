@@ -9,6 +9,7 @@ use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::semantic;
 use super::semantic::dockerfile;
+use super::semantic::python::text::{Cut, shorten};
 use super::semantic::yaml::{self, YamlFile};
 use super::suppress::Suppressions;
 use super::timings::Timings;
@@ -690,7 +691,7 @@ fn interpolate<D: ast_grep_core::Doc>(
                 .map(|n| prefix(&n.text(), SHOWN_BYTES).to_string())
                 .unwrap_or_default()
         };
-        out.push_str(&shorten(&value));
+        out.push_str(&shorten(&value, Cut::EXPRESSION));
         rest = &after[dollars + name_len..];
     }
     out.push_str(rest);
@@ -710,30 +711,6 @@ fn prefix(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// The code on one line (whitespace runs as one space), at most 60 characters: 57 and `…` when longer. Only
-/// the start of the code is looked at, however long it is.
-fn shorten(code: &str) -> String {
-    let mut one_line = String::new();
-    let mut count = 0;
-    for (i, word) in code.split_whitespace().enumerate() {
-        if i > 0 {
-            one_line.push(' ');
-            count += 1;
-        }
-        one_line.push_str(word);
-        count += word.chars().count();
-        if count > 60 {
-            break;
-        }
-    }
-    if count > 60 {
-        let cut: String = one_line.chars().take(57).collect();
-        format!("{cut}…")
-    } else {
-        one_line
-    }
 }
 
 /// 16 hex digits of SHA-256 over the detector, path, normalised code and occurrence number.
@@ -1110,10 +1087,10 @@ mod tests {
 
     #[test]
     fn long_captures_are_shortened_without_copying_them_whole() {
-        let short = shorten(&format!("f({})", "x, ".repeat(100_000)));
+        let short = shorten(&format!("f({})", "x, ".repeat(100_000)), Cut::EXPRESSION);
         assert_eq!(short.chars().count(), 58);
         assert!(short.ends_with('…'));
-        assert_eq!(shorten("requests.get"), "requests.get");
+        assert_eq!(shorten("requests.get", Cut::EXPRESSION), "requests.get");
         assert_eq!(prefix("éé", 3), "é");
     }
 

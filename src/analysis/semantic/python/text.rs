@@ -19,14 +19,27 @@ impl Cut {
     pub const NAME: Cut = Cut { max: 40, keep: 39 };
 }
 
-/// Code on one line (whitespace runs made one space), cut to `cut`'s width.
+/// Code on one line (whitespace runs made one space), cut to `cut`'s width. Only the start of the code is looked
+/// at, however long it is (a capture can be a whole file).
 pub fn shorten(code: &str, cut: Cut) -> String {
-    let one: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > cut.max {
-        let kept: String = one.chars().take(cut.keep).collect();
+    let mut one_line = String::new();
+    let mut count = 0;
+    for (i, word) in code.split_whitespace().enumerate() {
+        if i > 0 {
+            one_line.push(' ');
+            count += 1;
+        }
+        one_line.push_str(word);
+        count += word.chars().count();
+        if count > cut.max {
+            break;
+        }
+    }
+    if count > cut.max {
+        let kept: String = one_line.chars().take(cut.keep).collect();
         format!("{kept}…")
     } else {
-        one
+        one_line
     }
 }
 
@@ -53,4 +66,28 @@ pub fn words(ident: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortens_to_the_named_widths_reading_only_the_start() {
+        assert_eq!(shorten("a  =\n  b", Cut::NAME), "a = b");
+        let long = format!("f({})", "x, ".repeat(100_000));
+        for cut in [Cut::STATEMENT, Cut::EXPRESSION, Cut::NAME] {
+            let s = shorten(&long, cut);
+            assert_eq!(s.chars().count(), cut.keep + 1);
+            assert!(s.ends_with('…'));
+        }
+        let exact = "y".repeat(60);
+        assert_eq!(shorten(&exact, Cut::EXPRESSION), exact, "60 characters fit");
+        assert_eq!(
+            shorten(&format!("{exact}z"), Cut::EXPRESSION)
+                .chars()
+                .count(),
+            58
+        );
+    }
 }
