@@ -12,6 +12,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::{Binding, Imports};
 use crate::analysis::semantic::python::syntax::{
     callee, has_kwargs_splat, keyword_arg, positional_arg, string_value,
 };
@@ -32,7 +33,7 @@ fn pg_dependency_re() -> &'static Regex {
 
 /// Is `name` (a callee) SQLAlchemy's or SQLModel's engine constructor, given the file's imports? `Some(true)` for
 /// the async one.
-fn engine_constructor(name: &str, imports: &[Import]) -> Option<bool> {
+fn engine_constructor(name: &str, imports: &[Binding]) -> Option<bool> {
     let (module, func) = match name.rsplit_once('.') {
         Some((m, f)) => (Some(m), f),
         None => (None, name),
@@ -54,66 +55,6 @@ fn engine_constructor(name: &str, imports: &[Import]) -> Option<bool> {
     known.then_some(is_async)
 }
 
-/// One imported binding: `import module as bound` (name `None`) or `from module import name as bound`.
-pub(super) struct Import {
-    pub module: String,
-    pub name: Option<String>,
-    pub bound: String,
-}
-
-/// The imports of a file (anywhere in it).
-pub(super) fn imports(root: &PyNode<'_>) -> Vec<Import> {
-    let squash = |n: &PyNode<'_>| n.text().split_whitespace().collect::<String>();
-    let mut out = Vec::new();
-    for node in root.dfs() {
-        match node.kind().as_ref() {
-            "import_statement" => {
-                for n in node.field_children("name") {
-                    if n.kind() == "aliased_import" {
-                        if let (Some(m), Some(a)) = (n.field("name"), n.field("alias")) {
-                            out.push(Import {
-                                module: squash(&m),
-                                name: None,
-                                bound: squash(&a),
-                            });
-                        }
-                    } else {
-                        let m = squash(&n);
-                        let bound = m.split('.').next().unwrap_or("").to_string();
-                        out.push(Import {
-                            module: m,
-                            name: None,
-                            bound,
-                        });
-                    }
-                }
-            }
-            "import_from_statement" => {
-                let Some(module) = node.field("module_name").map(|m| squash(&m)) else {
-                    continue;
-                };
-                for n in node.field_children("name") {
-                    let (name, bound) = if n.kind() == "aliased_import" {
-                        match (n.field("name"), n.field("alias")) {
-                            (Some(m), Some(a)) => (squash(&m), squash(&a)),
-                            _ => continue,
-                        }
-                    } else {
-                        (squash(&n), squash(&n))
-                    };
-                    out.push(Import {
-                        module: module.clone(),
-                        name: Some(name),
-                        bound,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 impl Check for DbEngineNoStatementTimeout {
     fn id(&self) -> &'static str {
         "db-engine-no-statement-timeout"
@@ -132,18 +73,24 @@ impl Check for DbEngineNoStatementTimeout {
         ]
     }
 
-    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let repo_uses_pg = ctx
             .repo
             .files
             .values()
             .any(|t| pg_dependency_re().is_match(t));
-        self.find(root, repo_uses_pg, out);
+        self.find(root, ctx, repo_uses_pg, out);
     }
 }
 
 impl DbEngineNoStatementTimeout {
-    fn find(&self, root: &PyNode<'_>, repo_uses_pg: bool, out: &mut Vec<CheckMatch>) {
+    fn find<'r>(
+        &self,
+        root: &PyNode<'r>,
+        ctx: &FileContext<'r>,
+        repo_uses_pg: bool,
+        out: &mut Vec<CheckMatch>,
+    ) {
         let file = root.text();
         // A timeout set anywhere in the file (connect_args built apart, an event listener running
         // `SET statement_timeout`, a helper): trust it.
@@ -152,10 +99,10 @@ impl DbEngineNoStatementTimeout {
         }
         let file_mentions_pg = postgres_evidence_re().is_match(&file);
         let file_mentions_other = file.contains("sqlite") || file.contains("mysql");
-        let imports = imports(root);
+        let imports = Imports::of_file(ctx, root);
         for call in root.dfs().filter(|n| n.kind() == "call") {
             let Some(name) = callee(&call) else { continue };
-            let Some(is_async) = engine_constructor(&name, &imports) else {
+            let Some(is_async) = engine_constructor(&name, imports.bindings()) else {
                 continue;
             };
             if has_kwargs_splat(&call) {
@@ -211,7 +158,10 @@ mod tests {
 
     fn ctor(src: &str, name: &str) -> Option<bool> {
         let doc = Lang::Python.ast_grep(src);
-        engine_constructor(name, &imports(&doc.root()))
+        engine_constructor(
+            name,
+            Imports::of_file(&FileContext::detached(), &doc.root()).bindings(),
+        )
     }
 
     #[test]

@@ -5,11 +5,35 @@ use crate::analysis::context::FileContext;
 use crate::analysis::nodes::PyNode;
 use std::collections::HashMap;
 
-/// Local names bound by the file's imports, mapped to what they name: `import numpy as np` gives
-/// `np -> numpy`, `from time import sleep` gives `sleep -> time.sleep`. Imports anywhere in the file count
-/// (lazy imports inside functions are common).
+/// One imported binding: `import module` / `import module as bound` (`name` is `None`; unaliased, `bound` is the
+/// module's first segment) or `from module import name as bound`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub module: String,
+    pub name: Option<String>,
+    pub bound: String,
+    /// Written with `as`.
+    pub aliased: bool,
+}
+
+impl Binding {
+    /// What the local name stands for: `np -> numpy`, `sleep -> time.sleep`; an unaliased `import a.b` binds `a`
+    /// to `a`.
+    fn target(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{}.{name}", self.module),
+            None if self.aliased => self.module.clone(),
+            None => self.bound.clone(),
+        }
+    }
+}
+
+/// The file's imports: each binding in document order, and the local names mapped to what they name
+/// (`import numpy as np` gives `np -> numpy`, `from time import sleep` gives `sleep -> time.sleep`; a later
+/// import of the same name wins). Imports anywhere in the file count (lazy imports inside functions are common).
 #[derive(Debug, Default)]
 pub struct Imports {
+    bindings: Vec<Binding>,
     map: HashMap<String, String>,
 }
 
@@ -23,19 +47,29 @@ impl Imports {
     }
 
     fn from_nodes<'r>(nodes: impl Iterator<Item = PyNode<'r>>) -> Self {
-        let mut map = HashMap::new();
+        let mut bindings = Vec::new();
         for node in nodes {
             match node.kind().as_ref() {
                 "import_statement" => {
                     for name in node.field_children("name") {
                         if name.kind() == "aliased_import" {
                             if let (Some(n), Some(a)) = (name.field("name"), name.field("alias")) {
-                                map.insert(a.text().to_string(), squash(&n.text()));
+                                bindings.push(Binding {
+                                    module: squash(&n.text()),
+                                    name: None,
+                                    bound: squash(&a.text()),
+                                    aliased: true,
+                                });
                             }
                         } else {
-                            let full = squash(&name.text());
-                            let first = full.split('.').next().unwrap_or("").to_string();
-                            map.insert(first.clone(), first);
+                            let module = squash(&name.text());
+                            let bound = module.split('.').next().unwrap_or("").to_string();
+                            bindings.push(Binding {
+                                module,
+                                name: None,
+                                bound,
+                                aliased: false,
+                            });
                         }
                     }
                 }
@@ -45,22 +79,36 @@ impl Imports {
                     };
                     let module = squash(&module.text());
                     for name in node.field_children("name") {
-                        let (orig, local) = if name.kind() == "aliased_import" {
+                        let (orig, local, aliased) = if name.kind() == "aliased_import" {
                             match (name.field("name"), name.field("alias")) {
-                                (Some(n), Some(a)) => (squash(&n.text()), a.text().to_string()),
+                                (Some(n), Some(a)) => (squash(&n.text()), squash(&a.text()), true),
                                 _ => continue,
                             }
                         } else {
                             let n = squash(&name.text());
-                            (n.clone(), n)
+                            (n.clone(), n, false)
                         };
-                        map.insert(local, format!("{module}.{orig}"));
+                        bindings.push(Binding {
+                            module: module.clone(),
+                            name: Some(orig),
+                            bound: local,
+                            aliased,
+                        });
                     }
                 }
                 _ => {}
             }
         }
-        Imports { map }
+        let map = bindings
+            .iter()
+            .map(|b| (b.bound.clone(), b.target()))
+            .collect();
+        Imports { bindings, map }
+    }
+
+    /// Every imported binding, in document order.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
     }
 
     /// The dotted name `text` with its first segment replaced by what the import bound it to.
@@ -103,4 +151,45 @@ impl Imports {
 
 pub fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    #[test]
+    fn bindings_and_resolution_agree() {
+        let doc = Lang::Python
+            .ast_grep("import a.b\nimport a.c as c\ndef f():\n    from x import y as z, w\n");
+        let imports = Imports::of_file(&FileContext::detached(), &doc.root());
+        let bound: Vec<(&str, &str, Option<&str>, bool)> = imports
+            .bindings()
+            .iter()
+            .map(|b| {
+                (
+                    b.bound.as_str(),
+                    b.module.as_str(),
+                    b.name.as_deref(),
+                    b.aliased,
+                )
+            })
+            .collect();
+        assert_eq!(
+            bound,
+            vec![
+                ("a", "a.b", None, false),
+                ("c", "a.c", None, true),
+                ("z", "x", Some("y"), true),
+                ("w", "x", Some("w"), false),
+            ]
+        );
+        assert_eq!(imports.resolve("a.b.get"), "a.b.get");
+        assert_eq!(imports.resolve("c.run"), "a.c.run");
+        assert_eq!(imports.resolve("z"), "x.y");
+        assert_eq!(imports.resolve("w.k"), "x.w.k");
+        assert_eq!(imports.resolve("other.k"), "other.k");
+        assert!(imports.binds("z") && !imports.binds("y"));
+    }
 }
