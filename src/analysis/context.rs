@@ -4,12 +4,15 @@
 //! Rules say which other files they read ([`super::checks::Check::needs`]); the caller (local git today, the
 //! GitHub API later) fetches only those.
 
-use super::checks::PyNode;
 use super::language::{self, FileKind};
+use super::nodes::PyNode;
 use super::nodes::{NodeIndex, Nodes};
+use super::semantic::dockerfile::{self, Dockerfile};
+use super::semantic::yaml::{self, YamlFile};
 use crate::diff::LineSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 /// The repository around the files being analysed.
@@ -313,6 +316,27 @@ impl<'a> FileContext<'a> {
         match self.nodes {
             Some(index) if index.is_of(root) => index.of_kind(kind),
             _ => Nodes::Owned(root.dfs().filter(|n| n.kind() == kind).collect()),
+        }
+    }
+
+    /// The YAML model (documents, anchors and merges resolved) of the file whose tree `root` is: parsed once per
+    /// file when `root` is the indexed root (the engine parses it before any check runs, to tell whether the
+    /// file can be analysed at all, and hands that parse to the index), else parsed for this call.
+    pub fn yaml(&self, root: &PyNode<'_>) -> Rc<YamlFile> {
+        let parse = || yaml::parse(&root.get_doc().src);
+        match self.nodes {
+            Some(index) if index.is_of(root) => index.memo(parse),
+            _ => Rc::new(parse()),
+        }
+    }
+
+    /// The Dockerfile model (stages, instructions, ARGs) of the file whose tree `root` is: parsed once per file
+    /// when `root` is the indexed root, else parsed for this call.
+    pub fn dockerfile(&self, root: &PyNode<'_>) -> Rc<Dockerfile> {
+        let parse = || dockerfile::parse(&root.get_doc().src);
+        match self.nodes {
+            Some(index) if index.is_of(root) => index.memo(parse),
+            _ => Rc::new(parse()),
         }
     }
 

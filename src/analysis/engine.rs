@@ -1,13 +1,16 @@
 //! The analysis engine: one file in, findings out. Each file is parsed once; every detector that the file's
 //! tokens make worth running is dispatched in a single walk of the tree by node kind.
 
-use super::checks::{self, CheckFix, CheckMatch};
+use super::checks::CheckMatch;
 use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::limits::{self, Deadline, DeadlineGuard};
 use super::nodes::NodeIndex;
 use super::rules::{Detector, Matcher, RuleSet, Scope};
 use super::semantic;
+use super::semantic::dockerfile;
+use super::semantic::python::text::{Cut, shorten};
+use super::semantic::yaml::{self, YamlFile};
 use super::suppress::Suppressions;
 use super::timings::Timings;
 use crate::diff::LineSet;
@@ -282,7 +285,19 @@ impl Engine {
             kind: Some(kind),
             ..Default::default()
         };
-        if let Some(reason) = checks::unparseable(kind, text) {
+        // The YAML model is parsed here, once: it says whether the file can be analysed at all, and the checks
+        // read the same parse (seeded into the file's index).
+        let yaml_model = matches!(
+            kind,
+            FileKind::Compose | FileKind::Kubernetes | FileKind::Helm
+        )
+        .then(|| yaml::parse(text));
+        let unparseable = match &yaml_model {
+            Some(model) => yaml::unparseable_model(model, text),
+            None if kind == FileKind::Dockerfile => dockerfile::unparseable(text),
+            None => None,
+        };
+        if let Some(reason) = unparseable {
             outcome.skipped = Some(reason);
             return outcome;
         }
@@ -317,7 +332,8 @@ impl Engine {
             nodes: None,
         };
         let raw = match kind.lang() {
-            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, deadline) {
+            Some(lang) => match self.run_detectors(lang, text, &wanted, &ctx, yaml_model, deadline)
+            {
                 Ok(raw) => raw,
                 Err(reason) => {
                     outcome.skipped = Some(reason);
@@ -443,6 +459,7 @@ impl Engine {
         text: &str,
         wanted: &[usize],
         ctx: &FileContext<'_>,
+        yaml_model: Option<YamlFile>,
         deadline: &Deadline,
     ) -> Result<Vec<RawMatch>, String> {
         let started = self.clock();
@@ -460,6 +477,9 @@ impl Engine {
             )
         })?;
         self.record(started, Timings::indexed);
+        if let Some(model) = yaml_model {
+            index.memo(move || model);
+        }
         let ctx = &FileContext {
             path: ctx.path,
             kind: ctx.kind,
@@ -485,9 +505,9 @@ impl Engine {
                     if deadline.passed() {
                         return Ok(out);
                     }
-                    let mut found: Vec<(CheckMatch, Option<CheckFix>)> = Vec::new();
+                    let mut found = Vec::new();
                     let started = self.clock();
-                    check.run_fixing(&tree, ctx, &mut found);
+                    check.run(&tree, ctx, &mut found);
                     self.record(started, |t, d| t.detector(i, d));
                     self.check_matches(i, text, found, &mut out);
                 }
@@ -543,7 +563,9 @@ impl Engine {
                 if nm.get_node().get_inner_node().has_error() {
                     continue;
                 }
-                if d.scope == Scope::Async && !checks::in_async_context(nm.get_node()) {
+                if d.scope == Scope::Async
+                    && !crate::analysis::semantic::python::in_async_context(nm.get_node())
+                {
                     continue;
                 }
                 let message = d.message.contains('$').then(|| {
@@ -601,7 +623,6 @@ impl Engine {
             let started = self.clock();
             check.run_text(text, ctx, &mut found);
             self.record(started, |t, d| t.detector(i, d));
-            let found = found.into_iter().map(|c| (c, None)).collect();
             self.check_matches(i, text, found, &mut out);
         }
         out
@@ -609,27 +630,19 @@ impl Engine {
 
     /// A Rust check's matches as raw matches of detector `i`: its own message (else the detector's), and only ranges
     /// that cut the text at characters (checks over rewritten text could miss).
-    fn check_matches(
-        &self,
-        i: usize,
-        text: &str,
-        found: Vec<(CheckMatch, Option<CheckFix>)>,
-        out: &mut Vec<RawMatch>,
-    ) {
+    fn check_matches(&self, i: usize, text: &str, found: Vec<CheckMatch>, out: &mut Vec<RawMatch>) {
         let on_chars = |r: &Range<usize>| {
             r.start <= r.end && text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
         };
         out.extend(
             found
                 .into_iter()
-                .filter(|(c, fix)| {
-                    on_chars(&c.range) && fix.as_ref().is_none_or(|f| on_chars(&f.range))
-                })
-                .map(|(c, fix)| RawMatch {
+                .filter(|c| on_chars(&c.range) && c.fix.as_ref().is_none_or(|f| on_chars(&f.range)))
+                .map(|c| RawMatch {
                     detector: i,
                     range: c.range,
                     message: c.message.map(Arc::from),
-                    fix: fix.map(|f| (f.range, f.replacement)),
+                    fix: c.fix.map(|f| (f.range, f.replacement)),
                 }),
         );
     }
@@ -678,7 +691,7 @@ fn interpolate<D: ast_grep_core::Doc>(
                 .map(|n| prefix(&n.text(), SHOWN_BYTES).to_string())
                 .unwrap_or_default()
         };
-        out.push_str(&shorten(&value));
+        out.push_str(&shorten(&value, Cut::EXPRESSION));
         rest = &after[dollars + name_len..];
     }
     out.push_str(rest);
@@ -698,30 +711,6 @@ fn prefix(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// The code on one line (whitespace runs as one space), at most 60 characters: 57 and `…` when longer. Only
-/// the start of the code is looked at, however long it is.
-fn shorten(code: &str) -> String {
-    let mut one_line = String::new();
-    let mut count = 0;
-    for (i, word) in code.split_whitespace().enumerate() {
-        if i > 0 {
-            one_line.push(' ');
-            count += 1;
-        }
-        one_line.push_str(word);
-        count += word.chars().count();
-        if count > 60 {
-            break;
-        }
-    }
-    if count > 60 {
-        let cut: String = one_line.chars().take(57).collect();
-        format!("{cut}…")
-    } else {
-        one_line
-    }
 }
 
 /// 16 hex digits of SHA-256 over the detector, path, normalised code and occurrence number.
@@ -1098,10 +1087,10 @@ mod tests {
 
     #[test]
     fn long_captures_are_shortened_without_copying_them_whole() {
-        let short = shorten(&format!("f({})", "x, ".repeat(100_000)));
+        let short = shorten(&format!("f({})", "x, ".repeat(100_000)), Cut::EXPRESSION);
         assert_eq!(short.chars().count(), 58);
         assert!(short.ends_with('…'));
-        assert_eq!(shorten("requests.get"), "requests.get");
+        assert_eq!(shorten("requests.get", Cut::EXPRESSION), "requests.get");
         assert_eq!(prefix("éé", 3), "é");
     }
 

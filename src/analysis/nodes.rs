@@ -2,15 +2,17 @@
 //! the ast-grep rules are dispatched from it, and Rust checks ask it for "every `call`" instead of walking the
 //! whole tree again each.
 
-use super::checks::PyNode;
 use super::language::Lang;
-use ast_grep_core::AstGrep;
 use ast_grep_core::tree_sitter::StrDoc;
+use ast_grep_core::{AstGrep, Node};
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::rc::Rc;
+
+/// A node of a parsed file (Python, Dockerfile or YAML: the grammar is the file's).
+pub type PyNode<'r> = Node<'r, StrDoc<Lang>>;
 
 /// The nodes of one tree, in document (pre-)order, grouped by kind id; and the per-file analyses that several
 /// detectors share (see [`NodeIndex::memo`]).

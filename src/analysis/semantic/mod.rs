@@ -1,5 +1,10 @@
 //! Facts about code, computed in one place and read by every detector and by the engine. Nothing here imports
 //! a detector.
 
+pub mod container;
+pub mod dockerfile;
 pub mod paths;
+pub mod python;
+pub mod secrets;
 pub mod tenancy;
+pub mod yaml;

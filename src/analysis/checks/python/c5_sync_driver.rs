@@ -1,0 +1,55 @@
+//! C5: a synchronous database driver (psycopg2/psycopg, PyMySQL, pymongo, redis-py's sync client) used inside
+//! `async def`.
+//!
+//! The clients are recognised by how they are made, resolved through the file's imports: `psycopg2.connect(...)`,
+//! `pymongo.MongoClient(...)`, `redis.Redis(...)` / `redis.from_url(...)` (not `redis.asyncio`), or a parameter
+//! annotated with one of their classes. Names bound to a client at module level, on `self`, or in the function,
+//! and what is derived from them (`conn.cursor()`, `client.db.users`, `r.pipeline()`), are followed; a call on
+//! them that talks to the server is reported. An awaited call is never reported.
+
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::drivers::DriverTracker;
+use crate::analysis::semantic::python::imports::Imports;
+use crate::analysis::semantic::python::roles::is_startup_function;
+use crate::analysis::semantic::python::syntax::{has_error, is_async_def};
+
+/// A synchronous database driver used in `async def`.
+pub struct SyncDriverInAsync;
+
+impl Check for SyncDriverInAsync {
+    fn id(&self) -> &'static str {
+        "sync-db-driver-in-async"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["psycopg", "pymysql", "pymongo", "redis"]
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = Imports::of_file(ctx, root);
+        let tracker = DriverTracker::new(root, &imports);
+        if !tracker.active() {
+            return;
+        }
+        for func in ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|n| is_async_def(n))
+        {
+            if is_startup_function(func) {
+                continue;
+            }
+            for u in tracker.blocking_uses(func, true) {
+                if has_error(&u.call) {
+                    continue;
+                }
+                out.push(CheckMatch {
+                    fix: None,
+                    range: u.call.range(),
+                    message: Some(u.message),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! I1 `object-by-id-without-owner-check`: a route handler that knows who is calling (a current-user / auth
+//! parameter) loads, updates or deletes a row of a tenant- or owner-scoped model by an id from the request, and never
+//! compares the row's tenant/owner column with the caller — any signed-in user can read or change another tenant's
+//! row by guessing its id (the "IDOR" of OWASP's API1: broken object level authorisation).
+//!
+//! Which models are scoped comes from [`crate::analysis::semantic::tenancy`] (model files anywhere in the
+//! repository, columns inherited from mixins). Silent when the handler has no caller parameter (the route may be
+//! protected by a router-level dependency we cannot see), when it names the tenant/owner column anywhere, when it
+//! compares the loaded row with the caller, or when it hands the row, the id or the caller to a helper whose name says
+//! it checks access (`check_…`, `verify_…`, `ensure_…`, `authorize…`, `…permission…`, `…access…`, `…owner…`).
+
+use crate::analysis::checks::{Check, CheckMatch, PyNode};
+use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::roles::{
+    ROUTE_DECORATOR_TOKENS, RouteStyle, is_route_handler,
+};
+use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
+use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
+
+pub struct ObjectByIdWithoutOwnerCheck;
+
+/// Parameter names (lower-case substrings) that carry the caller's identity.
+const IDENTITY_WORDS: &[&str] = &[
+    "user",
+    "principal",
+    "account",
+    "auth",
+    "identity",
+    "caller",
+    "member",
+    "claims",
+    "token",
+    "viewer",
+];
+
+/// Callee words (lower-case) of a helper that checks access.
+const GUARD_WORDS: &[&str] = &[
+    "check",
+    "verify",
+    "ensure",
+    "assert",
+    "authoriz",
+    "authoris",
+    "permission",
+    "access",
+    "owner",
+    "allowed",
+    "can_",
+    "require",
+    "guard",
+    "validate",
+];
+
+struct Param {
+    name: String,
+    identity: bool,
+    id: bool,
+}
+
+fn params(func: &PyNode<'_>) -> Vec<Param> {
+    let Some(list) = func.field("parameters") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in list.children() {
+        let (name, annotation, default) = match p.kind().as_ref() {
+            "identifier" => (p.text().to_string(), String::new(), String::new()),
+            "typed_parameter" => (
+                p.children()
+                    .find(|c| c.kind() == "identifier")
+                    .map(|n| n.text().to_string())
+                    .unwrap_or_default(),
+                p.field("type")
+                    .map(|t| t.text().to_string())
+                    .unwrap_or_default(),
+                String::new(),
+            ),
+            "default_parameter" | "typed_default_parameter" => (
+                p.field("name")
+                    .map(|n| n.text().to_string())
+                    .unwrap_or_default(),
+                p.field("type")
+                    .map(|t| t.text().to_string())
+                    .unwrap_or_default(),
+                p.field("value")
+                    .map(|v| v.text().to_string())
+                    .unwrap_or_default(),
+            ),
+            _ => continue,
+        };
+        if name.is_empty() || name == "self" || name == "cls" {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        let dependency = default.contains("Depends(") || default.contains("Security(");
+        let annotation_lower = annotation.to_ascii_lowercase();
+        let default_lower = default.to_ascii_lowercase();
+        let session_like = [
+            "db",
+            "session",
+            "sess",
+            "conn",
+            "request",
+            "background_tasks",
+        ]
+        .contains(&lower.as_str());
+        let id_like = lower == "id"
+            || lower.ends_with("_id")
+            || lower.ends_with("_uuid")
+            || lower.ends_with("_pk")
+            || (name.len() > 2 && name.ends_with("Id"));
+        // A request body (`user: UserUpdate`, `member: MemberIn`) is data, not the caller.
+        let body_schema = annotation
+            .rsplit(['.', ' ', '|'])
+            .find(|w| !w.is_empty())
+            .is_some_and(|t| {
+                [
+                    "Base", "In", "Create", "Update", "Schema", "Request", "Body", "Payload",
+                    "Input", "Data", "Patch",
+                ]
+                .iter()
+                .any(|s| t.ends_with(s) && t.len() > s.len())
+            });
+        let identity = !session_like
+            && !body_schema
+            && (!id_like || dependency)
+            && (IDENTITY_WORDS.iter().any(|w| lower.contains(w))
+                || (annotation_lower.contains("user") && !annotation_lower.contains("create"))
+                || (dependency
+                    && [
+                        "user",
+                        "auth",
+                        "token",
+                        "principal",
+                        "jwt",
+                        "login",
+                        "member",
+                    ]
+                    .iter()
+                    .any(|w| default_lower.contains(w))));
+        let id = !identity && !dependency && id_like;
+        out.push(Param { name, identity, id });
+    }
+    out
+}
+
+/// Does `text` hold `word` as a whole identifier?
+fn has_word(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = at == 0 || !ident(bytes[at - 1]);
+        let end = at + word.len();
+        let after = end >= bytes.len() || !ident(bytes[end]);
+        before && after
+    })
+}
+
+/// A load, update or delete of a scoped model by a request id: (the node to report, the model, the variable the
+/// result is bound to, if any).
+struct Load<'r> {
+    node: PyNode<'r>,
+    model: String,
+    bound_to: Option<String>,
+}
+
+/// The outermost call of a method chain that starts at `call` (`select(M).where(…).limit(1)`).
+fn chain_top<'r>(call: &PyNode<'r>) -> PyNode<'r> {
+    let mut top = call.clone();
+    for _ in 0..32 {
+        let Some(attr) = top.parent().filter(|p| p.kind() == "attribute") else {
+            break;
+        };
+        let Some(outer) = attr.parent().filter(|p| p.kind() == "call") else {
+            break;
+        };
+        top = outer;
+    }
+    top
+}
+
+/// The name a statement binds the value of `node` to (`chat = await session.get(…)`, `x = (…).first()`).
+fn bound_name(node: &PyNode<'_>) -> Option<String> {
+    let mut cur = node.clone();
+    for _ in 0..8 {
+        let parent = cur.parent()?;
+        match parent.kind().as_ref() {
+            "assignment" => {
+                let left = parent.field("left")?;
+                return (left.kind() == "identifier").then(|| left.text().to_string());
+            }
+            "await" | "parenthesized_expression" | "call" | "attribute" | "argument_list" => {
+                cur = parent
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Load<'r>> {
+    let mut out = Vec::new();
+    let mentions_id = |text: &str| ids.iter().any(|id| has_word(text, id));
+    for call in own.iter().filter(|n| n.kind() == "call") {
+        let Some(tail) = callee_tail(call) else {
+            continue;
+        };
+        let Some(first) = positional_arg(call, 0) else {
+            continue;
+        };
+        let model = first.text().to_string();
+        let Some(columns) = models.columns(&model) else {
+            continue;
+        };
+        match tail.as_str() {
+            // session.get(Model, chat_id)
+            "get" => {
+                let Some(key) = positional_arg(call, 1) else {
+                    continue;
+                };
+                if mentions_id(&key.text()) {
+                    out.push(Load {
+                        node: call.clone(),
+                        model,
+                        bound_to: bound_name(call),
+                    });
+                }
+            }
+            // db.query(Model).filter(Model.id == chat_id).first(), select(Model).where(…), delete(Model).where(…)
+            "query" | "select" | "delete" | "update" => {
+                let top = chain_top(call);
+                let text = top.text();
+                if top.range() == call.range() || !mentions_id(&text) {
+                    continue;
+                }
+                // A filter on the tenant/owner column in the statement scopes it.
+                if columns.iter().any(|c| has_word(&text, c)) {
+                    continue;
+                }
+                let by_id = text.contains(".get(")
+                    || text.contains("filter_by(")
+                    || text.contains(&format!("{model}.id"))
+                    || text.contains(&format!("{model}.uuid"));
+                if by_id {
+                    out.push(Load {
+                        node: call.clone(),
+                        model,
+                        bound_to: bound_name(&top),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Does the handler check the caller's right to the row anywhere?
+fn guarded(
+    own: &[PyNode<'_>],
+    columns: &[String],
+    load: &Load<'_>,
+    who: &[&str],
+    ids: &[&str],
+) -> bool {
+    let mentions = |text: &str| {
+        who.iter().any(|w| has_word(text, w))
+            || ids.iter().any(|w| has_word(text, w))
+            || load.bound_to.as_deref().is_some_and(|b| has_word(text, b))
+    };
+    for n in own {
+        match n.kind().as_ref() {
+            // The tenant/owner column given as a keyword (`filter_by(user_id=…)`, `get_chat(…, owner_id=…)`).
+            "keyword_argument"
+                if n.field("name")
+                    .is_some_and(|k| columns.iter().any(|c| k.text() == c.as_str())) =>
+            {
+                return true;
+            }
+            // The column compared (`chat.user_id != user.id`), or the row compared with the caller
+            // (`chat.creator != user.id`). A mere read of the column (`if body.org_id:`) is no check.
+            "comparison_operator" => {
+                let t = n.text();
+                if columns.iter().any(|c| has_word(&t, c)) {
+                    return true;
+                }
+                if who.iter().any(|w| has_word(&t, w))
+                    && (load.bound_to.as_deref().is_some_and(|b| has_word(&t, b))
+                        || has_word(&t, &load.model))
+                {
+                    return true;
+                }
+            }
+            // A helper that says it checks access, given the row, its id or the caller.
+            "call" => {
+                let name = callee_tail(n).unwrap_or_default().to_ascii_lowercase();
+                let Some(args) = n.field("arguments") else {
+                    continue;
+                };
+                let args = args.text();
+                if GUARD_WORDS.iter().any(|g| name.contains(g)) && mentions(&args) {
+                    return true;
+                }
+                // The column and the caller handed on together (`authorize(chat.org_id, user)`).
+                if columns.iter().any(|c| has_word(&args, c))
+                    && who.iter().any(|w| has_word(&args, w))
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+impl Check for ObjectByIdWithoutOwnerCheck {
+    fn id(&self) -> &'static str {
+        "object-by-id-without-owner-check"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["get(", "query(", "select(", "delete(", "update("]
+    }
+
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        MODEL_FILE_GLOBS
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        // Route handlers first (cheap): most files that pass the token filter have none.
+        let handlers: Vec<PyNode<'r>> = ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|f| is_route_handler(f, RouteStyle::FastApi))
+            .cloned()
+            .collect();
+        if handlers.is_empty() {
+            return;
+        }
+        // The repository's models (worked out once per audit), plus this file's own when it declares models and
+        // is not among the model files read.
+        let own_models;
+        let text = root.text();
+        let declares_models = ["__tablename__", "Column(", "mapped_column(", "table=True"]
+            .iter()
+            .any(|w| text.contains(w));
+        let models = if declares_models && !ctx.repo.files.contains_key(ctx.path) {
+            let texts = model_file_texts(&ctx.repo.files).chain([text.as_ref()]);
+            own_models = TenantModels::build(texts, &ctx.repo.tenant_columns);
+            &own_models
+        } else {
+            ctx.repo.tenant_models()
+        };
+        if models.is_empty() {
+            return;
+        }
+        for func in &handlers {
+            let decorated = func
+                .parent()
+                .map(|p| p.text().to_string())
+                .unwrap_or_default();
+            let head = decorated
+                .split("def ")
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let name = function_name(func).unwrap_or_default();
+            if head.contains("admin") || name.to_ascii_lowercase().contains("admin") {
+                continue;
+            }
+            let ps = params(func);
+            let who: Vec<&str> = ps
+                .iter()
+                .filter(|p| p.identity)
+                .map(|p| p.name.as_str())
+                .collect();
+            let ids: Vec<&str> = ps
+                .iter()
+                .filter(|p| p.id)
+                .map(|p| p.name.as_str())
+                .collect();
+            if who.is_empty() || ids.is_empty() {
+                continue;
+            }
+            let Some(body) = func.field("body") else {
+                continue;
+            };
+            let own = same_scope_descendants(&body);
+            let found = loads(models, &ids, &own);
+            let unguarded: Vec<&Load<'_>> = found
+                .iter()
+                .filter(|l| {
+                    let cols = models.columns(&l.model).unwrap_or(&[]);
+                    !guarded(&own, cols, l, &who, &ids)
+                })
+                .collect();
+            let Some(first) = unguarded.first() else {
+                continue;
+            };
+            let cols = models.columns(&first.model).unwrap_or(&[]).join("`/`");
+            let more = if unguarded.len() > 1 {
+                format!(" ({} more such loads in this handler)", unguarded.len() - 1)
+            } else {
+                String::new()
+            };
+            out.push(CheckMatch {
+                fix: None,
+                range: first.node.range(),
+                message: Some(format!(
+                    "route `{name}` loads `{}` by `{}` from the request and never compares its `{cols}` with the caller (`{}`): any signed-in user can reach another tenant's row by its id{more}; filter by the owner in the query or check it before use",
+                    first.model,
+                    ids.join("`/`"),
+                    who.join("`, `"),
+                )),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    fn handler_params(code: &str) -> Vec<(String, bool, bool)> {
+        let root = Lang::Python.ast_grep(code);
+        let tree = root.root();
+        let Some(func) = tree.dfs().find(|n| n.kind() == "function_definition") else {
+            panic!("no function");
+        };
+        params(&func)
+            .into_iter()
+            .map(|p| (p.name, p.identity, p.id))
+            .collect()
+    }
+
+    #[test]
+    fn callers_ids_and_request_bodies_are_told_apart() {
+        let ps = handler_params(
+            "def f(chat_id: int, user: UserUpdate, db: Session = Depends(get_db), me: User = Depends(get_current_user), account_id: int = 0, current_user_id: int = Depends(get_current_user_id), Authorize: AuthJWT = Depends(check_auth)):\n    pass\n",
+        );
+        let want = [
+            ("chat_id", false, true),
+            ("user", false, false),
+            ("db", false, false),
+            ("me", true, false),
+            ("account_id", false, true),
+            ("current_user_id", true, false),
+            ("Authorize", true, false),
+        ];
+        assert_eq!(
+            ps,
+            want.iter()
+                .map(|(n, i, d)| (n.to_string(), *i, *d))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn words_are_whole_identifiers() {
+        assert!(has_word("chat.user_id != me.id", "user_id"));
+        assert!(!has_word("chat.user_ids", "user_id"));
+        assert!(!has_word("other_user_id", "user_id"));
+    }
+}

@@ -1,0 +1,148 @@
+//! Scopes: which function a node runs in, whether that is a coroutine, module level, the `__main__` guard, and
+//! the nodes that run in a function itself (its "own nodes", nested definitions left out).
+
+use super::syntax::is_async_def;
+use crate::analysis::nodes::PyNode;
+
+/// The nearest enclosing function (`def`, `async def` or `lambda`) of a node, not counting the node itself.
+pub fn enclosing_function<'r>(node: &PyNode<'r>) -> Option<PyNode<'r>> {
+    node.ancestors()
+        .find(|a| matches!(a.kind().as_ref(), "function_definition" | "lambda"))
+}
+
+/// Is the node's code run on the event loop, i.e. is its nearest enclosing function an `async def`?
+pub fn in_async_context(node: &PyNode<'_>) -> bool {
+    enclosing_function(node).is_some_and(|f| is_async_def(&f))
+}
+
+/// Every descendant of `node` (not `node` itself) that runs in the same function body: nested `def`, `lambda`
+/// and `class` bodies are not entered (the nested definition node itself is included).
+pub fn same_scope_descendants<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PyNode<'r>> = node.children().collect();
+    while let Some(n) = stack.pop() {
+        let nested = matches!(
+            n.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition"
+        );
+        if !nested {
+            stack.extend(n.children());
+        }
+        out.push(n);
+    }
+    out.sort_by_key(|n| n.range().start);
+    out
+}
+
+/// Is the node at module level (no enclosing function or class)?
+pub fn is_module_level(node: &PyNode<'_>) -> bool {
+    !node.ancestors().any(|a| {
+        matches!(
+            a.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition"
+        )
+    })
+}
+
+/// Is the node inside an `if __name__ == "__main__":` block?
+pub fn in_main_guard(node: &PyNode<'_>) -> bool {
+    node.ancestors().any(|a| {
+        a.kind() == "if_statement"
+            && a.field("condition").is_some_and(|c| {
+                let t: String = c.text().split_whitespace().collect();
+                t == "__name__==\"__main__\"" || t == "__name__=='__main__'"
+            })
+    })
+}
+
+/// All `def`/`async def`/`lambda` ancestors of a node, innermost first.
+pub fn enclosing_functions<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    node.ancestors()
+        .filter(|a| matches!(a.kind().as_ref(), "function_definition" | "lambda"))
+        .collect()
+}
+
+/// Which walk [`own_nodes`] makes. They differ in what they include and in their order, and the reports
+/// depend on both (one finding per function is the first match found), so each is kept and named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnNodes {
+    /// Of a `def`: the named nodes of its `body`, nested `def`/`lambda`/`class` and decorated definitions left
+    /// out, in walk order (a stack: not source order).
+    BodyNamed,
+    /// Every node (named or not) under the given node, the same definitions left out, in walk order.
+    Below,
+    /// Of a `def`: its `body` and every node under it in source (pre-)order, nested `def`/`lambda`/`class`
+    /// bodies left out (a decorated nested definition's decorators are included).
+    BodyInOrder,
+}
+
+/// The nodes that run in `node`'s own scope, as `walk` defines them.
+pub fn own_nodes<'r>(node: &PyNode<'r>, walk: OwnNodes) -> Vec<PyNode<'r>> {
+    match walk {
+        OwnNodes::BodyNamed => body_named(node),
+        OwnNodes::Below => all_below(node),
+        OwnNodes::BodyInOrder => body_in_order(node),
+    }
+}
+
+/// The named nodes of a function body that run in that function: nested `def`, `lambda` and `class` bodies are
+/// left out (they run when and where they are called or handed to).
+fn body_named<'r>(func: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let mut out = Vec::new();
+    let Some(body) = func.field("body") else {
+        return out;
+    };
+    let mut stack: Vec<PyNode<'r>> = body.children().collect();
+    while let Some(node) = stack.pop() {
+        if matches!(
+            node.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition" | "decorated_definition"
+        ) {
+            // A decorated nested def: its decorators run here, but they are rarely blocking; skip it all.
+            continue;
+        }
+        stack.extend(node.children());
+        // Named nodes only: punctuation and keywords are never asked for, and are 40% of a large body.
+        if node.is_named() {
+            out.push(node);
+        }
+    }
+    out
+}
+
+/// Walk a subtree without descending into nested functions, lambdas or classes (their code runs elsewhere).
+fn all_below<'r>(body: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PyNode<'r>> = body.children().collect();
+    while let Some(n) = stack.pop() {
+        if matches!(
+            n.kind().as_ref(),
+            "function_definition" | "lambda" | "class_definition" | "decorated_definition"
+        ) {
+            continue;
+        }
+        stack.extend(n.children());
+        out.push(n);
+    }
+    out
+}
+
+/// See [`OwnNodes::BodyInOrder`].
+fn body_in_order<'r>(func: &PyNode<'r>) -> Vec<PyNode<'r>> {
+    let mut nodes = Vec::new();
+    if let Some(body) = func.field("body") {
+        let mut stack: Vec<PyNode<'r>> = vec![body];
+        while let Some(n) = stack.pop() {
+            if matches!(
+                n.kind().as_ref(),
+                "function_definition" | "lambda" | "class_definition"
+            ) {
+                continue;
+            }
+            let kids: Vec<PyNode<'r>> = n.children().collect();
+            nodes.push(n);
+            stack.extend(kids.into_iter().rev());
+        }
+    }
+    nodes
+}

@@ -1,0 +1,93 @@
+//! Text for messages and names: code shortened to one line, identifiers split into words.
+
+/// How much of a piece of code a message quotes. The detectors quote at three widths; each is named here so
+/// a message's width is chosen, not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Longer than this many characters (on one line) is cut …
+    pub max: usize,
+    /// … to this many, then `…`.
+    pub keep: usize,
+}
+
+impl Cut {
+    /// A statement (C1, C2, C3): up to 70 characters.
+    pub const STATEMENT: Cut = Cut { max: 70, keep: 67 };
+    /// A value or an expression in a sentence (I3, I5, I6, O1): up to 60 characters.
+    pub const EXPRESSION: Cut = Cut { max: 60, keep: 57 };
+    /// A callee or a receiver (C5 drivers, C6, F3): up to 40 characters.
+    pub const NAME: Cut = Cut { max: 40, keep: 39 };
+}
+
+/// Code on one line (whitespace runs made one space), cut to `cut`'s width. Only the start of the code is looked
+/// at, however long it is (a capture can be a whole file).
+pub fn shorten(code: &str, cut: Cut) -> String {
+    let mut one_line = String::new();
+    let mut count = 0;
+    for (i, word) in code.split_whitespace().enumerate() {
+        if i > 0 {
+            one_line.push(' ');
+            count += 1;
+        }
+        one_line.push_str(word);
+        count += word.chars().count();
+        if count > cut.max {
+            break;
+        }
+    }
+    if count > cut.max {
+        let kept: String = one_line.chars().take(cut.keep).collect();
+        format!("{kept}…")
+    } else {
+        one_line
+    }
+}
+
+/// Split an identifier into lower-case words (`uploaded_files` → uploaded, files; `docUrls` → doc, urls).
+pub fn words(ident: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in ident.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortens_to_the_named_widths_reading_only_the_start() {
+        assert_eq!(shorten("a  =\n  b", Cut::NAME), "a = b");
+        let long = format!("f({})", "x, ".repeat(100_000));
+        for cut in [Cut::STATEMENT, Cut::EXPRESSION, Cut::NAME] {
+            let s = shorten(&long, cut);
+            assert_eq!(s.chars().count(), cut.keep + 1);
+            assert!(s.ends_with('…'));
+        }
+        let exact = "y".repeat(60);
+        assert_eq!(shorten(&exact, Cut::EXPRESSION), exact, "60 characters fit");
+        assert_eq!(
+            shorten(&format!("{exact}z"), Cut::EXPRESSION)
+                .chars()
+                .count(),
+            58
+        );
+    }
+}
