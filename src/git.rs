@@ -150,6 +150,36 @@ impl Repo {
         Err(GitError::NoDefaultBranch)
     }
 
+    /// Is this a shallow clone (CI checkouts usually are)?
+    pub fn is_shallow(&self) -> bool {
+        self.run(&["rev-parse", "--is-shallow-repository"])
+            .is_ok_and(|out| String::from_utf8_lossy(&out).trim() == "true")
+    }
+
+    /// `git fetch --no-tags [OPTIONS] REMOTE REFSPEC…` (for commits a CI checkout lacks), with the user's
+    /// credentials; never prompts for them.
+    pub fn fetch(&self, remote: &str, options: &[&str], refspecs: &[&str]) -> Result<(), GitError> {
+        let mut args: Vec<&str> = vec!["fetch", "--no-tags", "--quiet", "--no-write-fetch-head"];
+        args.extend_from_slice(options);
+        args.push("--end-of-options");
+        args.push(remote);
+        args.extend_from_slice(refspecs);
+        let out = self
+            .git()
+            .args(&args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The best common ancestor of two commits.
     pub fn merge_base(&self, base: &str, head: &str) -> Result<String, GitError> {
         let out = self
