@@ -45,10 +45,10 @@ pub struct ActionArgs {
     /// Also write the findings as SARIF to this file (relative to the workspace), for
     /// github/codeql-action/upload-sarif.
     #[arg(long)]
-    pub sarif: Option<PathBuf>,
+    pub sarif: Option<String>,
     /// Repository configuration file (default: .github/prodaudit.yml of the pull request's base).
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub config: Option<String>,
     /// Report on every line of the changed files, not only the changed lines (`/audit full` does too).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub full: String,
@@ -146,10 +146,10 @@ fn inputs(args: &ActionArgs, workspace: &Path) -> Result<Inputs, ActionError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let path = |p: &Option<PathBuf>| {
-        p.as_ref().filter(|p| !p.as_os_str().is_empty()).map(|p| {
+    let path = |p: &Option<String>| {
+        given(p).map(PathBuf::from).map(|p| {
             if p.is_absolute() {
-                p.clone()
+                p
             } else {
                 workspace.join(p)
             }
@@ -829,8 +829,8 @@ mod tests {
         let ws = Path::new("/ws");
         let args = ActionArgs {
             fail_on: Some(String::new()),
-            sarif: Some(PathBuf::new()),
-            config: Some(PathBuf::from("conf.yml")),
+            sarif: Some(String::new()),
+            config: Some("conf.yml".into()),
             full: String::new(),
             rules: Vec::new(),
         };

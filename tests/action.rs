@@ -227,6 +227,46 @@ fn run_action(s: &Setup, api: &str, event_name: &str, event: &Value, args: &[&st
     }
 }
 
+/// The arguments action.yml gives the container (`runs.args`, after its `action` subcommand), with
+/// `${{ inputs.NAME }}` replaced by `given` values, else the input's default, as the runner does.
+fn action_yml_args(given: &[(&str, &str)]) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let yml: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("action.yml: {e}"));
+    assert_eq!(yml["runs"]["using"], "docker");
+    assert_eq!(
+        yml["runs"]["image"], "Dockerfile",
+        "the project's own image"
+    );
+    let args: Vec<String> = yml["runs"]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let a = a.as_str().unwrap_or_default();
+            match a
+                .strip_prefix("${{ inputs.")
+                .and_then(|r| r.strip_suffix(" }}"))
+            {
+                Some(name) => given
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_else(|| {
+                        assert!(yml["inputs"][name].is_object(), "undeclared input {name}");
+                        yml["inputs"][name]["default"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string()
+                    }),
+                None => a.to_string(),
+            }
+        })
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("action"));
+    args[1..].to_vec()
+}
+
 fn posts(w: &Shared, suffix: &str) -> usize {
     lock_pub(w)
         .requests
@@ -240,13 +280,10 @@ async fn a_pull_request_gets_one_check_run_and_one_review_and_a_second_run_posts
     let s = setup();
     let (api, w) = fake_github::start(s.world()).await;
     let event = pull_request_event(&s);
-    let first = run_action(
-        &s,
-        &api,
-        "pull_request",
-        &event,
-        &["--sarif", "results.sarif"],
-    );
+    // The arguments action.yml passes (the unset inputs as empty strings).
+    let args = action_yml_args(&[("sarif", "results.sarif")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = run_action(&s, &api, "pull_request", &event, &args);
     assert_eq!(
         first.code, 1,
         "a high finding fails at the default fail-on\nstdout: {}\nstderr: {}",
@@ -358,7 +395,9 @@ async fn a_read_only_token_gets_annotations_and_a_summary_and_fails_only_by_fail
     }
     let (api, w) = fake_github::start(world).await;
     let event = pull_request_event(&s);
-    let run = run_action(&s, &api, "pull_request", &event, &[]);
+    let args = action_yml_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_action(&s, &api, "pull_request", &event, &args);
     assert_eq!(
         run.code, 1,
         "the high finding fails at `high`, not the permission\nstdout: {}\nstderr: {}",
@@ -392,7 +431,9 @@ async fn a_read_only_token_gets_annotations_and_a_summary_and_fails_only_by_fail
         assert!(world.reviews.is_empty());
     }
     // fail-on decides the exit status: nothing at or above critical, so the step passes.
-    let lenient = run_action(&s, &api, "pull_request", &event, &["--fail-on", "critical"]);
+    let args = action_yml_args(&[("fail-on", "critical")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lenient = run_action(&s, &api, "pull_request", &event, &args);
     assert_eq!(lenient.code, 0, "{}\n{}", lenient.stdout, lenient.stderr);
     assert!(lenient.stdout.contains("::error file=app/svc.py,line=6"));
 }
