@@ -13,9 +13,10 @@ use crate::audit::{self, AuditError, AuditRequest};
 use crate::diff::LineSet;
 use crate::git::{GitError, Repo};
 use crate::github::GitHub;
+use crate::github::api::{ReviewThread, THREADS_FIELDS, parse_threads};
 use crate::github::client::{ClientOptions, GitHubError};
 use crate::github::events::{self, Command, Intake};
-use crate::github::review::{Publisher, ReviewError, command_refusal};
+use crate::github::review::{self, Publisher, ReviewError, command_refusal};
 use crate::repo_config::{ConfigError, RepoConfig};
 use crate::report::markdown::{self, CHECK_NAME};
 use crate::report::output::{self, Format, RenderOptions};
@@ -209,6 +210,30 @@ pub async fn run(
         return Ok(0);
     };
     tracing::info!(repo = %target.repo, pr = target.pr_number, head = %target.head, "auditing");
+    let publisher = Publisher {
+        gh: &gh,
+        store: None,
+        installation: TOKEN_INSTALLATION,
+        repo: &target.repo,
+        pr_number: target.pr_number,
+    };
+    // One GraphQL request, as the App's: is the pull request still open at this head, and its review threads
+    // (fingerprints already commented, threads to resolve).
+    let now = pull_now(&gh, &target.repo, target.pr_number).await?;
+    if let Some((title, why)) =
+        review::not_auditable(now.state.as_deref(), now.head.as_deref(), &target.head)
+    {
+        let summary = format!("prodaudit did not audit this commit: {why}.");
+        neutral_check(&publisher, &target, title, &summary, out).await?;
+        say(
+            out,
+            &format!(
+                "::notice title=prodaudit::not audited: {}",
+                escape_command(&why)
+            ),
+        );
+        return Ok(0);
+    }
 
     let repo = Repo::open(&env.workspace)?;
     ensure_commits(&repo, target.pr_number, &target.head, &target.base)?;
@@ -230,22 +255,8 @@ pub async fn run(
         .fail_on
         .or(config.fail_on)
         .unwrap_or(FailOn::At(Severity::High));
-    let publisher = Publisher {
-        gh: &gh,
-        store: None,
-        installation: TOKEN_INSTALLATION,
-        repo: &target.repo,
-        pr_number: target.pr_number,
-    };
     if target.draft && !config.audit_drafts && !target.explicit {
-        let mut denied = Vec::new();
-        if let Some(id) = permitted(
-            publisher.start_check(&target.head, false).await,
-            "create the check run",
-            &mut denied,
-        )? {
-            permitted(publisher.finish_check(&target.head, id, "neutral", "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", &[]).await, "complete the check run", &mut denied)?;
-        }
+        neutral_check(&publisher, &target, "Draft: not audited", "This pull request is a draft. Mark it ready for review, comment `/audit`, or set `review.drafts: true` in `.github/prodaudit.yml`.", out).await?;
         say(
             out,
             "::notice title=prodaudit::This pull request is a draft: not audited (comment `/audit`, or set `review.drafts: true` in .github/prodaudit.yml).",
@@ -304,6 +315,7 @@ pub async fn run(
         fail_on,
         failed,
         &commentable,
+        &now.threads,
     )
     .await;
     let (published, error) = match published {
@@ -387,17 +399,9 @@ async fn publish(
     fail_on: FailOn,
     failed: bool,
     commentable: &BTreeMap<String, LineSet>,
+    threads: &[ReviewThread],
 ) -> Result<Published, ActionError> {
-    let gh = publisher.gh;
     let mut p = Published::default();
-    let threads = permitted(
-        gh.review_threads(TOKEN_INSTALLATION, &target.repo, target.pr_number)
-            .await
-            .map_err(ReviewError::from),
-        "read the review threads",
-        &mut p.denied,
-    )?
-    .unwrap_or_default();
     let refs: Vec<&Finding> = report.findings.iter().collect();
     p.check_run = permitted(
         publisher.start_check(&target.head, target.explicit).await,
@@ -434,7 +438,7 @@ async fn publish(
                 &report.findings,
                 &lines,
                 config.max_inline_comments,
-                &threads,
+                threads,
                 true,
             )
             .await,
@@ -443,12 +447,77 @@ async fn publish(
     )?
     .unwrap_or(0);
     p.resolved = permitted(
-        publisher.resolve_gone(&report.findings, &threads).await,
+        publisher.resolve_gone(&report.findings, threads).await,
         "resolve review threads (it needs `pull-requests: write`)",
         &mut p.denied,
     )?
     .unwrap_or(0);
     Ok(p)
+}
+
+/// A check run completed `neutral` with a reason (a draft, a closed or moved-on pull request), as the App
+/// reports it; a token that may not create it is said in the log.
+async fn neutral_check(
+    publisher: &Publisher<'_>,
+    target: &Target,
+    title: &str,
+    summary: &str,
+    out: &mut dyn Write,
+) -> Result<(), ActionError> {
+    let mut denied = Vec::new();
+    if let Some(id) = permitted(
+        publisher.start_check(&target.head, target.explicit).await,
+        "create the check run (it needs `checks: write`)",
+        &mut denied,
+    )? {
+        permitted(
+            publisher
+                .finish_check(&target.head, id, "neutral", title, summary, &[])
+                .await,
+            "complete the check run (it needs `checks: write`)",
+            &mut denied,
+        )?;
+    }
+    for d in &denied {
+        say(
+            out,
+            &format!(
+                "::warning title=prodaudit: missing permission::{}",
+                escape_command(d)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The pull request as GraphQL reports it now.
+#[derive(Debug, Default)]
+struct PullNow {
+    /// OPEN, CLOSED or MERGED.
+    state: Option<String>,
+    head: Option<String>,
+    threads: Vec<ReviewThread>,
+}
+
+/// State, head and review threads of a pull request, in one GraphQL request.
+async fn pull_now(gh: &GitHub, repo: &str, number: i64) -> Result<PullNow, GitHubError> {
+    let (owner, name) = repo.split_once('/').unwrap_or((repo, ""));
+    let query = format!(
+        "query($owner:String!,$name:String!,$number:Int!){{repository(owner:$owner,name:$name){{pullRequest(number:$number){{state headRefOid {THREADS_FIELDS}}}}}}}"
+    );
+    let data = gh
+        .graphql_query(
+            TOKEN_INSTALLATION,
+            &query,
+            json!({"owner": owner, "name": name, "number": number}),
+        )
+        .await?;
+    let pr = &data["repository"]["pullRequest"];
+    Ok(PullNow {
+        state: pr["state"].as_str().map(str::to_string),
+        head: pr["headRefOid"].as_str().map(str::to_string),
+        threads: parse_threads(&pr["reviewThreads"]),
+    })
 }
 
 /// A 403 that is not a rate limit: the token lacks a permission (a fork's read-only token).
@@ -523,6 +592,12 @@ async fn target_of(
                         .sha
                 }
             };
+            // It goes on git's command line.
+            if !events::is_commit_sha(&base) {
+                return Err(ActionError::InvalidEvent(
+                    "the pull request's base is not a commit SHA".into(),
+                ));
+            }
             Ok(Some(Target {
                 repo,
                 pr_number,
@@ -858,6 +933,55 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(inputs(&bad, ws), Err(ActionError::Input(_))));
+    }
+
+    fn finding(i: usize) -> Finding {
+        Finding {
+            rule: "C5".into(),
+            check: "C5-blocking-sleep".into(),
+            severity: Severity::High,
+            path: format!("app/m{i}.py"),
+            line: i + 1,
+            end_line: i + 1,
+            column: 1,
+            end_column: 2,
+            message: "x".repeat(2_000),
+            standard: "Never block the event loop".into(),
+            conforming: String::new(),
+            fingerprint: format!("fp{i}"),
+            fix: None,
+            code: Vec::new(),
+            code_cut: None,
+        }
+    }
+
+    #[test]
+    fn the_job_summary_is_bounded() {
+        let report = Report {
+            findings: (0..5_000).map(finding).collect(),
+            ..Default::default()
+        };
+        let notes: Vec<String> = (0..1_000)
+            .map(|i| format!("Skipped `f{i}`: too large."))
+            .collect();
+        let published = Published {
+            denied: vec!["the token may not post the review".into()],
+            ..Default::default()
+        };
+        let s = job_summary(
+            &report,
+            FailOn::At(Severity::High),
+            &notes,
+            &published,
+            None,
+        );
+        assert!(s.len() <= MAX_JOB_SUMMARY, "{}", s.len());
+        assert!(s.contains("| 0 | 5000 | 0 | 0 |"), "counts by severity");
+        assert!(s.contains("… and 4,800 more finding(s)"));
+        assert_eq!(s.matches("| high | C5 |").count(), SUMMARY_ROWS);
+        assert!(s.contains("… and 950 more note(s)."));
+        assert!(s.contains("**Missing permission**"));
+        assert!(s.contains("**failed**"));
     }
 
     #[test]

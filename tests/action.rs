@@ -493,3 +493,45 @@ async fn slash_audit_follows_the_apps_permission_rule() {
     drop(world);
     assert_no_violations(&w);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_or_moved_on_pull_request_gets_a_neutral_check_and_no_review() {
+    let s = setup();
+    let event = pull_request_event(&s);
+    // A newer push by the time the step runs: that push's own run audits it.
+    let mut moved = s.world();
+    moved.head_sha = "f".repeat(40);
+    let (api, w) = fake_github::start(moved).await;
+    let run = run_action(&s, &api, "pull_request", &event, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    {
+        let world = lock_pub(&w);
+        let check = world
+            .check_runs
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(check["conclusion"], "neutral", "{check}");
+        assert_eq!(
+            check["output"]["title"],
+            "Superseded: a newer push is audited"
+        );
+        assert_eq!(check["head_sha"], s.head.as_str());
+        assert!(world.reviews.is_empty());
+    }
+    let mut closed = s.world();
+    closed.state = "closed".into();
+    let (api, w) = fake_github::start(closed).await;
+    let run = run_action(&s, &api, "pull_request", &event, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let world = lock_pub(&w);
+    let check = world
+        .check_runs
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(check["output"]["title"], "Pull request closed: not audited");
+    assert!(world.reviews.is_empty());
+}

@@ -46,6 +46,8 @@ pub enum GitHubError {
     Auth(#[from] AuthError),
     #[error("invalid request path {0}")]
     Path(String),
+    #[error("the token to authenticate with is empty")]
+    EmptyToken,
 }
 
 impl GitHubError {
@@ -56,7 +58,10 @@ impl GitHubError {
                 *status >= 500 || *status == 429 || *status == 403 && self.retry_after().is_some()
             }
             GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
-            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+            GitHubError::Decode { .. }
+            | GitHubError::Auth(_)
+            | GitHubError::Path(_)
+            | GitHubError::EmptyToken => false,
         }
     }
 
@@ -66,7 +71,10 @@ impl GitHubError {
         match self {
             GitHubError::Status { status, .. } => *status >= 500,
             GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
-            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+            GitHubError::Decode { .. }
+            | GitHubError::Auth(_)
+            | GitHubError::Path(_)
+            | GitHubError::EmptyToken => false,
         }
     }
 
@@ -185,9 +193,7 @@ impl GitHub {
     ) -> Result<Self, GitHubError> {
         let token = token.trim();
         if token.is_empty() {
-            return Err(GitHubError::Auth(AuthError::Key(
-                "the token is empty".to_string(),
-            )));
+            return Err(GitHubError::EmptyToken);
         }
         Self::build(
             api_url,

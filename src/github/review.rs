@@ -164,17 +164,7 @@ impl Reviewer {
         let pr_now = pr_now.unwrap_or_default();
         // The same request says whether the pull request is still open at this head (what `GET pull`
         // said before): a closed or moved-on pull request is not audited, and its check run says why.
-        let gone_by = match (&pr_now.state, &pr_now.head) {
-            (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
-                "Pull request closed: not audited",
-                "pull request is closed".to_string(),
-            )),
-            (_, Some(now)) if *now != head => Some((
-                "Superseded: a newer push is audited",
-                format!("head moved on from {head} to {now}; the newer push is audited"),
-            )),
-            _ => None,
-        };
+        let gone_by = not_auditable(pr_now.state.as_deref(), pr_now.head.as_deref(), &head);
         if let Some((title, why)) = gone_by {
             self.finish_check(
                 t,
@@ -834,6 +824,27 @@ impl Publisher<'_> {
             resolved += 1;
         }
         Ok(resolved)
+    }
+}
+
+/// Why a pull request is not audited at `head` although it was asked for (the App and the Action): it is
+/// closed (`state` as GraphQL says it: OPEN, CLOSED, MERGED), or its head moved on to `now`. The check run's
+/// title, and the reason.
+pub fn not_auditable(
+    state: Option<&str>,
+    now: Option<&str>,
+    head: &str,
+) -> Option<(&'static str, String)> {
+    match (state, now) {
+        (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
+            "Pull request closed: not audited",
+            "pull request is closed".to_string(),
+        )),
+        (_, Some(now)) if now != head => Some((
+            "Superseded: a newer push is audited",
+            format!("head moved on from {head} to {now}; the newer push is audited"),
+        )),
+        _ => None,
     }
 }
 
