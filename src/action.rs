@@ -312,7 +312,6 @@ pub async fn run(
         &report,
         &notes,
         &config,
-        fail_on,
         failed,
         &commentable,
         &now.threads,
@@ -396,7 +395,6 @@ async fn publish(
     report: &Report,
     notes: &[String],
     config: &RepoConfig,
-    fail_on: FailOn,
     failed: bool,
     commentable: &BTreeMap<String, LineSet>,
     threads: &[ReviewThread],
@@ -410,10 +408,6 @@ async fn publish(
     )?;
     if let Some(id) = p.check_run {
         let conclusion = if failed { "failure" } else { "success" };
-        let mut notes = notes.to_vec();
-        if let FailOn::At(level) = fail_on {
-            notes.push(format!("Fails at `{level}` and above."));
-        }
         permitted(
             publisher
                 .finish_check(
@@ -421,7 +415,7 @@ async fn publish(
                     id,
                     conclusion,
                     &markdown::check_title(&refs),
-                    &markdown::check_summary(&refs, &notes),
+                    &markdown::check_summary(&refs, notes),
                     &refs,
                 )
                 .await,
