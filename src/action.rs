@@ -236,7 +236,13 @@ pub async fn run(
     }
 
     let repo = Repo::open(&env.workspace)?;
-    ensure_commits(&repo, target.pr_number, &target.head, &target.base)?;
+    ensure_commits(
+        &repo,
+        &env.token,
+        target.pr_number,
+        &target.head,
+        &target.base,
+    )?;
     let known: Vec<String> = rules
         .rules
         .iter()
@@ -701,11 +707,79 @@ fn read_event(path: &Path) -> Result<Value, ActionError> {
     serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))
 }
 
+/// Fetches from origin with the checkout's own credentials (actions/checkout persists them by default), and,
+/// when that fails, once more with the Action's token as an HTTP header, as actions/checkout sends it (a checkout
+/// with `persist-credentials: false`, or whose credentials the container cannot see). The header reaches git
+/// through its environment, never its command line.
+struct Fetcher<'a> {
+    repo: &'a Repo,
+    header: String,
+    /// The checkout's credentials failed and the token worked: use the token from now on.
+    with_token: std::cell::Cell<bool>,
+}
+
+impl<'a> Fetcher<'a> {
+    fn new(repo: &'a Repo, token: &str) -> Fetcher<'a> {
+        Fetcher {
+            repo,
+            header: format!(
+                "AUTHORIZATION: basic {}",
+                base64(format!("x-access-token:{token}").as_bytes())
+            ),
+            with_token: std::cell::Cell::new(false),
+        }
+    }
+
+    fn fetch(&self, options: &[&str], refspecs: &[&str]) -> Result<(), GitError> {
+        if !self.with_token.get() {
+            match self.repo.fetch("origin", options, refspecs, &[]) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!(error = %e, "fetch failed; trying again with the token"),
+            }
+        }
+        self.repo.fetch(
+            "origin",
+            options,
+            refspecs,
+            &[("http.extraheader", self.header.as_str())],
+        )?;
+        self.with_token.set(true);
+        Ok(())
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for an HTTP basic credential.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Make sure head, base and a merge-base of them are in the checkout. `actions/checkout` fetches one commit
 /// by default (for `pull_request`, the merge commit; for `issue_comment`, the default branch): the missing
 /// commits are fetched from origin (by SHA, else the pull request's `refs/pull/N/head`), and a shallow history
 /// is deepened step by step until the two meet.
-fn ensure_commits(repo: &Repo, pr: i64, head: &str, base: &str) -> Result<(), ActionError> {
+fn ensure_commits(
+    repo: &Repo,
+    token: &str,
+    pr: i64,
+    head: &str,
+    base: &str,
+) -> Result<(), ActionError> {
+    let fetcher = Fetcher::new(repo, token);
     let depth: &[&str] = if repo.is_shallow() {
         &["--depth=50"]
     } else {
@@ -717,10 +791,10 @@ fn ensure_commits(repo: &Repo, pr: i64, head: &str, base: &str) -> Result<(), Ac
         .collect();
     if !missing.is_empty() {
         tracing::info!(?missing, "fetching commits the checkout lacks");
-        if let Err(first) = repo.fetch("origin", depth, &missing) {
+        if let Err(first) = fetcher.fetch(depth, &missing) {
             tracing::warn!(error = %first, "fetching by SHA failed; trying the pull request's refs");
             let pull_ref = format!("+refs/pull/{pr}/head:refs/remotes/prodaudit/pull/{pr}");
-            if let Err(e) = repo.fetch("origin", depth, &[pull_ref.as_str()]) {
+            if let Err(e) = fetcher.fetch(depth, &[pull_ref.as_str()]) {
                 tracing::warn!(error = %e, "fetching refs/pull/{pr}/head failed");
             }
             for sha in [head, base] {
@@ -745,7 +819,7 @@ fn ensure_commits(repo: &Repo, pr: i64, head: &str, base: &str) -> Result<(), Ac
                     step,
                     "no merge-base in the shallow history yet; deepening it"
                 );
-                repo.fetch("origin", &[step], &[head, base])?;
+                fetcher.fetch(&[step], &[head, base])?;
             }
             Ok(_) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -976,6 +1050,23 @@ mod tests {
         assert!(s.contains("… and 950 more note(s)."));
         assert!(s.contains("**Missing permission**"));
         assert!(s.contains("**failed**"));
+    }
+
+    #[test]
+    fn base64_follows_rfc_4648() {
+        // RFC 4648, section 10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
