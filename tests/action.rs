@@ -216,7 +216,10 @@ fn run_action(s: &Setup, api: &str, event_name: &str, event: &Value, args: &[&st
         .env("GITHUB_WORKSPACE", &s.workspace)
         .env("GITHUB_STEP_SUMMARY", &summary_path)
         .env("INPUT_TOKEN", TOKEN)
-        .env("LOG_LEVEL", "warn")
+        .env(
+            "LOG_LEVEL",
+            std::env::var("ACTION_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .output()
         .unwrap_or_else(|e| panic!("cannot run prodaudit action: {e}"));
     Run {
@@ -534,4 +537,25 @@ async fn a_closed_or_moved_on_pull_request_gets_a_neutral_check_and_no_review() 
         .unwrap_or_default();
     assert_eq!(check["output"]["title"], "Pull request closed: not audited");
     assert!(world.reviews.is_empty());
+}
+
+/// Configuration given to a fetch (the token's header, when the checkout's credentials fail) reaches git
+/// through its environment: here a URL rewrite is the observable stand-in for the header.
+#[test]
+fn a_fetch_gets_its_configuration_through_the_environment() {
+    let s = setup();
+    let origin = s.workspace.with_file_name("origin.git");
+    let real = format!("file://{}", origin.display());
+    let bogus = "file:///nonexistent/prodaudit-origin.git";
+    git(&s.workspace, &["remote", "set-url", "origin", bogus]);
+    let repo = prodaudit::git::Repo::open(&s.workspace).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        repo.fetch("origin", &[], &[s.head.as_str()], &[]).is_err(),
+        "the bogus origin cannot be fetched from"
+    );
+    let key = format!("url.{real}.insteadOf");
+    if let Err(e) = repo.fetch("origin", &[], &[s.head.as_str()], &[(key.as_str(), bogus)]) {
+        panic!("the configuration did not reach git: {e}");
+    }
+    assert!(repo.resolve(&s.head).is_ok());
 }
