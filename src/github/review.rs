@@ -1,5 +1,7 @@
 //! The App's audit of one pull request: read what changed (few, batched API calls), run the engine, publish a
-//! check run and one review with the new findings, and resolve threads whose finding is gone.
+//! check run and one review with the new findings, and resolve threads whose finding is gone. The publishing
+//! half is [`Publisher`], which the GitHub Action (`crate::action`) calls too; so are the rules on who may run
+//! slash commands ([`command_refusal`]) and on what is no longer worth auditing ([`not_auditable`]).
 
 use super::api::{NewComment, PrFile, ReviewThread};
 use super::client::{GitHub, GitHubError};
