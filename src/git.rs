@@ -150,6 +150,55 @@ impl Repo {
         Err(GitError::NoDefaultBranch)
     }
 
+    /// Is this a shallow clone (CI checkouts usually are)?
+    pub fn is_shallow(&self) -> bool {
+        self.run(&["rev-parse", "--is-shallow-repository"])
+            .is_ok_and(|out| String::from_utf8_lossy(&out).trim() == "true")
+    }
+
+    /// `git fetch --no-tags [OPTIONS] REMOTE REFSPEC…` (for commits a CI checkout lacks), with the user's
+    /// credentials; never prompts for them. `config` entries are added for this command only, through the
+    /// environment (after any `GIT_CONFIG_COUNT` entries already there), so that a secret in one never shows
+    /// on a command line.
+    pub fn fetch(
+        &self,
+        remote: &str,
+        options: &[&str],
+        refspecs: &[&str],
+        config: &[(&str, &str)],
+    ) -> Result<(), GitError> {
+        let mut args: Vec<&str> = vec!["fetch", "--no-tags", "--quiet", "--no-write-fetch-head"];
+        args.extend_from_slice(options);
+        args.push("--end-of-options");
+        args.push(remote);
+        args.extend_from_slice(refspecs);
+        let mut cmd = self.git();
+        if !config.is_empty() {
+            let first = std::env::var("GIT_CONFIG_COUNT")
+                .ok()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            for (i, (key, value)) in config.iter().enumerate() {
+                cmd.env(format!("GIT_CONFIG_KEY_{}", first + i), key)
+                    .env(format!("GIT_CONFIG_VALUE_{}", first + i), value);
+            }
+            cmd.env("GIT_CONFIG_COUNT", (first + config.len()).to_string());
+        }
+        let out = cmd
+            .args(&args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The best common ancestor of two commits.
     pub fn merge_base(&self, base: &str, head: &str) -> Result<String, GitError> {
         let out = self

@@ -1,5 +1,6 @@
 //! prodaudit: reviews pull requests of async Python services against the production-standards rubric.
 
+pub mod action;
 pub mod analysis;
 pub mod audit;
 pub mod config;

@@ -32,6 +32,9 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Review the pull request of a GitHub Actions run (pull_request, or an issue_comment `/audit`): check run,
+    /// review, annotations, job summary (see action.yml).
+    Action(prodaudit::action::ActionArgs),
     /// Run the GitHub App: webhooks in, check runs and reviews out (settings from the environment or .env).
     Serve {
         /// Additional rule folders, as for `audit --rules`.
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Audit(args) => run_audit(args),
         Command::Rules { command } => run_rules(command),
+        Command::Action(args) => run_action(&args),
         Command::Serve { .. } | Command::Analyze { .. } => Ok(ExitCode::from(2)),
     };
     match result {
@@ -196,6 +200,15 @@ fn run_serve(rules_dirs: &[PathBuf]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_action(args: &prodaudit::action::ActionArgs) -> anyhow::Result<ExitCode> {
+    let env = prodaudit::action::ActionEnv::from_vars(|k| std::env::var(k).ok())?;
+    let rules = load_rules(&args.rules)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut out = std::io::stdout().lock();
+    let code = runtime.block_on(prodaudit::action::run(&env, args, rules, &mut out))?;
+    Ok(ExitCode::from(code))
 }
 
 fn load_rules(dirs: &[PathBuf]) -> anyhow::Result<RuleSet> {

@@ -445,15 +445,10 @@ impl Worker {
             Some("help") => Command::Help,
             _ => Command::Audit,
         };
-        let permission = self
-            .gh
-            .collaborator_permission(inst, repo, user)
+        if let Some(body) = crate::github::review::command_refusal(&self.gh, inst, repo, user)
             .await
-            .map_err(fail)?;
-        if !matches!(permission.as_str(), "admin" | "maintain" | "write") {
-            let body = format!(
-                "@{user} only people with write access to this repository can run prodaudit commands (you have `{permission}`)."
-            );
+            .map_err(fail)?
+        {
             self.gh
                 .create_issue_comment(inst, repo, pr, &body)
                 .await

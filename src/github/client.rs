@@ -46,6 +46,8 @@ pub enum GitHubError {
     Auth(#[from] AuthError),
     #[error("invalid request path {0}")]
     Path(String),
+    #[error("the token to authenticate with is empty")]
+    EmptyToken,
 }
 
 impl GitHubError {
@@ -56,7 +58,10 @@ impl GitHubError {
                 *status >= 500 || *status == 429 || *status == 403 && self.retry_after().is_some()
             }
             GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
-            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+            GitHubError::Decode { .. }
+            | GitHubError::Auth(_)
+            | GitHubError::Path(_)
+            | GitHubError::EmptyToken => false,
         }
     }
 
@@ -66,7 +71,10 @@ impl GitHubError {
         match self {
             GitHubError::Status { status, .. } => *status >= 500,
             GitHubError::Timeout { .. } | GitHubError::Transport { .. } => true,
-            GitHubError::Decode { .. } | GitHubError::Auth(_) | GitHubError::Path(_) => false,
+            GitHubError::Decode { .. }
+            | GitHubError::Auth(_)
+            | GitHubError::Path(_)
+            | GitHubError::EmptyToken => false,
         }
     }
 
@@ -132,12 +140,21 @@ impl Default for ClientOptions {
     }
 }
 
-/// The App's API client.
+/// How the client authenticates.
+enum Credentials {
+    /// The App: a JWT exchanged for installation tokens (cached, refreshed on 401).
+    App(AppAuth),
+    /// A plain token used as it is (the Action's `GITHUB_TOKEN`): the installation argument of the calls is
+    /// ignored, and a 401 is final (there is nothing to refresh).
+    Token(String),
+}
+
+/// The API client of the App (installation tokens) and of the Action (a plain token).
 pub struct GitHub {
     octo: Octocrab,
     /// The path of the REST API under its host: empty on api.github.com, `/api/v3` on GitHub Enterprise Server.
     base_path: String,
-    pub auth: AppAuth,
+    auth: Credentials,
     opts: ClientOptions,
     metrics: Arc<Metrics>,
     write_locks: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
@@ -156,9 +173,47 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 const USER_AGENT: &str = concat!("prodaudit/", env!("CARGO_PKG_VERSION"));
 
 impl GitHub {
+    /// The App's client: calls are made with installation tokens obtained with the App's JWT.
     pub fn new(
         api_url: &str,
         auth: AppAuth,
+        opts: ClientOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, GitHubError> {
+        Self::build(api_url, Credentials::App(auth), opts, metrics)
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` as it is (GitHub Actions' `GITHUB_TOKEN`, a
+    /// personal access token): the same timeouts, retries and rate-limit handling as the App's.
+    pub fn with_token(
+        api_url: &str,
+        token: &str,
+        opts: ClientOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, GitHubError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(GitHubError::EmptyToken);
+        }
+        Self::build(
+            api_url,
+            Credentials::Token(token.to_string()),
+            opts,
+            metrics,
+        )
+    }
+
+    /// The App's identity, when this client is the App's.
+    pub fn app_auth(&self) -> Option<&AppAuth> {
+        match &self.auth {
+            Credentials::App(a) => Some(a),
+            Credentials::Token(_) => None,
+        }
+    }
+
+    fn build(
+        api_url: &str,
+        auth: Credentials,
         opts: ClientOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, GitHubError> {
@@ -210,10 +265,14 @@ impl GitHub {
         }
     }
 
-    /// An installation token, from the cache or fresh from GitHub.
+    /// An installation token, from the cache or fresh from GitHub (a plain token: that token).
     pub async fn installation_token(&self, installation: i64) -> Result<String, GitHubError> {
+        let auth = match &self.auth {
+            Credentials::App(a) => a,
+            Credentials::Token(t) => return Ok(t.clone()),
+        };
         let now = Utc::now();
-        if let Some(t) = self.auth.cached(installation, now).await {
+        if let Some(t) = auth.cached(installation, now).await {
             return Ok(t);
         }
         #[derive(serde::Deserialize)]
@@ -221,7 +280,7 @@ impl GitHub {
             token: String,
             expires_at: DateTime<Utc>,
         }
-        let jwt = self.auth.jwt(now)?;
+        let jwt = auth.jwt(now)?;
         let route = "/app/installations/{installation_id}/access_tokens";
         let path = format!("/app/installations/{installation}/access_tokens");
         // (send_with_retries adds the REST base path.)
@@ -237,15 +296,14 @@ impl GitHub {
             )
             .await?;
         let t: TokenResp = resp.json(route)?;
-        self.auth
-            .store(
-                installation,
-                CachedToken {
-                    token: t.token.clone(),
-                    expires_at: t.expires_at,
-                },
-            )
-            .await;
+        auth.store(
+            installation,
+            CachedToken {
+                token: t.token.clone(),
+                expires_at: t.expires_at,
+            },
+        )
+        .await;
         Ok(t.token)
     }
 
@@ -324,9 +382,13 @@ impl GitHub {
             )
             .await
         {
-            Err(GitHubError::Status { status: 401, .. }) => {
-                // An expired or revoked token: refresh once.
-                self.auth.invalidate(installation).await;
+            Err(GitHubError::Status { status: 401, .. })
+                if matches!(self.auth, Credentials::App(_)) =>
+            {
+                // An expired or revoked installation token: refresh once.
+                if let Credentials::App(auth) = &self.auth {
+                    auth.invalidate(installation).await;
+                }
                 let token = self.installation_token(installation).await?;
                 self.send_with_retries(
                     method,

@@ -1,7 +1,9 @@
 //! The App's audit of one pull request: read what changed (few, batched API calls), run the engine, publish a
-//! check run and one review with the new findings, and resolve threads whose finding is gone.
+//! check run and one review with the new findings, and resolve threads whose finding is gone. The publishing
+//! half is [`Publisher`], which the GitHub Action (`crate::action`) calls too; so are the rules on who may run
+//! slash commands ([`command_refusal`]) and on what is no longer worth auditing ([`not_auditable`]).
 
-use super::api::{NewComment, PrFile};
+use super::api::{NewComment, PrFile, ReviewThread};
 use super::client::{GitHub, GitHubError};
 use crate::analysis::{Engine, RepoContext, RuleSet};
 use crate::diff::{self, LineSet};
@@ -164,17 +166,7 @@ impl Reviewer {
         let pr_now = pr_now.unwrap_or_default();
         // The same request says whether the pull request is still open at this head (what `GET pull`
         // said before): a closed or moved-on pull request is not audited, and its check run says why.
-        let gone_by = match (&pr_now.state, &pr_now.head) {
-            (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
-                "Pull request closed: not audited",
-                "pull request is closed".to_string(),
-            )),
-            (_, Some(now)) if *now != head => Some((
-                "Superseded: a newer push is audited",
-                format!("head moved on from {head} to {now}; the newer push is audited"),
-            )),
-            _ => None,
-        };
+        let gone_by = not_auditable(pr_now.state.as_deref(), pr_now.head.as_deref(), &head);
         if let Some((title, why)) = gone_by {
             self.finish_check(
                 t,
@@ -359,168 +351,46 @@ impl Reviewer {
         )
         .await?;
 
-        // The review: findings not commented before, inline where GitHub accepts a comment.
-        let mut already: HashSet<String> = self
-            .store
-            .posted_comments(&t.repo, t.pr_number)
-            .await?
-            .into_iter()
-            .map(|(fp, _)| fp)
-            .collect();
-        for th in &threads {
-            for (_, _, body) in &th.comments {
-                already.extend(markdown::markers_in(body));
-            }
-        }
-        // An earlier attempt of this job may have created a review GitHub did not confirm (a timeout after the
-        // request was sent): its inline comments are in the threads, the findings listed in its body are
-        // not. Only then is the list of reviews read (a job's first attempt costs nothing more; a slash
-        // command's audit cannot tell, so it looks), and only when there is something to post.
-        if job.is_none_or(|j| j.attempts > 1)
-            && findings.iter().any(|f| !already.contains(&f.fingerprint))
-        {
-            for r in gh
-                .list_reviews(t.installation, &t.repo, t.pr_number)
-                .await?
-            {
-                if let Some(body) = &r.body {
-                    already.extend(markdown::markers_in(body));
-                }
-            }
-        }
+        // The review: findings not commented before, inline where GitHub accepts a comment; then our threads
+        // whose finding is gone are resolved.
         let commentable: BTreeMap<&str, &LineSet> = changed
             .iter()
             .map(|f| (f.path.as_str(), &f.commentable))
             .collect();
-        let new: Vec<&Finding> = findings
-            .iter()
-            .filter(|f| !already.contains(&f.fingerprint))
-            .collect();
-        let mut inline: Vec<&Finding> = Vec::new();
-        let mut overflow: Vec<&Finding> = Vec::new();
-        for f in &new {
-            let ok = commentable
-                .get(f.path.as_str())
-                .is_some_and(|c| c.contains(f.line));
-            if ok && inline.len() < config.max_inline_comments {
-                inline.push(f);
-            } else {
-                overflow.push(f);
-            }
-        }
-        if !new.is_empty() {
-            let comments: Vec<NewComment> = inline
-                .iter()
-                .map(|f| NewComment {
-                    path: f.path.clone(),
-                    line: f.line,
-                    side: "RIGHT",
-                    body: markdown::comment_body(f),
-                })
-                .collect();
-            let (body, listed) = markdown::review_body(inline.len(), &overflow);
-            // What this review shows (findings it leaves out are posted by a later audit).
-            let mut posted: Vec<&Finding> = inline.clone();
-            posted.extend(overflow.iter().take(listed).copied());
-            match gh
-                .create_review(
-                    t.installation,
-                    &t.repo,
-                    t.pr_number,
-                    &head,
-                    &body,
-                    &comments,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status() == Some(422) => {
-                    // GitHub refused a comment's position: never lose the audit, put everything in the body.
-                    tracing::warn!(error = %e, "review refused; posting all findings in the review body");
-                    let (body, listed) = markdown::review_body(0, &new);
-                    gh.create_review(t.installation, &t.repo, t.pr_number, &head, &body, &[])
-                        .await?;
-                    posted = new.iter().take(listed).copied().collect();
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let recorded: Vec<(String, i64)> =
-                posted.iter().map(|f| (f.fingerprint.clone(), 0)).collect();
-            self.store
-                .record_comments(&t.repo, t.pr_number, &recorded)
-                .await?;
-            outcome.new_comments = posted.len();
-        }
-
-        // Resolve our threads whose finding is gone, unless a person replied.
-        let current: HashSet<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
-        for th in threads.iter().filter(|th| !th.resolved) {
-            let Some((_, _, first)) = th.comments.first() else {
-                continue;
-            };
-            let fps = markdown::markers_in(first);
-            if fps.is_empty() || fps.iter().any(|fp| current.contains(fp.as_str())) {
-                continue;
-            }
-            let replied = th
-                .comments
-                .iter()
-                .skip(1)
-                .any(|(_, _, body)| markdown::markers_in(body).is_empty());
-            if replied {
-                continue;
-            }
-            gh.resolve_thread(t.installation, &th.id).await?;
-            for fp in fps {
-                self.store.forget_comment(&t.repo, t.pr_number, &fp).await?;
-            }
-            outcome.resolved += 1;
-        }
+        let publisher = self.publisher(t);
+        // An earlier attempt of this job may have created a review GitHub did not confirm (a timeout after the
+        // request was sent): only then are the reviews read (a job's first attempt costs nothing more; a
+        // slash command's audit cannot tell, so it looks).
+        let look_at_reviews = job.is_none_or(|j| j.attempts > 1);
+        outcome.new_comments = publisher
+            .post_review(
+                &head,
+                &findings,
+                &commentable,
+                config.max_inline_comments,
+                &threads,
+                look_at_reviews,
+            )
+            .await?;
+        outcome.resolved = publisher.resolve_gone(&findings, &threads).await?;
         Ok(outcome)
     }
 
-    /// The check run of this audit, in progress. An audit a person asked for (`/audit`, Re-run) starts a new
-    /// run, as GitHub's own Re-run does (the old one stays as history), unless an earlier attempt of it
-    /// created one that was not completed: that one is reused, so a retry never makes duplicates. Other
-    /// audits reuse the head's run (a redelivery, a retry).
-    async fn start_check(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
-        let body = json!({
-            "name": CHECK_NAME,
-            "head_sha": head,
-            "status": "in_progress",
-            "started_at": chrono::Utc::now().to_rfc3339(),
-            "output": {"title": "Auditing…", "summary": "prodaudit is reviewing the changed lines."},
-        });
-        let reuse = if t.explicit {
-            self.store
-                .check_run(&t.repo, &explicit_key(head))
-                .await?
-                .filter(|id| *id > 0)
-        } else {
-            self.store.check_run(&t.repo, head).await?
-        };
-        if let Some(id) = reuse {
-            let update = json!({"status": "in_progress", "output": body["output"]});
-            self.gh
-                .update_check_run(t.installation, &t.repo, id, &update)
-                .await?;
-            return Ok(id);
+    /// The publishing half of this audit (see [`Publisher`]).
+    fn publisher<'a>(&'a self, t: &'a AuditTarget) -> Publisher<'a> {
+        Publisher {
+            gh: &self.gh,
+            store: Some(self.store.as_ref()),
+            installation: t.installation,
+            repo: &t.repo,
+            pr_number: t.pr_number,
         }
-        let id = self
-            .gh
-            .create_check_run(t.installation, &t.repo, &body)
-            .await?;
-        if t.explicit {
-            // Pending until completed (see finish_check): a retry of this audit finds it.
-            self.store
-                .set_check_run(&t.repo, &explicit_key(head), id)
-                .await?;
-        }
-        self.store.set_check_run(&t.repo, head, id).await?;
-        Ok(id)
     }
 
-    /// Complete the check run; annotations go 50 per request (GitHub's limit; later requests append).
+    async fn start_check(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
+        self.publisher(t).start_check(head, t.explicit).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn finish_check(
         &self,
@@ -532,33 +402,9 @@ impl Reviewer {
         summary: &str,
         findings: &[&Finding],
     ) -> Result<(), ReviewError> {
-        let annotations: Vec<Value> = findings.iter().map(|f| markdown::annotation(f)).collect();
-        let mut chunks = annotations.chunks(50);
-        let first: Vec<Value> = chunks.next().map(<[Value]>::to_vec).unwrap_or_default();
-        let body = json!({
-            "status": "completed",
-            "conclusion": conclusion,
-            "completed_at": chrono::Utc::now().to_rfc3339(),
-            "output": {"title": title, "summary": summary, "annotations": first},
-            "actions": [{"label": "Re-audit", "description": "Audit this pull request again", "identifier": "reaudit"}],
-        });
-        self.gh
-            .update_check_run(t.installation, &t.repo, id, &body)
-            .await?;
-        for chunk in chunks {
-            let more =
-                json!({"output": {"title": title, "summary": summary, "annotations": chunk}});
-            self.gh
-                .update_check_run(t.installation, &t.repo, id, &more)
-                .await?;
-        }
-        // This head's explicit run (if it was this one) is done: the next `/audit` starts a new one.
-        if self.store.check_run(&t.repo, &explicit_key(head)).await? == Some(id) {
-            self.store
-                .set_check_run(&t.repo, &explicit_key(head), 0)
-                .await?;
-        }
-        Ok(())
+        self.publisher(t)
+            .finish_check(head, id, conclusion, title, summary, findings)
+            .await
     }
 
     /// Mark the head's check run failed after the last attempt, with a message saying what happened. A run
@@ -616,15 +462,8 @@ impl Reviewer {
         .await
     }
 
-    /// Create the head's check run in progress and remember it (for an outcome reported without an audit).
     async fn new_check_run(&self, t: &AuditTarget, head: &str) -> Result<i64, ReviewError> {
-        let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
-        let id = self
-            .gh
-            .create_check_run(t.installation, &t.repo, &body)
-            .await?;
-        self.store.set_check_run(&t.repo, head, id).await?;
-        Ok(id)
+        self.publisher(t).new_check_run(head).await
     }
 
     /// Complete the head's check run as neutral when the pull request cannot be audited at all (e.g. its
@@ -732,6 +571,300 @@ impl Reviewer {
         }
         Ok((out, threads))
     }
+}
+
+/// The publishing half of an audit, shared by the App and the Action: the check run (started, then completed
+/// with its summary and annotations), one review with the findings not commented before (inline where GitHub
+/// accepts a comment, the rest in its body; fingerprints in hidden markers), and the resolution of our threads
+/// whose finding is gone.
+///
+/// Its memory of what was published is GitHub's own (review threads and review bodies carry the fingerprint
+/// markers), plus the App's job store when there is one: the check run of a head and the fingerprints posted.
+/// The Action has no store: it finds the head's check run by name.
+pub struct Publisher<'a> {
+    pub gh: &'a GitHub,
+    /// The App's store; `None` for the Action.
+    pub store: Option<&'a dyn JobStore>,
+    /// The installation the calls are made as (ignored by a client with a plain token).
+    pub installation: i64,
+    pub repo: &'a str,
+    pub pr_number: i64,
+}
+
+impl Publisher<'_> {
+    /// The check run of this audit, in progress. An audit a person asked for (`/audit`, Re-run) starts a new
+    /// run, as GitHub's own Re-run does (the old one stays as history), unless an earlier attempt of it
+    /// created one that was not completed: that one is reused, so a retry never makes duplicates. Other
+    /// audits reuse the head's run (a redelivery, a retry; for the Action, a second run on the same head).
+    pub async fn start_check(&self, head: &str, explicit: bool) -> Result<i64, ReviewError> {
+        let body = json!({
+            "name": CHECK_NAME,
+            "head_sha": head,
+            "status": "in_progress",
+            "started_at": chrono::Utc::now().to_rfc3339(),
+            "output": {"title": "Auditing…", "summary": "prodaudit is reviewing the changed lines."},
+        });
+        let reuse = match (self.store, explicit) {
+            (Some(store), true) => store
+                .check_run(self.repo, &explicit_key(head))
+                .await?
+                .filter(|id| *id > 0),
+            (Some(store), false) => store.check_run(self.repo, head).await?,
+            (None, true) => None,
+            // Without a store, GitHub says which run the head has (newest first).
+            (None, false) => self
+                .gh
+                .list_check_runs(self.installation, self.repo, head, CHECK_NAME)
+                .await?
+                .first()
+                .and_then(|r| r["id"].as_i64()),
+        };
+        if let Some(id) = reuse {
+            let update = json!({"status": "in_progress", "output": body["output"]});
+            self.gh
+                .update_check_run(self.installation, self.repo, id, &update)
+                .await?;
+            return Ok(id);
+        }
+        let id = self
+            .gh
+            .create_check_run(self.installation, self.repo, &body)
+            .await?;
+        if let Some(store) = self.store {
+            if explicit {
+                // Pending until completed (see finish_check): a retry of this audit finds it.
+                store
+                    .set_check_run(self.repo, &explicit_key(head), id)
+                    .await?;
+            }
+            store.set_check_run(self.repo, head, id).await?;
+        }
+        Ok(id)
+    }
+
+    /// Complete the check run; annotations go 50 per request (GitHub's limit; later requests append).
+    pub async fn finish_check(
+        &self,
+        head: &str,
+        id: i64,
+        conclusion: &str,
+        title: &str,
+        summary: &str,
+        findings: &[&Finding],
+    ) -> Result<(), ReviewError> {
+        let annotations: Vec<Value> = findings.iter().map(|f| markdown::annotation(f)).collect();
+        let mut chunks = annotations.chunks(50);
+        let first: Vec<Value> = chunks.next().map(<[Value]>::to_vec).unwrap_or_default();
+        let body = json!({
+            "status": "completed",
+            "conclusion": conclusion,
+            "completed_at": chrono::Utc::now().to_rfc3339(),
+            "output": {"title": title, "summary": summary, "annotations": first},
+            "actions": [{"label": "Re-audit", "description": "Audit this pull request again", "identifier": "reaudit"}],
+        });
+        self.gh
+            .update_check_run(self.installation, self.repo, id, &body)
+            .await?;
+        for chunk in chunks {
+            let more =
+                json!({"output": {"title": title, "summary": summary, "annotations": chunk}});
+            self.gh
+                .update_check_run(self.installation, self.repo, id, &more)
+                .await?;
+        }
+        // This head's explicit run (if it was this one) is done: the next `/audit` starts a new one.
+        if let Some(store) = self.store
+            && store.check_run(self.repo, &explicit_key(head)).await? == Some(id)
+        {
+            store
+                .set_check_run(self.repo, &explicit_key(head), 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Create the head's check run in progress and remember it (for an outcome reported without an audit).
+    pub async fn new_check_run(&self, head: &str) -> Result<i64, ReviewError> {
+        let body = json!({"name": CHECK_NAME, "head_sha": head, "status": "in_progress"});
+        let id = self
+            .gh
+            .create_check_run(self.installation, self.repo, &body)
+            .await?;
+        if let Some(store) = self.store {
+            store.set_check_run(self.repo, head, id).await?;
+        }
+        Ok(id)
+    }
+
+    /// One review with the findings not commented before: inline where the line is in the diff
+    /// (`commentable`, at most `max_inline`), the rest listed in its body. Fingerprints already in a thread,
+    /// in the store, or (with `look_at_reviews`, or always without a store) in an earlier review's body are
+    /// not posted again. Returns how many findings the review shows; nothing is posted when none is new.
+    pub async fn post_review(
+        &self,
+        head: &str,
+        findings: &[Finding],
+        commentable: &BTreeMap<&str, &LineSet>,
+        max_inline: usize,
+        threads: &[ReviewThread],
+        look_at_reviews: bool,
+    ) -> Result<usize, ReviewError> {
+        let gh = self.gh;
+        let mut already: HashSet<String> = match self.store {
+            Some(store) => store
+                .posted_comments(self.repo, self.pr_number)
+                .await?
+                .into_iter()
+                .map(|(fp, _)| fp)
+                .collect(),
+            None => HashSet::new(),
+        };
+        for th in threads {
+            for (_, _, body) in &th.comments {
+                already.extend(markdown::markers_in(body));
+            }
+        }
+        // Findings listed in a review's body (not inline) are only there: read the reviews when they may
+        // hold some, and only when there is something to post.
+        if (look_at_reviews || self.store.is_none())
+            && findings.iter().any(|f| !already.contains(&f.fingerprint))
+        {
+            for r in gh
+                .list_reviews(self.installation, self.repo, self.pr_number)
+                .await?
+            {
+                if let Some(body) = &r.body {
+                    already.extend(markdown::markers_in(body));
+                }
+            }
+        }
+        let new: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| !already.contains(&f.fingerprint))
+            .collect();
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let mut inline: Vec<&Finding> = Vec::new();
+        let mut overflow: Vec<&Finding> = Vec::new();
+        for f in &new {
+            let ok = commentable
+                .get(f.path.as_str())
+                .is_some_and(|c| c.contains(f.line));
+            if ok && inline.len() < max_inline {
+                inline.push(f);
+            } else {
+                overflow.push(f);
+            }
+        }
+        let comments: Vec<NewComment> = inline
+            .iter()
+            .map(|f| NewComment {
+                path: f.path.clone(),
+                line: f.line,
+                side: "RIGHT",
+                body: markdown::comment_body(f),
+            })
+            .collect();
+        let (body, listed) = markdown::review_body(inline.len(), &overflow);
+        // What this review shows (findings it leaves out are posted by a later audit).
+        let mut posted: Vec<&Finding> = inline.clone();
+        posted.extend(overflow.iter().take(listed).copied());
+        let (inst, repo, pr) = (self.installation, self.repo, self.pr_number);
+        match gh
+            .create_review(inst, repo, pr, head, &body, &comments)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(422) => {
+                // GitHub refused a comment's position: never lose the audit, put everything in the body.
+                tracing::warn!(error = %e, "review refused; posting all findings in the review body");
+                let (body, listed) = markdown::review_body(0, &new);
+                gh.create_review(inst, repo, pr, head, &body, &[]).await?;
+                posted = new.iter().take(listed).copied().collect();
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(store) = self.store {
+            let recorded: Vec<(String, i64)> =
+                posted.iter().map(|f| (f.fingerprint.clone(), 0)).collect();
+            store.record_comments(repo, pr, &recorded).await?;
+        }
+        Ok(posted.len())
+    }
+
+    /// Resolve our threads whose finding is gone, unless a person replied. Returns how many.
+    pub async fn resolve_gone(
+        &self,
+        findings: &[Finding],
+        threads: &[ReviewThread],
+    ) -> Result<usize, ReviewError> {
+        let current: HashSet<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
+        let mut resolved = 0;
+        for th in threads.iter().filter(|th| !th.resolved) {
+            let Some((_, _, first)) = th.comments.first() else {
+                continue;
+            };
+            let fps = markdown::markers_in(first);
+            if fps.is_empty() || fps.iter().any(|fp| current.contains(fp.as_str())) {
+                continue;
+            }
+            let replied = th
+                .comments
+                .iter()
+                .skip(1)
+                .any(|(_, _, body)| markdown::markers_in(body).is_empty());
+            if replied {
+                continue;
+            }
+            self.gh.resolve_thread(self.installation, &th.id).await?;
+            if let Some(store) = self.store {
+                for fp in fps {
+                    store.forget_comment(self.repo, self.pr_number, &fp).await?;
+                }
+            }
+            resolved += 1;
+        }
+        Ok(resolved)
+    }
+}
+
+/// Why a pull request is not audited at `head` although it was asked for (the App and the Action): it is
+/// closed (`state` as GraphQL says it: OPEN, CLOSED, MERGED), or its head moved on to `now`. The check run's
+/// title, and the reason.
+pub fn not_auditable(
+    state: Option<&str>,
+    now: Option<&str>,
+    head: &str,
+) -> Option<(&'static str, String)> {
+    match (state, now) {
+        (Some(state), _) if !state.eq_ignore_ascii_case("open") => Some((
+            "Pull request closed: not audited",
+            "pull request is closed".to_string(),
+        )),
+        (_, Some(now)) if now != head => Some((
+            "Superseded: a newer push is audited",
+            format!("head moved on from {head} to {now}; the newer push is audited"),
+        )),
+        _ => None,
+    }
+}
+
+/// Only people with write, maintain or admin permission may run slash commands (the App and the Action).
+/// `Ok(None)`: allowed; `Ok(Some(reply))`: refused, with the reply to post.
+pub async fn command_refusal(
+    gh: &GitHub,
+    installation: i64,
+    repo: &str,
+    user: &str,
+) -> Result<Option<String>, GitHubError> {
+    let permission = gh.collaborator_permission(installation, repo, user).await?;
+    if matches!(permission.as_str(), "admin" | "maintain" | "write") {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "@{user} only people with write access to this repository can run prodaudit commands (you have `{permission}`)."
+    )))
 }
 
 /// The store's key for the check run of an explicit re-audit of `head` still in progress (0: none).
