@@ -2,6 +2,7 @@
 
 pub mod analysis;
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod diff;
 pub mod git;

@@ -80,9 +80,13 @@ struct AuditArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// After the report, print to stderr where analysis time went: prefilter, parsing and the slowest detectors.
+    /// After the report, print to stderr where analysis time went: prefilter, parsing and the slowest detectors
+    /// (analyses every file: the result cache is not used).
     #[arg(long)]
     timings: bool,
+    /// Analyse every file again instead of reusing results kept in .prodaudit_cache/ (also PRODAUDIT_NO_CACHE=1).
+    #[arg(long, env = "PRODAUDIT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_cache: bool,
     /// Limit the audit to these files or folders.
     paths: Vec<PathBuf>,
 }
@@ -234,7 +238,21 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if args.timings {
         engine = engine.with_timings();
     }
-    let report = audit::run(&engine, &config, &req)?;
+    let cache = (!args.no_cache && !args.timings).then(|| audit::CacheOptions {
+        rule_dirs: args.rules.clone(),
+    });
+    let (report, cache_stats) = audit::run_cached(&engine, &config, &req, cache.as_ref())?;
+    if let Some(s) = cache_stats {
+        tracing::info!(
+            from_cache = s.hits,
+            analysed = s.analysed,
+            written = s.written,
+            evicted = s.evicted,
+            "{} files from cache, {} analysed",
+            s.hits,
+            s.analysed
+        );
+    }
     if let Some(t) = &engine.timings {
         let names: Vec<&str> = engine
             .rules
