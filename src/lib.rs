@@ -13,4 +13,5 @@ pub mod report;
 pub mod sandbox;
 pub mod serve;
 pub mod server;
+pub mod setup;
 pub mod worker;
