@@ -12,11 +12,13 @@
 //!   (`None` for `--all-lines`).
 //!
 //! # Cross-file rules
-//! Detectors written in Rust may read the repository around the file (the other files they asked for, the
-//! tree's paths, which files the change touches: [`RepoContext`]). When one of them ran on a file, the entry
-//! also records a hash of the whole repository context; it is used only while that hash is unchanged. Files on
-//! which only ast-grep rules ran do not depend on anything outside themselves and keep their entries whatever
-//! else changes.
+//! Some detectors written in Rust read the repository around the file (the other files they asked for, the
+//! tree's paths, which files the change touches: [`RepoContext`]) or the lines under review; they are listed in
+//! [`LOOKS_BEYOND_FILE`] (a test reads the checks' sources to keep the list complete). When one of them ran on a
+//! file, the entry also records a hash of the whole repository context, and is used only while that hash is
+//! unchanged. Every other file depends on nothing outside itself (its kind, which can depend on the tree, is part
+//! of the key) and keeps its entry whatever else changes: adding a module re-analyses only the files on which a
+//! cross-file check ran.
 //!
 //! # Storage
 //! One small JSON file per entry, `.prodaudit_cache/v1/<2 hex>/<64 hex>.json`, written to a temporary file and
@@ -240,8 +242,43 @@ pub fn file_key(
     h.finalize().into()
 }
 
-/// Did a detector that may read the repository around the file (a Rust check) run on it? The same conditions the
-/// engine applies before running a detector (kind, path globs, tokens), less its on/off settings: a superset.
+/// The Rust checks (by `Check::id`) that read the repository around their file (`FileContext::repo`) or the lines
+/// under review (`FileContext::lines`). Every other detector's findings depend on the file alone. The test
+/// `every_check_that_looks_beyond_its_file_is_listed` fails when a check's source reads either and is not here.
+pub const LOOKS_BEYOND_FILE: &[&str] = &[
+    // O3: the settings a file reads against `.env.example`.
+    "setting-not-in-env-example",
+    "optional-setting-not-in-env-example",
+    // F1: whether the repository's dependencies name a PostgreSQL driver.
+    "db-engine-no-statement-timeout",
+    // I1: the repository's model files.
+    "object-by-id-without-owner-check",
+    // F7: probes and health checks anywhere in the deployment files.
+    "fastapi-no-readiness-anywhere",
+    // Kubernetes and Helm: image rewriting (Skaffold, Kustomize), configured proxies.
+    "k8s-no-resources",
+    "k8s-no-probes",
+    "k8s-image-unpinned",
+    "k8s-service-exposed",
+    "k8s-datastore-exposed",
+    "k8s-single-replica",
+    "k8s-env-secret",
+    "helm-values-no-resources",
+    "helm-values-image-unpinned",
+    // O4: the migrations, the change set and the changed lines.
+    "model-change-without-migration",
+    // Compose: the Dockerfiles it builds, configured proxies.
+    "compose-published-port",
+    "compose-dependency-without-healthcheck",
+    "compose-app-no-healthcheck",
+    "compose-depends-on-not-healthy",
+    "compose-no-limits",
+    "compose-image-unpinned",
+    "compose-literal-secret",
+];
+
+/// Did a detector that reads the repository around the file run on it? The same conditions the engine applies
+/// before running a detector (kind, path globs, tokens), less its on/off settings: a superset.
 pub fn reads_context(
     engine: &Engine,
     path: &str,
@@ -252,7 +289,10 @@ pub fn reads_context(
         .rules
         .detectors
         .iter()
-        .filter(|d| matches!(d.matcher, Matcher::Check(_)) && d.applies_to(path, kind))
+        .filter(|d| {
+            matches!(d.matcher, Matcher::Check(c) if LOOKS_BEYOND_FILE.contains(&c.id()))
+                && d.applies_to(path, kind)
+        })
         .collect();
     if checks.is_empty() {
         return false;
@@ -385,9 +425,10 @@ impl Cache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return outcome;
         }
-        // A pull request's view of a file whose every-line result is known: when only ast-grep rules ran on it
-        // and it had nothing to report but suppressed findings, its changed lines have nothing either (the
-        // same matches, each suppressed; suppressions are counted before lines are looked at).
+        // A pull request's view of a file whose every-line result is known: when no detector that looks beyond
+        // the file (at the repository or at the lines under review) ran on it and it had nothing to report but
+        // suppressed findings, its changed lines have nothing either (the same matches, each suppressed;
+        // suppressions are counted before lines are looked at).
         if let Some(set) = lines
             && !set.is_empty()
         {
@@ -715,6 +756,114 @@ fn prune(store: &Path, keep: &HashSet<Hash>, max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads the analysis sources: a file in which a check reads `ctx.repo` (or any `.repo`) or the lines under
+    /// review (`ctx.lines`) must have all its checks in [`LOOKS_BEYOND_FILE`], and define checks at all (a helper
+    /// file reading them could serve any check).
+    #[test]
+    fn every_check_that_looks_beyond_its_file_is_listed() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/analysis");
+        // The engine, the repository context itself, rule loading and the rule examples build or hand over the
+        // context; they define no checks.
+        let skip = [
+            "context.rs",
+            "engine.rs",
+            "rules.rs",
+            "examples.rs",
+            "mod.rs",
+        ];
+        let looks = regex::Regex::new(r"\.repo\b|\.lines\b([^(]|$)");
+        let literal = regex::Regex::new(r#""([^"\\]+)""#);
+        let (Ok(looks), Ok(literal)) = (looks, literal) else {
+            panic!("bad test regex");
+        };
+        let mut stack = vec![root.clone()];
+        let mut files = Vec::new();
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() > 20, "the analysis sources were not found");
+        let mut checked = 0;
+        let mut listed_seen = 0;
+        for f in files {
+            let rel = f
+                .strip_prefix(&root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
+            if skip.contains(&rel.as_str()) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                panic!("cannot read {}", f.display());
+            };
+            // Only code: not comments, not the test module.
+            let code: Vec<&str> = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            let impls = code.iter().filter(|l| l.contains("impl Check for")).count();
+            checked += impls;
+            let reading: Vec<&str> = code.iter().copied().filter(|l| looks.is_match(l)).collect();
+            if reading.is_empty() {
+                continue;
+            }
+            assert!(
+                impls > 0,
+                "{rel} reads the repository context or the lines under review but defines no check: \
+                 the cache cannot tell which checks depend on it ({reading:?})"
+            );
+            // Every string an `id()` of this file can return: the lines of each `fn id` up to its end.
+            let mut ids = Vec::new();
+            let mut in_id = false;
+            for l in &code {
+                if l.contains("fn id(&self)") {
+                    in_id = true;
+                }
+                if in_id {
+                    ids.extend(
+                        literal
+                            .captures_iter(l)
+                            .filter_map(|c| c.get(1))
+                            .map(|m| m.as_str()),
+                    );
+                    if l.trim() == "}" {
+                        in_id = false;
+                    }
+                }
+            }
+            assert!(
+                ids.len() >= impls,
+                "{rel}: the checks' ids must be readable here"
+            );
+            for i in ids {
+                assert!(
+                    LOOKS_BEYOND_FILE.contains(&i),
+                    "{rel}: check `{i}` reads {reading:?}: add it to cache::LOOKS_BEYOND_FILE"
+                );
+                listed_seen += 1;
+            }
+        }
+        assert_eq!(
+            listed_seen,
+            LOOKS_BEYOND_FILE.len(),
+            "every listed check was found reading"
+        );
+        assert!(checked > 50, "only {checked} checks found");
+    }
 
     #[test]
     fn entry_names() {

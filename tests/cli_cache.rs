@@ -184,6 +184,16 @@ fn an_edited_file_is_analysed_again_and_only_it() {
         "the earlier contents' entry is still there"
     );
     assert_eq!(stdout(&back), stdout(&cold));
+    // A new module changes the tree: the new file and config.py (its O3 check reads the repository) are
+    // analysed; the files on which no cross-file check ran keep their entries.
+    repo.write("app/added.py", "def a():\n    return 4\n");
+    let added = run(repo.path(), ALL_JSON);
+    assert_eq!(counts(&added), (4, 2), "{}", stderr(&added));
+    let uncached = run(
+        repo.path(),
+        &["audit", "--all-lines", "--format", "json", "--no-cache"],
+    );
+    assert_eq!(stdout(&added), stdout(&uncached));
 }
 
 #[test]
