@@ -224,6 +224,9 @@ fn webhook_path(url: &str) -> Result<String, SetupError> {
 
 struct Flow {
     opts: SetupOptions,
+    /// `127.0.0.1:PORT`: the only `Host` answered (a page elsewhere that rebinds its own name to 127.0.0.1 could
+    /// otherwise read the state and send its own code).
+    host: String,
     state: String,
     redirect_url: String,
     /// Set once the App has been created; later callbacks are turned away.
@@ -254,6 +257,7 @@ pub async fn run(
     let flow = Arc::new(Flow {
         state: hex::encode(rand::random::<[u8; 16]>()),
         redirect_url: format!("{base}/callback"),
+        host: addr.to_string(),
         opts,
         done: Mutex::new(None),
         busy: tokio::sync::Mutex::new(()),
@@ -275,7 +279,26 @@ pub async fn run(
     result.ok_or_else(|| SetupError::Answer("the setup ended before GitHub's redirect".into()))
 }
 
-async fn start_page(State(flow): State<Arc<Flow>>) -> Response {
+/// Is the request addressed to this server by its own address?
+fn own_host(flow: &Flow, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h == flow.host)
+}
+
+fn wrong_host() -> Response {
+    page(
+        StatusCode::MISDIRECTED_REQUEST,
+        "Wrong address",
+        "<p>Open this page by its address, as printed by <code>prodaudit setup</code>.</p>",
+    )
+}
+
+async fn start_page(State(flow): State<Arc<Flow>>, headers: axum::http::HeaderMap) -> Response {
+    if !own_host(&flow, &headers) {
+        return wrong_host();
+    }
     let manifest = match manifest(&flow.opts, &flow.redirect_url) {
         Ok(m) => m.to_string(),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -316,8 +339,12 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 async fn callback(
     State(flow): State<Arc<Flow>>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if !own_host(&flow, &headers) {
+        return wrong_host();
+    }
     let _busy = flow.busy.lock().await;
     if flow.done.lock().map(|d| d.is_some()).unwrap_or(false) {
         return page(

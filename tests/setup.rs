@@ -116,6 +116,22 @@ fn form(page: &str) -> (String, serde_json::Value) {
     }
 }
 
+/// GET `path` from `addr` with the given `Host` header; the status.
+fn get_with_host(addr: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The status of the process once it has exited (within `limit`), else `None`.
 fn exited(setup: &mut Setup, limit: Duration) -> Option<std::process::ExitStatus> {
     let until = Instant::now() + limit;
@@ -152,6 +168,22 @@ async fn the_manifest_flow_writes_an_env_that_serve_starts_with() {
     assert_eq!(manifest["default_permissions"]["checks"], "write");
     assert_eq!(manifest["default_permissions"]["pull_requests"], "write");
     assert_eq!(manifest["default_events"][0], "pull_request");
+
+    // Only this server's own address is answered (a rebound name cannot read the state or send a code).
+    let addr = setup
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    assert_eq!(get_with_host(&addr, "/", "evil.example"), 421);
+    assert_eq!(
+        get_with_host(
+            &addr,
+            &format!("/callback?code=good-code-1&state={state}"),
+            "evil.example"
+        ),
+        421
+    );
 
     // A redirect with another state is refused, and nothing is exchanged or written.
     let (status, _) = http_request(
