@@ -724,6 +724,7 @@ fn prune(store: &Path, keep: &HashSet<Hash>, max: usize) -> usize {
         return 0;
     }
     let target = max / 4 * 3;
+    let total = entries.len();
     let mut aged: Vec<(std::time::SystemTime, PathBuf)> = entries
         .into_iter()
         .filter(|p| {
@@ -741,7 +742,6 @@ fn prune(store: &Path, keep: &HashSet<Hash>, max: usize) -> usize {
             (t, p)
         })
         .collect();
-    let total = aged.len() + keep.len();
     let excess = total.saturating_sub(target);
     aged.sort();
     let mut removed = 0;
