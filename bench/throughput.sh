@@ -30,7 +30,11 @@
 #      reported. CPU time (user + sys) is reported too: on a busy machine it is steadier than wall time. The
 #      1-minute load average before the runs is printed, with a warning when the machine is not idle.
 #      A separate untimed run of each counts findings / diagnostics.
-#   4. Prints a markdown table row with the results.
+#   4. Times prodaudit again with its result cache (.prodaudit_cache/ at the corpus root, removed first): the
+#      warm-up run fills the cache, the RUNS timed runs read it (nothing changed in between), and their JSON
+#      must be byte-identical to the uncached run's. Reported in the notes below the table, with its ratio to
+#      the same run's ruff --no-cache time.
+#   5. Prints a markdown table row with the results.
 #
 # prodaudit finds the repository root with `git rev-parse --show-toplevel` from --repo, and --all-lines then
 # walks that root. bench/.work lies inside this repository (and is git-ignored there), so without care it
@@ -152,8 +156,10 @@ big_files="$(find "$CORPUS" -type f -name '*.py' -size +1024k | wc -l)"
 log "corpus: $files .py files ($stdlib_files stdlib, $site_files site-packages), $mib MiB; $big_files over 1 MiB"
 
 # --- 3. the commands -------------------------------------------------------------------------------------
-PA_CMD=(env "GIT_CEILING_DIRECTORIES=$WORK" "$PRODAUDIT" audit --all-lines --no-progress --format json
+# The table's prodaudit column is the cold run (--no-cache: every file analysed); PA_WARM_CMD reads the cache.
+PA_WARM_CMD=(env "GIT_CEILING_DIRECTORIES=$WORK" "$PRODAUDIT" audit --all-lines --no-progress --format json
   --repo "$CORPUS")
+PA_CMD=("${PA_WARM_CMD[@]}" --no-cache)
 RUFF_FLAGS=(--no-cache --isolated --exclude '' --no-respect-gitignore --no-force-exclude
   --select 'ASYNC,S113,T201' --exit-zero)
 RUFF_CMD=("$RUFF" check "${RUFF_FLAGS[@]}" --output-format concise "$CORPUS")
@@ -165,7 +171,7 @@ log "ruff --show-files: $ruff_files files (corpus: $files)"
 # ok_exit TOOL RC: prodaudit exits 0 (no findings) or 1 (findings); ruff with --exit-zero exits 0.
 ok_exit() {
   case "$1:$2" in
-    prodaudit:0 | prodaudit:1 | ruff:0) return 0 ;;
+    prodaudit:0 | prodaudit:1 | prodaudit_warm:0 | prodaudit_warm:1 | ruff:0) return 0 ;;
     *) return 1 ;;
   esac
 }
@@ -210,8 +216,14 @@ if awk -v l="$load" -v n="$(nproc)" 'BEGIN {exit !(l + 0 > n / 4)}'; then
 fi
 measure prodaudit "${PA_CMD[@]}"
 measure ruff "${RUFF_CMD[@]}"
+rm -rf "$CORPUS/.prodaudit_cache"
+measure prodaudit_warm "${PA_WARM_CMD[@]}"
 read -r pa_wall pa_rss pa_cpu <"$TMP/prodaudit.result"
 read -r ruff_wall ruff_rss ruff_cpu <"$TMP/ruff.result"
+read -r warm_wall warm_rss warm_cpu <"$TMP/prodaudit_warm.result"
+warm_ratio="$(awk -v a="$warm_wall" -v b="$ruff_wall" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
+cache_entries="$(find "$CORPUS/.prodaudit_cache" -name '*.json' | wc -l)"
+cache_kib="$(du -sk "$CORPUS/.prodaudit_cache" | cut -f 1)"
 load_after="$(cut -d ' ' -f 1 /proc/loadavg 2>/dev/null || echo '?')"
 ratio="$(awk -v a="$pa_wall" -v b="$ruff_wall" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')"
 
@@ -220,6 +232,15 @@ log "counting findings (untimed runs)"
 pa_rc=0
 timeout "$TOOL_TIMEOUT" "${PA_CMD[@]}" >"$TMP/pa.json" 2>"$TMP/pa.err" || pa_rc=$?
 ok_exit prodaudit "$pa_rc" || { head -c 2000 "$TMP/pa.err" >&2; die "prodaudit exited $pa_rc"; }
+warm_rc=0
+timeout "$TOOL_TIMEOUT" "${PA_WARM_CMD[@]}" >"$TMP/pa-warm.json" 2>"$TMP/pa-warm.err" || warm_rc=$?
+ok_exit prodaudit "$warm_rc" || { head -c 2000 "$TMP/pa-warm.err" >&2; die "prodaudit (cache) exited $warm_rc"; }
+if cmp -s "$TMP/pa.json" "$TMP/pa-warm.json"; then
+  warm_same="byte-identical to the uncached run's"
+else
+  warm_same="DIFFERENT from the uncached run's"
+  log "error: the cached run's JSON differs from the uncached run's"
+fi
 timeout "$TOOL_TIMEOUT" "$RUFF" check "${RUFF_FLAGS[@]}" --output-format json "$CORPUS" >"$TMP/ruff.json" \
   2>"$TMP/ruff.err"
 ruff_unread="$(grep -c 'Failed to lint' "$TMP/ruff.err" || true)"
@@ -278,6 +299,7 @@ cat <<EOF
 - wall, cpu (user+sys) and peak RSS: medians of $RUNS runs after 1 warm-up (GNU time); load average $load before, $load_after after; prodaudit binary: $PRODAUDIT
 - ruff flags: $ruff_flags_shown; ruff --show-files lists $ruff_files files, corpus has $files
 - prodaudit: $pa_findings findings in $pa_finding_files files; files_analyzed $pa_analyzed, files_skipped $pa_skipped; top rules: ${pa_top:-none}
+- prodaudit with a warm cache (same corpus, nothing changed since the warm-up run): $warm_wall s wall, $warm_cpu s cpu, $warm_rss MiB RSS; $warm_ratio x ruff --no-cache's wall time in this run; JSON $warm_same; cache $cache_entries entries, $cache_kib KiB
 - ruff: $ruff_diags diagnostics, $ruff_syntax syntax errors, $ruff_unread files it could not read (not UTF-8); top codes: ${ruff_top:-none}
 EOF
 

@@ -3,6 +3,7 @@
 use crate::analysis::context::needs_globset;
 use crate::analysis::plan::{self, PathPolicy};
 use crate::analysis::{Engine, FileOutcome, RepoContext};
+use crate::cache::{BaseKey, Cache, CacheStats};
 use crate::diff::LineSet;
 use crate::git::{GitError, Repo};
 use crate::repo_config::{self, ConfigError, RepoConfig};
@@ -55,6 +56,8 @@ struct Plan {
     changed: Option<Vec<String>>,
     source: Source,
     skipped: Vec<Skipped>,
+    /// The root is a git work tree.
+    git: bool,
 }
 
 enum Source {
@@ -115,8 +118,26 @@ pub fn load_config(
     }
 }
 
-/// Run an audit and collect its report.
+/// How an audit uses the result cache (`.prodaudit_cache/` at the repository root; see [`crate::cache`]).
+#[derive(Debug, Clone, Default)]
+pub struct CacheOptions {
+    /// The `--rules` folders the engine's rules came from (their files are part of the cache key).
+    pub rule_dirs: Vec<PathBuf>,
+}
+
+/// Run an audit and collect its report, without the result cache.
 pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<Report, AuditError> {
+    run_cached(engine, config, req, None).map(|(report, _)| report)
+}
+
+/// Run an audit and collect its report, taking each file's result from the cache when `cache` is given and it
+/// holds a valid one (the report is the same either way), and what the cache did.
+pub fn run_cached(
+    engine: &Engine,
+    config: &RepoConfig,
+    req: &AuditRequest,
+    cache: Option<&CacheOptions>,
+) -> Result<(Report, Option<CacheStats>), AuditError> {
     let plan = if req.all_lines {
         plan_all_lines(req, config)?
     } else if req.staged {
@@ -131,12 +152,18 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
         changed,
         source,
         mut skipped,
+        git,
     } = plan;
     let changed =
         changed.unwrap_or_else(|| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut repo_ctx = repo_context(engine, &root, &source, changed, tree)?;
     repo_ctx.reverse_proxies = config.reverse_proxies.clone();
     repo_ctx.tenant_columns = config.tenant_columns.clone();
+    let cache = cache.map(|c| Cache::open(&root, git, BaseKey::new(engine, &c.rule_dirs)));
+    let analyse = |path: &str, bytes: &[u8], lines: Option<&LineSet>| match &cache {
+        Some(cache) => cache.analyze(engine, path, bytes, lines, &repo_ctx),
+        None => engine.analyze_bytes(path, bytes, lines, &repo_ctx),
+    };
 
     let bar = if req.progress && files.len() > 1 {
         let bar =
@@ -157,7 +184,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
             .map(|(path, lines)| {
                 let full = root.join(path);
                 let result = std::fs::read(&full)
-                    .map(|bytes| engine.analyze_bytes(path, &bytes, lines.as_ref(), &repo_ctx))
+                    .map(|bytes| analyse(path, &bytes, lines.as_ref()))
                     .map_err(|e| format!("unreadable: {e}"));
                 if let Some(b) = &bar {
                     b.inc(1);
@@ -173,9 +200,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
                 .zip(contents.into_par_iter())
                 .map(|((path, lines), bytes)| {
                     let result = match bytes {
-                        Some(bytes) => {
-                            Ok(engine.analyze_bytes(path, &bytes, lines.as_ref(), &repo_ctx))
-                        }
+                        Some(bytes) => Ok(analyse(path, &bytes, lines.as_ref())),
                         None => Err("not a file at the head revision".to_string()),
                     };
                     if let Some(b) = &bar {
@@ -219,7 +244,7 @@ pub fn run(engine: &Engine, config: &RepoConfig, req: &AuditRequest) -> Result<R
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped = skipped;
     report.capped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
+    Ok((report, cache.map(Cache::finish)))
 }
 
 /// The repository around the audited files: what changed, the tree's paths, and the contents of the files
@@ -337,6 +362,7 @@ fn plan_diff(
         changed: Some(changed),
         source: Source::Revision { repo, rev: head },
         skipped,
+        git: true,
     })
 }
 
@@ -365,15 +391,16 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             changed: None,
             source: Source::Revision { repo, rev },
             skipped,
+            git: true,
         });
     }
-    let root = match Repo::open(&req.repo) {
-        Ok(repo) => repo.root,
+    let (root, git) = match Repo::open(&req.repo) {
+        Ok(repo) => (repo.root, true),
         Err(GitError::NotARepo(_)) => {
             if !req.repo.exists() {
                 return Err(AuditError::NoSuchPath(req.repo.clone()));
             }
-            req.repo.clone()
+            (req.repo.clone(), false)
         }
         Err(e) => return Err(e.into()),
     };
@@ -393,7 +420,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         let walker = ignore::WalkBuilder::new(&start)
             .require_git(false)
             .hidden(false)
-            .filter_entry(|e| e.file_name() != ".git")
+            .filter_entry(not_ours)
             .build();
         for entry in walker.flatten() {
             if !entry.file_type().is_some_and(|t| t.is_file()) {
@@ -409,7 +436,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         let walker = ignore::WalkBuilder::new(&root)
             .require_git(false)
             .hidden(false)
-            .filter_entry(|e| e.file_name() != ".git")
+            .filter_entry(not_ours)
             .build();
         tree.extend(
             walker
@@ -431,7 +458,14 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         changed: None,
         source: Source::WorkTree,
         skipped,
+        git,
     })
+}
+
+/// Folders a walk of the working tree never enters: git's own, and the result cache (its files would otherwise
+/// change the tree that cross-file rules see from one run to the next).
+fn not_ours(e: &ignore::DirEntry) -> bool {
+    e.file_name() != ".git" && e.file_name() != crate::cache::DIR_NAME
 }
 
 /// One path of an `--all-lines` audit, by the configuration and the shared planning policy: analysed (every

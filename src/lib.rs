@@ -3,6 +3,7 @@
 pub mod action;
 pub mod analysis;
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod diff;
 pub mod git;
@@ -13,4 +14,5 @@ pub mod report;
 pub mod sandbox;
 pub mod serve;
 pub mod server;
+pub mod setup;
 pub mod worker;

@@ -41,6 +41,9 @@ enum Command {
         #[arg(long = "rules")]
         rules: Vec<PathBuf>,
     },
+    /// Register the GitHub App in one step (GitHub's App manifest flow): serves a page on localhost, and writes
+    /// .env (APP_ID, PRIVATE_KEY_PATH, WEBHOOK_SECRET) when GitHub sends the browser back.
+    Setup(SetupArgs),
     /// Internal: the analysis child of `serve` (request on stdin, findings as JSON on stdout).
     #[command(name = "__analyze", hide = true)]
     Analyze {
@@ -83,11 +86,38 @@ struct AuditArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// After the report, print to stderr where analysis time went: prefilter, parsing and the slowest detectors.
+    /// After the report, print to stderr where analysis time went: prefilter, parsing and the slowest detectors
+    /// (analyses every file: the result cache is not used).
     #[arg(long)]
     timings: bool,
+    /// Analyse every file again instead of reusing results kept in .prodaudit_cache/ (also PRODAUDIT_NO_CACHE=1).
+    #[arg(long, env = "PRODAUDIT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_cache: bool,
     /// Limit the audit to these files or folders.
     paths: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SetupArgs {
+    /// Where GitHub delivers webhooks: the public URL of `prodaudit serve` and its webhook path, e.g.
+    /// https://prodaudit.example.com/api/github/webhooks.
+    #[arg(long)]
+    webhook_url: String,
+    /// The local port of the setup page (on 127.0.0.1; 0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Register the App for this organisation (default: for your user account).
+    #[arg(long)]
+    org: Option<String>,
+    /// The App's name (default: app.yml's; names are unique on GitHub, and GitHub's page lets you change it).
+    #[arg(long)]
+    name: Option<String>,
+    /// The settings file to write (the private key is saved beside it).
+    #[arg(long, default_value = ".env")]
+    env_file: PathBuf,
+    /// Replace an existing settings file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +170,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => run_audit(args),
         Command::Rules { command } => run_rules(command),
         Command::Action(args) => run_action(&args),
+        Command::Setup(args) => run_setup(args),
         Command::Serve { .. } | Command::Analyze { .. } => Ok(ExitCode::from(2)),
     };
     match result {
@@ -247,7 +278,21 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if args.timings {
         engine = engine.with_timings();
     }
-    let report = audit::run(&engine, &config, &req)?;
+    let cache = (!args.no_cache && !args.timings).then(|| audit::CacheOptions {
+        rule_dirs: args.rules.clone(),
+    });
+    let (report, cache_stats) = audit::run_cached(&engine, &config, &req, cache.as_ref())?;
+    if let Some(s) = cache_stats {
+        tracing::info!(
+            from_cache = s.hits,
+            analysed = s.analysed,
+            written = s.written,
+            evicted = s.evicted,
+            "{} files from cache, {} analysed",
+            s.hits,
+            s.analysed
+        );
+    }
     if let Some(t) = &engine.timings {
         let names: Vec<&str> = engine
             .rules
@@ -275,6 +320,45 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_setup(args: SetupArgs) -> anyhow::Result<ExitCode> {
+    use prodaudit::setup::{self, SetupOptions};
+    let (github_url, api_url) = SetupOptions::github_urls(|k| std::env::var(k).ok())?;
+    let opts = SetupOptions {
+        port: args.port,
+        webhook_url: args.webhook_url,
+        org: args.org,
+        name: args.name,
+        env_file: args.env_file,
+        force: args.force,
+        github_url,
+        api_url,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Written without panicking when stdout has gone away: the files are written by then, whoever reads.
+    let say = |text: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    let result = runtime.block_on(setup::run(opts, |url| {
+        say(format!(
+            "Open {url} in a browser to register the GitHub App (Ctrl-C to stop)."
+        ));
+    }))?;
+    say(format!(
+        "The App (id {}) is registered: settings in {}, private key in {} (mode 0600).",
+        result.app_id,
+        result.env_file.display(),
+        result.key_file.display()
+    ));
+    say(format!(
+        "Install it on your repositories: {}",
+        result.install_url
+    ));
+    say("Then run: prodaudit serve".to_string());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {

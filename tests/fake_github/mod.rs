@@ -142,6 +142,17 @@ pub struct World {
     /// More open pull requests of the repository: number → (base sha, head sha) (read-only views: the
     /// main pull request above is the one tests change).
     pub other_pulls: BTreeMap<i64, (String, String)>,
+    /// App-manifest codes GitHub would accept (`prodaudit setup`): code → the App it creates. A code works once.
+    pub manifest_codes: HashMap<String, ManifestApp>,
+}
+
+/// The App a manifest code creates (`POST /app-manifests/{code}/conversions`).
+#[derive(Debug, Clone)]
+pub struct ManifestApp {
+    pub id: i64,
+    pub slug: String,
+    pub pem: String,
+    pub webhook_secret: Option<String>,
 }
 
 impl World {
@@ -284,6 +295,10 @@ fn routes() -> Router<Shared> {
         .route("/repos/{o}/{r}/commits/{sha}/pulls", get(commit_pulls))
         .route("/repos/{o}/{r}/commits/{sha}/check-runs", get(list_checks))
         .route("/graphql", post(graphql))
+        .route(
+            "/app-manifests/{code}/conversions",
+            post(manifest_conversion),
+        )
 }
 
 async fn record_and_fault(
@@ -318,7 +333,11 @@ async fn record_and_fault(
         {
             world.violations.push(v);
         }
-        if !path.contains("/access_tokens") && !authorization.starts_with("Bearer ghs_") {
+        // The manifest conversion carries no credentials: its code is one.
+        if !path.contains("/access_tokens")
+            && !path.contains("/app-manifests/")
+            && !authorization.starts_with("Bearer ghs_")
+        {
             world.violations.push(format!(
                 "{method} {path}: not sent with an installation token"
             ));
@@ -953,4 +972,46 @@ async fn graphql(State(w): State<Shared>, body: Bytes) -> Response {
 /// The world, locked (for tests).
 pub fn lock_pub(w: &Shared) -> std::sync::MutexGuard<'_, World> {
     lock(w)
+}
+
+/// `POST /app-manifests/{code}/conversions`: the App a known code creates (201, in the shape of GitHub's
+/// description: the `integration` fields plus `client_id`, `client_secret`, `webhook_secret`, `pem`), once; an
+/// unknown or used code is 404 as on GitHub.
+async fn manifest_conversion(
+    State(w): State<Shared>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut world = lock(&w);
+    if headers.get("authorization").is_some() {
+        world
+            .violations
+            .push("POST /app-manifests/{code}/conversions: sent with credentials".into());
+    }
+    let Some(app) = world.manifest_codes.remove(&code) else {
+        return not_found();
+    };
+    let html_url = format!("https://github.example/apps/{}", app.slug);
+    let body = json!({
+        "id": app.id,
+        "slug": app.slug,
+        "node_id": format!("A_{}", app.id),
+        "owner": {"login": "octo-org", "id": 1, "node_id": "O_1", "type": "Organization",
+                  "html_url": "https://github.example/octo-org", "url": "https://api.github.example/orgs/octo-org",
+                  "avatar_url": "", "gravatar_id": "", "site_admin": false},
+        "name": app.slug,
+        "description": "",
+        "external_url": "https://github.com/prodaudit/prodaudit",
+        "html_url": html_url,
+        "created_at": "2026-12-06T00:00:00Z",
+        "updated_at": "2026-12-06T00:00:00Z",
+        "permissions": {"checks": "write", "pull_requests": "write", "contents": "read", "issues": "write",
+                        "metadata": "read"},
+        "events": ["pull_request", "issue_comment", "check_run", "check_suite"],
+        "client_id": format!("Iv1.{:016x}", app.id),
+        "client_secret": "0123456789abcdef0123456789abcdef01234567",
+        "webhook_secret": app.webhook_secret,
+        "pem": app.pem,
+    });
+    (StatusCode::CREATED, axum::Json(body)).into_response()
 }
