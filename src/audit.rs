@@ -2,6 +2,7 @@
 
 use crate::analysis::context::needs_globset;
 use crate::analysis::plan::{self, PathPolicy};
+use crate::analysis::semantic::reach::Reach;
 use crate::analysis::{Engine, FileOutcome, RepoContext};
 use crate::cache::{BaseKey, Cache, CacheStats};
 use crate::diff::LineSet;
@@ -279,12 +280,88 @@ fn repo_context(
             }
         }
     }
+    let reach = build_reach(root, source, &tree)?;
+    match &reach.undecided {
+        Some(why) => tracing::info!(why = %why, "reachability not decided: every module is judged"),
+        None => tracing::info!(
+            entries = reach.entries.len(),
+            unreached = reach.unreached_count(),
+            "reachability from the service's entry points"
+        ),
+    }
     Ok(RepoContext {
         changed: changed.into_iter().collect(),
         paths: tree,
         files: contents,
+        reach: Some(std::sync::Arc::new(reach)),
         ..Default::default()
     })
+}
+
+/// The repository model's reachability: the import facts of every Python file of the tree (vendored code
+/// aside) and the commands of its deployment files. A Python file that cannot be read whole counts as importing
+/// modules named at run time, so what only it imports is never called unreached.
+fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, AuditError> {
+    use crate::analysis::semantic::reach::{self, ModuleFacts};
+    let is_command_file = |p: &str| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        let lower = name.to_ascii_lowercase();
+        lower.starts_with("dockerfile")
+            || lower.ends_with(".dockerfile")
+            || (lower.contains("compose") && (lower.ends_with(".yml") || lower.ends_with(".yaml")))
+            || lower == "procfile"
+            || lower.ends_with(".sh")
+            || lower == "pyproject.toml"
+    };
+    let py: Vec<String> = tree
+        .iter()
+        .filter(|p| p.ends_with(".py") && !plan::is_vendored(p))
+        .cloned()
+        .collect();
+    if py.len() > reach::MAX_MODULES {
+        return Ok(Reach::build(&Default::default(), &[], |_| true));
+    }
+    let commands: Vec<String> = tree
+        .iter()
+        .filter(|p| is_command_file(p) && !plan::is_vendored(p))
+        .cloned()
+        .collect();
+    let read = |names: &[String]| -> Result<Vec<Option<Vec<u8>>>, AuditError> {
+        Ok(match source {
+            Source::Revision { repo, rev } => repo.read_files(rev, names)?,
+            Source::WorkTree => names
+                .iter()
+                .map(|p| std::fs::read(root.join(p)).ok())
+                .collect(),
+        })
+    };
+    let facts: std::collections::BTreeMap<String, ModuleFacts> = py
+        .iter()
+        .cloned()
+        .zip(read(&py)?)
+        .map(|(p, bytes)| {
+            let facts = match bytes.filter(|b| b.len() <= plan::MAX_FILE_BYTES) {
+                Some(b) => reach::module_facts(&String::from_utf8_lossy(&b)),
+                None => ModuleFacts {
+                    dynamic_unknown: true,
+                    ..Default::default()
+                },
+            };
+            (p, facts)
+        })
+        .collect();
+    let texts: Vec<(String, String)> = commands
+        .iter()
+        .cloned()
+        .zip(read(&commands)?)
+        .filter_map(|(p, b)| {
+            b.filter(|b| plan::context_file_wanted(b))
+                .map(|b| (p, String::from_utf8_lossy(&b).into_owned()))
+        })
+        .collect();
+    Ok(Reach::build(&facts, &texts, |p| {
+        crate::analysis::semantic::paths::not_service_reason(p, None).is_some()
+    }))
 }
 
 /// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.

@@ -179,6 +179,7 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         migration_changed: _, // derived from `changed`
         tenant_columns,
         tenant_index: _, // derived from `files` and `tenant_columns`
+        reach: _,        // enters each file's own key as its standing (`file_key`)
     } = repo;
     let mut h = Sha256::new();
     list_field(&mut h, changed.iter().map(String::as_str));
@@ -222,11 +223,14 @@ pub fn file_key(
     kind: Option<crate::analysis::language::FileKind>,
     lines: Option<&LineSet>,
     bytes: &[u8],
+    standing: crate::analysis::semantic::reach::Standing,
 ) -> Hash {
     let mut h = Sha256::new();
     h.update(base.0);
     field(&mut h, path.as_bytes());
     field(&mut h, format!("{kind:?}").as_bytes());
+    // Whether the repository model counts the module as the service decides which findings are held back.
+    field(&mut h, format!("{standing:?}").as_bytes());
     match lines {
         None => field(&mut h, b"all lines"),
         Some(set) => {
@@ -418,7 +422,8 @@ impl Cache {
         }
         let text = String::from_utf8_lossy(bytes);
         let kind = repo.kind_of(path, Some(&text));
-        let key = file_key(self.base, path, kind, lines, bytes);
+        let standing = repo.standing(path);
+        let key = file_key(self.base, path, kind, lines, bytes, standing);
         self.mark_used(&key);
         let context = || self.context.get_or_init(|| hex::encode(context_hash(repo)));
         if let Some((outcome, _)) = self.load(&key, context) {
@@ -432,7 +437,7 @@ impl Cache {
         if let Some(set) = lines
             && !set.is_empty()
         {
-            let all = file_key(self.base, path, kind, None, bytes);
+            let all = file_key(self.base, path, kind, None, bytes, standing);
             if let Some((outcome, false)) = self.load(&all, context)
                 && outcome.findings.is_empty()
                 && outcome.not_service == 0
@@ -921,7 +926,14 @@ mod tests {
     fn keys_tell_lines_paths_and_contents_apart() {
         let base = BaseKey([7; 32]);
         let k = |path: &str, lines: Option<&LineSet>, bytes: &[u8]| {
-            file_key(base, path, None, lines, bytes)
+            file_key(
+                base,
+                path,
+                None,
+                lines,
+                bytes,
+                crate::analysis::semantic::reach::Standing::Service,
+            )
         };
         let mut one = LineSet::new();
         one.insert_range(1, 1);

@@ -164,3 +164,52 @@ fn fstring_log_is_opt_in() {
         "{text}"
     );
 }
+
+/// A module no entry point imports: its critical/high findings are held back (the repository model), while the
+/// same code reached from the FastAPI app is reported; a shadowed `tools.py` beside `tools/` is never run.
+#[test]
+fn unreached_and_shadowed_modules_hold_back_critical_and_high() {
+    const CALL: &str = "import requests\n\n\ndef fetch(url):\n    return requests.get(url)\n";
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom app import client\n\napp = FastAPI()\n",
+    );
+    repo.write("app/client.py", CALL);
+    repo.write("app/legacy.py", CALL);
+    repo.write("app/tools.py", CALL);
+    repo.write("app/tools/__init__.py", "");
+    repo.commit("base");
+    let (code, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        triples(&report),
+        vec![(
+            "F1-requests-no-timeout".to_string(),
+            "app/client.py".to_string(),
+            5
+        )],
+        "{report}"
+    );
+    assert_eq!(report["summary"]["not_service"], 2, "{report}");
+
+    // Imported by the app, the legacy module is the service again.
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom app import client, legacy\n\napp = FastAPI()\n",
+    );
+    repo.commit("use legacy");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    let paths: Vec<String> = triples(&report).into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(paths, vec!["app/client.py", "app/legacy.py"], "{report}");
+
+    // The repository can ask for everything to be reported.
+    repo.write(
+        ".github/prodaudit.yml",
+        "paths:\n  report_not_service: true\n",
+    );
+    repo.commit("report all");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(triples(&report).len(), 3, "{report}");
+}

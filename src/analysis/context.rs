@@ -38,6 +38,9 @@ pub struct RepoContext {
     pub tenant_columns: Vec<String>,
     /// [`RepoContext::tenant_models`], worked out on first use; leave it to its default.
     pub tenant_index: OnceLock<super::semantic::tenancy::TenantModels>,
+    /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
+    /// built (then every module is judged as the service).
+    pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
 }
 
 impl RepoContext {
@@ -51,6 +54,15 @@ impl RepoContext {
                 .binary_search_by(|p| p.as_str().cmp(path))
                 .is_ok(),
         )
+    }
+
+    /// How a Python module stands with the service, by the repository model (always `Service` without one).
+    pub fn standing(&self, path: &str) -> super::semantic::reach::Standing {
+        self.reach
+            .as_ref()
+            .map_or(super::semantic::reach::Standing::Service, |r| {
+                r.standing(path)
+            })
     }
 
     /// The text of a file a check asked for.

@@ -60,7 +60,13 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>, globset
 
 impl Overrides {
     /// Why findings of this file are held back at critical/high, when the file is not the running service.
-    pub fn not_service_reason(&self, path: &str, text: &str) -> Option<&'static str> {
+    /// The repository model says it too, for a Python module no entry point reaches or that a package shadows.
+    pub fn not_service_reason(
+        &self,
+        path: &str,
+        text: &str,
+        repo: &RepoContext,
+    ) -> Option<&'static str> {
         if self.report_not_service || self.service.as_ref().is_some_and(|g| g.is_match(path)) {
             return None;
         }
@@ -68,6 +74,7 @@ impl Overrides {
             return Some("named in paths.not_service");
         }
         semantic::paths::not_service_reason(path, Some(text))
+            .or_else(|| repo.standing(path).reason())
     }
 }
 
@@ -347,7 +354,7 @@ impl Engine {
         }
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
-        let not_service = self.overrides.not_service_reason(path, text);
+        let not_service = self.overrides.not_service_reason(path, text, repo);
         let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
         raw.sort_by_key(|m| (m.range.start, m.detector));

@@ -5,6 +5,7 @@ pub mod container;
 pub mod dockerfile;
 pub mod paths;
 pub mod python;
+pub mod reach;
 pub mod secrets;
 pub mod tenancy;
 pub mod yaml;

@@ -1,0 +1,746 @@
+//! The repository model's answer to "is this module part of the running service?": which Python modules the
+//! service's entry points reach through the import graph, and which modules can never be imported at all
+//! (a `foo.py` beside a package `foo/` with an `__init__.py`: the package always wins).
+//!
+//! Built once per repository from the tree's paths and a few facts per Python file ([`ModuleFacts`], taken from
+//! the file's text without a parser: import lines, dotted names in string literals, what the file constructs),
+//! plus the commands of Dockerfiles, Compose files, Procfiles, shell scripts and `pyproject.toml`.
+//!
+//! Entry points: modules that build a `FastAPI`/`Starlette`/`Celery`/`Quart` application or call `uvicorn.run`,
+//! and modules named by a deployment command (`uvicorn pkg.main:app`, `gunicorn …`, `celery -A pkg.worker`,
+//! `python -m pkg`, `python pkg/main.py`, `[project.scripts]`). Every module they import is reached, and so on;
+//! importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`. A dotted module name written in a string
+//! literal of a reached module (Celery `include=[…]`, settings that name plugins, `import_module("a.b")`) counts as
+//! an import, and `import_module(f"pkg.plugins.{name}")` reaches everything under `pkg.plugins`.
+//!
+//! The model answers only what it can decide. With no entry point, or when a reached module imports something
+//! named at run time (a variable passed to `import_module`, `spec_from_file_location`, entry points), nothing is
+//! called unreached; a shadowed module is dead either way.
+//!
+//! Costs are bounded: at most [`MAX_MODULES`] Python files (a larger tree is not judged), at most
+//! [`MAX_FACT_BYTES`] of each file are scanned, and the walk is a worklist (no recursion).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Trees with more Python files than this are not judged (everything stays "unknown").
+pub const MAX_MODULES: usize = 20_000;
+/// Only this much of each file is scanned for imports.
+pub const MAX_FACT_BYTES: usize = 1024 * 1024;
+/// Import targets kept per file.
+const MAX_IMPORTS_PER_FILE: usize = 2_000;
+
+/// What one Python file says about the import graph.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModuleFacts {
+    /// Imports, as written: `(level, dotted, names)` — `from ..a.b import c, d` is `(2, "a.b", ["c", "d"])`,
+    /// `import a.b` is `(0, "a.b", [])`.
+    pub imports: Vec<(usize, String, Vec<String>)>,
+    /// Dotted names in string literals (`"pkg.tasks.email"`, `"pkg.main:app"` without the attribute).
+    pub dotted_strings: Vec<String>,
+    /// Prefixes of modules imported by a formatted name (`import_module(f"pkg.plugins.{x}")` → `pkg.plugins`).
+    pub dynamic_prefixes: Vec<String>,
+    /// A module imported by a name only known at run time (a variable, a file location, entry points).
+    pub dynamic_unknown: bool,
+    /// Builds a web or worker application, or starts a server: an entry point.
+    pub is_entry: bool,
+}
+
+/// How a module stands with the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Reached from an entry point, or undecidable: judge it as today.
+    Service,
+    /// No entry point reaches it (and reachability could be decided).
+    Unreached,
+    /// A package of the same name beside it wins every import: the file is never run.
+    Shadowed,
+}
+
+impl Standing {
+    /// The reason given when critical/high findings are held back.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Standing::Service => None,
+            Standing::Unreached => Some("not imported by any of the service's entry points"),
+            Standing::Shadowed => Some("shadowed by a package of the same name (never imported)"),
+        }
+    }
+}
+
+/// The repository's reachability, once per repository.
+#[derive(Debug, Default, Clone)]
+pub struct Reach {
+    /// Paths of Python files no entry point reaches (only filled when reachability could be decided).
+    unreached: HashSet<String>,
+    /// Python files shadowed by a package.
+    shadowed: HashSet<String>,
+    /// Why reachability was not decided, when it was not (for `--verbose` and tests).
+    pub undecided: Option<String>,
+    /// The entry points found (paths), for explanations and tests.
+    pub entries: Vec<String>,
+}
+
+impl Reach {
+    pub fn standing(&self, path: &str) -> Standing {
+        if self.shadowed.contains(path) {
+            Standing::Shadowed
+        } else if self.unreached.contains(path) {
+            Standing::Unreached
+        } else {
+            Standing::Service
+        }
+    }
+
+    pub fn unreached_count(&self) -> usize {
+        self.unreached.len()
+    }
+
+    /// Build the model. `py` holds the facts of the tree's Python files (by path); `commands` the texts of
+    /// deployment files (Dockerfiles, Compose files, Procfiles, shell scripts, `pyproject.toml`);
+    /// `not_service` says which paths are not the service anyway (tests, scripts …: never entry points).
+    pub fn build(
+        py: &BTreeMap<String, ModuleFacts>,
+        commands: &[(String, String)],
+        not_service: impl Fn(&str) -> bool,
+    ) -> Reach {
+        let mut reach = Reach::default();
+        let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
+        for p in py.keys() {
+            if let Some(stem) = p.strip_suffix(".py")
+                && !p.ends_with("__init__.py")
+                && paths.contains(format!("{stem}/__init__.py").as_str())
+            {
+                reach.shadowed.insert(p.clone());
+            }
+        }
+        if py.len() > MAX_MODULES {
+            reach.undecided = Some(format!("more than {MAX_MODULES} Python files"));
+            return reach;
+        }
+        let index = ModuleIndex::new(py.keys().map(String::as_str));
+        let mut roots: Vec<&str> = py
+            .iter()
+            .filter(|(p, f)| f.is_entry && !not_service(p) && !reach.shadowed.contains(*p))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        for (path, text) in commands {
+            if not_service(path) {
+                continue;
+            }
+            for target in command_targets(text) {
+                roots.extend(index.resolve_target(&target, path));
+            }
+        }
+        roots.sort_unstable();
+        roots.dedup();
+        if roots.is_empty() {
+            reach.undecided = Some("no entry point found".into());
+            return reach;
+        }
+        reach.entries = roots.iter().map(|s| s.to_string()).collect();
+
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut work: Vec<&str> = Vec::new();
+        for r in &roots {
+            index.with_parents(r, |p| {
+                if seen.insert(p) {
+                    work.push(p);
+                }
+            });
+        }
+        while let Some(path) = work.pop() {
+            let Some(facts) = py.get(path) else { continue };
+            if facts.dynamic_unknown {
+                reach.undecided = Some(format!("`{path}` imports modules named at run time"));
+                reach.unreached.clear();
+                return reach;
+            }
+            let mut targets: Vec<&str> = Vec::new();
+            for (level, dotted, names) in &facts.imports {
+                index.resolve_import(path, *level, dotted, names, &mut targets);
+            }
+            for s in &facts.dotted_strings {
+                targets.extend(index.exact(s));
+            }
+            for prefix in &facts.dynamic_prefixes {
+                targets.extend(index.under(prefix));
+            }
+            for t in targets {
+                index.with_parents(t, |p| {
+                    if seen.insert(p) {
+                        work.push(p);
+                    }
+                });
+            }
+        }
+        for p in py.keys() {
+            if !seen.contains(p.as_str()) && !reach.shadowed.contains(p) && !run_by_a_tool(p) {
+                reach.unreached.insert(p.clone());
+            }
+        }
+        reach
+    }
+}
+
+/// Files another tool runs without any import from the service: Alembic's `env.py` and its revisions, Django-
+/// style `migrations/`. They stay judged as the service.
+fn run_by_a_tool(path: &str) -> bool {
+    path.rsplit('/').next() == Some("env.py")
+        || path
+            .split('/')
+            .any(|d| matches!(d, "alembic" | "migrations" | "versions"))
+}
+
+/// Python files by every dotted name they could be imported as. The import root is not known (the repository
+/// root, `src/`, `backend/`, a namespace package …), so each file is indexed under every suffix of its dotted
+/// path: `backend/app/api/routes.py` answers to `backend.app.api.routes`, `app.api.routes`, `api.routes` and
+/// `routes`. An ambiguous name reaches all its files: erring towards "reached" only keeps findings.
+struct ModuleIndex<'a> {
+    by_name: HashMap<String, Vec<&'a str>>,
+    /// Every Python file of the tree, for relative imports and file targets.
+    by_path: HashMap<&'a str, ()>,
+}
+
+impl<'a> ModuleIndex<'a> {
+    fn new(paths: impl Iterator<Item = &'a str>) -> Self {
+        let mut by_name: HashMap<String, Vec<&'a str>> = HashMap::new();
+        let mut by_path = HashMap::new();
+        for p in paths {
+            by_path.insert(p, ());
+            let Some(stem) = p.strip_suffix(".py") else {
+                continue;
+            };
+            let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
+            if stem == "__init__" {
+                continue;
+            }
+            let parts: Vec<&str> = stem.split('/').collect();
+            for i in 0..parts.len() {
+                by_name.entry(parts[i..].join(".")).or_default().push(p);
+            }
+        }
+        ModuleIndex { by_name, by_path }
+    }
+
+    fn exact(&self, dotted: &str) -> impl Iterator<Item = &'a str> + '_ {
+        self.by_name.get(dotted).into_iter().flatten().copied()
+    }
+
+    /// Every module whose dotted name starts with `prefix.` (or is `prefix`).
+    fn under(&self, prefix: &str) -> Vec<&'a str> {
+        let dotted = format!("{prefix}.");
+        self.by_name
+            .iter()
+            .filter(|(n, _)| *n == prefix || n.starts_with(&dotted))
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    }
+
+    fn file(&self, path: &str) -> Option<&'a str> {
+        self.by_path.get_key_value(path).map(|(k, _)| *k)
+    }
+
+    /// `dir/x.py` or `dir/x/__init__.py`.
+    fn at(&self, dir: &str, rel: &str) -> Option<&'a str> {
+        let base = if dir.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{dir}/{rel}")
+        };
+        self.file(&format!("{base}.py"))
+            .or_else(|| self.file(&format!("{base}/__init__.py")))
+    }
+
+    fn resolve_import(
+        &self,
+        from: &str,
+        level: usize,
+        dotted: &str,
+        names: &[String],
+        out: &mut Vec<&'a str>,
+    ) {
+        if level == 0 {
+            out.extend(self.exact(dotted));
+            for n in names {
+                out.extend(self.exact(&format!("{dotted}.{n}")));
+            }
+            return;
+        }
+        // The package the relative import starts from: the file's folder, then one folder up per extra dot.
+        let mut dir: Vec<&str> = from.split('/').collect();
+        dir.pop();
+        for _ in 1..level {
+            if dir.pop().is_none() {
+                return;
+            }
+        }
+        let dir = dir.join("/");
+        let rel = dotted.replace('.', "/");
+        let base = if rel.is_empty() {
+            dir.clone()
+        } else if dir.is_empty() {
+            rel.clone()
+        } else {
+            format!("{dir}/{rel}")
+        };
+        if !rel.is_empty() {
+            out.extend(self.at(&dir, &rel));
+        } else if let Some(init) = self.file(&format!(
+            "{}__init__.py",
+            if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            }
+        )) {
+            out.push(init);
+        }
+        for n in names {
+            out.extend(self.at(&base, n));
+        }
+    }
+
+    /// A file and the `__init__.py` of every package above it (importing `a.b.c` runs them all).
+    fn with_parents(&self, path: &'a str, mut f: impl FnMut(&'a str)) {
+        f(path);
+        let mut dir = path;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            match self.file(&format!("{parent}/__init__.py")) {
+                Some(init) => f(init),
+                None => break,
+            }
+            dir = parent;
+        }
+    }
+
+    /// A command's target (`pkg.main`, `pkg/main.py`) from a deployment file at `from`.
+    fn resolve_target(&self, target: &str, from: &str) -> Vec<&'a str> {
+        if let Some(file) = target.strip_suffix(".py") {
+            let file = file.trim_start_matches("./");
+            // Relative to the repository root, the deployment file's folder, or any folder (a WORKDIR).
+            let dir = from.rsplit_once('/').map_or("", |(d, _)| d);
+            let candidates = [format!("{file}.py"), format!("{dir}/{file}.py")];
+            let found: Vec<&'a str> = candidates.iter().filter_map(|c| self.file(c)).collect();
+            if !found.is_empty() {
+                return found;
+            }
+            return self.exact(&file.replace('/', ".")).collect();
+        }
+        self.exact(target).collect()
+    }
+}
+
+/// Module targets in a deployment command text: `uvicorn a.b:app`, `gunicorn a.b:app`, `hypercorn`, `granian`,
+/// `celery -A a.b`, `python -m a.b`, `python a/b.py`, `arq a.b.Worker`, `fastapi run a/b.py`, and
+/// `name = "a.b:func"` lines (`[project.scripts]`).
+pub fn command_targets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().take(100_000) {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']' | '='))
+            .filter(|w| !w.is_empty())
+            .collect();
+        for (i, w) in words.iter().enumerate() {
+            let next = words.get(i + 1).copied();
+            let base = w.rsplit('/').next().unwrap_or(w);
+            match base {
+                "uvicorn" | "gunicorn" | "hypercorn" | "granian" | "daphne" => {
+                    // The first later word shaped like `module:attr` (or a file): not an option's value such
+                    // as `-k uvicorn.workers.UvicornWorker`.
+                    if let Some(t) = words[i + 1..]
+                        .iter()
+                        .filter(|x| x.contains(':') || x.ends_with(".py"))
+                        .find_map(|x| module_of_target(x))
+                    {
+                        out.push(t);
+                    }
+                }
+                "-A" | "--app" => {
+                    if let Some(n) = next.and_then(module_of_target) {
+                        out.push(n);
+                    }
+                }
+                "-m" if i > 0 && words[i - 1].contains("python") => {
+                    if let Some(n) = next.and_then(module_of_target) {
+                        out.push(n);
+                    }
+                }
+                _ if base.starts_with("python") && !base.contains(':') => {
+                    if let Some(n) = next.filter(|n| n.ends_with(".py")) {
+                        out.push(n.to_string());
+                    }
+                }
+                "arq" | "run" | "dev" => {
+                    if let Some(n) = next.filter(|n| n.ends_with(".py")) {
+                        out.push(n.to_string());
+                    } else if base == "arq"
+                        && let Some(n) = next.and_then(module_of_target)
+                    {
+                        // `arq pkg.worker.WorkerSettings`: the module is everything but the class.
+                        out.push(n.rsplit_once('.').map_or(n.clone(), |(m, _)| m.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // pyproject scripts: `name = "pkg.mod:func"`.
+        if let Some((_, rhs)) = line.split_once('=') {
+            let rhs = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
+            if rhs.contains(':')
+                && !rhs.contains(' ')
+                && let Some(m) = module_of_target(rhs)
+            {
+                out.push(m);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `a.b:app` → `a.b`; `a.b` → `a.b`; `a/b.py` stays as it is; anything else (flags, URLs) → `None`.
+fn module_of_target(w: &str) -> Option<String> {
+    let w = w.trim_matches(|c: char| c == '"' || c == '\'' || c == ',');
+    if w.starts_with('-') || w.contains("://") || w.starts_with('$') {
+        return None;
+    }
+    if w.ends_with(".py") && !w.contains(':') {
+        return Some(w.to_string());
+    }
+    let module = w.split_once(':').map_or(w, |(m, _)| m);
+    let module = module.split('(').next().unwrap_or(module);
+    let ok = !module.is_empty()
+        && module
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        && module.chars().next().is_some_and(|c| !c.is_ascii_digit());
+    ok.then(|| module.to_string())
+}
+
+/// The facts of one Python file, from its text (the first [`MAX_FACT_BYTES`]).
+pub fn module_facts(text: &str) -> ModuleFacts {
+    let text = match text.get(..MAX_FACT_BYTES) {
+        Some(t) => t,
+        None => {
+            let mut end = MAX_FACT_BYTES.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            &text[..end]
+        }
+    };
+    let mut facts = ModuleFacts::default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        if facts.imports.len() >= MAX_IMPORTS_PER_FILE {
+            break;
+        }
+        if let Some(rest) = t.strip_prefix("import ") {
+            let rest = rest.split('#').next().unwrap_or("");
+            for part in rest.split(',') {
+                let name = part.split_whitespace().next().unwrap_or("");
+                if valid_dotted(name) {
+                    facts.imports.push((0, name.to_string(), Vec::new()));
+                }
+            }
+        } else if let Some(rest) = t.strip_prefix("from ") {
+            let Some((module, names)) = rest.split_once(" import") else {
+                continue;
+            };
+            let module = module.trim();
+            let level = module.chars().take_while(|c| *c == '.').count();
+            let dotted = &module[level..];
+            let relative_package = dotted.is_empty() && level > 0;
+            if !relative_package && !valid_dotted(dotted) {
+                continue;
+            }
+            // Names, following parentheses and backslashes over a bounded number of lines.
+            let mut all = names.to_string();
+            let mut extra = 0;
+            while extra < 200
+                && ((all.contains('(') && !all.contains(')')) || all.trim_end().ends_with('\\'))
+            {
+                match lines.next() {
+                    Some(more) => {
+                        all.push(' ');
+                        all.push_str(more.split('#').next().unwrap_or(""));
+                    }
+                    None => break,
+                }
+                extra += 1;
+            }
+            let names: Vec<String> = all
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .split([',', '(', ')', '\\'])
+                .filter_map(|n| n.split_whitespace().next())
+                .filter(|n| valid_dotted(n) && !n.contains('.'))
+                .map(str::to_string)
+                .collect();
+            facts.imports.push((level, dotted.to_string(), names));
+        }
+        entry_and_dynamic(t, &mut facts);
+        strings_in(t, &mut facts);
+    }
+    facts.dotted_strings.sort();
+    facts.dotted_strings.dedup();
+    facts
+}
+
+fn valid_dotted(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+        })
+}
+
+/// Entry-point constructions and dynamic imports on one line.
+fn entry_and_dynamic(t: &str, facts: &mut ModuleFacts) {
+    const ENTRY: &[&str] = &[
+        "FastAPI(",
+        "Starlette(",
+        "Celery(",
+        "Quart(",
+        "uvicorn.run(",
+        "Flask(__name__",
+    ];
+    if !t.starts_with('#') && ENTRY.iter().any(|e| t.contains(e)) && !t.contains("class ") {
+        facts.is_entry = true;
+    }
+    for call in ["import_module(", "__import__("] {
+        let Some(at) = t.find(call) else { continue };
+        let arg = t[at + call.len()..].trim_start();
+        let quoted = arg.starts_with(['"', '\'']);
+        let formatted = arg.starts_with("f\"") || arg.starts_with("f'");
+        if quoted {
+            // A literal name: `strings_in` sees it as a dotted string.
+            continue;
+        }
+        if formatted {
+            let body = &arg[2..];
+            let prefix: String = body
+                .chars()
+                .take_while(|c| *c != '{' && *c != '"' && *c != '\'')
+                .collect();
+            let prefix = prefix.trim_end_matches('.');
+            if valid_dotted(prefix) {
+                facts.dynamic_prefixes.push(prefix.to_string());
+                continue;
+            }
+        }
+        // A relative name with an explicit package, `import_module("." + x, package=…)`, or a variable.
+        facts.dynamic_unknown = true;
+    }
+    if t.contains("spec_from_file_location(") || t.contains("load_module(") {
+        facts.dynamic_unknown = true;
+    }
+}
+
+/// Dotted names (two parts or more) in string literals on one line.
+fn strings_in(t: &str, facts: &mut ModuleFacts) {
+    if facts.dotted_strings.len() >= MAX_IMPORTS_PER_FILE {
+        return;
+    }
+    for quote in ['"', '\''] {
+        let mut parts = t.split(quote);
+        parts.next();
+        while let Some(inside) = parts.next() {
+            let name = inside.split_once(':').map_or(inside, |(m, _)| m);
+            if name.contains('.') && name.len() < 200 && valid_dotted(name) {
+                facts.dotted_strings.push(name.to_string());
+            }
+            // Skip the text between this literal and the next.
+            parts.next();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(files: &[(&str, &str)], commands: &[(&str, &str)]) -> Reach {
+        let py: BTreeMap<String, ModuleFacts> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), module_facts(t)))
+            .collect();
+        let commands: Vec<(String, String)> = commands
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        Reach::build(&py, &commands, |p| p.starts_with("tests/"))
+    }
+
+    #[test]
+    fn facts_of_imports() {
+        let f = module_facts(
+            "import os, a.b as c\nfrom ..x.y import (\n  p,\n  q as r,  # note\n)\nfrom . import z\n    from m import n\n",
+        );
+        assert_eq!(
+            f.imports,
+            vec![
+                (0, "os".into(), vec![]),
+                (0, "a.b".into(), vec![]),
+                (2, "x.y".into(), vec!["p".into(), "q".into()]),
+                (1, "".into(), vec!["z".into()]),
+                (0, "m".into(), vec!["n".into()]),
+            ]
+        );
+        assert!(!f.is_entry);
+        let g = module_facts(
+            "app = FastAPI(title='x')\nmods = ['pkg.tasks.email', 'not a module']\nimport_module(f\"pkg.plugins.{n}\")\n",
+        );
+        assert!(g.is_entry);
+        assert_eq!(g.dotted_strings, vec!["pkg.tasks.email".to_string()]);
+        assert_eq!(g.dynamic_prefixes, vec!["pkg.plugins".to_string()]);
+        assert!(!g.dynamic_unknown);
+        assert!(module_facts("m = importlib.import_module(name)\n").dynamic_unknown);
+    }
+
+    #[test]
+    fn reached_through_imports_and_parents() {
+        let r = build(
+            &[
+                ("backend/app/__init__.py", ""),
+                (
+                    "backend/app/main.py",
+                    "from fastapi import FastAPI\nfrom app.api import routes\napp = FastAPI()\n",
+                ),
+                ("backend/app/api/__init__.py", ""),
+                (
+                    "backend/app/api/routes.py",
+                    "from ..services.chat import answer\n",
+                ),
+                ("backend/app/services/__init__.py", ""),
+                ("backend/app/services/chat.py", "import requests\n"),
+                ("backend/app/legacy/agent.py", "import requests\n"),
+                (
+                    "backend/alembic/versions/001_x.py",
+                    "op.add_column('t', c)\n",
+                ),
+                (
+                    "tests/test_x.py",
+                    "from app.legacy.agent import x\napp = FastAPI()\n",
+                ),
+            ],
+            &[],
+        );
+        assert_eq!(r.undecided, None);
+        assert_eq!(r.entries, vec!["backend/app/main.py".to_string()]);
+        for p in [
+            "backend/app/main.py",
+            "backend/app/api/routes.py",
+            "backend/app/api/__init__.py",
+            "backend/app/services/chat.py",
+            "backend/app/services/__init__.py",
+        ] {
+            assert_eq!(r.standing(p), Standing::Service, "{p}");
+        }
+        assert_eq!(
+            r.standing("backend/app/legacy/agent.py"),
+            Standing::Unreached
+        );
+        assert_eq!(
+            r.standing("backend/alembic/versions/001_x.py"),
+            Standing::Service
+        );
+        assert_eq!(r.unreached_count(), 2, "the legacy module and the test");
+    }
+
+    #[test]
+    fn commands_strings_and_dynamic_imports() {
+        let files = [
+            ("pkg/__init__.py", ""),
+            (
+                "pkg/worker.py",
+                "app = make()\napp.conf.include = ['pkg.tasks']\n",
+            ),
+            ("pkg/tasks.py", "import time\n"),
+            ("pkg/plugins/__init__.py", ""),
+            ("pkg/plugins/a.py", ""),
+            (
+                "pkg/loader.py",
+                "importlib.import_module(f'pkg.plugins.{x}')\n",
+            ),
+            ("pkg/api.py", "from pkg import loader\n"),
+            ("pkg/orphan.py", ""),
+        ];
+        let r = build(
+            &files,
+            &[
+                (
+                    "Dockerfile",
+                    "CMD [\"uvicorn\", \"pkg.api:app\", \"--port\", \"80\"]\n",
+                ),
+                (
+                    "docker-compose.yml",
+                    "    command: celery -A pkg.worker worker\n",
+                ),
+            ],
+        );
+        assert_eq!(r.standing("pkg/tasks.py"), Standing::Service);
+        assert_eq!(r.standing("pkg/plugins/a.py"), Standing::Service);
+        assert_eq!(r.standing("pkg/orphan.py"), Standing::Unreached);
+        // Without the commands, no entry point: nothing is called unreached.
+        let r = build(&files, &[]);
+        assert_eq!(r.undecided.as_deref(), Some("no entry point found"));
+        assert_eq!(r.standing("pkg/orphan.py"), Standing::Service);
+        // A module named at run time anywhere on the reached path: undecided.
+        let r = build(
+            &[
+                ("main.py", "app = FastAPI()\nimport plug\n"),
+                ("plug.py", "m = importlib.import_module(name)\n"),
+                ("other.py", ""),
+            ],
+            &[],
+        );
+        assert!(r.undecided.is_some());
+        assert_eq!(r.standing("other.py"), Standing::Service);
+    }
+
+    #[test]
+    fn shadowed_module() {
+        let r = build(
+            &[
+                ("app/tools.py", "import requests\n"),
+                ("app/tools/__init__.py", ""),
+                ("app/main.py", "app = FastAPI()\nfrom app import tools\n"),
+                ("app/__init__.py", ""),
+            ],
+            &[],
+        );
+        assert_eq!(r.standing("app/tools.py"), Standing::Shadowed);
+        assert_eq!(r.standing("app/tools/__init__.py"), Standing::Service);
+        // Shadowed even when nothing could be decided about reachability.
+        let r = build(&[("x.py", ""), ("x/__init__.py", "")], &[]);
+        assert_eq!(r.standing("x.py"), Standing::Shadowed);
+    }
+
+    #[test]
+    fn command_target_shapes() {
+        let t = command_targets(
+            "CMD [\"gunicorn\", \"-k\", \"uvicorn.workers.UvicornWorker\", \"app.main:app\"]\n\
+             web: python -m pkg.server --port 8000\n\
+             python scripts/run.py\n\
+             arq app.worker.WorkerSettings\n\
+             serve = \"pkg.cli:main\"\n\
+             fastapi run app/main.py\n",
+        );
+        for want in [
+            "app.main",
+            "pkg.server",
+            "scripts/run.py",
+            "app.worker",
+            "pkg.cli",
+            "app/main.py",
+        ] {
+            assert!(t.contains(&want.to_string()), "{want} in {t:?}");
+        }
+        assert!(!t.iter().any(|x| x.starts_with('-')));
+    }
+}
