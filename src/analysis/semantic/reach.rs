@@ -41,6 +41,9 @@ pub struct ModuleFacts {
     pub dynamic_prefixes: Vec<String>,
     /// A module imported by a name only known at run time (a variable, a file location, entry points).
     pub dynamic_unknown: bool,
+    /// Imports every module of its own package by a listed name (`pkgutil.walk_packages`/`iter_modules` over
+    /// its folder, then `import_module(name)`): reaches everything under the file's folder.
+    pub loads_own_package: bool,
     /// Builds a web or worker application, or starts a server: an entry point.
     pub is_entry: bool,
 }
@@ -165,6 +168,10 @@ impl Reach {
             for prefix in &facts.dynamic_prefixes {
                 targets.extend(index.under(prefix));
             }
+            if facts.loads_own_package {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                targets.extend(index.in_folder(dir));
+            }
             for t in targets {
                 index.with_parents(t, |p| {
                     if seen.insert(p) {
@@ -233,6 +240,20 @@ impl<'a> ModuleIndex<'a> {
             .iter()
             .filter(|(n, _)| *n == prefix || n.starts_with(&dotted))
             .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    }
+
+    /// Every Python file under a folder (`""`: the whole tree).
+    fn in_folder(&self, dir: &str) -> Vec<&'a str> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        self.by_path
+            .keys()
+            .filter(|p| p.starts_with(&prefix))
+            .copied()
             .collect()
     }
 
@@ -487,6 +508,17 @@ pub fn module_facts(text: &str) -> ModuleFacts {
     }
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
+    // A loader that lists its own package's modules and imports each one by name: decidable after all, when
+    // the run-time names can only come from that listing (no file locations, no names from elsewhere).
+    if facts.dynamic_unknown
+        && !text.contains("spec_from_file_location(")
+        && !text.contains("load_module(")
+        && (text.contains("walk_packages(") || text.contains("iter_modules("))
+        && (text.contains("__path__") || text.contains("__file__"))
+    {
+        facts.dynamic_unknown = false;
+        facts.loads_own_package = true;
+    }
     facts
 }
 
@@ -701,6 +733,28 @@ mod tests {
         );
         assert!(r.undecided.is_some());
         assert_eq!(r.standing("other.py"), Standing::Service);
+        // A loader of its own package's modules (AgentGPT's models package): those modules are reached, and
+        // reachability is still decided for the rest.
+        let loader = "import pkgutil\nfrom pathlib import Path\n\ndef load_all():\n    package_dir = Path(__file__).parent\n    for m in pkgutil.walk_packages(path=[str(package_dir)], prefix='app.models.'):\n        __import__(m.name)\n";
+        let r = build(
+            &[
+                (
+                    "main.py",
+                    "app = FastAPI()\nfrom app.models import load_all\n",
+                ),
+                ("app/__init__.py", ""),
+                ("app/models/__init__.py", loader),
+                ("app/models/chat.py", ""),
+                ("app/legacy.py", ""),
+            ],
+            &[],
+        );
+        assert_eq!(r.undecided, None);
+        assert_eq!(r.standing("app/models/chat.py"), Standing::Service);
+        assert_eq!(r.standing("app/legacy.py"), Standing::Unreached);
+        // The same listing next to a file-location import stays undecided.
+        let f = module_facts(&format!("{loader}spec_from_file_location('x', p)\n"));
+        assert!(f.dynamic_unknown && !f.loads_own_package);
     }
 
     #[test]
