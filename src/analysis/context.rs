@@ -352,6 +352,23 @@ impl<'a> FileContext<'a> {
         }
     }
 
+    /// The file's imports (local names -> qualified names), read once per file when `root` is the indexed root.
+    pub fn imports(
+        &self,
+        root: &PyNode<'a>,
+    ) -> std::rc::Rc<super::semantic::python::imports::Imports> {
+        self.memo(root, || {
+            super::semantic::python::imports::Imports::of_file(self, root)
+        })
+    }
+
+    /// The callee of `call` (`h.get` in `h.get(url)`) by its qualified name (`httpx.get` after `import httpx as
+    /// h`): its first segment resolved through the file's imports; as written when no import binds it.
+    pub fn qualified_callee(&self, root: &PyNode<'a>, call: &PyNode<'a>) -> Option<String> {
+        let written = super::semantic::python::syntax::callee(call)?;
+        Some(self.imports(root).resolve(&written))
+    }
+
     /// A per-file analysis of `root`'s tree shared by several detectors: computed once per file when `root` is
     /// the indexed root, else computed for this call only.
     pub fn memo<T: std::any::Any>(

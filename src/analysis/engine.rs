@@ -532,6 +532,8 @@ impl Engine {
                 nodes.iter().map(move |n| (n, candidates))
             });
         let mut gates: HashMap<usize, bool> = HashMap::new();
+        let mut imports: Option<std::rc::Rc<crate::analysis::semantic::python::imports::Imports>> =
+            None;
         let mut last_message: HashMap<usize, Arc<str>> = HashMap::new();
         for (k, (node, candidates)) in dispatch.enumerate() {
             if k % POLL_EVERY == 0 && deadline.passed() {
@@ -563,6 +565,21 @@ impl Engine {
                         passes
                     });
                     if !passes {
+                        continue;
+                    }
+                }
+                // Names the rule asks for by their qualified name (`qualified`): resolved through the imports.
+                if !d.qualified.is_empty() {
+                    let imports = imports.get_or_insert_with(|| ctx.imports(&tree));
+                    let env = nm.get_env();
+                    let all = d.qualified.iter().all(|(var, re)| {
+                        env.get_match(var).is_some_and(|n| {
+                            re.is_match(&imports.resolve(
+                                &crate::analysis::semantic::python::imports::squash(&n.text()),
+                            ))
+                        })
+                    });
+                    if !all {
                         continue;
                     }
                 }

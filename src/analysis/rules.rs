@@ -132,6 +132,9 @@ struct DetectorSer {
     check: Option<String>,
     fix_if_file_contains: Option<String>,
     prefilter: Option<Vec<String>>,
+    /// Python ast-grep rules: metavariable -> regular expression over the captured name with its first segment
+    /// resolved through the file's imports (`fetch` of `from requests import get as fetch` is `requests.get`).
+    qualified: Option<BTreeMap<String, String>>,
     note: Option<String>,
     #[serde(default)]
     invalid: Vec<ExampleSer>,
@@ -199,6 +202,9 @@ pub struct Detector {
     /// For ast-grep rules: the parts of the rule that only ask about the whole file (`inside` the module with
     /// `stopBy: end`, or `not` that), evaluated once per file on its root instead of once per candidate node.
     pub file_gates: Vec<FileGate>,
+    /// For ast-grep rules: metavariables whose captured dotted name, resolved through the file's imports to its
+    /// qualified name, must match the regular expression (the `qualified` key).
+    pub qualified: Vec<(String, regex::Regex)>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -411,8 +417,9 @@ impl RuleSet {
                     || d.utils.is_some()
                     || d.transform.is_some()
                     || d.fix.is_some()
+                    || d.qualified.is_some()
                 {
-                    return Err("`constraints`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
+                    return Err("`constraints`, `qualified`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
                 }
                 let check = checks::lookup(id).ok_or_else(|| {
                     format!(
@@ -484,6 +491,36 @@ impl RuleSet {
                 (Matcher::Pattern(Box::new(config)), derived)
             }
         };
+        let mut qualified = Vec::new();
+        if let Some(map) = &d.qualified {
+            if d.language != Lang::Python {
+                return Err(
+                    "`qualified` resolves Python imports: it needs `language: python`".into(),
+                );
+            }
+            let rule_text = format!(
+                "{} {}",
+                d.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                d.utils.as_ref().map(|u| u.to_string()).unwrap_or_default()
+            );
+            for (var, re) in map {
+                let wanted = format!("${var}");
+                let named = rule_text.match_indices(&wanted).any(|(at, _)| {
+                    !rule_text[at + wanted.len()..].starts_with(|c: char| {
+                        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+                    })
+                });
+                if !named {
+                    return Err(format!(
+                        "`qualified` names `{var}`, which the rule does not capture as `${var}`"
+                    ));
+                }
+                let re = regex::Regex::new(re).map_err(|e| {
+                    format!("bad regular expression for `{var}` in `qualified`: {e}")
+                })?;
+                qualified.push((var.clone(), re));
+            }
+        }
         let mut requires = Vec::new();
         let group = d.prefilter.clone().or(derived);
         for group in group.into_iter().chain(extra_groups) {
@@ -565,6 +602,7 @@ impl RuleSet {
             requires_regex,
             node_tokens: node_tokens_of_rule,
             file_gates,
+            qualified,
             invalid,
             valid,
         })
@@ -1053,6 +1091,29 @@ mod tests {
         assert!(wanted(
             "    async for (name, file) in items:\n        await store(file)\n"
         ));
+    }
+
+    #[test]
+    fn qualified_names_must_be_captured_and_compile() {
+        let file = |qualified: &str| {
+            format!(
+                "id: X1\ntitle: t\nseverity: high\nstandard: s\nwhy: w\nconforming: c\ndetectors:\n  - id: X1-a\n    message: m\n    rule:\n      pattern: $F($$$ARGS)\n    qualified:\n{qualified}\n    invalid: [\"import requests as r\\nr.get(u)\\n\"]\n    valid: [\"get(u)\\n\"]\n"
+            )
+        };
+        let load = |text: String| {
+            let mut set = RuleSet::empty();
+            set.add_file("x.yml", &text).map_err(|e| e.to_string())
+        };
+        assert!(load(file("      F: '^requests\\.get$'")).is_ok());
+        let missing = load(file("      G: '^requests\\.get$'"))
+            .err()
+            .unwrap_or_default();
+        assert!(missing.contains("does not capture as `$G`"), "{missing}");
+        // `$F` must not be taken for `$FN`.
+        let prefix = load(file("      FN: 'x'")).err().unwrap_or_default();
+        assert!(prefix.contains("`$FN`"), "{prefix}");
+        let bad = load(file("      F: '('")).err().unwrap_or_default();
+        assert!(bad.contains("bad regular expression"), "{bad}");
     }
 
     #[test]
