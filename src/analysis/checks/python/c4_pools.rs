@@ -9,7 +9,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
 use crate::analysis::semantic::python::syntax::{
     function_name, has_error, has_kwargs_splat, keyword_arg,
@@ -298,7 +298,7 @@ impl Check for ClientPerRequest {
                 continue;
             }
             let dependency = yields_per_request_client(call, &func);
-            if !is_route_handler(&func, RouteStyle::NamedRouter) && !dependency {
+            if !is_route_handler(&func) && !dependency {
                 continue;
             }
             // A client built only on a cache miss (`global _key_cache`) is not built per request.

@@ -13,7 +13,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
-use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error};
 use crate::analysis::semantic::python::text::{Cut, shorten};
@@ -779,7 +779,7 @@ impl Check for UnboundedFanout {
             let ctx = Ctx {
                 func: func.clone(),
                 nodes: &nodes,
-                route: is_route_handler(func, RouteStyle::DecoratorText),
+                route: is_route_handler(func),
             };
             let gathered = gathered_names(&nodes, &imports);
             for call in nodes.iter().filter(|n| n.kind() == "call") {

@@ -5,7 +5,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
-use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error};
 
@@ -22,7 +22,7 @@ impl Check for SleepInRoute {
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         for func in ctx.of_kind(root, "function_definition").iter() {
-            if has_error(func) || !is_route_handler(func, RouteStyle::FastApi) {
+            if has_error(func) || !is_route_handler(func) {
                 continue;
             }
             for call in own_nodes(func, OwnNodes::BodyNamed) {

@@ -11,9 +11,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{
-    ROUTE_DECORATOR_TOKENS, RouteStyle, is_route_handler,
-};
+use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
 use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
@@ -337,7 +335,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         let handlers: Vec<PyNode<'r>> = ctx
             .of_kind(root, "function_definition")
             .iter()
-            .filter(|f| is_route_handler(f, RouteStyle::FastApi))
+            .filter(|f| is_route_handler(f))
             .cloned()
             .collect();
         if handlers.is_empty() {

@@ -7,7 +7,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler};
+use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, decorators, function_name, has_error, has_kwargs_splat, keyword_arg, plain_string,
@@ -197,7 +197,7 @@ fn upload_reads<'r>(
     out: &mut Vec<CheckMatch>,
 ) {
     for func in ctx.of_kind(root, "function_definition").iter() {
-        if is_route_handler(func, RouteStyle::WebOrMcp) != handlers || admin_only(func) {
+        if is_route_handler(func) != handlers || admin_only(func) {
             continue;
         }
         let Some(params) = func.field("parameters") else {

@@ -10,7 +10,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::roles::{
-    RouteStyle, is_route_handler, is_startup_name, is_startup_or_cli_decorated,
+    is_route_handler, is_startup_name, is_startup_or_cli_decorated,
 };
 use crate::analysis::semantic::python::scopes::{
     OwnNodes, enclosing_functions, in_main_guard, own_nodes,
@@ -132,9 +132,9 @@ impl Check for ProcessExitInApp {
             if excluded {
                 continue;
             }
-            let handler = funcs.iter().find(|f| {
-                f.kind() == "function_definition" && is_route_handler(f, RouteStyle::WebOrMcp)
-            });
+            let handler = funcs
+                .iter()
+                .find(|f| f.kind() == "function_definition" && is_route_handler(f));
             let fname = function_name(inner).unwrap_or_else(|| "lambda".into());
             let message = if let Some(h) = handler {
                 format!(
@@ -485,7 +485,7 @@ impl Check for TenantLoopWithoutIsolation {
                 continue;
             };
             if function_name(func).is_some_and(|n| n == "main" || n == "cli")
-                || is_route_handler(func, RouteStyle::WebOrMcp)
+                || is_route_handler(func)
             {
                 continue;
             }

@@ -13,9 +13,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{
-    ROUTE_DECORATOR_TOKENS, RouteStyle, is_route_handler,
-};
+use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, function_name, keyword_arg, positional_arg, string_value,
@@ -136,7 +134,7 @@ fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
 fn route_handlers<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>> {
     ctx.of_kind(root, "function_definition")
         .iter()
-        .filter(|n| is_route_handler(n, RouteStyle::FastApi))
+        .filter(|n| is_route_handler(n))
         .cloned()
         .collect()
 }

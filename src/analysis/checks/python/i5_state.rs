@@ -13,7 +13,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{RouteStyle, is_route_handler, is_startup_name};
+use crate::analysis::semantic::python::roles::{is_route_handler, is_startup_name};
 use crate::analysis::semantic::python::scopes::{
     OwnNodes, enclosing_function, enclosing_functions, in_main_guard, own_nodes,
 };
@@ -320,8 +320,7 @@ impl Check for GlobalRebindOnRequestPath {
             if info.startup {
                 continue;
             }
-            let handler =
-                is_route_handler(&func, RouteStyle::WebOrMcp) && !is_lifecycle_name(&fname);
+            let handler = is_route_handler(&func) && !is_lifecycle_name(&fname);
             let Some(body) = func.field("body") else {
                 continue;
             };
@@ -552,7 +551,7 @@ fn environ_context(node: &PyNode<'_>, startup_names: &HashSet<String>) -> Option
     if !request_path {
         return None;
     }
-    let why = if is_route_handler(inner, RouteStyle::WebOrMcp) {
+    let why = if is_route_handler(inner) {
         "it runs in a route handler".to_string()
     } else {
         "it runs inside `async def`, on the request path".to_string()

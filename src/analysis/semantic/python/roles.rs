@@ -2,29 +2,9 @@
 
 use super::syntax::{callee, decorator_name, decorators, function_name, param_names};
 use crate::analysis::nodes::PyNode;
-use regex::Regex;
-use std::sync::OnceLock;
 
-/// Which decorators make a function a request handler. The checks disagree today (a Flask `@bp.route(…)` and an
-/// MCP `@mcp.tool(…)` are request handlers for C4, C6, I2, I3 and I5 but not for I4, I1 and C6's own helpers):
-/// each definition is named here so the difference is visible in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteStyle {
-    /// `@<router or app>.get/post/put/patch/delete/head/options/api_route/websocket(…)`: FastAPI/Starlette
-    /// style routes only.
-    FastApi,
-    /// Those, and `@<x>.route(…)` (Flask, Quart) and `@<…mcp…>.tool/resource/prompt(…)` (MCP servers).
-    WebOrMcp,
-    /// `@<obj>.get/…/websocket/route(…)` where the decorator's object is named like a router or an app
-    /// (`router`, `app`, `api`, `bp`, `blueprint` in its last segment), HEAD and OPTIONS included (C4).
-    NamedRouter,
-    /// The decorator's text matches `@<dotted>.get|post|put|patch|delete|api_route|websocket|route(`: no HEAD
-    /// or OPTIONS, any object (C6).
-    DecoratorText,
-}
-
-/// Tokens one of which a route handler's decorator contains (`@router.get(`, `@app.post(`: see
-/// [`is_route_handler`] with [`RouteStyle::FastApi`]), for checks that only look at route handlers.
+/// Tokens one of which a route handler's decorator contains (`@router.get(`, `@bp.route(`, `@mcp.tool(`: see
+/// [`is_route_handler`]), for checks that only look at route handlers.
 pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
     ".get(",
     ".post(",
@@ -35,42 +15,17 @@ pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
     ".options(",
     ".api_route(",
     ".websocket(",
+    ".route(",
+    ".tool(",
+    ".resource(",
+    ".prompt(",
 ];
 
-/// Is this `def`/`async def` a request handler in the sense of `style`?
-pub fn is_route_handler(func: &PyNode<'_>, style: RouteStyle) -> bool {
-    match style {
-        RouteStyle::FastApi => is_fastapi_route(func),
-        RouteStyle::WebOrMcp => is_web_or_mcp_handler(func),
-        RouteStyle::NamedRouter => is_named_router_route(func),
-        RouteStyle::DecoratorText => matches_route_re(func),
-    }
-}
-
-/// Is this `def`/`async def` a web route handler, i.e. decorated with `@<router or app>.get/post/put/patch/
-/// delete/head/options/api_route/websocket(...)`?
-fn is_fastapi_route(func: &PyNode<'_>) -> bool {
-    decorators(func).into_iter().any(|d| {
-        let t: String = d.text().split_whitespace().collect();
-        let t = t.trim_start_matches('@');
-        let head = t.split('(').next().unwrap_or("");
-        t.contains('(')
-            && head.contains('.')
-            && matches!(
-                head.rsplit('.').next(),
-                Some(
-                    "get"
-                        | "post"
-                        | "put"
-                        | "patch"
-                        | "delete"
-                        | "head"
-                        | "options"
-                        | "api_route"
-                        | "websocket"
-                )
-            )
-    })
+/// Is this `def`/`async def` a request handler: a web route (`@router.get(…)`, `@app.post(…)`,
+/// `@router.api_route(…)`, `@app.websocket(…)`, `@bp.route(…)` for Flask/Quart) or an MCP tool (`@mcp.tool(…)`,
+/// `.resource(…)`, `.prompt(…)` on an object named like `mcp`)? The one definition every check reads.
+pub fn is_route_handler(func: &PyNode<'_>) -> bool {
+    is_web_or_mcp_handler(func)
 }
 
 /// Functions that run once, before the server takes traffic or after it stops (FastAPI `lifespan`, startup
@@ -217,52 +172,51 @@ pub fn route_of(def: &PyNode<'_>) -> Option<Route> {
     None
 }
 
-/// Route decorators: `@router.get(...)`, `@app.post(...)`, `@api_router.api_route(...)`, `@bp.route(...)`.
-fn is_named_router_route(func: &PyNode<'_>) -> bool {
-    decorators(func)
-        .into_iter()
-        .filter_map(|d| d.children().find(|c| c.kind() == "call"))
-        .filter_map(|call| call.field("function"))
-        .any(|f| {
-            let t: String = f.text().split_whitespace().collect();
-            let Some((obj, method)) = t.rsplit_once('.') else {
-                return false;
-            };
-            let obj = obj.rsplit('.').next().unwrap_or(obj).to_ascii_lowercase();
-            matches!(
-                method,
-                "get"
-                    | "post"
-                    | "put"
-                    | "patch"
-                    | "delete"
-                    | "head"
-                    | "options"
-                    | "api_route"
-                    | "websocket"
-                    | "route"
-            ) && (obj.contains("router")
-                || obj.contains("app")
-                || obj.contains("api")
-                || obj == "bp"
-                || obj.contains("blueprint"))
-        })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
 
-fn route_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^@\s*[\w.]+\.(get|post|put|patch|delete|api_route|websocket|route)\s*\(")
-            .unwrap_or_else(|e| panic!("route regex: {e}"))
-    })
-}
+    /// Which functions of `code` are request handlers, by name.
+    fn handlers(code: &str) -> Vec<String> {
+        let doc = Lang::Python.ast_grep(code);
+        doc.root()
+            .dfs()
+            .filter(|n| n.kind() == "function_definition" && is_route_handler(n))
+            .filter_map(|n| function_name(&n))
+            .collect()
+    }
 
-/// Is `func` a route handler (`@router.post(...)`, `@app.get(...)`)?
-fn matches_route_re(func: &PyNode<'_>) -> bool {
-    func.parent().is_some_and(|p| {
-        p.kind() == "decorated_definition"
-            && p.children()
-                .filter(|c| c.kind() == "decorator")
-                .any(|d| route_re().is_match(&d.text()))
-    })
+    #[test]
+    fn one_route_handler_definition_for_web_routes_and_mcp_tools() {
+        let code = "\
+@router.get('/items/{id}')
+async def fastapi_route(id: int): ...
+
+@app.api_route('/x', methods=['GET', 'HEAD'])
+def any_method(): ...
+
+@bp.route('/legacy')
+def flask_route(): ...
+
+@mcp.tool()
+async def mcp_tool(q: str): ...
+
+@cache.tool
+def not_called(): ...
+
+@registry.tool()
+def tool_of_something_else(): ...
+
+@functools.lru_cache()
+def cached(): ...
+
+def plain(): ...
+";
+        assert_eq!(
+            handlers(code),
+            ["fastapi_route", "any_method", "flask_route", "mcp_tool"]
+        );
+    }
 }

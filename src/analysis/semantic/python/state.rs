@@ -1,7 +1,7 @@
 //! Module state: the module-level collections of a file (dicts, lists, sets, caches) and how each function uses
 //! them (grows, shrinks, reads, rebinds), with whether the function runs per request or once at startup.
 
-use super::roles::{RouteStyle, is_route_handler, is_startup_name, is_startup_or_cli_decorated};
+use super::roles::{is_route_handler, is_startup_name, is_startup_or_cli_decorated};
 use super::scopes::{OwnNodes, enclosing_functions, in_main_guard, own_nodes};
 use super::syntax::*;
 use crate::analysis::context::FileContext;
@@ -389,7 +389,7 @@ pub fn func_info(func: &PyNode<'_>, startup_names: &HashSet<String>) -> FuncInfo
             || is_startup_or_cli_decorated(func)
             || in_main_guard(func));
     let request_path = func.kind() == "function_definition"
-        && (is_async_def(func) || is_route_handler(func, RouteStyle::WebOrMcp))
+        && (is_async_def(func) || is_route_handler(func))
         && !startup;
     FuncInfo {
         locals,
