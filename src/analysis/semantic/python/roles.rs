@@ -28,24 +28,44 @@ pub fn is_route_handler(func: &PyNode<'_>) -> bool {
     is_web_or_mcp_handler(func)
 }
 
-/// Functions that run once, before the server takes traffic or after it stops (FastAPI `lifespan`, startup
-/// and shutdown handlers): blocking there delays start-up, not requests.
+/// Functions that run once, before the server takes traffic or after it stops: blocking there delays start-up,
+/// not requests. The one startup/lifespan definition: named `lifespan`/`*_lifespan`/`startup`/`on_startup`/
+/// `shutdown`/`on_shutdown`/`startup_event`/`shutdown_event`, or a lifespan or event hook by its decorator
+/// (`@asynccontextmanager` on a function taking the app, `@app.on_event(…)`) whatever its name.
 pub fn is_startup_function(func: &PyNode<'_>) -> bool {
-    let Some(name) = function_name(func) else {
-        return false;
-    };
-    let n = name.trim_start_matches('_');
-    n == "lifespan"
-        || n.ends_with("_lifespan")
-        || matches!(
-            n,
-            "startup"
-                | "on_startup"
-                | "shutdown"
-                | "on_shutdown"
-                | "startup_event"
-                | "shutdown_event"
-        )
+    let named = function_name(func).is_some_and(|name| {
+        let n = name.trim_start_matches('_');
+        n == "lifespan"
+            || n.ends_with("_lifespan")
+            || matches!(
+                n,
+                "startup"
+                    | "on_startup"
+                    | "shutdown"
+                    | "on_shutdown"
+                    | "startup_event"
+                    | "shutdown_event"
+            )
+    });
+    named || is_lifespan_or_event_hook(func)
+}
+
+/// `@asynccontextmanager` on a function whose first parameter is the app (a FastAPI lifespan), or
+/// `@<app>.on_event(…)`.
+fn is_lifespan_or_event_hook(func: &PyNode<'_>) -> bool {
+    decorators(func).iter().any(|d| {
+        let name = decorator_name(d);
+        match name.rsplit('.').next().unwrap_or(&name) {
+            "asynccontextmanager" => param_names(func).first().is_some_and(|p| {
+                matches!(
+                    p.trim_start_matches('_'),
+                    "app" | "application" | "fastapi_app"
+                )
+            }),
+            "on_event" => true,
+            _ => false,
+        }
+    })
 }
 
 /// Is the function a web or MCP request handler: decorated with `@router.get(…)`, `@app.post(…)`,
@@ -100,26 +120,17 @@ pub fn is_startup_name(name: &str) -> bool {
         || n == "__init_subclass__"
 }
 
-/// Is the function a lifespan/startup hook by its decorators (`@asynccontextmanager` taking the app, `@app.on_event(...)`,
-/// `@click.command`, `@app.command`, `@pytest.fixture`)?
+/// Is the function a startup hook by its decorators ([`is_startup_function`]'s lifespan and `on_event`) or a
+/// command-line/test entry point (`@click.command`, `@app.command`, `@…group`, `@…callback`, `@pytest.fixture`)?
 pub fn is_startup_or_cli_decorated(func: &PyNode<'_>) -> bool {
-    decorators(func).iter().any(|d| {
-        let name = decorator_name(d);
-        let last = name.rsplit('.').next().unwrap_or(&name);
-        if last == "asynccontextmanager" {
-            // A lifespan: `async def lifespan(app: FastAPI)`.
-            return param_names(func).first().is_some_and(|p| {
-                matches!(
-                    p.trim_start_matches('_'),
-                    "app" | "application" | "fastapi_app"
-                )
-            });
-        }
-        matches!(
-            last,
-            "on_event" | "command" | "group" | "fixture" | "callback"
-        )
-    })
+    is_lifespan_or_event_hook(func)
+        || decorators(func).iter().any(|d| {
+            let name = decorator_name(d);
+            matches!(
+                name.rsplit('.').next().unwrap_or(&name),
+                "command" | "group" | "fixture" | "callback"
+            )
+        })
 }
 
 /// A route decorator of a `def`: its HTTP method (lower case) and path literal, if any.
@@ -218,5 +229,40 @@ def plain(): ...
             handlers(code),
             ["fastapi_route", "any_method", "flask_route", "mcp_tool"]
         );
+    }
+
+    #[test]
+    fn one_startup_definition_by_name_or_by_hook() {
+        let doc = Lang::Python.ast_grep(
+            "\
+@asynccontextmanager
+async def app_context(app: FastAPI): ...
+
+@app.on_event('startup')
+async def connect_db(): ...
+
+async def lifespan(app): ...
+
+@asynccontextmanager
+async def session_scope(db): ...
+
+@click.command()
+def serve(): ...
+",
+        );
+        let startup: Vec<String> = doc
+            .root()
+            .dfs()
+            .filter(|n| n.kind() == "function_definition" && is_startup_function(n))
+            .filter_map(|n| function_name(&n))
+            .collect();
+        assert_eq!(startup, ["app_context", "connect_db", "lifespan"]);
+        let cli: Vec<String> = doc
+            .root()
+            .dfs()
+            .filter(|n| n.kind() == "function_definition" && is_startup_or_cli_decorated(n))
+            .filter_map(|n| function_name(&n))
+            .collect();
+        assert_eq!(cli, ["app_context", "connect_db", "serve"]);
     }
 }
