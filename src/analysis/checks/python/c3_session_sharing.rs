@@ -8,6 +8,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::{Imports, squash};
 use crate::analysis::semantic::python::persistence::{FuncFacts, is_session_name};
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
 use crate::analysis::semantic::python::syntax::{function_name, has_error};
@@ -116,19 +117,23 @@ fn session_args(call: &PyNode<'_>, sessions: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn last_segment(call: &PyNode<'_>) -> String {
+/// The last name of `call`'s callee with any import alias undone (`g` after `from asyncio import gather as g`).
+fn last_segment(call: &PyNode<'_>, imports: &Imports) -> String {
     call.field("function")
         .map(|f| {
-            let t: String = f.text().split_whitespace().collect();
+            let t = imports.unalias(&squash(&f.text()));
             t.rsplit('.').next().unwrap_or(&t).to_string()
         })
         .unwrap_or_default()
 }
 
 /// `create_task(coro)` / `ensure_future(coro)`: the coroutine call inside, else the node itself.
-fn unwrap_task<'r>(node: &PyNode<'r>) -> PyNode<'r> {
+fn unwrap_task<'r>(node: &PyNode<'r>, imports: &Imports) -> PyNode<'r> {
     if node.kind() == "call"
-        && matches!(last_segment(node).as_str(), "create_task" | "ensure_future")
+        && matches!(
+            last_segment(node, imports).as_str(),
+            "create_task" | "ensure_future"
+        )
         && let Some(first) = node
             .field("arguments")
             .and_then(|a| a.children().find(|c| c.is_named()))
@@ -139,7 +144,7 @@ fn unwrap_task<'r>(node: &PyNode<'r>) -> PyNode<'r> {
 }
 
 /// The coroutine calls a `gather(...)` / `wait([...])` runs, each with a weight (2 for a comprehension: many).
-fn gathered<'r>(call: &PyNode<'r>) -> Vec<(PyNode<'r>, usize)> {
+fn gathered<'r>(call: &PyNode<'r>, imports: &Imports) -> Vec<(PyNode<'r>, usize)> {
     let mut out = Vec::new();
     let Some(args) = call.field("arguments") else {
         return out;
@@ -148,7 +153,7 @@ fn gathered<'r>(call: &PyNode<'r>) -> Vec<(PyNode<'r>, usize)> {
         |c: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, usize)>| match c.kind().as_ref() {
             "list_comprehension" | "generator_expression" | "set_comprehension" => {
                 if let Some(body) = c.field("body") {
-                    let body = unwrap_task(&body);
+                    let body = unwrap_task(&body, imports);
                     if body.kind() == "call" {
                         out.push((body, 2));
                     }
@@ -156,7 +161,7 @@ fn gathered<'r>(call: &PyNode<'r>) -> Vec<(PyNode<'r>, usize)> {
             }
             "list" | "tuple" | "set" => {
                 for e in c.children().filter(|e| e.is_named()) {
-                    let e = unwrap_task(&e);
+                    let e = unwrap_task(&e, imports);
                     if e.kind() == "call" {
                         out.push((e, 1));
                     }
@@ -166,7 +171,7 @@ fn gathered<'r>(call: &PyNode<'r>) -> Vec<(PyNode<'r>, usize)> {
         };
     for a in args.children().filter(|a| a.is_named()) {
         match a.kind().as_ref() {
-            "call" => out.push((unwrap_task(&a), 1)),
+            "call" => out.push((unwrap_task(&a, imports), 1)),
             "list_splat" => {
                 if let Some(inner) = a.children().find(|c| c.is_named()) {
                     push_container(&inner, &mut out);
@@ -226,6 +231,7 @@ fn task_hits<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> std::rc::Rc<TaskHi
 
 fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
     let mut hits = Vec::new();
+    let imports = ctx.imports(root);
     for func in ctx.of_kind(root, "function_definition").iter() {
         // The facts walk the whole body: only for functions that make one of the calls looked at.
         let text = func.text();
@@ -243,10 +249,10 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
             if has_error(call) {
                 continue;
             }
-            let callee = last_segment(call);
+            let callee = last_segment(call, &imports);
             match callee.as_str() {
                 "gather" | "wait" | "as_completed" => {
-                    let coros = gathered(call);
+                    let coros = gathered(call, &imports);
                     for s in &sessions {
                         let n: usize = coros
                             .iter()
@@ -271,11 +277,9 @@ fn task_hits_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<TaskHit> {
                 }
                 "create_task" | "ensure_future" | "start_soon" => {
                     // A task started inside gather(...) is reported with the gather.
-                    if call
-                        .parent()
-                        .and_then(|p| p.parent())
-                        .is_some_and(|pp| pp.kind() == "call" && last_segment(&pp) == "gather")
-                    {
+                    if call.parent().and_then(|p| p.parent()).is_some_and(|pp| {
+                        pp.kind() == "call" && last_segment(&pp, &imports) == "gather"
+                    }) {
                         continue;
                     }
                     let Some(coro) = call
@@ -405,27 +409,20 @@ impl Check for SessionPassedToTask {
 }
 
 /// Does the file import `Session`/`AsyncSession` from SQLAlchemy or SQLModel (so a bare `Session(...)` is one)?
-fn imports_orm_session<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> bool {
-    ctx.of_kind(root, "import_from_statement")
-        .iter()
-        .any(|imp| {
-            let module = imp
-                .field("module_name")
-                .map(|m| m.text().to_string())
-                .unwrap_or_default();
-            (module.starts_with("sqlalchemy") || module.starts_with("sqlmodel"))
-                && imp
-                    .field_children("name")
-                    .any(|n| matches!(n.text().as_ref(), "Session" | "AsyncSession"))
-        })
+/// (`from sqlalchemy.orm import Session as DbSession` counts: callees are read with the alias undone.)
+fn imports_orm_session(imports: &Imports) -> bool {
+    imports.bindings().iter().any(|b| {
+        (b.module.starts_with("sqlalchemy") || b.module.starts_with("sqlmodel"))
+            && matches!(b.name.as_deref(), Some("Session" | "AsyncSession"))
+    })
 }
 
 /// Is this call one that opens a database session (rather than a factory or an HTTP session)?
-fn opens_session(call: &PyNode<'_>, orm_session_imported: bool) -> bool {
+fn opens_session(call: &PyNode<'_>, imports: &Imports, orm_session_imported: bool) -> bool {
     let Some(f) = call.field("function") else {
         return false;
     };
-    let callee: String = f.text().split_whitespace().collect();
+    let callee = imports.unalias(&squash(&f.text()));
     // `sessionmaker(bind=engine)()`
     if f.kind() == "call" {
         return callee.starts_with("sessionmaker(") || callee.starts_with("async_sessionmaker(");
@@ -437,7 +434,7 @@ fn opens_session(call: &PyNode<'_>, orm_session_imported: bool) -> bool {
             .and_then(|a| a.children().find(|c| c.is_named()))
             .is_some_and(|inner| {
                 inner.kind() == "call" && {
-                    let l = last_segment(&inner).to_ascii_lowercase();
+                    let l = last_segment(&inner, imports).to_ascii_lowercase();
                     l == "get_db" || l == "get_session" || l == "get_db_session"
                 }
             });
@@ -486,7 +483,8 @@ impl Check for ModuleLevelSession {
         &["Session", "session", "get_db"]
     }
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let imported = imports_orm_session(ctx, root);
+        let imports = ctx.imports(root);
+        let imported = imports_orm_session(&imports);
         for a in ctx.of_kind(root, "assignment").iter() {
             if enclosing_function(a).is_some() || in_main_guard(a) {
                 continue;
@@ -494,7 +492,8 @@ impl Check for ModuleLevelSession {
             let Some(right) = a.field("right") else {
                 continue;
             };
-            if right.kind() != "call" || !opens_session(&right, imported) || has_error(a) {
+            if right.kind() != "call" || !opens_session(&right, &imports, imported) || has_error(a)
+            {
                 continue;
             }
             let target = a
@@ -529,7 +528,8 @@ impl Check for SessionOnInstance {
         &[&["ession", "get_db"]]
     }
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let imported = imports_orm_session(ctx, root);
+        let imports = ctx.imports(root);
+        let imported = imports_orm_session(&imports);
         for func in ctx
             .of_kind(root, "function_definition")
             .iter()
@@ -548,7 +548,7 @@ impl Check for SessionOnInstance {
                 if left.kind() != "attribute"
                     || left.field("object").is_none_or(|o| o.text() != "self")
                     || right.kind() != "call"
-                    || !opens_session(&right, imported)
+                    || !opens_session(&right, &imports, imported)
                 {
                     continue;
                 }

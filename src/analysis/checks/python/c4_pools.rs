@@ -20,30 +20,11 @@ pub struct EnginePoolTimeoutNone;
 pub struct EngineNullPool;
 pub struct ClientPerRequest;
 
-/// Names imported in this file `from <module...> import name` for modules starting with one of `modules`.
-fn imported_from<'r>(
-    ctx: &FileContext<'r>,
-    root: &PyNode<'r>,
-    modules: &[&str],
-    name: &str,
-) -> bool {
-    ctx.of_kind(root, "import_from_statement")
-        .iter()
-        .any(|imp| {
-            let module = imp
-                .field("module_name")
-                .map(|m| m.text().to_string())
-                .unwrap_or_default();
-            modules
-                .iter()
-                .any(|m| module == *m || module.starts_with(&format!("{m}.")))
-                && imp.field_children("name").any(|n| {
-                    // `name` or `name as alias`
-                    n.text() == name
-                        || (n.kind() == "aliased_import"
-                            && n.field("name").is_some_and(|x| x.text() == name))
-                })
-        })
+/// A qualified callee's library (its first segment) and its own name (its last): `("httpx", "AsyncClient")`.
+fn library_and_name(qualified: &str) -> (&str, &str) {
+    let lib = qualified.split('.').next().unwrap_or(qualified);
+    let name = qualified.rsplit('.').next().unwrap_or(qualified);
+    (lib, name)
 }
 
 fn callee_text(call: &PyNode<'_>) -> String {
@@ -54,29 +35,17 @@ fn callee_text(call: &PyNode<'_>) -> String {
 
 /// SQLAlchemy / SQLModel engine constructors in this file.
 fn engine_calls<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<PyNode<'r>> {
-    let bare_sync = imported_from(ctx, root, &["sqlalchemy", "sqlmodel"], "create_engine");
-    let bare_async = imported_from(
-        ctx,
-        root,
-        &["sqlalchemy", "sqlmodel"],
-        "create_async_engine",
-    );
+    let imports = ctx.imports(root);
     ctx.of_kind(root, "call")
         .iter()
         .filter(|call| {
-            let c = callee_text(call);
-            match c.as_str() {
-                "create_engine" => bare_sync,
-                "create_async_engine" => bare_async,
-                _ => matches!(
-                    c.as_str(),
-                    "sqlalchemy.create_engine"
-                        | "sa.create_engine"
-                        | "sqlmodel.create_engine"
-                        | "sqlalchemy.ext.asyncio.create_async_engine"
-                        | "sa.ext.asyncio.create_async_engine"
-                ),
-            }
+            // By qualified name: `create_engine` imported from SQLAlchemy or SQLModel, `sa.create_engine` after
+            // `import sqlalchemy as sa`, `make_engine` after `from sqlalchemy import create_engine as make_engine`.
+            let qualified = imports.resolve(&callee_text(call));
+            let (lib, name) = library_and_name(&qualified);
+            qualified.contains('.')
+                && matches!(lib, "sqlalchemy" | "sqlmodel")
+                && matches!(name, "create_engine" | "create_async_engine")
         })
         .filter(|call| !has_error(call) && !in_main_guard(call))
         .cloned()
@@ -245,30 +214,17 @@ fn yields_per_request_client(call: &PyNode<'_>, func: &PyNode<'_>) -> bool {
     })
 }
 
-/// A client with its own connection pool, by callee: `(description, needs import from module)`.
-fn client_kind<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>, callee: &str) -> Option<&'static str> {
-    match callee {
-        "httpx.AsyncClient" | "httpx.Client" => Some("an httpx client"),
-        "aiohttp.ClientSession" => Some("an aiohttp session"),
-        "qdrant_client.QdrantClient" | "qdrant_client.AsyncQdrantClient" => Some("a Qdrant client"),
-        "openai.AsyncOpenAI"
-        | "openai.OpenAI"
-        | "openai.AsyncAzureOpenAI"
-        | "openai.AzureOpenAI" => Some("an OpenAI client"),
-        "AsyncClient" | "Client" if imported_from(ctx, root, &["httpx"], callee) => {
-            Some("an httpx client")
-        }
-        "ClientSession" if imported_from(ctx, root, &["aiohttp"], callee) => {
-            Some("an aiohttp session")
-        }
-        "QdrantClient" | "AsyncQdrantClient"
-            if imported_from(ctx, root, &["qdrant_client"], callee) =>
-        {
-            Some("a Qdrant client")
-        }
-        "AsyncOpenAI" | "OpenAI" | "AsyncAzureOpenAI" | "AzureOpenAI"
-            if imported_from(ctx, root, &["openai"], callee) =>
-        {
+/// A client with its own connection pool, by the callee's qualified name (`httpx.AsyncClient`, also written
+/// `AsyncClient` after `from httpx import AsyncClient` or `h.AsyncClient` after `import httpx as h`).
+fn client_kind(qualified: &str) -> Option<&'static str> {
+    if !qualified.contains('.') {
+        return None;
+    }
+    match library_and_name(qualified) {
+        ("httpx", "AsyncClient" | "Client") => Some("an httpx client"),
+        ("aiohttp", "ClientSession") => Some("an aiohttp session"),
+        ("qdrant_client", "QdrantClient" | "AsyncQdrantClient") => Some("a Qdrant client"),
+        ("openai", "AsyncOpenAI" | "OpenAI" | "AsyncAzureOpenAI" | "AzureOpenAI") => {
             Some("an OpenAI client")
         }
         _ => None,
@@ -283,9 +239,10 @@ impl Check for ClientPerRequest {
         &["Client", "ClientSession", "OpenAI"]
     }
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = ctx.imports(root);
         for call in ctx.of_kind(root, "call").iter() {
             let callee = callee_text(call);
-            let Some(kind) = client_kind(ctx, root, &callee) else {
+            let Some(kind) = client_kind(&imports.resolve(&callee)) else {
                 continue;
             };
             if has_error(call) {

@@ -758,7 +758,7 @@ impl Check for UnboundedFanout {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of_file(ctx, root);
+        let imports = ctx.imports(root);
         let limiters = limiter_names(ctx, root);
         // Local names for the task starters under another name (`from asyncio import gather as g`).
         let renamed = imports.names_bound_to(|target| {

@@ -9,12 +9,13 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::route_of;
-use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
+use crate::analysis::semantic::python::syntax::{has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
 
 /// Is this function an MCP tool (`@mcp.tool`, `@mcp.tool()`, `@server.tool(...)` on an MCP server)?
-fn is_mcp_tool(def: &PyNode<'_>, file_mentions_mcp: bool) -> bool {
+fn is_mcp_tool(def: &PyNode<'_>, imports: &Imports, file_mentions_mcp: bool) -> bool {
     let Some(parent) = def.parent().filter(|p| p.kind() == "decorated_definition") else {
         return false;
     };
@@ -26,7 +27,7 @@ fn is_mcp_tool(def: &PyNode<'_>, file_mentions_mcp: bool) -> bool {
                 return false;
             };
             let f = if expr.kind() == "call" {
-                callee(&expr).unwrap_or_default()
+                imports.callee(&expr).unwrap_or_default()
             } else {
                 expr.text().to_string()
             };
@@ -48,12 +49,13 @@ fn public_path(path: &str) -> bool {
 
 /// The routers of this file with their `APIRouter(prefix=…)` text (empty when none).
 fn router_prefixes<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String, String)> {
+    let imports = ctx.imports(root);
     ctx.of_kind(root, "assignment")
         .iter()
         .cloned()
         .filter_map(|a| {
             let r = a.field("right")?;
-            if r.kind() != "call" || !callee(&r).is_some_and(|f| f.ends_with("APIRouter")) {
+            if r.kind() != "call" || !imports.callee(&r).is_some_and(|f| f.ends_with("APIRouter")) {
                 return None;
             }
             let prefix = keyword_arg(&r, "prefix")
@@ -181,11 +183,13 @@ fn non_resource_create(f: &str) -> bool {
 }
 
 /// Is the expression a freshly constructed object (`Doc(...)`, `models.Doc(...)`, `Doc.model_validate(x)`)?
-fn is_new_object(expr: &PyNode<'_>) -> bool {
+fn is_new_object(expr: &PyNode<'_>, imports: &Imports) -> bool {
     if expr.kind() != "call" {
         return false;
     }
-    let Some(f) = callee(expr) else { return false };
+    let Some(f) = imports.callee(expr) else {
+        return false;
+    };
     let parts: Vec<&str> = f.split('.').collect();
     let last = parts.last().copied().unwrap_or("");
     let starts_upper = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_uppercase());
@@ -199,12 +203,12 @@ fn is_new_object(expr: &PyNode<'_>) -> bool {
 }
 
 /// What the handler creates, if anything: the first creating call of its body.
-fn creating_call<'r>(body: &PyNode<'r>) -> Option<(PyNode<'r>, String)> {
+fn creating_call<'r>(body: &PyNode<'r>, imports: &Imports) -> Option<(PyNode<'r>, String)> {
     // Names bound to new objects in the body (`doc = Document(...)`).
     let new_names: Vec<String> = body
         .dfs()
         .filter(|n| n.kind() == "assignment")
-        .filter(|a| a.field("right").is_some_and(|r| is_new_object(&r)))
+        .filter(|a| a.field("right").is_some_and(|r| is_new_object(&r, imports)))
         .filter_map(|a| {
             a.field("left")
                 .filter(|l| l.kind() == "identifier")
@@ -221,7 +225,7 @@ fn creating_call<'r>(body: &PyNode<'r>) -> Option<(PyNode<'r>, String)> {
             continue;
         }
         if node.kind() == "call"
-            && let Some(f) = callee(&node)
+            && let Some(f) = imports.callee(&node)
         {
             let (receiver, name) = f.rsplit_once('.').unwrap_or(("", f.as_str()));
             let recv_last = receiver.rsplit('.').next().unwrap_or(receiver);
@@ -233,7 +237,7 @@ fn creating_call<'r>(body: &PyNode<'r>) -> Option<(PyNode<'r>, String)> {
                 .and_then(|a| a.children().find(|c| c.is_named()));
             let hit = match name {
                 "add" if session_like => first_arg.is_some_and(|a| {
-                    is_new_object(&a)
+                    is_new_object(&a, imports)
                         || (a.kind() == "identifier" && new_names.iter().any(|n| *n == a.text()))
                 }),
                 "add_all" if session_like => true,
@@ -356,6 +360,7 @@ impl Check for PublicWriteNoIdempotency {
         let file_public = public_file(ctx.path);
         let mentions_mcp = lower.contains("mcp");
         let routers = router_prefixes(ctx, root);
+        let imports = ctx.imports(root);
         for def in ctx.of_kind(root, "function_definition").iter() {
             let surface = if let Some(route) = route_of(def) {
                 if route.method != "post" && route.method != "put" {
@@ -383,7 +388,7 @@ impl Check for PublicWriteNoIdempotency {
                         &route.path
                     }
                 )
-            } else if is_mcp_tool(def, mentions_mcp) {
+            } else if is_mcp_tool(def, &imports, mentions_mcp) {
                 "MCP tool".to_string()
             } else {
                 continue;
@@ -398,7 +403,7 @@ impl Check for PublicWriteNoIdempotency {
             if naturally_idempotent(&func_text) {
                 continue;
             }
-            let Some((call, what)) = creating_call(&body) else {
+            let Some((call, what)) = creating_call(&body, &imports) else {
                 continue;
             };
             if lookup_check_before(&body, call.range().start) {

@@ -15,6 +15,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::scopes::is_module_level;
 use crate::analysis::semantic::python::syntax::{callee, has_error, keyword_arg};
 use crate::analysis::semantic::python::text::words;
@@ -160,13 +161,13 @@ const SCHEDULER_CLASSES: &[&str] = &[
 ];
 
 /// Names assigned from a scheduler constructor in the file (`sched = AsyncIOScheduler(…)`).
-fn scheduler_variables(root: &PyNode<'_>) -> Vec<String> {
+fn scheduler_variables(root: &PyNode<'_>, imports: &Imports) -> Vec<String> {
     root.dfs()
         .filter(|n| n.kind() == "assignment")
         .filter(|a| {
             a.field("right").is_some_and(|r| {
                 r.kind() == "call"
-                    && callee(&r).is_some_and(|f| {
+                    && imports.callee(&r).is_some_and(|f| {
                         SCHEDULER_CLASSES.contains(&f.rsplit('.').next().unwrap_or(&f))
                     })
             })
@@ -193,7 +194,8 @@ impl Check for InProcessScheduler {
         }
         let startup_names = startup_function_names(ctx, root);
         let startup = &startup_names.0;
-        let vars = scheduler_variables(root);
+        let imports = ctx.imports(root);
+        let vars = scheduler_variables(root, &imports);
         let app_module = text.contains("FastAPI(") || text.contains("Starlette(");
         for call in ctx.of_kind(root, "call").iter() {
             let Some(f) = callee(call) else { continue };
@@ -248,14 +250,16 @@ impl Check for RepeatEvery {
         if lock_in_sight(&root.text()) {
             return;
         }
+        let imports = ctx.imports(root);
         for dec in ctx.of_kind(root, "decorator").iter() {
             let Some(expr) = dec.children().find(|c| c.is_named()) else {
                 continue;
             };
+            // `@repeat_every(…)`, also when imported under another name.
             let f = if expr.kind() == "call" {
-                callee(&expr)
+                imports.callee(&expr)
             } else {
-                Some(expr.text().to_string())
+                Some(imports.unalias(&expr.text()))
             };
             let Some(f) = f else { continue };
             let last = f.rsplit('.').next().unwrap_or(&f);
@@ -362,13 +366,14 @@ fn has_any_word(name: &str, set: &[&str]) -> bool {
 }
 
 /// Does this function body run a periodic `while` loop with a sleep in it?
-fn periodic_loop<'r>(def: &PyNode<'r>) -> Option<PyNode<'r>> {
+fn periodic_loop<'r>(def: &PyNode<'r>, imports: &Imports) -> Option<PyNode<'r>> {
     def.field("body")?.dfs().find(|n| {
         n.kind() == "while_statement"
             && n.field("body").is_some_and(|b| {
                 b.dfs().any(|c| {
                     c.kind() == "call"
-                        && callee(&c)
+                        && imports
+                            .callee(&c)
                             .is_some_and(|f| f.ends_with("sleep") || f.ends_with("wait_for"))
                 })
             })
@@ -399,8 +404,11 @@ impl Check for StartupLoopTask {
             .dfs()
             .filter(|n| n.kind() == "function_definition")
             .collect();
+        let imports = ctx.imports(root);
         for call in ctx.of_kind(root, "call").iter() {
-            let Some(f) = callee(call) else { continue };
+            let Some(f) = imports.callee(call) else {
+                continue;
+            };
             let last = f.rsplit('.').next().unwrap_or(&f);
             if !matches!(last, "create_task" | "ensure_future" | "start_soon") {
                 continue;
@@ -416,7 +424,7 @@ impl Check for StartupLoopTask {
             };
             // `create_task(job())` or `start_soon(job)`.
             let target = if arg.kind() == "call" {
-                callee(&arg)
+                imports.callee(&arg)
             } else {
                 Some(arg.text().to_string())
             };
@@ -431,7 +439,9 @@ impl Check for StartupLoopTask {
             let shared = match def {
                 // Defined here: it must loop with a sleep and its body must do shared work.
                 Some(d) => {
-                    let Some(lp) = periodic_loop(d) else { continue };
+                    let Some(lp) = periodic_loop(d, &imports) else {
+                        continue;
+                    };
                     lp.dfs()
                         .filter(|n| n.kind() == "identifier")
                         .any(|n| has_any_word(&n.text(), SHARED_WORK))

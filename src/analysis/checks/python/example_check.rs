@@ -4,7 +4,6 @@
 // README-BEGIN
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error};
@@ -20,7 +19,7 @@ impl Check for SleepInRoute {
         &["sleep"] // files without this text are never parsed for this check
     }
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of_file(ctx, root);
+        let imports = ctx.imports(root); // memoised: read once per file
         for func in ctx.of_kind(root, "function_definition").iter() {
             if has_error(func) || !is_route_handler(func) {
                 continue;

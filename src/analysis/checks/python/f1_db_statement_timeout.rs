@@ -12,7 +12,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::imports::{Binding, Imports};
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::syntax::{
     callee, has_kwargs_splat, keyword_arg, positional_arg, string_value,
 };
@@ -32,27 +32,21 @@ fn pg_dependency_re() -> &'static Regex {
 }
 
 /// Is `name` (a callee) SQLAlchemy's or SQLModel's engine constructor, given the file's imports? `Some(true)` for
-/// the async one.
-fn engine_constructor(name: &str, imports: &[Binding]) -> Option<bool> {
-    let (module, func) = match name.rsplit_once('.') {
-        Some((m, f)) => (Some(m), f),
-        None => (None, name),
-    };
+/// the async one. Read by qualified name, so `sa.create_engine` after `import sqlalchemy as sa` and `make_engine`
+/// after `from sqlalchemy import create_engine as make_engine` count; a name no import binds does not.
+fn engine_constructor(name: &str, imports: &Imports) -> Option<bool> {
+    let first = name.split('.').next().unwrap_or(name);
+    if !imports.binds(first) {
+        return None;
+    }
+    let qualified = imports.resolve(name);
+    let (module, func) = qualified.rsplit_once('.')?;
     let is_async = match func {
         "create_engine" => false,
         "create_async_engine" => true,
         _ => return None,
     };
-    let from_sqla = |m: &str| matches!(m, "sqlalchemy" | "sqlalchemy.ext.asyncio" | "sqlmodel");
-    let known = match module {
-        None => imports
-            .iter()
-            .any(|i| i.name.as_deref() == Some(func) && i.bound == func && from_sqla(&i.module)),
-        Some(m) => imports
-            .iter()
-            .any(|i| i.name.is_none() && i.bound == m && from_sqla(&i.module)),
-    };
-    known.then_some(is_async)
+    matches!(module, "sqlalchemy" | "sqlalchemy.ext.asyncio" | "sqlmodel").then_some(is_async)
 }
 
 impl Check for DbEngineNoStatementTimeout {
@@ -99,10 +93,10 @@ impl DbEngineNoStatementTimeout {
         }
         let file_mentions_pg = postgres_evidence_re().is_match(&file);
         let file_mentions_other = file.contains("sqlite") || file.contains("mysql");
-        let imports = Imports::of_file(ctx, root);
+        let imports = ctx.imports(root);
         for call in root.dfs().filter(|n| n.kind() == "call") {
             let Some(name) = callee(&call) else { continue };
-            let Some(is_async) = engine_constructor(&name, imports.bindings()) else {
+            let Some(is_async) = engine_constructor(&name, &imports) else {
                 continue;
             };
             if has_kwargs_splat(&call) {
@@ -160,7 +154,7 @@ mod tests {
         let doc = Lang::Python.ast_grep(src);
         engine_constructor(
             name,
-            Imports::of_file(&FileContext::detached(), &doc.root()).bindings(),
+            &Imports::of_file(&FileContext::detached(), &doc.root()),
         )
     }
 
@@ -192,5 +186,19 @@ mod tests {
             Some(false)
         );
         assert_eq!(ctor("import sqlalchemy as sa\n", "db.create_engine"), None);
+        assert_eq!(
+            ctor(
+                "from sqlalchemy import create_engine as make_engine\n",
+                "make_engine"
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            ctor(
+                "import sqlalchemy.ext.asyncio as sa_async\n",
+                "sa_async.create_async_engine"
+            ),
+            Some(true)
+        );
     }
 }

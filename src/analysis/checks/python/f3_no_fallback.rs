@@ -10,6 +10,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, keyword_arg};
 use crate::analysis::semantic::python::text::{Cut, shorten};
@@ -96,8 +97,8 @@ impl Check for ChatNoFallbackRoute {
     fn tokens(&self) -> &'static [&'static str] {
         TOKENS
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        run(root, Tier::Route, out);
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        run(root, &ctx.imports(root), Tier::Route, out);
     }
 }
 
@@ -108,13 +109,17 @@ impl Check for ChatNoFallbackChat {
     fn tokens(&self) -> &'static [&'static str] {
         TOKENS
     }
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        run(root, Tier::ChatNamed, out);
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        run(root, &ctx.imports(root), Tier::ChatNamed, out);
     }
 }
 
-fn is_chat_model_call(call: &PyNode<'_>) -> bool {
-    call.kind() == "call" && callee_tail(call).is_some_and(|t| CHAT_MODELS.contains(&t.as_str()))
+/// A chat model construction, also under an import alias (`from langchain_openai import ChatOpenAI as LLM`).
+fn is_chat_model_call(call: &PyNode<'_>, imports: &Imports) -> bool {
+    call.kind() == "call"
+        && imports
+            .callee_tail(call)
+            .is_some_and(|t| CHAT_MODELS.contains(&t.as_str()))
 }
 
 /// Identifiers and dotted names (`llm`, `self.llm`, `get_llm`) appearing in an expression, itself included.
@@ -321,7 +326,7 @@ fn has_manual_fallback(call: &PyNode<'_>) -> bool {
         })
 }
 
-fn run(root: &PyNode<'_>, tier: Tier, out: &mut Vec<CheckMatch>) {
+fn run(root: &PyNode<'_>, imports: &Imports, tier: Tier, out: &mut Vec<CheckMatch>) {
     let text = root.text();
     if !text.contains("langchain") {
         return;
@@ -334,7 +339,10 @@ fn run(root: &PyNode<'_>, tier: Tier, out: &mut Vec<CheckMatch>) {
         return;
     }
     let graph_nodes = graph_node_names(root);
-    let constructions: Vec<PyNode<'_>> = root.dfs().filter(is_chat_model_call).collect();
+    let constructions: Vec<PyNode<'_>> = root
+        .dfs()
+        .filter(|c| is_chat_model_call(c, imports))
+        .collect();
     if constructions.is_empty() {
         return;
     }

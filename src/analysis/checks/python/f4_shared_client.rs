@@ -76,7 +76,9 @@ impl Check for SharedClientMixedDeps {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        // Module-level clients: `http = httpx.AsyncClient(timeout=30)`.
+        // Module-level clients: `http = httpx.AsyncClient(timeout=30)` (also `h.AsyncClient(…)` after `import
+        // httpx as h`: callees are read with the alias undone).
+        let imports = ctx.imports(root);
         let clients: Vec<(String, PyNode<'_>)> = ctx
             .of_kind(root, "assignment")
             .iter()
@@ -85,7 +87,7 @@ impl Check for SharedClientMixedDeps {
                 if right.kind() != "call" {
                     return None;
                 }
-                let f = callee(&right)?;
+                let f = imports.callee(&right)?;
                 if !CLIENT_CLASSES.contains(&f.as_str()) || !is_module_level(a) {
                     return None;
                 }

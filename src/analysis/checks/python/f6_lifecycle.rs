@@ -12,6 +12,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail, function_name};
 
@@ -19,9 +20,12 @@ pub struct LifespanResourceNotClosed;
 pub struct SigtermExitsImmediately;
 
 /// Constructors of clients and pools that hold connections, by the last segment of the callee, with the module
-/// prefixes that make a generic name (`Client`, `Redis`, `from_url`) specific enough.
-fn opens_resource(call: &PyNode<'_>) -> bool {
-    let Some(c) = callee(call) else { return false };
+/// prefixes that make a generic name (`Client`, `Redis`, `from_url`) specific enough. Import aliases are undone
+/// (`from redis.asyncio import Redis as Cache` makes `Cache(…)` read `Redis(…)`).
+fn opens_resource(call: &PyNode<'_>, imports: &Imports) -> bool {
+    let Some(c) = imports.callee(call) else {
+        return false;
+    };
     let tail = c.rsplit('.').next().unwrap_or(&c);
     match tail {
         "AsyncClient"
@@ -124,6 +128,7 @@ impl Check for LifespanResourceNotClosed {
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let root_text: String = root.text().split_whitespace().collect();
+        let imports = ctx.imports(root);
         for func in ctx.of_kind(root, "function_definition").iter() {
             if !is_lifespan(func, &root_text) {
                 continue;
@@ -155,7 +160,7 @@ impl Check for LifespanResourceNotClosed {
             let resources: Vec<(&PyNode<'_>, String)> = nodes
                 .iter()
                 .filter(|n| n.kind() == "call" && n.range().end <= yield_start)
-                .filter(|c| opens_resource(c) && !managed(c))
+                .filter(|c| opens_resource(c, &imports) && !managed(c))
                 .filter_map(|c| bound_name(c).map(|b| (c, b)))
                 .collect();
             if resources.is_empty() {

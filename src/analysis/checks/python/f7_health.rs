@@ -8,7 +8,8 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::syntax::{callee, callee_tail};
+use crate::analysis::semantic::python::roles::is_fastapi_app;
+use crate::analysis::semantic::python::syntax::callee_tail;
 
 pub struct FastApiNoHealth;
 
@@ -23,10 +24,6 @@ const HEALTH_WORDS: &[&str] = &[
     "heartbeat",
     "probe",
 ];
-
-fn is_fastapi_ctor(call: &PyNode<'_>) -> bool {
-    call.kind() == "call" && callee(call).is_some_and(|c| c == "FastAPI" || c == "fastapi.FastAPI")
-}
 
 /// The name the app is bound to (`app = FastAPI(...)`, `app: FastAPI = FastAPI(...)`).
 fn app_name(call: &PyNode<'_>) -> Option<String> {
@@ -81,7 +78,8 @@ impl Check for FastApiNoHealth {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
+        let imports = ctx.imports(root);
+        let ctors: Vec<PyNode<'_>> = root.dfs().filter(|c| is_fastapi_app(c, &imports)).collect();
         if ctors.is_empty() {
             return;
         }

@@ -9,7 +9,8 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::syntax::{callee, callee_tail};
+use crate::analysis::semantic::python::roles::is_fastapi_app;
+use crate::analysis::semantic::python::syntax::callee_tail;
 
 pub struct FastApiNoReadinessAnywhere;
 
@@ -57,10 +58,6 @@ const NEEDS: &[&str] = &[
     "**/manifests/**/*.yml",
 ];
 
-fn is_fastapi_ctor(call: &PyNode<'_>) -> bool {
-    call.kind() == "call" && callee(call).is_some_and(|c| c == "FastAPI" || c == "fastapi.FastAPI")
-}
-
 /// Does the file hand its routes to routers or sub-apps defined elsewhere?
 fn routes_elsewhere(root: &PyNode<'_>) -> bool {
     root.dfs().filter(|n| n.kind() == "call").any(|c| {
@@ -90,8 +87,9 @@ impl Check for FastApiNoReadinessAnywhere {
         NEEDS
     }
 
-    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        let ctors: Vec<PyNode<'_>> = root.dfs().filter(is_fastapi_ctor).collect();
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = ctx.imports(root);
+        let ctors: Vec<PyNode<'_>> = root.dfs().filter(|c| is_fastapi_app(c, &imports)).collect();
         if ctors.is_empty() || !routes_elsewhere(root) {
             return;
         }

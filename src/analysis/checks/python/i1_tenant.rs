@@ -11,6 +11,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::scopes::{OwnNodes, enclosing_functions, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, function_name, has_error, keyword_arg, param_names, plain_string,
@@ -28,7 +29,7 @@ pub(super) const TENANT_COLUMNS: &[&str] = &[
 ];
 
 /// Models declared in this file with a tenant column: model name → its tenant columns.
-fn tenant_models(root: &PyNode<'_>) -> HashMap<String, Vec<String>> {
+fn tenant_models(root: &PyNode<'_>, imports: &Imports) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     // Models are top-level classes (possibly decorated); no need to walk the whole tree.
     let classes = root.children().filter_map(|c| match c.kind().as_ref() {
@@ -60,7 +61,7 @@ fn tenant_models(root: &PyNode<'_>) -> HashMap<String, Vec<String>> {
                     .is_some_and(|t| t.text().contains("Mapped["));
                 let column_call = a.field("right").is_some_and(|r| {
                     r.kind() == "call"
-                        && callee(&r).is_some_and(|f| {
+                        && imports.callee(&r).is_some_and(|f| {
                             let last = f.rsplit('.').next().unwrap_or(&f).to_string();
                             last == "Column"
                                 || last == "mapped_column"
@@ -80,9 +81,14 @@ fn tenant_models(root: &PyNode<'_>) -> HashMap<String, Vec<String>> {
 }
 
 /// If this call starts a query on a model (`select(M)`, `select(M.x)`, `db.query(M)`, `db.get(M, id)`,
-/// `update(M)`, `delete(M)`), the model's name.
-fn queried_model(call: &PyNode<'_>, models: &HashMap<String, Vec<String>>) -> Option<String> {
-    let f = callee(call)?;
+/// `update(M)`, `delete(M)`), the model's name. Import aliases are undone (`from sqlalchemy import select as
+/// sa_select`).
+fn queried_model(
+    call: &PyNode<'_>,
+    imports: &Imports,
+    models: &HashMap<String, Vec<String>>,
+) -> Option<String> {
+    let f = imports.callee(call)?;
     let last = f.rsplit('.').next().unwrap_or(&f);
     let args = call.field("arguments")?;
     let positional: Vec<PyNode<'_>> = args
@@ -156,14 +162,19 @@ fn touches_columns(node: &PyNode<'_>, cols: &[String]) -> bool {
     })
 }
 
-fn tenant_query_matches(root: &PyNode<'_>, with_param: bool, out: &mut Vec<CheckMatch>) {
-    let models = tenant_models(root);
+fn tenant_query_matches(
+    root: &PyNode<'_>,
+    imports: &Imports,
+    with_param: bool,
+    out: &mut Vec<CheckMatch>,
+) {
+    let models = tenant_models(root, imports);
     if models.is_empty() {
         return;
     }
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     for call in root.dfs().filter(|n| n.kind() == "call") {
-        let Some(model) = queried_model(&call, &models) else {
+        let Some(model) = queried_model(&call, imports, &models) else {
             continue;
         };
         let cols = &models[&model];
@@ -286,8 +297,8 @@ impl Check for TenantQueryIgnoresTenant {
         TENANT_COLUMNS
     }
 
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(root, true, out);
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        tenant_query_matches(root, &ctx.imports(root), true, out);
     }
 }
 
@@ -302,8 +313,8 @@ impl Check for TenantQueryUnscoped {
         TENANT_COLUMNS
     }
 
-    fn run(&self, root: &PyNode<'_>, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(root, false, out);
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        tenant_query_matches(root, &ctx.imports(root), false, out);
     }
 }
 
@@ -594,8 +605,11 @@ impl Check for VectorCollectionNotScoped {
             return;
         }
         let consts = module_strings(root);
+        let imports = ctx.imports(root);
         for call in ctx.of_kind(root, "call").iter() {
-            let Some(f) = callee(call) else { continue };
+            let Some(f) = imports.callee(call) else {
+                continue;
+            };
             let last = f.rsplit('.').next().unwrap_or(&f);
             let is_store = matches!(
                 last,

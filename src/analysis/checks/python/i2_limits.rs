@@ -77,8 +77,11 @@ impl Check for PublicRouterWithoutRateLimit {
             return;
         }
         let mcp = serves_mcp(&text);
+        let imports = ctx.imports(root);
         for call in ctx.of_kind(root, "call").iter() {
-            let Some(f) = callee(call) else { continue };
+            let Some(f) = imports.callee(call) else {
+                continue;
+            };
             let last = f.rsplit('.').next().unwrap_or(&f);
             if !matches!(last, "APIRouter" | "include_router") {
                 continue;

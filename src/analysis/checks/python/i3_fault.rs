@@ -34,10 +34,11 @@ fn is_cli_module(root: &PyNode<'_>) -> bool {
 /// Names of functions installed as signal or exit handlers (`signal.signal(SIGTERM, handler)`,
 /// `loop.add_signal_handler(…, handler)`, `atexit.register(handler)`).
 fn signal_handlers<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<String> {
+    let imports = ctx.imports(root);
     ctx.of_kind(root, "call")
         .iter()
         .filter(|c| {
-            callee(c).is_some_and(|f| {
+            imports.callee(c).is_some_and(|f| {
                 f.ends_with("signal.signal")
                     || f == "signal"
                     || f.ends_with("add_signal_handler")

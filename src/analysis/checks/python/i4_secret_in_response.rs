@@ -13,6 +13,8 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::environ::is_env_get;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
@@ -56,7 +58,7 @@ fn reveals_once_re() -> &'static Regex {
 }
 
 /// Is this expression the value of a stored secret (not a flag, mask or fresh value)?
-fn secret_value(expr: &PyNode<'_>) -> Option<String> {
+fn secret_value(expr: &PyNode<'_>, imports: &Imports) -> Option<String> {
     match expr.kind().as_ref() {
         "attribute" => {
             let attr = expr.field("attribute")?;
@@ -70,10 +72,7 @@ fn secret_value(expr: &PyNode<'_>) -> Option<String> {
                 return is_secret_name(last).then(|| expr.text().split_whitespace().collect());
             }
             // `os.getenv("OPENAI_API_KEY")`, `os.environ.get("JWT_SECRET")`
-            if matches!(
-                f.as_str(),
-                "os.getenv" | "getenv" | "os.environ.get" | "environ.get"
-            ) {
+            if is_env_get(expr, imports) {
                 let name = string_value(&positional_arg(expr, 0)?)?;
                 return is_secret_name(&name).then(|| expr.text().split_whitespace().collect());
             }
@@ -93,8 +92,8 @@ fn secret_value(expr: &PyNode<'_>) -> Option<String> {
 
 /// Secret values inside a returned expression: the expression itself, dict values (nested dicts too), and the
 /// content of a `JSONResponse(...)`.
-fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
-    if let Some(s) = secret_value(expr) {
+fn secrets_in<'r>(expr: &PyNode<'r>, imports: &Imports, out: &mut Vec<(PyNode<'r>, String)>) {
+    if let Some(s) = secret_value(expr, imports) {
         out.push((expr.clone(), s));
         return;
     }
@@ -102,26 +101,26 @@ fn secrets_in<'r>(expr: &PyNode<'r>, out: &mut Vec<(PyNode<'r>, String)>) {
         "dictionary" => {
             for pair in expr.children().filter(|p| p.kind() == "pair") {
                 if let Some(v) = pair.field("value") {
-                    secrets_in(&v, out);
+                    secrets_in(&v, imports, out);
                 }
             }
         }
         "call" => {
-            let f = callee(expr).unwrap_or_default();
+            let f = imports.callee(expr).unwrap_or_default();
             let last = f.rsplit('.').next().unwrap_or(&f);
             if matches!(
                 last,
                 "JSONResponse" | "ORJSONResponse" | "UJSONResponse" | "PlainTextResponse" | "dict"
             ) {
                 if let Some(c) = keyword_arg(expr, "content").or_else(|| positional_arg(expr, 0)) {
-                    secrets_in(&c, out);
+                    secrets_in(&c, imports, out);
                 }
                 if last == "dict"
                     && let Some(args) = expr.field("arguments")
                 {
                     for kw in args.children().filter(|a| a.kind() == "keyword_argument") {
                         if let Some(v) = kw.field("value") {
-                            secrets_in(&v, out);
+                            secrets_in(&v, imports, out);
                         }
                     }
                 }
@@ -157,6 +156,7 @@ impl Check for SecretInResponse {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = ctx.imports(root);
         for func in route_handlers(ctx, root) {
             let name = function_name(&func).unwrap_or_default();
             if reveals_once_re().is_match(&name) {
@@ -174,7 +174,7 @@ impl Check for SecretInResponse {
                     continue;
                 };
                 let mut found = Vec::new();
-                secrets_in(&value, &mut found);
+                secrets_in(&value, &imports, &mut found);
                 for (expr, text) in found {
                     out.push(CheckMatch {
                         fix: None,

@@ -15,6 +15,8 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::environ::is_env_get;
+use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::syntax::{
     callee, keyword_arg, positional_arg, string_value,
 };
@@ -150,19 +152,13 @@ fn from_os(root: &PyNode<'_>, bare: &str) -> bool {
     })
 }
 
-fn env_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
-    let getenv_bare = from_os(root, "getenv");
+fn env_reads<'r>(root: &PyNode<'r>, imports: &Imports) -> Vec<Read<'r>> {
     let environ_bare = from_os(root, "environ");
     let mut out = Vec::new();
     for n in root.dfs() {
         match n.kind().as_ref() {
             "call" => {
-                let c = callee(&n).unwrap_or_default();
-                let ok = c == "os.getenv"
-                    || c == "os.environ.get"
-                    || (getenv_bare && c == "getenv")
-                    || (environ_bare && c == "environ.get");
-                if !ok {
+                if !is_env_get(&n, imports) {
                     continue;
                 }
                 let Some(name) = positional_arg(&n, 0).and_then(|a| string_value(&a)) else {
@@ -318,11 +314,16 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
     out
 }
 
-fn run_env(root: &PyNode<'_>, ctx: &FileContext<'_>, defaulted: bool, out: &mut Vec<CheckMatch>) {
+fn run_env<'r>(
+    root: &PyNode<'r>,
+    ctx: &FileContext<'r>,
+    defaulted: bool,
+    out: &mut Vec<CheckMatch>,
+) {
     let Some((example, words)) = example_for(ctx) else {
         return;
     };
-    let mut reads = env_reads(root);
+    let mut reads = env_reads(root, &ctx.imports(root));
     reads.extend(settings_reads(root));
     for r in reads {
         if r.has_default != defaulted {
@@ -366,7 +367,7 @@ impl Check for SettingNotInEnvExample {
         NEEDS
     }
 
-    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, false, out);
     }
 }
@@ -386,7 +387,7 @@ impl Check for OptionalSettingNotInEnvExample {
         NEEDS
     }
 
-    fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         run_env(root, ctx, true, out);
     }
 }

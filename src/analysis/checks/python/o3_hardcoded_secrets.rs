@@ -12,6 +12,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::python::environ::is_env_get;
 use crate::analysis::semantic::python::syntax::{
     callee, keyword_arg, positional_arg, string_value,
 };
@@ -67,6 +68,7 @@ pub struct NamedSecretLiteral;
 /// Where a literal is bound to a name: (the name, the literal node).
 fn named_literals<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String, PyNode<'r>)> {
     let mut out = Vec::new();
+    let imports = ctx.imports(root);
     let kinds = [
         "assignment",
         "keyword_argument",
@@ -122,11 +124,8 @@ fn named_literals<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<(String, 
             }
             "call" => {
                 // os.getenv("OPENAI_API_KEY", "sk-…") / os.environ.get(...): a literal fallback for a secret.
-                let f = callee(&node).unwrap_or_default();
-                if matches!(
-                    f.as_str(),
-                    "os.getenv" | "getenv" | "os.environ.get" | "environ.get"
-                ) && let Some(name) = positional_arg(&node, 0).and_then(|a| string_value(&a))
+                if is_env_get(&node, &imports)
+                    && let Some(name) = positional_arg(&node, 0).and_then(|a| string_value(&a))
                     && let Some(default) =
                         positional_arg(&node, 1).or_else(|| keyword_arg(&node, "default"))
                     && is_string(&default)

@@ -3,6 +3,7 @@
 
 use crate::analysis::context::FileContext;
 use crate::analysis::nodes::PyNode;
+use crate::analysis::semantic::python::syntax;
 use std::collections::HashMap;
 
 /// One imported binding: `import module` / `import module as bound` (`name` is `None`; unaliased, `bound` is the
@@ -35,6 +36,8 @@ impl Binding {
 pub struct Imports {
     bindings: Vec<Binding>,
     map: HashMap<String, String>,
+    /// Local names bound with `as`, mapped to the name the file would have written without it.
+    aliases: HashMap<String, String>,
 }
 
 impl Imports {
@@ -103,7 +106,21 @@ impl Imports {
             .iter()
             .map(|b| (b.bound.clone(), b.target()))
             .collect();
-        Imports { bindings, map }
+        let mut aliases = HashMap::new();
+        for b in &bindings {
+            if b.aliased {
+                let plain = b.name.clone().unwrap_or_else(|| b.module.clone());
+                aliases.insert(b.bound.clone(), plain);
+            } else {
+                // A later import without `as` rebinds the name: it is no longer an alias.
+                aliases.remove(&b.bound);
+            }
+        }
+        Imports {
+            bindings,
+            map,
+            aliases,
+        }
     }
 
     /// Every imported binding, in document order.
@@ -121,6 +138,42 @@ impl Imports {
             (Some(full), Some(rest)) => format!("{full}.{rest}"),
             (Some(full), None) => full.clone(),
             (None, _) => text.to_string(),
+        }
+    }
+
+    /// The dotted name `text` as the file would have written it without `as`: after `from requests import get as
+    /// fetch`, `fetch` reads `get`; after `import httpx as h`, `h.AsyncClient` reads `httpx.AsyncClient`. Names no
+    /// `as` bound are returned as written. Detectors that compare a callee with the names a library documents read
+    /// callees through this (or through [`Imports::resolve`] when they compare fully qualified names).
+    pub fn unalias(&self, text: &str) -> String {
+        let (first, rest) = match text.split_once('.') {
+            Some((f, r)) => (f, Some(r)),
+            None => (text, None),
+        };
+        match (self.aliases.get(first), rest) {
+            (Some(plain), Some(rest)) => format!("{plain}.{rest}"),
+            (Some(plain), None) => plain.clone(),
+            (None, _) => text.to_string(),
+        }
+    }
+
+    /// The callee of a `call` node (`h.get` in `h.get(url)`, whitespace removed) with any import alias undone (see
+    /// [`Imports::unalias`]).
+    pub fn callee(&self, call: &PyNode<'_>) -> Option<String> {
+        syntax::callee(call).map(|c| self.unalias(&c))
+    }
+
+    /// The last name of a `call` node's callee (`get` in `requests.get(url)`) with any import alias undone:
+    /// `LLM()` after `from langchain_openai import ChatOpenAI as LLM` gives `ChatOpenAI`. `None` when the callee is
+    /// not a name or an attribute.
+    pub fn callee_tail(&self, call: &PyNode<'_>) -> Option<String> {
+        let f = call.field("function")?;
+        match f.kind().as_ref() {
+            "identifier" => {
+                let plain = self.unalias(&f.text());
+                Some(plain.rsplit('.').next().unwrap_or(&plain).to_string())
+            }
+            _ => syntax::callee_tail(call),
         }
     }
 
@@ -191,5 +244,41 @@ mod tests {
         assert_eq!(imports.resolve("w.k"), "x.w.k");
         assert_eq!(imports.resolve("other.k"), "other.k");
         assert!(imports.binds("z") && !imports.binds("y"));
+    }
+
+    #[test]
+    fn aliases_are_undone_and_plain_names_kept() {
+        let doc = Lang::Python.ast_grep(
+            "import httpx as h\nimport numpy\nfrom requests import get as fetch, post\n\
+             from langchain_openai import ChatOpenAI as LLM\nimport a.b as ab\n\
+             from m import x as y\nfrom m import y\n\
+             fetch(u)\nh.AsyncClient()\nLLM(model=m)\nab()\nself.client.upsert(p)\ny()\n",
+        );
+        let root = doc.root();
+        let imports = Imports::of_file(&FileContext::detached(), &root);
+        assert_eq!(imports.unalias("fetch"), "get");
+        assert_eq!(imports.unalias("h.get"), "httpx.get");
+        assert_eq!(imports.unalias("post"), "post");
+        assert_eq!(imports.unalias("numpy.array"), "numpy.array");
+        assert_eq!(imports.unalias("ab.c"), "a.b.c");
+        // `from m import y` after `from m import x as y`: `y` is no longer an alias.
+        assert_eq!(imports.unalias("y"), "y");
+        let calls: Vec<(Option<String>, Option<String>)> = root
+            .dfs()
+            .filter(|n| n.kind() == "call")
+            .map(|c| (imports.callee(&c), imports.callee_tail(&c)))
+            .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            calls,
+            vec![
+                (s("get"), s("get")),
+                (s("httpx.AsyncClient"), s("AsyncClient")),
+                (s("ChatOpenAI"), s("ChatOpenAI")),
+                (s("a.b"), s("b")),
+                (s("self.client.upsert"), s("upsert")),
+                (s("y"), s("y")),
+            ]
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here imports a check.
 
 pub mod drivers;
+pub mod environ;
 pub mod imports;
 pub mod persistence;
 pub mod roles;

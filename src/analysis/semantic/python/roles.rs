@@ -1,5 +1,6 @@
 //! Function roles: request handlers (routes, MCP tools), startup/lifespan and command-line entry points.
 
+use super::imports::Imports;
 use super::syntax::{callee, decorator_name, decorators, function_name, param_names};
 use crate::analysis::nodes::PyNode;
 
@@ -20,6 +21,15 @@ pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
     ".resource(",
     ".prompt(",
 ];
+
+/// Is `call` the construction of a FastAPI application: `FastAPI(…)`, `fastapi.FastAPI(…)`, also under an import
+/// alias (`from fastapi import FastAPI as App`, `import fastapi as fa`)?
+pub fn is_fastapi_app(call: &PyNode<'_>, imports: &Imports) -> bool {
+    call.kind() == "call"
+        && imports
+            .callee(call)
+            .is_some_and(|c| c == "FastAPI" || c == "fastapi.FastAPI")
+}
 
 /// Is this `def`/`async def` a request handler: a web route (`@router.get(…)`, `@app.post(…)`,
 /// `@router.api_route(…)`, `@app.websocket(…)`, `@bp.route(…)` for Flask/Quart) or an MCP tool (`@mcp.tool(…)`,
