@@ -6,7 +6,7 @@ use super::context::{FileContext, RepoContext};
 use super::language::{self, FileKind, Lang};
 use super::limits::{self, Deadline, DeadlineGuard};
 use super::nodes::NodeIndex;
-use super::rules::{Detector, Matcher, RuleSet, Scope};
+use super::rules::{Detector, Matcher, Role, RuleSet, Scope};
 use super::semantic;
 use super::semantic::dockerfile;
 use super::semantic::python::text::{Cut, shorten};
@@ -589,6 +589,14 @@ impl Engine {
                 }
                 if d.scope == Scope::Async
                     && !crate::analysis::semantic::python::in_async_context(nm.get_node())
+                {
+                    continue;
+                }
+                // Roles of the enclosing functions the detector leaves alone (`except_in`), from the semantic model.
+                if d.except_in.contains(&Role::Startup)
+                    && crate::analysis::semantic::python::roles::inside_startup_function(
+                        nm.get_node(),
+                    )
                 {
                     continue;
                 }

@@ -34,6 +34,15 @@ pub enum RuleError {
     },
 }
 
+/// A role of a function, from the semantic model, that a Python ast-grep detector can exclude (`except_in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Inside a function that runs once around serving (`semantic::python::roles::is_startup_function`: a
+    /// lifespan, a startup/shutdown hook by name or by `@app.on_event(…)`), at any depth.
+    Startup,
+}
+
 /// Where a detector applies within a Python file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +144,9 @@ struct DetectorSer {
     /// Python ast-grep rules: metavariable -> regular expression over the captured name with its first segment
     /// resolved through the file's imports (`fetch` of `from requests import get as fetch` is `requests.get`).
     qualified: Option<BTreeMap<String, String>>,
+    /// Python ast-grep rules: matches inside a function of one of these roles are not reported.
+    #[serde(default)]
+    except_in: Vec<Role>,
     note: Option<String>,
     #[serde(default)]
     invalid: Vec<ExampleSer>,
@@ -205,6 +217,8 @@ pub struct Detector {
     /// For ast-grep rules: metavariables whose captured dotted name, resolved through the file's imports to its
     /// qualified name, must match the regular expression (the `qualified` key).
     pub qualified: Vec<(String, regex::Regex)>,
+    /// For Python ast-grep rules: matches inside a function of one of these roles are dropped (`except_in`).
+    pub except_in: Vec<Role>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -418,8 +432,9 @@ impl RuleSet {
                     || d.transform.is_some()
                     || d.fix.is_some()
                     || d.qualified.is_some()
+                    || !d.except_in.is_empty()
                 {
-                    return Err("`constraints`, `qualified`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
+                    return Err("`constraints`, `qualified`, `except_in`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
                 }
                 let check = checks::lookup(id).ok_or_else(|| {
                     format!(
@@ -532,6 +547,11 @@ impl RuleSet {
         if d.scope == Scope::Async {
             requires.push(vec![self.token("async")]);
         }
+        if !d.except_in.is_empty() && d.language != Lang::Python {
+            return Err(
+                "`except_in` names roles of Python functions: it needs `language: python`".into(),
+            );
+        }
         let globs = |list: &Option<Vec<String>>, key: &str| -> Result<Option<GlobSet>, String> {
             let Some(list) = list else { return Ok(None) };
             let mut b = GlobSetBuilder::new();
@@ -603,6 +623,7 @@ impl RuleSet {
             node_tokens: node_tokens_of_rule,
             file_gates,
             qualified,
+            except_in: d.except_in,
             invalid,
             valid,
         })
@@ -1114,6 +1135,40 @@ mod tests {
         assert!(prefix.contains("`$FN`"), "{prefix}");
         let bad = load(file("      F: '('")).err().unwrap_or_default();
         assert!(bad.contains("bad regular expression"), "{bad}");
+    }
+
+    #[test]
+    fn except_in_names_known_roles_of_python_pattern_rules_only() {
+        let file = |body: &str| {
+            format!(
+                "id: X1\ntitle: t\nseverity: high\nstandard: s\nwhy: w\nconforming: c\ndetectors:\n  - id: X1-a\n    message: m\n{body}\n    invalid: [\"import time\\nasync def f():\\n    time.sleep(1)\\n\"]\n    valid: [\"import time\\nasync def lifespan(app):\\n    time.sleep(1)\\n\"]\n"
+            )
+        };
+        let load = |text: String| {
+            let mut set = RuleSet::empty();
+            set.add_file("x.yml", &text)
+                .map(|_| set)
+                .map_err(|e| e.to_string())
+        };
+        let set = match load(file(
+            "    except_in: [startup]\n    rule:\n      pattern: time.sleep($S)",
+        )) {
+            Ok(set) => set,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(set.detectors[0].except_in, vec![Role::Startup]);
+        let unknown = load(file(
+            "    except_in: [request]\n    rule:\n      pattern: time.sleep($S)",
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(unknown.contains("request"), "{unknown}");
+        let on_check = load(file(
+            "    except_in: [startup]\n    check: sync-session-in-async",
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(on_check.contains("`except_in`"), "{on_check}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
+use crate::analysis::semantic::python::roles::is_lifespan;
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee, callee_tail, function_name};
 
@@ -102,28 +103,14 @@ fn closes(name: &str) -> bool {
     .any(|w| n.contains(w))
 }
 
-/// Is this function a FastAPI lifespan?
-fn is_lifespan(func: &PyNode<'_>, root_text: &str) -> bool {
-    let Some(dec) = func.parent().filter(|p| p.kind() == "decorated_definition") else {
-        return false;
-    };
-    let acm = dec
-        .children()
-        .any(|d| d.kind() == "decorator" && d.text().trim_end().ends_with("asynccontextmanager"));
-    if !acm {
-        return false;
-    }
-    let name = function_name(func).unwrap_or_default();
-    name.contains("lifespan") || root_text.contains(&format!("lifespan={name}"))
-}
-
 impl Check for LifespanResourceNotClosed {
     fn id(&self) -> &'static str {
         "lifespan-resource-not-closed"
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["lifespan"]
+        // A lifespan is an `@asynccontextmanager`, named or not like one (`async def resources(app)`).
+        &["lifespan", "asynccontextmanager"]
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {

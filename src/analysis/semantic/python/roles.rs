@@ -60,6 +60,32 @@ pub fn is_startup_function(func: &PyNode<'_>) -> bool {
     named || is_lifespan_or_event_hook(func)
 }
 
+/// Is this function a lifespan context (the code around `yield` runs at start-up and at shutdown): an
+/// `@asynccontextmanager` function that is a startup function ([`is_startup_function`]: named `lifespan`/
+/// `*_lifespan`, or taking the app), that has `lifespan` in its name, or that the file passes as `lifespan=…`
+/// (`file_squashed` is the file's text with whitespace removed)?
+pub fn is_lifespan(func: &PyNode<'_>, file_squashed: &str) -> bool {
+    let acm = decorators(func).iter().any(|d| {
+        let name = decorator_name(d);
+        name.rsplit('.').next().unwrap_or(&name) == "asynccontextmanager"
+    });
+    if !acm {
+        return false;
+    }
+    let name = function_name(func).unwrap_or_default();
+    is_startup_function(func)
+        || name.contains("lifespan")
+        || file_squashed.contains(&format!("lifespan={name}"))
+}
+
+/// Is `node` inside a startup function ([`is_startup_function`]), at any depth of nesting? What a rule file's
+/// `except_in: [startup]` asks.
+pub fn inside_startup_function(node: &PyNode<'_>) -> bool {
+    node.ancestors()
+        .filter(|a| a.kind() == "function_definition")
+        .any(|f| is_startup_function(&f))
+}
+
 /// `@asynccontextmanager` on a function whose first parameter is the app (a FastAPI lifespan), or
 /// `@<app>.on_event(…)`.
 fn is_lifespan_or_event_hook(func: &PyNode<'_>) -> bool {
@@ -274,5 +300,58 @@ def serve(): ...
             .filter_map(|n| function_name(&n))
             .collect();
         assert_eq!(cli, ["app_context", "connect_db", "serve"]);
+    }
+
+    #[test]
+    fn lifespans_by_decorator_and_name_app_parameter_or_use() {
+        let src = "\
+@asynccontextmanager
+async def lifespan_ctx(a): yield
+
+@asynccontextmanager
+async def resources(app: FastAPI): yield
+
+@contextlib.asynccontextmanager
+async def ctx(x): yield
+
+@asynccontextmanager
+async def db_scope(engine): yield
+
+async def lifespan(app): yield
+
+app = FastAPI(lifespan=ctx)
+";
+        let doc = Lang::Python.ast_grep(src);
+        let squashed: String = src.split_whitespace().collect();
+        let lifespans: Vec<String> = doc
+            .root()
+            .dfs()
+            .filter(|n| n.kind() == "function_definition" && is_lifespan(n, &squashed))
+            .filter_map(|n| function_name(&n))
+            .collect();
+        assert_eq!(lifespans, ["lifespan_ctx", "resources", "ctx"]);
+    }
+
+    #[test]
+    fn inside_a_startup_function_at_any_depth() {
+        let doc = Lang::Python.ast_grep(
+            "\
+@app.on_event('startup')
+async def warm():
+    def load():
+        time.sleep(1)
+    load()
+
+async def handler():
+    time.sleep(2)
+",
+        );
+        let inside: Vec<bool> = doc
+            .root()
+            .dfs()
+            .filter(|n| n.kind() == "call" && n.text().starts_with("time.sleep"))
+            .map(|c| inside_startup_function(&c))
+            .collect();
+        assert_eq!(inside, [true, false]);
     }
 }
