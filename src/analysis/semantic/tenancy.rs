@@ -24,6 +24,17 @@ pub const TENANT_COLUMNS: &[&str] = &[
     "user_id",
 ];
 
+/// The narrower set: columns that name the tenant a row belongs to (an app, an organisation, a workspace), not its
+/// owner. Queries that must be scoped to the tenant (`tenant-query-*`, tenant-keyed caches and collections) look
+/// for these; the ownership checks use all of [`TENANT_COLUMNS`].
+pub const TENANT_SCOPE_COLUMNS: &[&str] = &[
+    "app_id",
+    "tenant_id",
+    "org_id",
+    "organization_id",
+    "workspace_id",
+];
+
 /// Files that may declare models: what the App fetches and the CLI reads for [`TenantModels`].
 pub const MODEL_FILE_GLOBS: &[&str] = &[
     "**/models.py",
@@ -76,11 +87,21 @@ pub struct TenantModels {
 impl TenantModels {
     /// Build from model files' texts; `extra` names more tenant columns (the repository configuration).
     pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>, extra: &[String]) -> Self {
+        Self::build_with(texts, |c| {
+            TENANT_COLUMNS.contains(&c) || extra.iter().any(|e| e == c)
+        })
+    }
+
+    /// Build from model files' texts, keeping the columns `tenant` accepts (e.g. [`TENANT_SCOPE_COLUMNS`] and the
+    /// repository configuration's).
+    pub fn build_with<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        tenant: impl Fn(&str) -> bool,
+    ) -> Self {
         let mut classes: HashMap<String, ClassFacts> = HashMap::new();
         for text in texts {
             scan(text, &mut classes);
         }
-        let tenant = |c: &str| TENANT_COLUMNS.contains(&c) || extra.iter().any(|e| e == c);
         let mut models = HashMap::new();
         for (name, facts) in &classes {
             let (is_model, mut cols) = resolve(name, &classes);
@@ -105,6 +126,11 @@ impl TenantModels {
 
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+
+    /// Is `model` one of the models with a tenant or owner column?
+    pub fn contains(&self, model: &str) -> bool {
+        self.models.contains_key(model)
     }
 }
 
@@ -266,6 +292,28 @@ fn column_declaration(stmt: &str) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_scope_columns_leave_owner_only_models_out() {
+        let text = "\
+class Chat(Base):
+    __tablename__ = \"chats\"
+    user_id = Column(Integer)
+
+class Doc(Base):
+    __tablename__ = \"docs\"
+    workspace_id: Mapped[int] = mapped_column()
+    owner_id: Mapped[int] = mapped_column()
+";
+        let all = TenantModels::build([text], &[]);
+        assert_eq!(all.columns("Chat"), Some(&["user_id".to_string()][..]));
+        let scope = TenantModels::build_with([text], |c| TENANT_SCOPE_COLUMNS.contains(&c));
+        assert!(!scope.contains("Chat"));
+        assert_eq!(
+            scope.columns("Doc"),
+            Some(&["workspace_id".to_string()][..])
+        );
+    }
 
     #[test]
     fn models_with_tenant_columns_across_files_and_bases() {

@@ -17,77 +17,22 @@ use crate::analysis::semantic::python::syntax::{
     callee, function_name, has_error, keyword_arg, param_names, plain_string,
 };
 use crate::analysis::semantic::python::text::{Cut, shorten};
+use crate::analysis::semantic::tenancy::{TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels};
 use std::collections::{HashMap, HashSet};
 
-/// Column names that carry the tenant.
-pub(super) const TENANT_COLUMNS: &[&str] = &[
-    "app_id",
-    "tenant_id",
-    "org_id",
-    "organization_id",
-    "workspace_id",
-];
-
-/// Models declared in this file with a tenant column: model name → its tenant columns.
-fn tenant_models(root: &PyNode<'_>, imports: &Imports) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    // Models are top-level classes (possibly decorated); no need to walk the whole tree.
-    let classes = root.children().filter_map(|c| match c.kind().as_ref() {
-        "class_definition" => Some(c),
-        "decorated_definition" => c
-            .field("definition")
-            .filter(|d| d.kind() == "class_definition"),
-        _ => None,
-    });
-    for class in classes {
-        let (Some(name), Some(body)) = (class.field("name"), class.field("body")) else {
-            continue;
-        };
-        let mut cols: Vec<String> = Vec::new();
-        for stmt in body
-            .children()
-            .filter(|c| c.kind() == "expression_statement")
-        {
-            for a in stmt.children().filter(|c| c.kind() == "assignment") {
-                let Some(left) = a.field("left") else {
-                    continue;
-                };
-                let col = left.text().to_string();
-                if !TENANT_COLUMNS.contains(&col.as_str()) {
-                    continue;
-                }
-                let mapped = a
-                    .field("type")
-                    .is_some_and(|t| t.text().contains("Mapped["));
-                let column_call = a.field("right").is_some_and(|r| {
-                    r.kind() == "call"
-                        && imports.callee(&r).is_some_and(|f| {
-                            let last = f.rsplit('.').next().unwrap_or(&f).to_string();
-                            last == "Column"
-                                || last == "mapped_column"
-                                || (last == "Field" && r.text().contains("foreign_key"))
-                        })
-                });
-                if (mapped || column_call) && !cols.contains(&col) {
-                    cols.push(col);
-                }
-            }
-        }
-        if !cols.is_empty() {
-            out.insert(name.text().to_string(), cols);
-        }
-    }
-    out
+/// Models declared in this file with a tenant column ([`TENANT_COLUMNS`] or the repository configuration's), read
+/// by the semantic model's one definition of a tenant-scoped model.
+fn tenant_models(root: &PyNode<'_>, extra: &[String]) -> TenantModels {
+    let text = root.text();
+    TenantModels::build_with([text.as_ref()], |c| {
+        TENANT_COLUMNS.contains(&c) || extra.iter().any(|e| e == c)
+    })
 }
 
 /// If this call starts a query on a model (`select(M)`, `select(M.x)`, `db.query(M)`, `db.get(M, id)`,
 /// `update(M)`, `delete(M)`), the model's name. Import aliases are undone (`from sqlalchemy import select as
 /// sa_select`).
-fn queried_model(
-    call: &PyNode<'_>,
-    imports: &Imports,
-    models: &HashMap<String, Vec<String>>,
-) -> Option<String> {
+fn queried_model(call: &PyNode<'_>, imports: &Imports, models: &TenantModels) -> Option<String> {
     let f = imports.callee(call)?;
     let last = f.rsplit('.').next().unwrap_or(&f);
     let args = call.field("arguments")?;
@@ -105,7 +50,7 @@ fn queried_model(
                 .to_string(),
             _ => return None,
         };
-        models.contains_key(&t).then_some(t)
+        models.contains(&t).then_some(t)
     };
     match last {
         "select" | "update" | "delete"
@@ -121,7 +66,7 @@ fn queried_model(
             let first = positional.first()?;
             (first.kind() == "identifier")
                 .then(|| first.text().to_string())
-                .filter(|t| models.contains_key(t))
+                .filter(|t| models.contains(t))
         }
         _ => None,
     }
@@ -165,10 +110,11 @@ fn touches_columns(node: &PyNode<'_>, cols: &[String]) -> bool {
 fn tenant_query_matches(
     root: &PyNode<'_>,
     imports: &Imports,
+    extra: &[String],
     with_param: bool,
     out: &mut Vec<CheckMatch>,
 ) {
-    let models = tenant_models(root, imports);
+    let models = tenant_models(root, extra);
     if models.is_empty() {
         return;
     }
@@ -177,7 +123,9 @@ fn tenant_query_matches(
         let Some(model) = queried_model(&call, imports, &models) else {
             continue;
         };
-        let cols = &models[&model];
+        let Some(cols) = models.columns(&model) else {
+            continue;
+        };
         let funcs = enclosing_functions(&call);
         let Some(func) = funcs.iter().find(|f| f.kind() == "function_definition") else {
             continue;
@@ -298,7 +246,13 @@ impl Check for TenantQueryIgnoresTenant {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(root, &ctx.imports(root), true, out);
+        tenant_query_matches(
+            root,
+            &ctx.imports(root),
+            &ctx.repo.tenant_columns,
+            true,
+            out,
+        );
     }
 }
 
@@ -314,7 +268,13 @@ impl Check for TenantQueryUnscoped {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(root, &ctx.imports(root), false, out);
+        tenant_query_matches(
+            root,
+            &ctx.imports(root),
+            &ctx.repo.tenant_columns,
+            false,
+            out,
+        );
     }
 }
 
