@@ -22,34 +22,12 @@ use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag};
 use crate::analysis::semantic::dockerfile::image_health_covered;
 use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
 use crate::analysis::semantic::secrets::literal_secret;
-use crate::analysis::semantic::yaml::{Entry, YKind, YNode, YamlDoc};
+use crate::analysis::semantic::yaml::compose::{
+    Interpolated, Service, published_everywhere, services,
+};
+use crate::analysis::semantic::yaml::{YKind, YNode, YamlDoc};
 use regex::Regex;
 use std::sync::OnceLock;
-
-/// A service: its name, key and body.
-struct Service<'a> {
-    name: &'a str,
-    entry: &'a Entry,
-    body: &'a YNode,
-}
-
-fn services<'a>(doc: &'a YamlDoc) -> Vec<Service<'a>> {
-    let Some(s) = doc.get(&doc.root, "services") else {
-        return Vec::new();
-    };
-    let YKind::Map(entries) = &s.kind else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter(|e| e.key != "<<")
-        .map(|e| Service {
-            name: &e.key,
-            entry: e,
-            body: doc.resolve(&e.value),
-        })
-        .collect()
-}
 
 /// Nothing can be said about what a service lacks: it extends another, or merges keys we cannot see.
 /// A service with neither `image` nor `build` is a fragment merged over another file's definition
@@ -76,26 +54,6 @@ fn image_of<'a>(doc: &'a YamlDoc, body: &'a YNode) -> &'a str {
 }
 
 pub struct PublishedPort;
-
-/// Is a `ports` entry published on every interface?
-fn published_everywhere(doc: &YamlDoc, item: &YNode) -> bool {
-    let loopback = |ip: &str| {
-        ip.starts_with("127.") || ip == "localhost" || ip == "::1" || ip.starts_with("[::1]")
-    };
-    if item.is_map() {
-        let published = doc.get(item, "published").is_some();
-        let host_ip = doc.get(item, "host_ip").and_then(|n| doc.str(n));
-        return published && !host_ip.is_some_and(loopback);
-    }
-    let Some(s) = doc.str(item) else {
-        return false;
-    };
-    if s.starts_with("${") {
-        return false; // the address or port is the operator's choice
-    }
-    let first = s.split(':').next().unwrap_or("");
-    !loopback(first)
-}
 
 impl Check for PublishedPort {
     fn id(&self) -> &'static str {
@@ -138,7 +96,7 @@ impl PublishedPort {
                 let open: Vec<String> = doc
                     .items(&ports.value)
                     .into_iter()
-                    .filter(|i| !i.templated && published_everywhere(doc, i))
+                    .filter(|i| !i.templated && published_everywhere(doc, i, Interpolated::Trust))
                     .map(|i| match doc.str(i) {
                         Some(s) => s.to_string(),
                         None => "long-form port".to_string(),

@@ -10,6 +10,8 @@
 //!   holds only actions becomes a comment), so byte offsets stay those of the original text.
 //!   [`YamlFile::templated`] tells checks that the file had actions: absence-based checks stay quiet there.
 
+pub mod compose;
+
 use crate::analysis::language::Lang;
 use crate::analysis::nodes::PyNode;
 use ast_grep_core::tree_sitter::LanguageExt;
