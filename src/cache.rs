@@ -257,6 +257,11 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "db-engine-no-statement-timeout",
     // I1: the repository's model files.
     "object-by-id-without-owner-check",
+    // I1: the configured tenant columns (`tenancy.columns`); the file's other checks share its code.
+    "tenant-query-ignores-tenant",
+    "tenant-query-unscoped",
+    "cache-key-without-tenant",
+    "vector-collection-not-scoped",
     // F7: probes and health checks anywhere in the deployment files.
     "fastapi-no-readiness-anywhere",
     // Kubernetes and Helm: image rewriting (Skaffold, Kustomize), configured proxies.
