@@ -327,16 +327,19 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
         .cloned()
         .collect();
     let read = |names: &[String]| -> Result<Vec<Option<Vec<u8>>>, AuditError> {
+        use rayon::prelude::*;
         Ok(match source {
             Source::Revision { repo, rev } => repo.read_files(rev, names)?,
             Source::WorkTree => names
-                .iter()
+                .par_iter()
                 .map(|p| std::fs::read(root.join(p)).ok())
                 .collect(),
         })
     };
+    // Every Python file is read and scanned: on all cores (a warm cached run is mostly this).
+    use rayon::prelude::*;
     let facts: std::collections::BTreeMap<String, ModuleFacts> = py
-        .iter()
+        .par_iter()
         .cloned()
         .zip(read(&py)?)
         .map(|(p, bytes)| {

@@ -452,6 +452,12 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         }
     };
     let mut facts = ModuleFacts::default();
+    // What to look for on each line is decided once for the file: most files name no entry point and load
+    // nothing by a run-time name, and these scans of every line are most of the cost of the repository model.
+    let scan = LineScan {
+        entry: ENTRY.iter().any(|e| text.contains(e)),
+        dynamic: DYNAMIC.iter().any(|d| text.contains(d)),
+    };
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let t = line.trim_start();
@@ -503,8 +509,12 @@ pub fn module_facts(text: &str) -> ModuleFacts {
                 .collect();
             facts.imports.push((level, dotted.to_string(), names));
         }
-        entry_and_dynamic(t, &mut facts);
-        strings_in(t, &mut facts);
+        if scan.entry || scan.dynamic {
+            entry_and_dynamic(t, &mut facts);
+        }
+        if t.contains(['"', '\'']) {
+            strings_in(t, &mut facts);
+        }
     }
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
@@ -532,15 +542,31 @@ fn valid_dotted(s: &str) -> bool {
 }
 
 /// Entry-point constructions and dynamic imports on one line.
+/// Calls that make a module an entry point of the service.
+const ENTRY: &[&str] = &[
+    "FastAPI(",
+    "Starlette(",
+    "Celery(",
+    "Quart(",
+    "uvicorn.run(",
+    "Flask(__name__",
+];
+
+/// Calls that import or load modules by a name known only at run time.
+const DYNAMIC: &[&str] = &[
+    "import_module(",
+    "__import__(",
+    "spec_from_file_location(",
+    "load_module(",
+];
+
+/// Which per-line scans a file needs (see [`module_facts`]).
+struct LineScan {
+    entry: bool,
+    dynamic: bool,
+}
+
 fn entry_and_dynamic(t: &str, facts: &mut ModuleFacts) {
-    const ENTRY: &[&str] = &[
-        "FastAPI(",
-        "Starlette(",
-        "Celery(",
-        "Quart(",
-        "uvicorn.run(",
-        "Flask(__name__",
-    ];
     if !t.starts_with('#') && ENTRY.iter().any(|e| t.contains(e)) && !t.contains("class ") {
         facts.is_entry = true;
     }
