@@ -355,6 +355,11 @@ impl Engine {
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
         let not_service = self.overrides.not_service_reason(path, text, repo);
+        // A Python module's `if __name__ == "__main__":` block is not the service either (a demo, a manual
+        // test, a launcher); read only when a critical/high finding needs it, and not when the repository asks
+        // for findings in code that is not the service.
+        let mut script_blocks: Option<Vec<std::ops::Range<usize>>> = None;
+        let report_scripts = self.overrides.report_not_service;
         let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
         raw.sort_by_key(|m| (m.range.start, m.detector));
@@ -395,6 +400,19 @@ impl Engine {
             }
             let severity = self.severity(d);
             if severity >= Severity::High && not_service.is_some() {
+                outcome.not_service += 1;
+                continue;
+            }
+            if severity >= Severity::High
+                && !report_scripts
+                && path.ends_with(".py")
+                && script_blocks
+                    .get_or_insert_with(|| {
+                        crate::analysis::semantic::python::scopes::main_guard_ranges(text)
+                    })
+                    .iter()
+                    .any(|b| b.contains(&m.range.start))
+            {
                 outcome.not_service += 1;
                 continue;
             }

@@ -49,6 +49,21 @@ mod tests {
     }
 
     #[test]
+    fn main_guard_blocks_by_text() {
+        let text = "import x\n\ndef f():\n    if __name__ == '__main__':\n        pass\n\nif __name__ == \"__main__\":  # demo\n    llm = ChatOpenAI()\n\n    # still the block\n    llm.invoke('hi')\nx = 1\nif __name__=='__main__':\n    run()\n";
+        let ranges = scopes::main_guard_ranges(text);
+        let blocks: Vec<&str> = ranges.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(
+            blocks,
+            [
+                "if __name__ == \"__main__\":  # demo\n    llm = ChatOpenAI()\n\n    # still the block\n    llm.invoke('hi')\n",
+                "if __name__=='__main__':\n    run()\n",
+            ]
+        );
+        assert!(scopes::main_guard_ranges("def main():\n    pass\n").is_empty());
+    }
+
+    #[test]
     fn scope_helpers() {
         let src = "async def a():\n    f()\n    def b():\n        g()\n    h(lambda: k())\nif __name__ == '__main__':\n    m()\n";
         let doc = Lang::Python.ast_grep(src);

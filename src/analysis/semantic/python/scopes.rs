@@ -55,6 +55,44 @@ pub fn in_main_guard(node: &PyNode<'_>) -> bool {
     })
 }
 
+/// The byte ranges of the module-level `if __name__ == "__main__":` blocks of a Python file, read from its text:
+/// from the guard line (at column 0) to the next line at column 0 that is neither blank nor a comment, or to the
+/// end. Code there runs when the module is executed as a script (a demo, a manual test, a launcher), never when
+/// the service imports it. A line at column 0 inside a multi-line string ends a block early: the ranges can only
+/// be too short, never too long.
+pub fn main_guard_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    if !text.contains("__main__") {
+        return out;
+    }
+    let mut open: Option<usize> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let top_level = !line.starts_with([' ', '\t', '#', '\r', '\n']) && !line.trim().is_empty();
+        if !top_level {
+            continue;
+        }
+        if let Some(begin) = open.take() {
+            out.push(begin..start);
+        }
+        let squashed: String = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if squashed == "if__name__==\"__main__\":" || squashed == "if__name__=='__main__':" {
+            open = Some(start);
+        }
+    }
+    if let Some(begin) = open {
+        out.push(begin..text.len());
+    }
+    out
+}
+
 /// All `def`/`async def`/`lambda` ancestors of a node, innermost first.
 pub fn enclosing_functions<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
     node.ancestors()
