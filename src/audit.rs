@@ -286,6 +286,7 @@ fn repo_context(
         None => tracing::info!(
             entries = reach.entries.len(),
             unreached = reach.unreached_count(),
+            open_folders = ?reach.open_folders,
             "reachability from the service's entry points"
         ),
     }

@@ -81,6 +81,9 @@ pub struct Reach {
     pub undecided: Option<String>,
     /// The entry points found (paths), for explanations and tests.
     pub entries: Vec<String>,
+    /// Top-level folders in which a reached module imports modules by a run-time name: every module there
+    /// counts as reached.
+    pub open_folders: Vec<String>,
 }
 
 impl Reach {
@@ -153,12 +156,22 @@ impl Reach {
         }
         while let Some(path) = work.pop() {
             let Some(facts) = py.get(path) else { continue };
-            if facts.dynamic_unknown {
-                reach.undecided = Some(format!("`{path}` imports modules named at run time"));
-                reach.unreached.clear();
-                return reach;
-            }
             let mut targets: Vec<&str> = Vec::new();
+            if facts.dynamic_unknown {
+                // A module imported by a name known only at run time may be any module of the loader's
+                // top-level folder (`backend/…`, `superagi/…`): all of them count as reached. Outside it the
+                // imports still decide (an offline harness or a scripts folder beside the service). A loader at
+                // the top of the tree could reach anything: then nothing is decided.
+                let Some((top, _)) = path.split_once('/') else {
+                    reach.undecided = Some(format!("`{path}` imports modules named at run time"));
+                    reach.unreached.clear();
+                    return reach;
+                };
+                if !reach.open_folders.iter().any(|f| f == top) {
+                    reach.open_folders.push(top.to_string());
+                    targets.extend(index.in_folder(top));
+                }
+            }
             for (level, dotted, names) in &facts.imports {
                 index.resolve_import(path, *level, dotted, names, &mut targets);
             }
@@ -759,6 +772,39 @@ mod tests {
         );
         assert!(r.undecided.is_some());
         assert_eq!(r.standing("other.py"), Standing::Service);
+        // A run-time import inside a top-level folder: every module of that folder counts as reached, and the
+        // rest of the tree is still decided by the imports (a benchmark harness beside the service).
+        let r = build(
+            &[
+                (
+                    "svc/main.py",
+                    "app = FastAPI()
+from svc import plug
+",
+                ),
+                ("svc/__init__.py", ""),
+                (
+                    "svc/plug.py",
+                    "m = importlib.import_module(name)
+",
+                ),
+                (
+                    "svc/tools/web.py",
+                    "import requests
+",
+                ),
+                (
+                    "evaluation/harness.py",
+                    "import requests
+",
+                ),
+            ],
+            &[],
+        );
+        assert_eq!(r.undecided, None);
+        assert_eq!(r.open_folders, ["svc"]);
+        assert_eq!(r.standing("svc/tools/web.py"), Standing::Service);
+        assert_eq!(r.standing("evaluation/harness.py"), Standing::Unreached);
         // A loader of its own package's modules (AgentGPT's models package): those modules are reached, and
         // reachability is still decided for the rest.
         let loader = "import pkgutil\nfrom pathlib import Path\n\ndef load_all():\n    package_dir = Path(__file__).parent\n    for m in pkgutil.walk_packages(path=[str(package_dir)], prefix='app.models.'):\n        __import__(m.name)\n";
