@@ -10,7 +10,7 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::drivers::DriverTracker;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
-use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
+use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes, under_memoising_guard};
 use crate::analysis::semantic::python::syntax::{
     decorators, dotted, function_name, has_error, is_async_def, is_awaited,
 };
@@ -172,14 +172,19 @@ fn helper_blocking(
             });
         }
     };
+    // A call under a memoising guard (`if self._x is None: self._x = load()`) blocks once, on first use.
     for node in own_nodes(def, OwnNodes::BodyNamed) {
         if node.kind() == "call"
             && let Some(b) = classify(&node, imports, langchain)
+            && !under_memoising_guard(&node, def)
         {
             consider(b, &node);
         }
     }
     for u in drivers.blocking_uses(def, false) {
+        if under_memoising_guard(&u.call, def) {
+            continue;
+        }
         consider(
             Blocking {
                 what: u.what,
@@ -272,7 +277,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
     {
         return out;
     }
-    let imports = Imports::of_file(ctx, root);
+    let imports = ctx.imports(root);
     let langchain = imports_langchain(&imports);
     // Built on first use: most files' async functions call no helper of their own.
     let drivers: OnceCell<DriverTracker> = OnceCell::new();

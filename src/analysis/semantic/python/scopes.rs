@@ -93,6 +93,43 @@ pub fn main_guard_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// Does `node` run at most once per object or process, because it sits under a memoising guard of `def`:
+/// `if self._client is None:` (or `if not self._client:`, or a module global `if _CACHE is None:`) whose body
+/// assigns that same name? A blocking call there is paid once, on first use, not on every call.
+pub fn under_memoising_guard(node: &PyNode<'_>, def: &PyNode<'_>) -> bool {
+    let stop = def.range();
+    node.ancestors()
+        .take_while(|a| a.range() != stop)
+        .filter(|a| a.kind() == "if_statement")
+        .any(|guard| {
+            let Some(cond) = guard.field("condition") else {
+                return false;
+            };
+            let cond: String = cond.text().split_whitespace().collect::<Vec<_>>().join(" ");
+            let target = cond
+                .strip_suffix(" is None")
+                .or_else(|| cond.strip_prefix("not "))
+                .map(str::trim)
+                .filter(|t| {
+                    !t.is_empty()
+                        && t.chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                });
+            let Some(target) = target else {
+                return false;
+            };
+            guard.field("consequence").is_some_and(|body| {
+                body.dfs().any(|n| {
+                    n.kind() == "assignment"
+                        && n.field("left").is_some_and(|l| {
+                            let l: String = l.text().split_whitespace().collect();
+                            l == target
+                        })
+                })
+            })
+        })
+}
+
 /// All `def`/`async def`/`lambda` ancestors of a node, innermost first.
 pub fn enclosing_functions<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
     node.ancestors()
