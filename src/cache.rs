@@ -179,6 +179,7 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         migration_changed: _, // derived from `changed`
         tenant_columns,
         tenant_index: _, // derived from `files` and `tenant_columns`
+        loader_index: _, // derived from `files` and `tenant_index`
         reach: _,        // enters each file's own key as its standing (`file_key`)
     } = repo;
     let mut h = Sha256::new();

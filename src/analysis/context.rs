@@ -38,6 +38,8 @@ pub struct RepoContext {
     pub tenant_columns: Vec<String>,
     /// [`RepoContext::tenant_models`], worked out on first use; leave it to its default.
     pub tenant_index: OnceLock<super::semantic::tenancy::TenantModels>,
+    /// [`RepoContext::id_loaders`], worked out on first use; leave it to its default.
+    pub loader_index: OnceLock<super::semantic::loaders::IdLoaders>,
     /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
     /// built (then every module is judged as the service).
     pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
@@ -127,6 +129,19 @@ impl RepoContext {
         self.tenant_index.get_or_init(|| {
             use super::semantic::tenancy::{TenantModels, model_file_texts};
             TenantModels::build(model_file_texts(&self.files), &self.tenant_columns)
+        })
+    }
+
+    /// The data-access functions among [`RepoContext::files`] that load a scoped model by an id alone.
+    pub fn id_loaders(&self) -> &super::semantic::loaders::IdLoaders {
+        self.loader_index.get_or_init(|| {
+            use super::semantic::loaders::{IdLoaders, loader_file_texts};
+            let loaders = IdLoaders::build(loader_file_texts(&self.files), self.tenant_models());
+            tracing::debug!(
+                loaders = loaders.len(),
+                "data-access functions that load a scoped model by an id alone"
+            );
+            loaders
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod dockerfile;
+pub mod loaders;
 pub mod paths;
 pub mod python;
 pub mod reach;

@@ -128,6 +128,17 @@ impl TenantModels {
         self.models.is_empty()
     }
 
+    /// Every model with its tenant/owner columns, by name (sorted: the same order every run).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        let mut all: Vec<(&str, &[String])> = self
+            .models
+            .iter()
+            .map(|(m, c)| (m.as_str(), c.as_slice()))
+            .collect();
+        all.sort_unstable_by_key(|(m, _)| *m);
+        all.into_iter()
+    }
+
     /// Is `model` one of the models with a tenant or owner column?
     pub fn contains(&self, model: &str) -> bool {
         self.models.contains_key(model)

@@ -11,10 +11,11 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::loaders::{IdLoaders, ownership_file_globs};
 use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
-use crate::analysis::semantic::tenancy::{MODEL_FILE_GLOBS, TenantModels, model_file_texts};
+use crate::analysis::semantic::tenancy::{TenantModels, model_file_texts};
 
 pub struct ObjectByIdWithoutOwnerCheck;
 
@@ -161,6 +162,8 @@ struct Load<'r> {
     node: PyNode<'r>,
     model: String,
     bound_to: Option<String>,
+    /// The data-access function of another module the load goes through (`crud.get_chat(db, chat_id)`).
+    via: Option<String>,
 }
 
 /// The outermost call of a method chain that starts at `call` (`select(M).where(…).limit(1)`).
@@ -222,6 +225,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                         node: call.clone(),
                         model,
                         bound_to: bound_name(call),
+                        via: None,
                     });
                 }
             }
@@ -245,11 +249,49 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                         node: call.clone(),
                         model,
                         bound_to: bound_name(&top),
+                        via: None,
                     });
                 }
             }
             _ => {}
         }
+    }
+    out
+}
+
+/// Calls that hand a request id, and not the caller, to a data-access function of another module that loads a
+/// scoped model by the id alone ([`IdLoaders`]).
+fn loads_through_helpers<'r>(
+    loaders: &IdLoaders,
+    models: &TenantModels,
+    ids: &[&str],
+    who: &[&str],
+    own: &[PyNode<'r>],
+) -> Vec<Load<'r>> {
+    let mut out = Vec::new();
+    for call in own.iter().filter(|n| n.kind() == "call") {
+        let Some(tail) = callee_tail(call) else {
+            continue;
+        };
+        let Some(loader) = loaders.get(&tail) else {
+            continue;
+        };
+        if models.columns(&loader.model).is_none() {
+            continue;
+        }
+        let Some(args) = call.field("arguments") else {
+            continue;
+        };
+        let args = args.text();
+        if !ids.iter().any(|id| has_word(&args, id)) || who.iter().any(|w| has_word(&args, w)) {
+            continue;
+        }
+        out.push(Load {
+            node: call.clone(),
+            model: loader.model.clone(),
+            bound_to: bound_name(call),
+            via: Some(tail),
+        });
     }
     out
 }
@@ -319,7 +361,8 @@ impl Check for ObjectByIdWithoutOwnerCheck {
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["get(", "query(", "select(", "delete(", "update("]
+        // A load in the handler, or an id handed to a data-access function of another module.
+        &["get(", "query(", "select(", "delete(", "update(", "_id"]
     }
 
     fn also_requires(&self) -> &'static [&'static [&'static str]] {
@@ -327,7 +370,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        MODEL_FILE_GLOBS
+        ownership_file_globs()
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
@@ -390,7 +433,14 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 continue;
             };
             let own = same_scope_descendants(&body);
-            let found = loads(models, &ids, &own);
+            let mut found = loads(models, &ids, &own);
+            found.extend(loads_through_helpers(
+                ctx.repo.id_loaders(),
+                models,
+                &ids,
+                &who,
+                &own,
+            ));
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {
@@ -407,11 +457,16 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             } else {
                 String::new()
             };
+            let through = first
+                .via
+                .as_deref()
+                .map(|v| format!(" through `{v}()`, which looks it up by the id alone,"))
+                .unwrap_or_default();
             out.push(CheckMatch {
                 fix: None,
                 range: first.node.range(),
                 message: Some(format!(
-                    "route `{name}` loads `{}` by `{}` from the request and never compares its `{cols}` with the caller (`{}`): any signed-in user can reach another tenant's row by its id{more}; filter by the owner in the query or check it before use",
+                    "route `{name}` loads `{}` by `{}` from the request{through} and never compares its `{cols}` with the caller (`{}`): any signed-in user can reach another tenant's row by its id{more}; filter by the owner in the query or check it before use",
                     first.model,
                     ids.join("`/`"),
                     who.join("`, `"),

@@ -1,0 +1,328 @@
+//! Data-access functions of other modules that load, update or delete a row of a tenant- or owner-scoped model by
+//! an id parameter alone: `def get_chat(db, chat_id): return db.get(Chat, chat_id)`. A route that hands such a
+//! function an id from the request, and never checks the row against the caller, gives any signed-in user any
+//! tenant's row (the ownership check of I1 follows calls into them).
+//!
+//! Read as text, like [`super::tenancy`]: a `def` line, its parameters, and its indented body (bounded). A function
+//! counts only when its body names a scoped model in a by-id load and mentions none of that model's tenant/owner
+//! columns, nor the words `owner`/`tenant`; one taking the caller (`user`, `owner`, `tenant`, `org`, …) may scope
+//! by it and does not count. A name that is also defined elsewhere as something else is ambiguous and dropped.
+
+use super::tenancy::{MODEL_FILE_GLOBS, TenantModels};
+use std::collections::HashMap;
+
+/// Files that may hold data-access functions: repositories, CRUD modules, DAOs and services.
+pub const LOADER_FILE_GLOBS: &[&str] = &[
+    "**/crud.py",
+    "**/crud_*.py",
+    "**/*_crud.py",
+    "**/crud/**/*.py",
+    "**/repository.py",
+    "**/repositories.py",
+    "**/*_repository.py",
+    "**/repository/**/*.py",
+    "**/repositories/**/*.py",
+    "**/dao.py",
+    "**/*_dao.py",
+    "**/dao/**/*.py",
+    "**/service.py",
+    "**/services.py",
+    "**/*_service.py",
+    "**/services/**/*.py",
+];
+
+/// What the ownership check reads: the model files and the data-access files.
+pub fn ownership_file_globs() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<&'static str> = MODEL_FILE_GLOBS.to_vec();
+        all.extend(LOADER_FILE_GLOBS.iter().copied());
+        all
+    })
+}
+
+/// The texts of the data-access files among a repository's files (see [`LOADER_FILE_GLOBS`]).
+pub fn loader_file_texts(files: &HashMap<String, String>) -> impl Iterator<Item = &str> {
+    static GLOBS: std::sync::OnceLock<Option<globset::GlobSet>> = std::sync::OnceLock::new();
+    let globs =
+        GLOBS.get_or_init(|| crate::analysis::context::needs_globset(LOADER_FILE_GLOBS).ok());
+    files
+        .iter()
+        .filter(move |(p, _)| {
+            p.ends_with(".py") && globs.as_ref().is_some_and(|g| g.is_match(p.as_str()))
+        })
+        .map(|(_, t)| t.as_str())
+}
+
+/// Lines of a `def` header joined to read its parameters.
+const MAX_HEADER_LINES: usize = 12;
+/// Lines of a function body read.
+const MAX_BODY_LINES: usize = 400;
+/// Functions recorded per repository.
+const MAX_FUNCTIONS: usize = 200_000;
+
+/// Parameter words that carry the caller or a scope: a function taking one may filter by it.
+const SCOPE_WORDS: &[&str] = &[
+    "user",
+    "owner",
+    "tenant",
+    "org",
+    "workspace",
+    "account",
+    "member",
+    "principal",
+    "caller",
+    "team",
+    "auth",
+    "token",
+    "group",
+    "project",
+    "app",
+];
+
+/// One data-access function that loads a scoped model by an id alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdLoader {
+    pub model: String,
+    /// Its parameters that carry the id.
+    pub id_params: Vec<String>,
+}
+
+/// The repository's by-id loaders, by function name.
+#[derive(Debug, Default, Clone)]
+pub struct IdLoaders {
+    /// `None`: the name is also defined as something else (ambiguous).
+    by_name: HashMap<String, Option<IdLoader>>,
+}
+
+impl IdLoaders {
+    /// Build from the data-access files' texts, for the scoped models of `models`.
+    pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>, models: &TenantModels) -> Self {
+        let mut by_name: HashMap<String, Option<IdLoader>> = HashMap::new();
+        if models.is_empty() {
+            return IdLoaders { by_name };
+        }
+        for text in texts {
+            for (name, params, body) in functions(text) {
+                if by_name.len() >= MAX_FUNCTIONS {
+                    break;
+                }
+                let found = loader(&params, &body, models);
+                match (by_name.get(&name), found) {
+                    (None, found) => {
+                        by_name.insert(name, found);
+                    }
+                    (Some(Some(known)), Some(found)) if *known == found => {}
+                    _ => {
+                        by_name.insert(name, None);
+                    }
+                }
+            }
+        }
+        IdLoaders { by_name }
+    }
+
+    /// How many names are by-id loaders.
+    pub fn len(&self) -> usize {
+        self.by_name.values().filter(|l| l.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The by-id loader named `name`, when the repository defines exactly that.
+    pub fn get(&self, name: &str) -> Option<&IdLoader> {
+        self.by_name.get(name).and_then(Option::as_ref)
+    }
+}
+
+fn is_id_param(p: &str) -> bool {
+    p == "id"
+        || p.ends_with("_id")
+        || p.ends_with("_uuid")
+        || p.ends_with("_pk")
+        || p.ends_with("Id")
+}
+
+/// Does `text` hold `word` as a whole identifier?
+fn has_word(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = at == 0 || !ident(bytes[at - 1]);
+        let end = at + word.len();
+        let after = end >= bytes.len() || !ident(bytes[end]);
+        before && after
+    })
+}
+
+/// The functions of a file: name, parameter names (without `self`/`cls`) and body text.
+fn functions(text: &str) -> Vec<(String, Vec<String>, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        i += 1;
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let rest = trimmed
+            .strip_prefix("async def ")
+            .or_else(|| trimmed.strip_prefix("def "));
+        let Some(rest) = rest else { continue };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The header, possibly over several lines, up to the `:` that ends it.
+        let mut header = rest[name.len()..].to_string();
+        let mut extra = 0;
+        while !header.trim_end().ends_with(':') && extra < MAX_HEADER_LINES && i < lines.len() {
+            header.push(' ');
+            header.push_str(lines[i].trim());
+            i += 1;
+            extra += 1;
+        }
+        let inside = header
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map_or("", |(p, _)| p);
+        let params: Vec<String> = inside
+            .split(',')
+            .filter_map(|p| {
+                let p = p.trim().trim_start_matches('*');
+                let n: String = p
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                (!n.is_empty() && n != "self" && n != "cls").then_some(n)
+            })
+            .collect();
+        let mut body = String::new();
+        let mut taken = 0;
+        while i < lines.len() && taken < MAX_BODY_LINES {
+            let l = lines[i];
+            let t = l.trim_start();
+            if !t.is_empty() && l.len() - t.len() <= indent {
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+            i += 1;
+            taken += 1;
+        }
+        out.push((name, params, body));
+    }
+    out
+}
+
+/// The by-id load of a scoped model in a function body, when the function is one.
+fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoader> {
+    let lower: Vec<String> = params.iter().map(|p| p.to_ascii_lowercase()).collect();
+    if lower
+        .iter()
+        .any(|p| !is_id_param(p) && SCOPE_WORDS.iter().any(|w| p.contains(w)))
+        || lower
+            .iter()
+            .any(|p| is_id_param(p) && SCOPE_WORDS.iter().any(|w| p.starts_with(w)))
+    {
+        return None;
+    }
+    let ids: Vec<String> = params.iter().filter(|p| is_id_param(p)).cloned().collect();
+    if ids.is_empty() {
+        return None;
+    }
+    let body_lower = body.to_ascii_lowercase();
+    if body_lower.contains("owner") || body_lower.contains("tenant") {
+        return None;
+    }
+    let uses_id = ids.iter().any(|id| has_word(body, id));
+    if !uses_id {
+        return None;
+    }
+    for (model, columns) in models.iter() {
+        if !has_word(body, model) || columns.iter().any(|c| has_word(body, c)) {
+            continue;
+        }
+        let get =
+            body.contains(&format!(".get({model},")) || body.contains(&format!(".get({model} ,"));
+        let statement = ["query(", "select(", "delete(", "update("].iter().any(|s| {
+            body.contains(&format!("{s}{model})")) || body.contains(&format!("{s}{model})."))
+        });
+        let by_id = body.contains(&format!("{model}.id"))
+            || body.contains("filter_by(id=")
+            || body.contains(".get(");
+        if get || (statement && by_id) {
+            return Some(IdLoader {
+                model: model.to_string(),
+                id_params: ids,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> TenantModels {
+        TenantModels::build(
+            ["class Chat(Base):\n    __tablename__ = \"chats\"\n    user_id = Column(Integer)\n"],
+            &[],
+        )
+    }
+
+    #[test]
+    fn by_id_loaders_of_scoped_models() {
+        let crud = "\
+async def get_chat(db: AsyncSession, chat_id: int) -> Chat | None:
+    return await db.get(Chat, chat_id)
+
+def delete_chat(db, chat_id):
+    db.query(Chat).filter(Chat.id == chat_id).delete()
+
+def get_user_chat(db, chat_id, user_id):
+    return db.query(Chat).filter(Chat.id == chat_id, Chat.user_id == user_id).first()
+
+def get_chat_for(db, chat_id, user):
+    return db.get(Chat, chat_id)
+
+def count_chats(db):
+    return db.query(Chat).count()
+
+class ChatRepository:
+    async def fetch(self, chat_id: str):
+        stmt = select(Chat).where(Chat.id == chat_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+";
+        let loaders = IdLoaders::build([crud], &models());
+        let chat = |ids: &[&str]| IdLoader {
+            model: "Chat".into(),
+            id_params: ids.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(loaders.get("get_chat"), Some(&chat(&["chat_id"])));
+        assert_eq!(loaders.get("delete_chat"), Some(&chat(&["chat_id"])));
+        assert_eq!(loaders.get("fetch"), Some(&chat(&["chat_id"])));
+        // Filters by the owner, takes the caller, or loads nothing by id: not a by-id loader.
+        assert_eq!(loaders.get("get_user_chat"), None);
+        assert_eq!(loaders.get("get_chat_for"), None);
+        assert_eq!(loaders.get("count_chats"), None);
+        // A name defined twice, once as something else: ambiguous.
+        let other = "def get_chat(db, chat_id, user_id):\n    return db.query(Chat).filter_by(id=chat_id, user_id=user_id).first()\n";
+        let loaders = IdLoaders::build([crud, other], &models());
+        assert_eq!(loaders.get("get_chat"), None);
+        assert_eq!(loaders.get("delete_chat"), Some(&chat(&["chat_id"])));
+    }
+
+    #[test]
+    fn the_ownership_globs_hold_the_model_globs() {
+        for g in MODEL_FILE_GLOBS {
+            assert!(ownership_file_globs().contains(g));
+        }
+    }
+}
