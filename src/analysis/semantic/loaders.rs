@@ -8,7 +8,8 @@
 //! columns, nor the words `owner`/`tenant`; one taking the caller (`user`, `owner`, `tenant`, `org`, …) may scope
 //! by it and does not count. A name that is also defined elsewhere as something else is ambiguous and dropped.
 
-use super::tenancy::{MODEL_FILE_GLOBS, TenantModels};
+use super::python::text::{has_word, header_of};
+use super::tenancy::{MODEL_FILE_GLOBS, TenantModels, python_texts_matching};
 use std::collections::HashMap;
 
 /// Files that may hold data-access functions: repositories, CRUD modules, DAOs and services.
@@ -44,14 +45,7 @@ pub fn ownership_file_globs() -> &'static [&'static str] {
 /// The texts of the data-access files among a repository's files (see [`LOADER_FILE_GLOBS`]).
 pub fn loader_file_texts(files: &HashMap<String, String>) -> impl Iterator<Item = &str> {
     static GLOBS: std::sync::OnceLock<Option<globset::GlobSet>> = std::sync::OnceLock::new();
-    let globs =
-        GLOBS.get_or_init(|| crate::analysis::context::needs_globset(LOADER_FILE_GLOBS).ok());
-    files
-        .iter()
-        .filter(move |(p, _)| {
-            p.ends_with(".py") && globs.as_ref().is_some_and(|g| g.is_match(p.as_str()))
-        })
-        .map(|(_, t)| t.as_str())
+    python_texts_matching(files, &GLOBS, LOADER_FILE_GLOBS)
 }
 
 /// Lines of a `def` header joined to read its parameters.
@@ -145,18 +139,6 @@ fn is_id_param(p: &str) -> bool {
         || p.ends_with("Id")
 }
 
-/// Does `text` hold `word` as a whole identifier?
-fn has_word(text: &str, word: &str) -> bool {
-    let bytes = text.as_bytes();
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    text.match_indices(word).any(|(at, _)| {
-        let before = at == 0 || !ident(bytes[at - 1]);
-        let end = at + word.len();
-        let after = end >= bytes.len() || !ident(bytes[end]);
-        before && after
-    })
-}
-
 /// The functions of a file: name, parameter names (without `self`/`cls`) and body text.
 fn functions(text: &str) -> Vec<(String, Vec<String>, String)> {
     let lines: Vec<&str> = text.lines().collect();
@@ -171,22 +153,12 @@ fn functions(text: &str) -> Vec<(String, Vec<String>, String)> {
             .strip_prefix("async def ")
             .or_else(|| trimmed.strip_prefix("def "));
         let Some(rest) = rest else { continue };
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        if name.is_empty() {
-            continue;
-        }
         // The header, possibly over several lines, up to the `:` that ends it.
-        let mut header = rest[name.len()..].to_string();
-        let mut extra = 0;
-        while !header.trim_end().ends_with(':') && extra < MAX_HEADER_LINES && i < lines.len() {
-            header.push(' ');
-            header.push_str(lines[i].trim());
-            i += 1;
-            extra += 1;
-        }
+        let Some((name, header)) = header_of(rest, &lines, &mut i, MAX_HEADER_LINES, |h| {
+            h.trim_end().ends_with(':')
+        }) else {
+            continue;
+        };
         let inside = header
             .split_once('(')
             .and_then(|(_, r)| r.rsplit_once(')'))

@@ -7,6 +7,7 @@
 //! A class is a model when its body declares `__tablename__`, a `Column(…)` / `mapped_column(…)` / `Mapped[…]`
 //! attribute or a SQLModel `Field(…)` with `table=True` among its bases, or when it inherits from a model.
 
+use super::python::text::header_of;
 use std::collections::{HashMap, HashSet};
 
 /// Column names that carry the tenant or the owner of a row, built in.
@@ -56,8 +57,16 @@ pub fn model_file_texts(
     files: &std::collections::HashMap<String, String>,
 ) -> impl Iterator<Item = &str> {
     static GLOBS: std::sync::OnceLock<Option<globset::GlobSet>> = std::sync::OnceLock::new();
-    let globs =
-        GLOBS.get_or_init(|| crate::analysis::context::needs_globset(MODEL_FILE_GLOBS).ok());
+    python_texts_matching(files, &GLOBS, MODEL_FILE_GLOBS)
+}
+
+/// The texts of the Python files among `files` whose path matches `globs` (compiled once into `compiled`).
+pub fn python_texts_matching<'a>(
+    files: &'a std::collections::HashMap<String, String>,
+    compiled: &'static std::sync::OnceLock<Option<globset::GlobSet>>,
+    globs: &[&str],
+) -> impl Iterator<Item = &'a str> {
+    let globs = compiled.get_or_init(|| crate::analysis::context::needs_globset(globs).ok());
     files
         .iter()
         .filter(move |(p, _)| {
@@ -193,22 +202,12 @@ fn scan(text: &str, classes: &mut HashMap<String, ClassFacts>) {
             let Some(rest) = trimmed.strip_prefix("class ") else {
                 continue;
             };
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if name.is_empty() {
-                continue;
-            }
             // The bases, possibly over several lines.
-            let mut header = rest[name.len()..].to_string();
-            let mut extra = 0;
-            while !header.contains(':') && extra < MAX_HEADER_LINES && i < lines.len() {
-                header.push(' ');
-                header.push_str(lines[i].trim());
-                i += 1;
-                extra += 1;
-            }
+            let Some((name, header)) =
+                header_of(rest, &lines, &mut i, MAX_HEADER_LINES, |h| h.contains(':'))
+            else {
+                continue;
+            };
             let bases_text = header
                 .trim_start()
                 .strip_prefix('(')

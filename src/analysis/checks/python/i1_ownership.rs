@@ -15,6 +15,7 @@ use crate::analysis::semantic::loaders::{IdLoaders, ownership_file_globs};
 use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{callee_tail, function_name, positional_arg};
+use crate::analysis::semantic::python::text::has_word;
 use crate::analysis::semantic::tenancy::{TenantModels, model_file_texts};
 
 pub struct ObjectByIdWithoutOwnerCheck;
@@ -142,18 +143,6 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
         out.push(Param { name, identity, id });
     }
     out
-}
-
-/// Does `text` hold `word` as a whole identifier?
-fn has_word(text: &str, word: &str) -> bool {
-    let bytes = text.as_bytes();
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    text.match_indices(word).any(|(at, _)| {
-        let before = at == 0 || !ident(bytes[at - 1]);
-        let end = at + word.len();
-        let after = end >= bytes.len() || !ident(bytes[end]);
-        before && after
-    })
 }
 
 /// A load, update or delete of a scoped model by a request id: (the node to report, the model, the variable the

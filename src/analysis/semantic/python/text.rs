@@ -43,6 +43,46 @@ pub fn shorten(code: &str, cut: Cut) -> String {
     }
 }
 
+/// Does `text` hold `word` as a whole identifier (`user_id` in `chat.user_id != me.id`, not in `other_user_id`)?
+pub fn has_word(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = at == 0 || !ident(bytes[at - 1]);
+        let end = at + word.len();
+        let after = end >= bytes.len() || !ident(bytes[end]);
+        before && after
+    })
+}
+
+/// A `def`/`class` header read as text: `rest` is what follows the keyword on line `*next - 1` of `lines`; returns
+/// the name and the rest of the header, joining following lines (advancing `*next`, at most `max_lines`) until
+/// `complete` says the header is whole. `None` when no name follows the keyword.
+pub fn header_of(
+    rest: &str,
+    lines: &[&str],
+    next: &mut usize,
+    max_lines: usize,
+    complete: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if name.is_empty() {
+        return None;
+    }
+    let mut header = rest[name.len()..].to_string();
+    let mut extra = 0;
+    while !complete(&header) && extra < max_lines && *next < lines.len() {
+        header.push(' ');
+        header.push_str(lines[*next].trim());
+        *next += 1;
+        extra += 1;
+    }
+    Some((name, header))
+}
+
 /// Split an identifier into lower-case words (`uploaded_files` → uploaded, files; `docUrls` → doc, urls).
 pub fn words(ident: &str) -> Vec<String> {
     let mut out = Vec::new();
