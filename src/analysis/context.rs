@@ -136,7 +136,10 @@ impl RepoContext {
     pub fn id_loaders(&self) -> &super::semantic::loaders::IdLoaders {
         self.loader_index.get_or_init(|| {
             use super::semantic::loaders::{IdLoaders, loader_file_texts};
-            let loaders = IdLoaders::build(loader_file_texts(&self.files), self.tenant_models());
+            use super::semantic::tenancy::model_file_texts;
+            // Data-access modules, and the model files (DAO classmethods often live on the model).
+            let texts = loader_file_texts(&self.files).chain(model_file_texts(&self.files));
+            let loaders = IdLoaders::build(texts, self.tenant_models());
             tracing::debug!(
                 loaders = loaders.len(),
                 "data-access functions that load a scoped model by an id alone"

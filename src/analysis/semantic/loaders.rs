@@ -97,18 +97,20 @@ impl IdLoaders {
             return IdLoaders { by_name };
         }
         for text in texts {
-            for (name, params, body) in functions(text) {
+            for (names, params, body) in functions(text) {
                 if by_name.len() >= MAX_FUNCTIONS {
                     break;
                 }
                 let found = loader(&params, &body, models);
-                match (by_name.get(&name), found) {
-                    (None, found) => {
-                        by_name.insert(name, found);
-                    }
-                    (Some(Some(known)), Some(found)) if *known == found => {}
-                    _ => {
-                        by_name.insert(name, None);
+                for name in names {
+                    match (by_name.get(&name), &found) {
+                        (None, found) => {
+                            by_name.insert(name, found.clone());
+                        }
+                        (Some(Some(known)), Some(found)) if known == found => {}
+                        _ => {
+                            by_name.insert(name, None);
+                        }
                     }
                 }
             }
@@ -140,15 +142,25 @@ fn is_id_param(p: &str) -> bool {
 }
 
 /// The functions of a file: name, parameter names (without `self`/`cls`) and body text.
-fn functions(text: &str) -> Vec<(String, Vec<String>, String)> {
+/// A method of a top-level class is given as `Class.method` (how a classmethod is called: `ApiKey.get_by_id(…)`)
+/// and as `method` (how an instance calls it).
+fn functions(text: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
+    let mut class: Option<String> = None;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
         i += 1;
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.is_empty() && !trimmed.starts_with(['#', '@']) {
+            class = trimmed.strip_prefix("class ").map(|r| {
+                r.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            });
+        }
         let rest = trimmed
             .strip_prefix("async def ")
             .or_else(|| trimmed.strip_prefix("def "));
@@ -187,7 +199,11 @@ fn functions(text: &str) -> Vec<(String, Vec<String>, String)> {
             i += 1;
             taken += 1;
         }
-        out.push((name, params, body));
+        let names = match &class {
+            Some(c) if indent > 0 && !c.is_empty() => vec![format!("{c}.{name}"), name],
+            _ => vec![name],
+        };
+        out.push((names, params, body));
     }
     out
 }
@@ -284,6 +300,28 @@ class ChatRepository:
         assert_eq!(loaders.get("get_user_chat"), None);
         assert_eq!(loaders.get("get_chat_for"), None);
         assert_eq!(loaders.get("count_chats"), None);
+        // A classmethod of a model file, by `Class.method`; the plain name is ambiguous across classes.
+        let dao = "\
+class Chat(Base):
+    __tablename__ = \"chats\"
+    user_id = Column(Integer)
+
+    @classmethod
+    def get_by_id(cls, session, id: int):
+        return session.query(Chat).filter(Chat.id == id).first()
+
+class Note(Base):
+    @classmethod
+    def get_by_id(cls, session, id: int):
+        return session.query(Note).filter(Note.id == id).first()
+
+def get_by_id(x):
+    return x
+";
+        let loaders = IdLoaders::build([dao], &models());
+        assert_eq!(loaders.get("Chat.get_by_id"), Some(&chat(&["id"])));
+        assert_eq!(loaders.get("Note.get_by_id"), None);
+        assert_eq!(loaders.get("get_by_id"), None);
         // A name defined twice, once as something else: ambiguous.
         let other = "def get_chat(db, chat_id, user_id):\n    return db.query(Chat).filter_by(id=chat_id, user_id=user_id).first()\n";
         let loaders = IdLoaders::build([crud, other], &models());
