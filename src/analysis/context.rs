@@ -135,11 +135,9 @@ impl RepoContext {
     /// The data-access functions among [`RepoContext::files`] that load a scoped model by an id alone.
     pub fn id_loaders(&self) -> &super::semantic::loaders::IdLoaders {
         self.loader_index.get_or_init(|| {
-            use super::semantic::loaders::{IdLoaders, loader_file_texts};
-            use super::semantic::tenancy::model_file_texts;
-            // Data-access modules, and the model files (DAO classmethods often live on the model).
-            let texts = loader_file_texts(&self.files).chain(model_file_texts(&self.files));
-            let loaders = IdLoaders::build(texts, self.tenant_models());
+            use super::semantic::loaders::{IdLoaders, ownership_file_texts};
+            // Data-access modules and the model files (DAO classmethods often live on the model), each read once.
+            let loaders = IdLoaders::build(ownership_file_texts(&self.files), self.tenant_models());
             tracing::debug!(
                 loaders = loaders.len(),
                 "data-access functions that load a scoped model by an id alone"

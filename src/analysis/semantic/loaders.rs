@@ -42,10 +42,10 @@ pub fn ownership_file_globs() -> &'static [&'static str] {
     })
 }
 
-/// The texts of the data-access files among a repository's files (see [`LOADER_FILE_GLOBS`]).
-pub fn loader_file_texts(files: &HashMap<String, String>) -> impl Iterator<Item = &str> {
+/// The texts of the files the ownership check reads (model and data-access files), each once.
+pub fn ownership_file_texts(files: &HashMap<String, String>) -> impl Iterator<Item = &str> {
     static GLOBS: std::sync::OnceLock<Option<globset::GlobSet>> = std::sync::OnceLock::new();
-    python_texts_matching(files, &GLOBS, LOADER_FILE_GLOBS)
+    python_texts_matching(files, &GLOBS, ownership_file_globs())
 }
 
 /// Lines of a `def` header joined to read its parameters.

@@ -22,12 +22,16 @@ use std::collections::{HashMap, HashSet};
 
 /// Models declared in this file with a tenant column ([`TENANT_COLUMNS`] or the repository configuration's), read
 /// by the semantic model's one definition of a tenant-scoped model.
-fn tenant_models(root: &PyNode<'_>, extra: &[String]) -> TenantModels {
+/// Built once per file for both tenant-query checks (`ctx.memo`).
+fn tenant_models(root: &PyNode<'_>, extra: &[String]) -> FileTenantModels {
     let text = root.text();
-    TenantModels::build_with([text.as_ref()], |c| {
+    FileTenantModels(TenantModels::build_with([text.as_ref()], |c| {
         TENANT_COLUMNS.contains(&c) || extra.iter().any(|e| e == c)
-    })
+    }))
 }
+
+/// The file's own tenant-scoped models (a distinct type: the per-file memo is keyed by type).
+struct FileTenantModels(TenantModels);
 
 /// If this call starts a query on a model (`select(M)`, `select(M.x)`, `db.query(M)`, `db.get(M, id)`,
 /// `update(M)`, `delete(M)`), the model's name. Import aliases are undone (`from sqlalchemy import select as
@@ -107,20 +111,22 @@ fn touches_columns(node: &PyNode<'_>, cols: &[String]) -> bool {
     })
 }
 
-fn tenant_query_matches(
-    root: &PyNode<'_>,
-    imports: &Imports,
-    extra: &[String],
+fn tenant_query_matches<'r>(
+    root: &PyNode<'r>,
+    ctx: &FileContext<'r>,
     with_param: bool,
     out: &mut Vec<CheckMatch>,
 ) {
-    let models = tenant_models(root, extra);
+    let memo = ctx.memo(root, || tenant_models(root, &ctx.repo.tenant_columns));
+    let models = &memo.0;
     if models.is_empty() {
         return;
     }
+    let imports = ctx.imports(root);
+    let imports = &*imports;
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     for call in root.dfs().filter(|n| n.kind() == "call") {
-        let Some(model) = queried_model(&call, imports, &models) else {
+        let Some(model) = queried_model(&call, imports, models) else {
             continue;
         };
         let Some(cols) = models.columns(&model) else {
@@ -246,13 +252,7 @@ impl Check for TenantQueryIgnoresTenant {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(
-            root,
-            &ctx.imports(root),
-            &ctx.repo.tenant_columns,
-            true,
-            out,
-        );
+        tenant_query_matches(root, ctx, true, out);
     }
 }
 
@@ -268,13 +268,7 @@ impl Check for TenantQueryUnscoped {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        tenant_query_matches(
-            root,
-            &ctx.imports(root),
-            &ctx.repo.tenant_columns,
-            false,
-            out,
-        );
+        tenant_query_matches(root, ctx, false, out);
     }
 }
 
