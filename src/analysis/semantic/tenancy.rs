@@ -80,17 +80,56 @@ const MAX_BASE_DEPTH: usize = 8;
 /// Lines of a class header that may be joined to find its bases.
 const MAX_HEADER_LINES: usize = 6;
 
+/// How many foreign-key hops are followed from a model to the model that carries the tenant column
+/// (`AgentExecution.agent_id` → `Agent.project_id` → `Project.organisation_id` is two).
+const MAX_PARENT_HOPS: usize = 3;
+
 #[derive(Debug, Default, Clone)]
 struct ClassFacts {
     bases: Vec<String>,
     columns: HashSet<String>,
+    /// `…_id` columns, with the table a `ForeignKey("table.id")` / `foreign_key="table.id"` names, if any.
+    references: Vec<(String, Option<String>)>,
+    table: Option<String>,
     model: bool,
 }
 
-/// The models with a tenant or owner column, by class name.
+/// A model without a tenant column of its own that belongs to a tenant through its parent rows: the foreign-key
+/// columns followed (each with the model it points to) and the tenant/owner columns of the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentOwner {
+    pub hops: Vec<(String, String)>,
+    pub columns: Vec<String>,
+}
+
+impl ParentOwner {
+    /// `agent_id` → `Agent.project_id` → `Project.organisation_id`, for messages.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let mut column = None::<&str>;
+        for (col, parent) in &self.hops {
+            match column {
+                None => out.push_str(&format!("`{col}`")),
+                Some(_) => out.push_str(&format!(".{col}`")),
+            }
+            out.push_str(&format!(" → `{parent}"));
+            column = Some(col);
+        }
+        out.push_str(&format!(".{}`", self.columns.join("`/`")));
+        out
+    }
+
+    /// The foreign-key columns of the chain (the first is the model's own).
+    pub fn hop_columns(&self) -> impl Iterator<Item = &str> {
+        self.hops.iter().map(|(c, _)| c.as_str())
+    }
+}
+
+/// The models with a tenant or owner column, by class name, and the models that reach one through foreign keys.
 #[derive(Debug, Default, Clone)]
 pub struct TenantModels {
     models: HashMap<String, Vec<String>>,
+    parents: HashMap<String, ParentOwner>,
 }
 
 impl TenantModels {
@@ -125,7 +164,14 @@ impl TenantModels {
             cols.sort();
             models.insert(name.clone(), cols);
         }
-        TenantModels { models }
+        let parents = parent_owners(&classes, &models);
+        TenantModels { models, parents }
+    }
+
+    /// How a model without a tenant column of its own belongs to a tenant through its parents (foreign keys
+    /// declared or named after the parent: `project_id` → `Project`), up to [`MAX_PARENT_HOPS`] hops.
+    pub fn parent_owner(&self, model: &str) -> Option<&ParentOwner> {
+        self.parents.get(model)
     }
 
     /// The tenant/owner columns of a model, if it has any.
@@ -152,6 +198,117 @@ impl TenantModels {
     pub fn contains(&self, model: &str) -> bool {
         self.models.contains_key(model)
     }
+}
+
+/// The snake-case form of a class name (`AgentExecution` → `agent_execution`).
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The models reached through foreign keys, for each model class that has no tenant column itself.
+fn parent_owners(
+    classes: &HashMap<String, ClassFacts>,
+    direct: &HashMap<String, Vec<String>>,
+) -> HashMap<String, ParentOwner> {
+    // Model classes with their own and inherited references, sorted: the same links every run.
+    let mut model_classes: Vec<(&String, Vec<(String, Option<String>)>)> = Vec::new();
+    let mut by_table: HashMap<String, &String> = HashMap::new();
+    let mut by_snake: HashMap<String, &String> = HashMap::new();
+    for (name, facts) in classes {
+        let (is_model, _) = resolve(name, classes);
+        if !(facts.model || is_model) {
+            continue;
+        }
+        if let Some(t) = &facts.table {
+            by_table.insert(t.clone(), name);
+        }
+        by_snake.insert(snake(name), name);
+        model_classes.push((name, facts.references.clone()));
+    }
+    model_classes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let target = |column: &str, table: &Option<String>| -> Option<String> {
+        if let Some(t) = table {
+            return by_table
+                .get(t)
+                .or_else(|| by_snake.get(t))
+                .map(|c| c.to_string());
+        }
+        let stem = column.strip_suffix("_id")?;
+        by_snake
+            .get(stem)
+            .or_else(|| by_table.get(stem))
+            .or_else(|| by_table.get(&format!("{stem}s")))
+            .or_else(|| by_table.get(&format!("{stem}es")))
+            .map(|c| c.to_string())
+    };
+    let mut parents: HashMap<String, ParentOwner> = HashMap::new();
+    for _ in 0..MAX_PARENT_HOPS {
+        let mut found = Vec::new();
+        for (name, references) in &model_classes {
+            if direct.contains_key(*name) || parents.contains_key(*name) {
+                continue;
+            }
+            for (column, table) in references {
+                let Some(parent) = target(column, table) else {
+                    continue;
+                };
+                if &parent == *name {
+                    continue;
+                }
+                let owner = if let Some(cols) = direct.get(&parent) {
+                    ParentOwner {
+                        hops: vec![(column.clone(), parent)],
+                        columns: cols.clone(),
+                    }
+                } else if let Some(up) = parents.get(&parent) {
+                    let mut hops = vec![(column.clone(), parent)];
+                    hops.extend(up.hops.iter().cloned());
+                    ParentOwner {
+                        hops,
+                        columns: up.columns.clone(),
+                    }
+                } else {
+                    continue;
+                };
+                found.push(((*name).clone(), owner));
+                break;
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        for (name, owner) in found {
+            parents.entry(name).or_insert(owner);
+        }
+    }
+    parents
+}
+
+/// The table a foreign-key declaration points to (`ForeignKey("projects.id")`, `foreign_key="project.id"`).
+fn foreign_table(stmt: &str) -> Option<String> {
+    let at = stmt
+        .find("ForeignKey(")
+        .map(|i| i + "ForeignKey(".len())
+        .or_else(|| stmt.find("foreign_key=").map(|i| i + "foreign_key=".len()))?;
+    let rest = stmt[at..].trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let inner = &rest[1..];
+    let end = inner.find(quote)?;
+    let target = &inner[..end];
+    let (table, _) = target.rsplit_once('.')?;
+    // `schema.table.id` → `table`.
+    Some(table.rsplit('.').next().unwrap_or(table).to_string())
 }
 
 /// Is the class (through its bases, up to [`MAX_BASE_DEPTH`]) a model, and which columns does it have?
@@ -244,9 +401,17 @@ fn scan(text: &str, classes: &mut HashMap<String, ClassFacts>) {
         if *body_indent.get_or_insert(depth) != depth {
             continue;
         }
-        if trimmed.starts_with("__tablename__") {
+        if let Some(rest) = trimmed.strip_prefix("__tablename__") {
+            let table = rest
+                .trim_start()
+                .strip_prefix('=')
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+                .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_'));
             if let Some(f) = classes.get_mut(class) {
                 f.model = true;
+                if table.is_some() {
+                    f.table = table;
+                }
             }
             continue;
         }
@@ -254,6 +419,9 @@ fn scan(text: &str, classes: &mut HashMap<String, ClassFacts>) {
             continue;
         };
         if let Some(f) = classes.get_mut(class) {
+            if column.ends_with("_id") {
+                f.references.push((column.clone(), foreign_table(trimmed)));
+            }
             f.columns.insert(column);
             f.model |= declared;
         }
@@ -386,6 +554,68 @@ class Agent(
         assert_eq!(t.columns("Agent"), None);
         let t = TenantModels::build([base, models], &["project_id".to_string()]);
         assert_eq!(t.columns("Agent"), Some(&["project_id".to_string()][..]));
+    }
+
+    #[test]
+    fn parents_reached_through_foreign_keys() {
+        let text = "\
+class Project(Base):
+    __tablename__ = 'projects'
+    id = Column(Integer, primary_key=True)
+    organisation_id = Column(Integer)
+
+class Agent(Base):
+    __tablename__ = 'agents'
+    id = Column(Integer, primary_key=True)
+    project_id = Column(Integer)
+    agent_workflow_id = Column(Integer)
+
+class AgentExecution(Base):
+    __tablename__ = 'agent_executions'
+    id = Column(Integer, primary_key=True)
+    agent_id = Column(Integer)
+
+class Feed(Base):
+    __tablename__ = 'feeds'
+    run_id: Mapped[int] = mapped_column(ForeignKey(\"agent_executions.id\"))
+    parent_id = Column(Integer)
+
+class Step(Base):
+    __tablename__ = 'steps'
+    feed_id = Column(Integer)
+
+class Deeper(Base):
+    __tablename__ = 'deeper'
+    step_id = Column(Integer)
+
+class Workflow(Base):
+    __tablename__ = 'agent_workflows'
+    id = Column(Integer, primary_key=True)
+";
+        let t = TenantModels::build([text], &[]);
+        assert!(t.parent_owner("Project").is_none(), "has its own column");
+        let agent = t.parent_owner("Agent").expect("Agent through project_id");
+        assert_eq!(
+            agent.hops,
+            vec![("project_id".to_string(), "Project".to_string())]
+        );
+        assert_eq!(agent.columns, vec!["organisation_id".to_string()]);
+        let run = t.parent_owner("AgentExecution").expect("two hops");
+        assert_eq!(
+            run.describe(),
+            "`agent_id` → `Agent.project_id` → `Project.organisation_id`"
+        );
+        // A declared foreign key names the table, whatever the column is called.
+        let feed = t.parent_owner("Feed").expect("ForeignKey(\"agent_executions.id\")");
+        assert_eq!(feed.hops[0], ("run_id".to_string(), "AgentExecution".to_string()));
+        assert_eq!(feed.hops.len(), 3);
+        // Four hops away: beyond the bound.
+        assert!(t.parent_owner("Step").is_none());
+        assert!(t.parent_owner("Deeper").is_none());
+        // A parent without a tenant: no owner.
+        assert!(t.parent_owner("Workflow").is_none());
+        // The direct-column view is unchanged.
+        assert!(!t.contains("Agent"));
     }
 
     #[test]

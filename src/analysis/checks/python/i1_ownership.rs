@@ -20,6 +20,69 @@ use crate::analysis::semantic::python::syntax::{
 use crate::analysis::semantic::python::text::has_word;
 use crate::analysis::semantic::tenancy::{TenantModels, model_file_texts};
 
+/// Who owns a model's rows: its own tenant/owner columns, or those of a parent reached through foreign keys.
+struct Owner {
+    /// Tenant/owner columns that scope a query or decide a check (the model's own, or the last parent's).
+    scope: Vec<String>,
+    /// The foreign-key columns followed to the parent (empty when the model has its own column).
+    hops: Vec<String>,
+    /// How the owner is reached, for the message.
+    describe: String,
+}
+
+fn owner_of(models: &TenantModels, model: &str) -> Option<Owner> {
+    if let Some(cols) = models.columns(model) {
+        return Some(Owner {
+            scope: cols.to_vec(),
+            hops: Vec::new(),
+            describe: format!("`{}`", cols.join("`/`")),
+        });
+    }
+    let parent = models.parent_owner(model)?;
+    Some(Owner {
+        scope: parent.columns.clone(),
+        hops: parent.hop_columns().map(str::to_string).collect(),
+        describe: format!("owner (through {})", parent.describe()),
+    })
+}
+
+/// Is `column` compared with, or set to, one of the request's ids in `text` (`Resource.agent_id == agent_id`,
+/// `filter_by(agent_id=agent_id)`)? Such a filter selects by the request, it does not scope to the caller.
+fn column_takes_request_id(text: &str, column: &str, ids: &[&str]) -> bool {
+    let flat: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let word_at = |hay: &str, at: usize, len: usize| {
+        let before = hay[..at].chars().next_back();
+        let after = hay[at + len..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    };
+    ids.iter().any(|id| {
+        [
+            format!("{column}=={id}"),
+            format!("{column}={id}"),
+            format!("{id}=="),
+        ]
+        .iter()
+        .any(|pat| {
+            flat.match_indices(pat.as_str()).any(|(at, m)| {
+                if m.ends_with("==") {
+                    // `agent_id == Resource.agent_id`
+                    let rest = &flat[at + m.len()..];
+                    let operand: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                        .collect();
+                    word_at(&flat, at, id.len())
+                        && (operand == column || operand.ends_with(&format!(".{column}")))
+                } else {
+                    word_at(&flat, at, column.len())
+                        && word_at(&flat, at + column.len() + m.len() - column.len() - id.len(), id.len())
+                }
+            })
+        })
+    })
+}
+
 pub struct ObjectByIdWithoutOwnerCheck;
 
 /// Parameter names (lower-case substrings) that carry the caller's identity.
@@ -166,6 +229,8 @@ struct Load<'r> {
     bound_to: Option<String>,
     /// The data-access function of another module the load goes through (`crud.get_chat(db, chat_id)`).
     via: Option<String>,
+    /// Rows listed by their parent's id from the request (`Resource.agent_id == agent_id`), not one row by its id.
+    by_parent: bool,
 }
 
 /// The outermost call of a method chain that starts at `call` (`select(M).where(…).limit(1)`).
@@ -213,7 +278,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
             continue;
         };
         let model = first.text().to_string();
-        let Some(columns) = models.columns(&model) else {
+        let Some(owner) = owner_of(models, &model) else {
             continue;
         };
         match tail.as_str() {
@@ -228,6 +293,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                         model,
                         bound_to: bound_name(call),
                         via: None,
+                        by_parent: false,
                     });
                 }
             }
@@ -239,19 +305,38 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                     continue;
                 }
                 // A filter on the tenant/owner column in the statement scopes it.
-                if columns.iter().any(|c| has_word(&text, c)) {
+                if owner.scope.iter().any(|c| has_word(&text, c)) {
+                    continue;
+                }
+                // A filter on a parent's key scopes it to a parent loaded (and checked) before, unless the key is
+                // the request's own id: then the statement lists the children of whatever parent was asked for.
+                let mut by_parent = false;
+                let mut scoped = false;
+                for (k, hop) in owner.hops.iter().enumerate() {
+                    if !has_word(&text, hop) {
+                        continue;
+                    }
+                    if column_takes_request_id(&text, hop, ids) {
+                        by_parent |= k == 0;
+                    } else {
+                        scoped = true;
+                    }
+                }
+                if scoped {
                     continue;
                 }
                 let by_id = text.contains(".get(")
-                    || text.contains("filter_by(")
+                    || text.contains("filter_by(id=")
                     || text.contains(&format!("{model}.id"))
-                    || text.contains(&format!("{model}.uuid"));
-                if by_id {
+                    || text.contains(&format!("{model}.uuid"))
+                    || (owner.hops.is_empty() && text.contains("filter_by("));
+                if by_id || by_parent {
                     out.push(Load {
                         node: call.clone(),
                         model,
                         bound_to: bound_name(&top),
                         via: None,
+                        by_parent: by_parent && !by_id,
                     });
                 }
             }
@@ -302,19 +387,24 @@ fn loads_through_helpers<'r>(
             model: loader.model.clone(),
             bound_to: bound_name(call),
             via: Some(via),
+            by_parent: false,
         });
     }
     out
 }
 
 /// Does the handler check the caller's right to the row anywhere?
-fn guarded(
-    own: &[PyNode<'_>],
-    columns: &[String],
-    load: &Load<'_>,
-    who: &[&str],
-    ids: &[&str],
-) -> bool {
+fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids: &[&str]) -> bool {
+    // The columns a check may name: the tenant/owner columns, and the parent keys unless they are set from the
+    // request's own id (`Resource.agent_id == agent_id` selects, it does not check).
+    let columns: Vec<&String> = owner.scope.iter().chain(owner.hops.iter()).collect();
+    let checks_column = |text: &str| {
+        owner.scope.iter().any(|c| has_word(text, c))
+            || owner
+                .hops
+                .iter()
+                .any(|c| has_word(text, c) && !column_takes_request_id(text, c, ids))
+    };
     let mentions = |text: &str| {
         who.iter().any(|w| has_word(text, w))
             || ids.iter().any(|w| has_word(text, w))
@@ -325,7 +415,8 @@ fn guarded(
             // The tenant/owner column given as a keyword (`filter_by(user_id=…)`, `get_chat(…, owner_id=…)`).
             "keyword_argument"
                 if n.field("name")
-                    .is_some_and(|k| columns.iter().any(|c| k.text() == c.as_str())) =>
+                    .is_some_and(|k| columns.iter().any(|c| k.text() == c.as_str()))
+                    && checks_column(&n.text()) =>
             {
                 return true;
             }
@@ -333,7 +424,7 @@ fn guarded(
             // (`chat.creator != user.id`). A mere read of the column (`if body.org_id:`) is no check.
             "comparison_operator" => {
                 let t = n.text();
-                if columns.iter().any(|c| has_word(&t, c)) {
+                if checks_column(&t) {
                     return true;
                 }
                 if who.iter().any(|w| has_word(&t, w))
@@ -477,14 +568,16 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {
-                    let cols = models.columns(&l.model).unwrap_or(&[]);
-                    !guarded(&own, cols, l, &who, &ids)
+                    owner_of(models, &l.model)
+                        .is_some_and(|owner| !guarded(&own, &owner, l, &who, &ids))
                 })
                 .collect();
             let Some(first) = unguarded.first() else {
                 continue;
             };
-            let cols = models.columns(&first.model).unwrap_or(&[]).join("`/`");
+            let Some(owner) = owner_of(models, &first.model) else {
+                continue;
+            };
             let more = if unguarded.len() > 1 {
                 format!(" ({} more such loads in this handler)", unguarded.len() - 1)
             } else {
@@ -495,14 +588,25 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .as_deref()
                 .map(|v| format!(" through `{v}()`, which looks it up by the id alone,"))
                 .unwrap_or_default();
+            let (what, reach) = if first.by_parent {
+                (
+                    format!("lists `{}` rows by the parent id `{}`", first.model, ids.join("`/`")),
+                    "rows by their parent's id",
+                )
+            } else {
+                (
+                    format!("loads `{}` by `{}`", first.model, ids.join("`/`")),
+                    "row by its id",
+                )
+            };
             out.push(CheckMatch {
                 fix: None,
                 range: first.node.range(),
                 message: Some(format!(
-                    "route `{name}` loads `{}` by `{}` from the request{through} and never compares its `{cols}` with the caller (`{}`): any signed-in user can reach another tenant's row by its id{more}; filter by the owner in the query or check it before use",
-                    first.model,
-                    ids.join("`/`"),
+                    "route `{name}` {what} from the request{through} and never compares its {} with the caller (`{}`): any signed-in user can reach another tenant's {reach}{more}; filter by the owner in the query or check it before use",
+                    owner.describe,
                     who.join("`, `"),
+                    reach = reach,
                 )),
             });
         }
