@@ -135,6 +135,16 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
     if infra && is_dev_infra_file(&lower) {
         return Some("a development variant of an infrastructure file");
     }
+    if infra
+        && name.contains("compose")
+        && let Some(text) = text
+        && compose_is_dev_stack(text)
+    {
+        return Some("a development Compose stack (a reloading server, or the source mounted over the image)");
+    }
+    if name.ends_with(".py") && is_test_double(name, &parts) {
+        return Some("a test double (mock or fake)");
+    }
     if name.ends_with(".py")
         && let Some(text) = text
         && imports_demo_ui(text)
@@ -142,6 +152,73 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
         return Some("a demo front-end (Streamlit/Chainlit)");
     }
     None
+}
+
+/// Words that, in a Python module's name or a folder's, mark a test double (`mock_agent_service.py`,
+/// `fake_llm.py`, `mocks/`).
+const TEST_DOUBLE_WORDS: &[&str] = &["mock", "mocks", "fake", "fakes"];
+
+/// A Python module named as a mock or a fake, or living in a `mocks`/`fakes` folder: a stand-in for the real
+/// thing, switched on in tests or demos.
+fn is_test_double(name: &str, dirs: &[&str]) -> bool {
+    let stem = name.strip_suffix(".py").unwrap_or(name);
+    name_words(stem).any(|w| TEST_DOUBLE_WORDS.contains(&w.as_str()))
+        || dirs.iter().any(|d| TEST_DOUBLE_WORDS.contains(d))
+}
+
+/// Most lines a Compose file is read for the development-stack markers.
+const MAX_COMPOSE_LINES: usize = 20_000;
+
+/// A Compose file that is the developer's stack whatever its name says: a service runs a reloading or
+/// development server (`--reload`, `npm run dev`, `NODE_ENV=development`), or bind-mounts its own build context
+/// over the image (`build: ./backend` with `- ./backend:/app`), so the container runs the working tree.
+pub fn compose_is_dev_stack(text: &str) -> bool {
+    const DEV_SERVER: &[&str] = &[
+        "--reload",
+        "npm run dev",
+        "yarn dev",
+        "pnpm dev",
+        "next dev",
+        "NODE_ENV=development",
+        "NODE_ENV: development",
+        "NODE_ENV: \"development\"",
+        "NODE_ENV: 'development'",
+    ];
+    let norm = |p: &str| -> String {
+        let p = p.trim().trim_matches(['"', '\'']);
+        let p = p.strip_prefix("./").unwrap_or(p);
+        let p = p.trim_end_matches('/');
+        if p.is_empty() { ".".to_string() } else { p.to_string() }
+    };
+    let mut contexts = Vec::new();
+    let mut mounts = Vec::new();
+    for line in text.lines().take(MAX_COMPOSE_LINES) {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if DEV_SERVER.iter().any(|m| t.contains(m)) {
+            return true;
+        }
+        let value = t
+            .strip_prefix("context:")
+            .or_else(|| t.strip_prefix("build:"))
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && !v.starts_with(['{', '#']));
+        if let Some(v) = value {
+            contexts.push(norm(v));
+        }
+        // `- ./backend:/app`, `- .:/app:cached` (a relative source: a bind mount, not a named volume).
+        if let Some(item) = t.strip_prefix("- ") {
+            let item = item.trim().trim_matches(['"', '\'']);
+            if item.starts_with('.')
+                && let Some((source, _)) = item.split_once(':')
+            {
+                mounts.push(norm(source));
+            }
+        }
+    }
+    mounts.iter().any(|m| contexts.contains(m))
 }
 
 fn is_k8s_dir(d: &str) -> bool {
@@ -180,6 +257,45 @@ mod tests {
         assert!(!is_test_path("app/testing_utils.py"));
         assert!(!is_test_path("app/main.py"));
         assert!(!is_test_path("tests"));
+    }
+
+    #[test]
+    fn compose_dev_stacks_by_content() {
+        let reload = "services:\n  api:\n    command: uvicorn app.main:app --host 0.0.0.0 --reload\n";
+        let mounted = "services:\n  api:\n    build:\n      context: ./backend\n    volumes:\n      - ./backend/:/app\n      - ./data:/var/lib/data\n";
+        let dot = "services:\n  api:\n    build: .\n    volumes:\n      - .:/app:cached\n";
+        for dev in [reload, mounted, dot] {
+            assert!(compose_is_dev_stack(dev), "{dev}");
+            assert_eq!(
+                not_service_reason("docker-compose.yml", Some(dev)),
+                Some("a development Compose stack (a reloading server, or the source mounted over the image)")
+            );
+        }
+        // Data and config mounts, a named volume, a commented-out reload: a deployable stack.
+        let prod = "services:\n  api:\n    build:\n      context: ./backend\n    # command: uvicorn app:app --reload\n    volumes:\n      - ./backend/.env:/app/.env\n      - ./data:/var/lib/data\n      - pgdata:/var/lib/postgresql/data\n";
+        assert!(!compose_is_dev_stack(prod));
+        assert_eq!(not_service_reason("docker-compose.yml", Some(prod)), None);
+        // Only Compose files are read this way.
+        assert_eq!(not_service_reason("app/main.py", Some(reload)), None);
+    }
+
+    #[test]
+    fn test_doubles_are_not_the_service() {
+        for double in [
+            "platform/api/agent_service/mock_agent_service.py",
+            "app/llm/fake_llm.py",
+            "app/mocks/openai.py",
+            "app/services/openai_mock.py",
+        ] {
+            assert_eq!(
+                not_service_reason(double, None),
+                Some("a test double (mock or fake)"),
+                "{double}"
+            );
+        }
+        for real in ["app/services/mockingbird.py", "app/fakeroot/x.md", "app/models/fake_news.md"] {
+            assert_eq!(not_service_reason(real, None), None, "{real}");
+        }
     }
 
     #[test]
