@@ -219,7 +219,7 @@ fn session_use(call: &PyNode<'_>, names: &[String], how: &str) -> Option<String>
             return None;
         }
         return Some(format!(
-            "`{}.{attr}(…)` runs a blocking database call on the event loop: `{}` is a synchronous SQLAlchemy `Session`{how} inside `async def`",
+            "`{}.{attr}(…)` runs a blocking database call on the event loop: `{}` is a synchronous SQLAlchemy `Session`{how} inside `async def` (medium: each query holds the loop for its round trip; high on a hot path)",
             obj.text(),
             obj.text()
         ));
@@ -245,7 +245,7 @@ fn session_use(call: &PyNode<'_>, names: &[String], how: &str) -> Option<String>
                 return None;
             }
             return Some(format!(
-                "`{}(…)` is handed the synchronous SQLAlchemy `Session` `{}`{how} inside `async def`: its queries block the event loop",
+                "`{}(…)` is handed the synchronous SQLAlchemy `Session` `{}`{how} inside `async def`: its queries block the event loop (medium: each query holds the loop for its round trip; high on a hot path)",
                 func.text(),
                 v.text()
             ));
