@@ -84,12 +84,15 @@ const MAX_HEADER_LINES: usize = 6;
 /// (`AgentExecution.agent_id` → `Agent.project_id` → `Project.organisation_id` is two).
 const MAX_PARENT_HOPS: usize = 3;
 
+/// A `…_id` column and the table its foreign key names, if it names one.
+type Reference = (String, Option<String>);
+
 #[derive(Debug, Default, Clone)]
 struct ClassFacts {
     bases: Vec<String>,
     columns: HashSet<String>,
     /// `…_id` columns, with the table a `ForeignKey("table.id")` / `foreign_key="table.id"` names, if any.
-    references: Vec<(String, Option<String>)>,
+    references: Vec<Reference>,
     table: Option<String>,
     model: bool,
 }
@@ -222,7 +225,7 @@ fn parent_owners(
     direct: &HashMap<String, Vec<String>>,
 ) -> HashMap<String, ParentOwner> {
     // Model classes with their own and inherited references, sorted: the same links every run.
-    let mut model_classes: Vec<(&String, Vec<(String, Option<String>)>)> = Vec::new();
+    let mut model_classes: Vec<(&String, &[Reference])> = Vec::new();
     let mut by_table: HashMap<String, &String> = HashMap::new();
     let mut by_snake: HashMap<String, &String> = HashMap::new();
     for (name, facts) in classes {
@@ -234,7 +237,7 @@ fn parent_owners(
             by_table.insert(t.clone(), name);
         }
         by_snake.insert(snake(name), name);
-        model_classes.push((name, facts.references.clone()));
+        model_classes.push((name, facts.references.as_slice()));
     }
     model_classes.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let target = |column: &str, table: &Option<String>| -> Option<String> {
@@ -259,7 +262,7 @@ fn parent_owners(
             if direct.contains_key(*name) || parents.contains_key(*name) {
                 continue;
             }
-            for (column, table) in references {
+            for (column, table) in references.iter() {
                 let Some(parent) = target(column, table) else {
                     continue;
                 };
@@ -606,8 +609,13 @@ class Workflow(Base):
             "`agent_id` → `Agent.project_id` → `Project.organisation_id`"
         );
         // A declared foreign key names the table, whatever the column is called.
-        let feed = t.parent_owner("Feed").expect("ForeignKey(\"agent_executions.id\")");
-        assert_eq!(feed.hops[0], ("run_id".to_string(), "AgentExecution".to_string()));
+        let feed = t
+            .parent_owner("Feed")
+            .expect("ForeignKey(\"agent_executions.id\")");
+        assert_eq!(
+            feed.hops[0],
+            ("run_id".to_string(), "AgentExecution".to_string())
+        );
         assert_eq!(feed.hops.len(), 3);
         // Four hops away: beyond the bound.
         assert!(t.parent_owner("Step").is_none());

@@ -76,7 +76,11 @@ fn column_takes_request_id(text: &str, column: &str, ids: &[&str]) -> bool {
                         && (operand == column || operand.ends_with(&format!(".{column}")))
                 } else {
                     word_at(&flat, at, column.len())
-                        && word_at(&flat, at + column.len() + m.len() - column.len() - id.len(), id.len())
+                        && word_at(
+                            &flat,
+                            at + column.len() + m.len() - column.len() - id.len(),
+                            id.len(),
+                        )
                 }
             })
         })
@@ -590,7 +594,11 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .unwrap_or_default();
             let (what, reach) = if first.by_parent {
                 (
-                    format!("lists `{}` rows by the parent id `{}`", first.model, ids.join("`/`")),
+                    format!(
+                        "lists `{}` rows by the parent id `{}`",
+                        first.model,
+                        ids.join("`/`")
+                    ),
                     "rows by their parent's id",
                 )
             } else {
