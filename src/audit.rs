@@ -345,7 +345,17 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
         .zip(read(&py)?)
         .map(|(p, bytes)| {
             let facts = match bytes.filter(|b| b.len() <= plan::MAX_FILE_BYTES) {
-                Some(b) => reach::module_facts(&String::from_utf8_lossy(&b)),
+                Some(b) => {
+                    let text = String::from_utf8_lossy(&b);
+                    ModuleFacts {
+                        not_service: crate::analysis::semantic::paths::not_service_reason(
+                            &p,
+                            Some(&text),
+                        )
+                        .is_some(),
+                        ..reach::module_facts(&text)
+                    }
+                }
                 None => ModuleFacts {
                     dynamic_unknown: true,
                     ..Default::default()
@@ -363,8 +373,12 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
                 .map(|b| (p, String::from_utf8_lossy(&b).into_owned()))
         })
         .collect();
+    // Python files by what their text says too (a package's own `setup.py` is a module), other files by path.
     Ok(Reach::build(&facts, &texts, |p| {
-        crate::analysis::semantic::paths::not_service_reason(p, None).is_some()
+        facts.get(p).map_or_else(
+            || crate::analysis::semantic::paths::not_service_reason(p, None).is_some(),
+            |f| f.not_service,
+        )
     }))
 }
 

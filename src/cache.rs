@@ -225,13 +225,20 @@ pub fn file_key(
     lines: Option<&LineSet>,
     bytes: &[u8],
     standing: crate::analysis::semantic::reach::Standing,
+    dead: &[(String, usize)],
 ) -> Hash {
     let mut h = Sha256::new();
     h.update(base.0);
     field(&mut h, path.as_bytes());
     field(&mut h, format!("{kind:?}").as_bytes());
-    // Whether the repository model counts the module as the service decides which findings are held back.
+    // Whether the repository model counts the module as the service decides which findings are held back, and
+    // so do the functions of the module nothing calls (a call added in another file revives one).
     field(&mut h, format!("{standing:?}").as_bytes());
+    field(&mut h, &(dead.len() as u64).to_le_bytes());
+    for (name, line) in dead {
+        field(&mut h, name.as_bytes());
+        field(&mut h, &(*line as u64).to_le_bytes());
+    }
     match lines {
         None => field(&mut h, b"all lines"),
         Some(set) => {
@@ -429,7 +436,8 @@ impl Cache {
         let text = String::from_utf8_lossy(bytes);
         let kind = repo.kind_of(path, Some(&text));
         let standing = repo.standing(path);
-        let key = file_key(self.base, path, kind, lines, bytes, standing);
+        let dead = repo.dead_functions(path);
+        let key = file_key(self.base, path, kind, lines, bytes, standing, dead);
         self.mark_used(&key);
         let context = || self.context.get_or_init(|| hex::encode(context_hash(repo)));
         if let Some((outcome, _)) = self.load(&key, context) {
@@ -443,7 +451,7 @@ impl Cache {
         if let Some(set) = lines
             && !set.is_empty()
         {
-            let all = file_key(self.base, path, kind, None, bytes, standing);
+            let all = file_key(self.base, path, kind, None, bytes, standing, dead);
             if let Some((outcome, false)) = self.load(&all, context)
                 && outcome.findings.is_empty()
                 && outcome.not_service == 0
@@ -939,6 +947,7 @@ mod tests {
                 lines,
                 bytes,
                 crate::analysis::semantic::reach::Standing::Service,
+                &[],
             )
         };
         let mut one = LineSet::new();

@@ -174,7 +174,7 @@ fn unreached_and_shadowed_modules_hold_back_critical_and_high() {
     repo.write("app/__init__.py", "");
     repo.write(
         "app/main.py",
-        "from fastapi import FastAPI\nfrom app import client\n\napp = FastAPI()\n",
+        "from fastapi import FastAPI\nfrom app import client\n\napp = FastAPI()\nclient.fetch(\"https://x\")\n",
     );
     repo.write("app/client.py", CALL);
     repo.write("app/legacy.py", CALL);
@@ -197,7 +197,7 @@ fn unreached_and_shadowed_modules_hold_back_critical_and_high() {
     // Imported by the app, the legacy module is the service again.
     repo.write(
         "app/main.py",
-        "from fastapi import FastAPI\nfrom app import client, legacy\n\napp = FastAPI()\n",
+        "from fastapi import FastAPI\nfrom app import client, legacy\n\napp = FastAPI()\nclient.fetch(\"https://x\")\n",
     );
     repo.commit("use legacy");
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
@@ -212,4 +212,48 @@ fn unreached_and_shadowed_modules_hold_back_critical_and_high() {
     repo.commit("report all");
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
     assert_eq!(triples(&report).len(), 3, "{report}");
+}
+
+/// A function nothing in the service calls (only a test, or a commented-out line): its critical/high findings are
+/// held back; a call added in another file brings them back, through the cache too.
+#[test]
+fn functions_nothing_calls_hold_back_critical_and_high() {
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom app.helper import Helper\n\napp = FastAPI()\n# Helper().check(\"x\")\nHelper().live(\"y\")\n",
+    );
+    repo.write(
+        "app/helper.py",
+        "import requests\n\n\nclass Helper:\n    def check(self, url):\n        return requests.get(url)\n\n    def live(self, url):\n        return requests.get(url)\n",
+    );
+    repo.write(
+        "tests/test_helper.py",
+        "from app.helper import Helper\n\n\ndef test_check():\n    Helper().check(\"u\")\n",
+    );
+    repo.commit("base");
+    for _ in 0..2 {
+        // The second run answers from the cache: the same report.
+        let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+        assert_eq!(
+            triples(&report),
+            vec![(
+                "F1-requests-no-timeout".to_string(),
+                "app/helper.py".to_string(),
+                9
+            )],
+            "{report}"
+        );
+        assert_eq!(report["summary"]["not_service"], 1, "{report}");
+    }
+    // Called from the app, it is the service: reported, though helper.py did not change.
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom app.helper import Helper\n\napp = FastAPI()\nHelper().check(\"x\")\nHelper().live(\"y\")\n",
+    );
+    repo.commit("call check");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    let lines: Vec<u64> = triples(&report).into_iter().map(|(_, _, l)| l).collect();
+    assert_eq!(lines, vec![6, 9], "{report}");
 }

@@ -67,6 +67,12 @@ impl RepoContext {
             })
     }
 
+    /// The functions of a Python module that nothing in the service calls (the repository model; none without one):
+    /// `(name, 1-based line of the def)`.
+    pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {
+        self.reach.as_ref().map_or(&[], |r| r.dead_functions(path))
+    }
+
     /// The text of a file a check asked for.
     pub fn read(&self, path: &str) -> Option<&str> {
         self.files.get(path).map(String::as_str)

@@ -9,4 +9,5 @@ pub mod python;
 pub mod reach;
 pub mod secrets;
 pub mod tenancy;
+pub mod uses;
 pub mod yaml;

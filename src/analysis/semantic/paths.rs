@@ -125,8 +125,29 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
     if name.ends_with(".ipynb") {
         return Some("a notebook");
     }
-    if matches!(name, "setup.py" | "noxfile.py" | "tasks.py" | "fabfile.py") {
-        return Some("a build or task script");
+    if let Some(tool) = match name {
+        "setup.py" => Some(&["setuptools", "distutils"][..]),
+        "noxfile.py" => Some(&["nox"][..]),
+        "tasks.py" => Some(&["invoke"][..]),
+        "fabfile.py" => Some(&["fabric"][..]),
+        _ => None,
+    } {
+        // At the repository's root, or importing its build tool; a package's own `setup.py` / Celery `tasks.py`
+        // is a module of the service.
+        let builds = parts.is_empty()
+            || text.is_some_and(|t| {
+                t.lines().any(|l| {
+                    let l = l.trim_start();
+                    tool.iter().any(|m| {
+                        [format!("import {m}"), format!("from {m}")]
+                            .iter()
+                            .any(|p| l.starts_with(p.as_str()))
+                    })
+                })
+            });
+        if builds {
+            return Some("a build or task script");
+        }
     }
     let infra = name.starts_with("dockerfile")
         || name.ends_with(".dockerfile")
@@ -140,7 +161,9 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
         && let Some(text) = text
         && compose_is_dev_stack(text)
     {
-        return Some("a development Compose stack (a reloading server, or the source mounted over the image)");
+        return Some(
+            "a development Compose stack (a reloading server, or the source mounted over the image)",
+        );
     }
     if name.ends_with(".py") && is_test_double(name, &parts) {
         return Some("a test double (mock or fake)");
@@ -188,7 +211,11 @@ pub fn compose_is_dev_stack(text: &str) -> bool {
         let p = p.trim().trim_matches(['"', '\'']);
         let p = p.strip_prefix("./").unwrap_or(p);
         let p = p.trim_end_matches('/');
-        if p.is_empty() { ".".to_string() } else { p.to_string() }
+        if p.is_empty() {
+            ".".to_string()
+        } else {
+            p.to_string()
+        }
     };
     let mut contexts = Vec::new();
     let mut mounts = Vec::new();
@@ -261,14 +288,17 @@ mod tests {
 
     #[test]
     fn compose_dev_stacks_by_content() {
-        let reload = "services:\n  api:\n    command: uvicorn app.main:app --host 0.0.0.0 --reload\n";
+        let reload =
+            "services:\n  api:\n    command: uvicorn app.main:app --host 0.0.0.0 --reload\n";
         let mounted = "services:\n  api:\n    build:\n      context: ./backend\n    volumes:\n      - ./backend/:/app\n      - ./data:/var/lib/data\n";
         let dot = "services:\n  api:\n    build: .\n    volumes:\n      - .:/app:cached\n";
         for dev in [reload, mounted, dot] {
             assert!(compose_is_dev_stack(dev), "{dev}");
             assert_eq!(
                 not_service_reason("docker-compose.yml", Some(dev)),
-                Some("a development Compose stack (a reloading server, or the source mounted over the image)")
+                Some(
+                    "a development Compose stack (a reloading server, or the source mounted over the image)"
+                )
             );
         }
         // Data and config mounts, a named volume, a commented-out reload: a deployable stack.
@@ -293,7 +323,11 @@ mod tests {
                 "{double}"
             );
         }
-        for real in ["app/services/mockingbird.py", "app/fakeroot/x.md", "app/models/fake_news.md"] {
+        for real in [
+            "app/services/mockingbird.py",
+            "app/fakeroot/x.md",
+            "app/models/fake_news.md",
+        ] {
             assert_eq!(not_service_reason(real, None), None, "{real}");
         }
     }
@@ -361,6 +395,10 @@ mod tests {
             ("backend/tests/conftest.py", None),
             ("notebooks/explore.py", None),
             ("setup.py", None),
+            (
+                "sdk/setup.py",
+                Some("from setuptools import setup\nsetup(name='x')\n"),
+            ),
             ("docker-compose.dev.yml", None),
             ("Dockerfile.test", None),
             ("ui/app.py", Some("import streamlit as st\n")),
@@ -372,6 +410,15 @@ mod tests {
             assert!(not_service_reason(path, text).is_some(), "{path}");
         }
         for (path, text) in [
+            (
+                "backend/onyx/setup.py",
+                Some("from onyx.db import x\ndef setup_onyx():\n    pass\n"),
+            ),
+            ("backend/onyx/setup.py", None),
+            (
+                "app/worker/tasks.py",
+                Some("from app.celery import celery_app\n"),
+            ),
             ("app/main.py", Some("from fastapi import FastAPI\n")),
             ("app/tools/search.py", None),
             ("backend/app/api/routes/items.py", None),

@@ -46,6 +46,10 @@ pub struct ModuleFacts {
     pub loads_own_package: bool,
     /// Builds a web or worker application, or starts a server: an entry point.
     pub is_entry: bool,
+    /// The functions it defines and the names it uses (for the functions nothing calls).
+    pub names: super::uses::NameFacts,
+    /// Not the service, by its path and text ([`super::paths::not_service_reason`]).
+    pub not_service: bool,
 }
 
 /// How a module stands with the service.
@@ -84,6 +88,8 @@ pub struct Reach {
     /// Top-level folders in which a reached module imports modules by a run-time name: every module there
     /// counts as reached.
     pub open_folders: Vec<String>,
+    /// Functions nothing in the service calls, by path: `(name, line of the def)`.
+    dead: HashMap<String, Vec<(String, usize)>>,
 }
 
 impl Reach {
@@ -95,6 +101,11 @@ impl Reach {
         } else {
             Standing::Service
         }
+    }
+
+    /// The functions of `path` that nothing in the service calls: `(name, 1-based line of the def)`.
+    pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {
+        self.dead.get(path).map_or(&[], Vec::as_slice)
     }
 
     pub fn unreached_count(&self) -> usize {
@@ -144,6 +155,13 @@ impl Reach {
             return reach;
         }
         reach.entries = roots.iter().map(|s| s.to_string()).collect();
+        // Functions nothing calls, by names: only in a repository whose service could be found (a library or a
+        // snippet without an entry point is called from outside).
+        reach.dead = super::uses::unused_functions(
+            py.iter().map(|(p, f)| (p, &f.names)),
+            |p| !not_service(p),
+            commands,
+        );
 
         let mut seen: HashSet<&str> = HashSet::new();
         let mut work: Vec<&str> = Vec::new();
@@ -165,6 +183,7 @@ impl Reach {
                 let Some((top, _)) = path.split_once('/') else {
                     reach.undecided = Some(format!("`{path}` imports modules named at run time"));
                     reach.unreached.clear();
+                    reach.dead.clear();
                     return reach;
                 };
                 if !reach.open_folders.iter().any(|f| f == top) {
@@ -531,6 +550,7 @@ pub fn module_facts(text: &str) -> ModuleFacts {
     }
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
+    facts.names = super::uses::name_facts(text);
     // A loader that lists its own package's modules and imports each one by name: decidable after all, when
     // the run-time names can only come from that listing (no file locations, no names from elsewhere).
     if facts.dynamic_unknown

@@ -1,0 +1,452 @@
+//! Functions nothing calls: the functions and methods of the repository whose name no other code of the service
+//! mentions (outside comments, tests and code that is not the service, and outside import lines that only bring
+//! the name in). Their code never runs in the service, so a critical/high finding there is a wrong comment.
+//!
+//! Read from each Python file's text in one pass, as names: a function counts as used when its name appears
+//! anywhere else as a word (a call, a callback handed over, a string naming it, a docstring), so the answer errs
+//! towards "used". Never called dead: decorated functions (routes, tasks, properties, validators, fixtures), dunder
+//! methods, `test…` functions, and methods of classes with a base the repository does not define (a library's base
+//! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
+
+use rustc_hash::FxHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+/// Most names recorded per file (definitions and uses); a file past it counts as using every name.
+const MAX_NAMES_PER_FILE: usize = 200_000;
+
+/// One `def` of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefFact {
+    pub name: String,
+    /// 1-based line of the `def`.
+    pub line: usize,
+    /// Decorated, a dunder, a test, or a method a library's base class may call: never called dead.
+    pub exempt: bool,
+    /// For a method: the bases of its class (names as written, last segment).
+    pub class_bases: Option<Vec<String>>,
+}
+
+/// What one file defines and which names it uses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NameFacts {
+    pub defs: Vec<DefFact>,
+    /// Hashes of the words used, sorted and unique.
+    pub uses: Vec<u64>,
+    /// Classes defined here.
+    pub classes: Vec<String>,
+    /// Too many names to record: counts as using every name.
+    pub uses_everything: bool,
+}
+
+fn hash(word: &str) -> u64 {
+    // Not keyed against collisions: the words are the repository's own, and a collision only makes a function
+    // count as used (the safe side).
+    let mut h = FxHasher::default();
+    word.hash(&mut h);
+    h.finish()
+}
+
+/// Python keywords and the commonest builtins, skipped when counting uses (most of the words of any file).
+const KEYWORDS: &[&str] = &[
+    "self", "def", "return", "None", "True", "False", "and", "not", "for", "from", "import",
+    "class", "else", "elif", "with", "try", "except", "raise", "await", "async", "lambda", "pass",
+    "while", "yield", "str", "int", "dict", "list", "cls",
+];
+
+/// The identifiers of a piece of code (words of letters, digits, `_` and non-ASCII letters, not starting with a
+/// digit), read byte by byte: this runs over every line of the repository.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        loop {
+            while i < bytes.len() && !word(bytes[i]) {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                return None;
+            }
+            let start = i;
+            while i < bytes.len() && word(bytes[i]) {
+                i += 1;
+            }
+            // Word boundaries fall on ASCII bytes, so `start..i` is on character boundaries. Words of one or
+            // two letters and Python's keywords name no function worth holding findings back for: not counted.
+            if !bytes[start].is_ascii_digit()
+                && i - start > 2
+                && !KEYWORDS.contains(&&text[start..i])
+            {
+                return text.get(start..i);
+            }
+        }
+    })
+}
+
+/// The names a file defines and uses.
+pub fn name_facts(text: &str) -> NameFacts {
+    let mut facts = NameFacts::default();
+    let mut uses: Vec<u64> = Vec::new();
+    let mut next_check = MAX_NAMES_PER_FILE;
+    // Enclosing blocks: (indent, class bases when a class).
+    let mut stack: Vec<(usize, Option<Vec<String>>)> = Vec::new();
+    let mut decorated = false;
+    let mut lines = text.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        if uses.len() >= next_check {
+            // Counted with repeats: sort them out before giving up.
+            uses.sort_unstable();
+            uses.dedup();
+            if uses.len() > MAX_NAMES_PER_FILE {
+                facts.uses_everything = true;
+                break;
+            }
+            next_check = uses.len() + MAX_NAMES_PER_FILE;
+        }
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - t.len();
+        if t.starts_with('@') {
+            decorated = true;
+            uses.extend(words(t).map(hash));
+            // A decorator's arguments over several lines (`@router.patch("/x",\n    response_model=Out)`).
+            let mut depth = balance(t);
+            let mut extra = 0;
+            while depth > 0 && extra < MAX_HEADER_LINES {
+                let Some((_, more)) = lines.next() else { break };
+                uses.extend(words(more).map(hash));
+                depth += balance(more);
+                extra += 1;
+            }
+            continue;
+        }
+        let def = t
+            .strip_prefix("async def ")
+            .or_else(|| t.strip_prefix("def "));
+        let class = t.strip_prefix("class ");
+        if def.is_some() || class.is_some() {
+            while stack.last().is_some_and(|(d, _)| *d >= indent) {
+                stack.pop();
+            }
+        }
+        if let Some(rest) = def {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let class_bases = stack.last().and_then(|(_, c)| c.clone());
+            // Names the use count skips (one or two letters, keywords) are never called unused.
+            let exempt = decorated
+                || name.len() <= 2
+                || KEYWORDS.contains(&name.as_str())
+                || (name.starts_with("__") && name.ends_with("__"))
+                || name.starts_with("test");
+            if !name.is_empty() {
+                facts.defs.push(DefFact {
+                    name: name.clone(),
+                    line: i + 1,
+                    exempt,
+                    class_bases,
+                });
+            }
+            uses.extend(words(&rest[name.len()..]).map(hash));
+            stack.push((indent, None));
+            decorated = false;
+            continue;
+        }
+        if let Some(rest) = class {
+            // Bases over several lines (`class Agent(\n    Base,\n):`).
+            let mut header = rest.to_string();
+            let mut depth = balance(rest);
+            let mut extra = 0;
+            while depth > 0 && extra < MAX_HEADER_LINES {
+                let Some((_, more)) = lines.next() else { break };
+                header.push(' ');
+                header.push_str(more.trim());
+                depth += balance(more);
+                extra += 1;
+            }
+            let rest = header.as_str();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let bases: Vec<String> = rest[name.len()..]
+                .trim_start()
+                .strip_prefix('(')
+                .and_then(|b| b.split(')').next())
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty() && !b.contains('='))
+                .map(|b| {
+                    let last = b.rsplit('.').next().unwrap_or(b);
+                    last.split('[').next().unwrap_or(last).trim().to_string()
+                })
+                .filter(|b| b != "object")
+                .collect();
+            uses.extend(words(rest).map(hash));
+            if !name.is_empty() {
+                facts.classes.push(name);
+            }
+            stack.push((indent, Some(bases)));
+            decorated = false;
+            continue;
+        }
+        decorated = false;
+        // `from m import a, b as c`: only `b` is used (renamed here, the file then uses `c`); the names an import
+        // brings in are used where the file calls them.
+        if t.starts_with("from ") && t.contains(" import") {
+            let mut all = t.to_string();
+            let mut extra = 0;
+            while extra < 200
+                && ((all.contains('(') && !all.contains(')')) || all.trim_end().ends_with('\\'))
+            {
+                match lines.next() {
+                    Some((_, more)) => {
+                        all.push(' ');
+                        all.push_str(more.split('#').next().unwrap_or(""));
+                    }
+                    None => break,
+                }
+                extra += 1;
+            }
+            renamed_imports(&all, &mut uses);
+            continue;
+        }
+        if t.starts_with("import ") {
+            renamed_imports(t, &mut uses);
+            continue;
+        }
+        uses.extend(words(t).map(hash));
+    }
+    uses.sort_unstable();
+    uses.dedup();
+    facts.uses = uses;
+    facts
+}
+
+/// Lines a decorator's arguments or a class's bases may span.
+const MAX_HEADER_LINES: usize = 50;
+
+/// Opening minus closing parentheses of a line (strings and comments are not told apart: an estimate).
+fn balance(line: &str) -> i32 {
+    line.chars().fold(0, |n, c| match c {
+        '(' | '[' => n + 1,
+        ')' | ']' => n - 1,
+        _ => n,
+    })
+}
+
+/// `a as b` in an import: `a` is used.
+fn renamed_imports(line: &str, uses: &mut Vec<u64>) {
+    let flat = line.replace(['(', ')', ',', '\\'], " ");
+    let parts: Vec<&str> = flat.split_whitespace().collect();
+    for w in parts.windows(3) {
+        if w[1] == "as" {
+            let original = w[0].rsplit('.').next().unwrap_or(w[0]);
+            uses.push(hash(original));
+        }
+    }
+}
+
+/// The functions of each file that nothing else uses, by path: `(name, line)`. `counted` says which files' uses
+/// count (the service's code, not tests or scripts); `other_texts` are more texts whose words count as uses
+/// (deployment files, configuration naming a function).
+pub fn unused_functions<'a>(
+    files: impl IntoIterator<Item = (&'a String, &'a NameFacts)> + Clone,
+    counted: impl Fn(&str) -> bool,
+    other_texts: &[(String, String)],
+) -> HashMap<String, Vec<(String, usize)>> {
+    let mut used: Vec<u64> = Vec::new();
+    let mut classes: HashSet<&str> = HashSet::new();
+    for (path, facts) in files.clone() {
+        classes.extend(facts.classes.iter().map(String::as_str));
+        if !counted(path) {
+            continue;
+        }
+        if facts.uses_everything {
+            return HashMap::new();
+        }
+        used.extend(facts.uses.iter().copied());
+    }
+    for (_, text) in other_texts {
+        used.extend(words(text).map(hash));
+    }
+    {
+        use rayon::slice::ParallelSliceMut;
+        used.par_sort_unstable();
+        used.dedup();
+    }
+    let mut out: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    for (path, facts) in files {
+        if !counted(path) {
+            continue;
+        }
+        for d in &facts.defs {
+            if d.exempt || used.binary_search(&hash(&d.name)).is_ok() {
+                continue;
+            }
+            // A method a library's base class may call.
+            if let Some(bases) = &d.class_bases
+                && bases.iter().any(|b| !classes.contains(b.as_str()))
+            {
+                continue;
+            }
+            out.entry(path.clone())
+                .or_default()
+                .push((d.name.clone(), d.line));
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The byte range of the block that starts at 1-based `line` (a `def` and its indented body; comment and blank
+/// lines do not end it). `None` when the line does not exist.
+pub fn block_at_line(text: &str, line: usize) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    let mut start = None;
+    let mut indent = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        let here = offset;
+        offset += l.len();
+        if i + 1 < line {
+            continue;
+        }
+        let t = l.trim_start();
+        if i + 1 == line {
+            start = Some(here);
+            indent = l.len() - t.len();
+            continue;
+        }
+        if t.trim().is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if l.len() - t.len() <= indent && !t.starts_with(')') {
+            return start.map(|s| s..here);
+        }
+    }
+    start.map(|s| s..text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(files: &[(&str, &str)]) -> HashMap<String, Vec<(String, usize)>> {
+        let facts: BTreeMap<String, NameFacts> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), name_facts(t)))
+            .collect();
+        unused_functions(
+            facts.iter(),
+            |p| !crate::analysis::semantic::paths::is_test_path(p),
+            &[],
+        )
+    }
+
+    #[test]
+    fn functions_nothing_calls() {
+        let helper = "\
+import requests
+
+
+class GithubHelper:
+    def check_visibility(self, owner):
+        return requests.get(f\"https://api.github.com/repos/{owner}\")
+
+    def used(self):
+        return 1
+
+    def __repr__(self):
+        return 'x'
+
+
+def download_tool(url):
+    return requests.get(url)
+
+
+def used_as_callback(x):
+    return x
+
+
+@router.get(\"/x\")
+def route():
+    return 2
+
+
+@router.patch(
+    \"/y\",
+    response_model=Out,
+)
+def multi_line_route():
+    return 3
+
+
+class Tool(
+    BaseTool,
+):
+    def _arun(self, q):
+        return requests.get(q)
+
+
+class Tool(BaseTool):
+    def _run(self, q):
+        return requests.get(q)
+";
+        let user = "\
+from app.helper import GithubHelper, download_tool, used_as_callback
+from app.other import thing as renamed
+
+# download_tool(url, folder)
+GithubHelper().used()
+run(callback=used_as_callback)
+renamed()
+";
+        let test = "from app.helper import GithubHelper\nGithubHelper().check_visibility('a')\n";
+        let dead = run(&[
+            ("app/helper.py", helper),
+            ("app/main.py", user),
+            ("tests/test_helper.py", test),
+        ]);
+        let names: Vec<&str> = dead["app/helper.py"]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // Only a test calls it; only a comment calls it.
+        assert_eq!(names, vec!["check_visibility", "download_tool"]);
+        assert_eq!(dead["app/helper.py"][0].1, 5);
+        assert!(!dead.contains_key("app/main.py"));
+    }
+
+    #[test]
+    fn a_name_in_a_string_or_config_counts_as_used() {
+        let tasks = "def nightly_cleanup():\n    pass\n";
+        let beat = "SCHEDULE = {\"cleanup\": {\"task\": \"app.tasks.nightly_cleanup\"}}\n";
+        assert!(run(&[("app/tasks.py", tasks), ("app/beat.py", beat)]).is_empty());
+        let facts: BTreeMap<String, NameFacts> =
+            [("app/tasks.py".to_string(), name_facts(tasks))].into();
+        let compose = [(
+            "docker-compose.yml".to_string(),
+            "command: python -c 'from app.tasks import nightly_cleanup; nightly_cleanup()'"
+                .to_string(),
+        )];
+        assert!(unused_functions(facts.iter(), |_| true, &compose).is_empty());
+    }
+
+    #[test]
+    fn block_ranges() {
+        let text = "class A:\n    def f(self):\n        x = 1\n\n        # c\n        return x\n    def g(self):\n        pass\n";
+        let r = block_at_line(text, 2).expect("line 2");
+        assert_eq!(
+            &text[r],
+            "    def f(self):\n        x = 1\n\n        # c\n        return x\n"
+        );
+        let r = block_at_line(text, 7).expect("line 7");
+        assert_eq!(&text[r], "    def g(self):\n        pass\n");
+        assert!(block_at_line(text, 99).is_none());
+    }
+}
