@@ -80,6 +80,8 @@ pub struct IdLoader {
     pub model: String,
     /// Its parameters that carry the id.
     pub id_params: Vec<String>,
+    /// It takes the caller (or a scope) and never reads it: handing the caller to it checks nothing.
+    pub ignores_caller: bool,
 }
 
 /// The repository's by-id loaders, by function name.
@@ -208,17 +210,47 @@ fn functions(text: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
     out
 }
 
+/// A body without its comments and docstrings (a parameter named there is not read). Line-based: a `#` inside a
+/// string cuts the line short, which can only hide a read, never invent one.
+fn code_only(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut in_doc: Option<&str> = None;
+    for line in body.lines() {
+        let t = line.trim();
+        if let Some(q) = in_doc {
+            if t.contains(q) {
+                in_doc = None;
+            }
+            continue;
+        }
+        if let Some(q) = ["\"\"\"", "'''"].into_iter().find(|q| t.starts_with(q)) {
+            if !t[3..].contains(q) {
+                in_doc = Some(q);
+            }
+            continue;
+        }
+        out.push_str(line.split('#').next().unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
 /// The by-id load of a scoped model in a function body, when the function is one.
 fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoader> {
-    let lower: Vec<String> = params.iter().map(|p| p.to_ascii_lowercase()).collect();
-    if lower
-        .iter()
-        .any(|p| !is_id_param(p) && SCOPE_WORDS.iter().any(|w| p.contains(w)))
-        || lower
-            .iter()
-            .any(|p| is_id_param(p) && SCOPE_WORDS.iter().any(|w| p.starts_with(w)))
-    {
-        return None;
+    // A caller or scope parameter the code never reads (`user: User,  # noqa: ARG001`) cannot scope the load:
+    // the function still loads by the id alone, whatever its callers hand it.
+    let code = code_only(body);
+    let scoping = |p: &String| {
+        let lower = p.to_ascii_lowercase();
+        (!is_id_param(&lower) && SCOPE_WORDS.iter().any(|w| lower.contains(w)))
+            || (is_id_param(&lower) && SCOPE_WORDS.iter().any(|w| lower.starts_with(w)))
+    };
+    let mut ignores_caller = false;
+    for p in params.iter().filter(|p| scoping(p)) {
+        if has_word(&code, p) {
+            return None;
+        }
+        ignores_caller = true;
     }
     let ids: Vec<String> = params.iter().filter(|p| is_id_param(p)).cloned().collect();
     if ids.is_empty() {
@@ -232,7 +264,7 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
     if !uses_id {
         return None;
     }
-    for (model, columns) in models.iter() {
+    for (model, columns) in models.owned() {
         if !has_word(body, model) || columns.iter().any(|c| has_word(body, c)) {
             continue;
         }
@@ -248,6 +280,7 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
             return Some(IdLoader {
                 model: model.to_string(),
                 id_params: ids,
+                ignores_caller,
             });
         }
     }
@@ -292,6 +325,7 @@ class ChatRepository:
         let chat = |ids: &[&str]| IdLoader {
             model: "Chat".into(),
             id_params: ids.iter().map(|s| s.to_string()).collect(),
+            ignores_caller: false,
         };
         assert_eq!(loaders.get("get_chat"), Some(&chat(&["chat_id"])));
         assert_eq!(loaders.get("delete_chat"), Some(&chat(&["chat_id"])));

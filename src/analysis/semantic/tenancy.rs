@@ -197,6 +197,23 @@ impl TenantModels {
         all.into_iter()
     }
 
+    /// Every model whose rows have an owner, with the columns that scope it: its own tenant/owner columns, or for a
+    /// model owned through parents the last parent's columns and the parent keys (sorted by name).
+    pub fn owned(&self) -> impl Iterator<Item = (&str, Vec<String>)> {
+        let mut all: Vec<(&str, Vec<String>)> = self
+            .models
+            .iter()
+            .map(|(m, c)| (m.as_str(), c.clone()))
+            .chain(self.parents.iter().map(|(m, p)| {
+                let mut cols = p.columns.clone();
+                cols.extend(p.hop_columns().map(str::to_string));
+                (m.as_str(), cols)
+            }))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
+    }
+
     /// Is `model` one of the models with a tenant or owner column?
     pub fn contains(&self, model: &str) -> bool {
         self.models.contains_key(model)

@@ -20,6 +20,16 @@ use crate::analysis::semantic::python::syntax::{
 use crate::analysis::semantic::python::text::has_word;
 use crate::analysis::semantic::tenancy::{TenantModels, model_file_texts};
 
+/// A name that carries an id (`chat_id`, `id`, `doc_uuid`, `orgId`).
+fn is_id_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "id"
+        || lower.ends_with("_id")
+        || lower.ends_with("_uuid")
+        || lower.ends_with("_pk")
+        || (name.len() > 2 && name.ends_with("Id"))
+}
+
 /// Who owns a model's rows: its own tenant/owner columns, or those of a parent reached through foreign keys.
 struct Owner {
     /// Tenant/owner columns that scope a query or decide a check (the model's own, or the last parent's).
@@ -376,14 +386,17 @@ fn loads_through_helpers<'r>(
         else {
             continue;
         };
-        if models.columns(&loader.model).is_none() {
+        if owner_of(models, &loader.model).is_none() {
             continue;
         }
         let Some(args) = call.field("arguments") else {
             continue;
         };
         let args = args.text();
-        if !ids.iter().any(|id| has_word(&args, id)) || who.iter().any(|w| has_word(&args, w)) {
+        // Handing the caller over checks nothing when the function never reads it.
+        if !ids.iter().any(|id| has_word(&args, id))
+            || (!loader.ignores_caller && who.iter().any(|w| has_word(&args, w)))
+        {
             continue;
         }
         out.push(Load {
@@ -549,10 +562,10 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .filter(|p| p.identity)
                 .map(|p| p.name.as_str())
                 .collect();
-            let ids: Vec<&str> = ps
+            let mut ids: Vec<String> = ps
                 .iter()
                 .filter(|p| p.id)
-                .map(|p| p.name.as_str())
+                .map(|p| p.name.clone())
                 .collect();
             if who.is_empty() || ids.is_empty() {
                 continue;
@@ -561,6 +574,22 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 continue;
             };
             let own = same_scope_descendants(&body);
+            // An id-named local computed from a request id is the request's id too (`persona_id = int(assistant_id)`).
+            for n in own.iter().filter(|n| n.kind() == "assignment") {
+                let (Some(left), Some(right)) = (n.field("left"), n.field("right")) else {
+                    continue;
+                };
+                let name = left.text().to_string();
+                let right = right.text();
+                if left.kind() == "identifier"
+                    && is_id_name(&name)
+                    && !ids.contains(&name)
+                    && ids.iter().any(|id| has_word(&right, id))
+                {
+                    ids.push(name);
+                }
+            }
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let mut found = loads(models, &ids, &own);
             found.extend(loads_through_helpers(
                 ctx.repo.id_loaders(),
