@@ -18,7 +18,7 @@ use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, function_name, positional_arg,
 };
 use crate::analysis::semantic::python::text::has_word;
-use crate::analysis::semantic::tenancy::{TenantModels, model_file_texts};
+use crate::analysis::semantic::tenancy::{TENANT_COLUMNS, TenantModels, model_file_texts};
 
 /// A name that carries an id (`chat_id`, `id`, `doc_uuid`, `orgId`).
 fn is_id_name(name: &str) -> bool {
@@ -137,6 +137,8 @@ struct Param {
     id: bool,
     /// The caller must be an administrator (`admin: User = Depends(get_admin)`, `Depends(current_superuser)`).
     admin: bool,
+    /// A request body (`api_key_in: ApiKeyIn`): its id-named attributes are ids from the request.
+    body: bool,
 }
 
 fn params(func: &PyNode<'_>) -> Vec<Param> {
@@ -230,6 +232,7 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
             identity,
             id,
             admin,
+            body: body_schema && !dependency,
         });
     }
     out
@@ -562,18 +565,32 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .filter(|p| p.identity)
                 .map(|p| p.name.as_str())
                 .collect();
-            let mut ids: Vec<String> = ps
-                .iter()
-                .filter(|p| p.id)
-                .map(|p| p.name.clone())
-                .collect();
-            if who.is_empty() || ids.is_empty() {
-                continue;
-            }
+            let mut ids: Vec<String> = ps.iter().filter(|p| p.id).map(|p| p.name.clone()).collect();
             let Some(body) = func.field("body") else {
                 continue;
             };
             let own = same_scope_descendants(&body);
+            // An id carried in the request body (`api_key_in.id`, `body.chat_id`).
+            for n in own.iter().filter(|n| n.kind() == "attribute") {
+                let (Some(object), Some(attr)) = (n.field("object"), n.field("attribute")) else {
+                    continue;
+                };
+                let text = n.text().to_string();
+                // The body's tenant/owner column is data being written, not the row's id.
+                let attr = attr.text();
+                if object.kind() == "identifier"
+                    && ps.iter().any(|p| p.body && p.name == object.text())
+                    && is_id_name(&attr)
+                    && !TENANT_COLUMNS.contains(&attr.as_ref())
+                    && !ctx.repo.tenant_columns.iter().any(|c| c == attr.as_ref())
+                    && !ids.contains(&text)
+                {
+                    ids.push(text);
+                }
+            }
+            if who.is_empty() || ids.is_empty() {
+                continue;
+            }
             // An id-named local computed from a request id is the request's id too (`persona_id = int(assistant_id)`).
             for n in own.iter().filter(|n| n.kind() == "assignment") {
                 let (Some(left), Some(right)) = (n.field("left"), n.field("right")) else {
