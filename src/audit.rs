@@ -299,6 +299,10 @@ fn repo_context(
     })
 }
 
+/// Most bytes of the service's Python (tests and scripts aside) whose words are read to find the functions
+/// nothing calls: about a quarter of a second on two cores. Larger trees (a vendored standard library) go without.
+const NAME_SCAN_BYTES: usize = 32 * 1024 * 1024;
+
 /// The repository model's reachability: the import facts of every Python file of the tree (vendored code
 /// aside) and the commands of its deployment files. A Python file that cannot be read whole counts as importing
 /// modules named at run time, so what only it imports is never called unreached.
@@ -339,6 +343,8 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
     };
     // Every Python file is read and scanned: on all cores (a warm cached run is mostly this).
     use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let counted_bytes = AtomicUsize::new(0);
     let facts: std::collections::BTreeMap<String, ModuleFacts> = py
         .par_iter()
         .cloned()
@@ -347,12 +353,24 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
             let facts = match bytes.filter(|b| b.len() <= plan::MAX_FILE_BYTES) {
                 Some(b) => {
                     let text = String::from_utf8_lossy(&b);
+                    let not_service =
+                        crate::analysis::semantic::paths::not_service_reason(&p, Some(&text))
+                            .is_some();
+                    // Names are read only where they count: tests and scripts neither use nor define a
+                    // function of the service (most of the cost of this scan is reading every word).
+                    let names = if not_service {
+                        Default::default()
+                    } else {
+                        let total = counted_bytes.fetch_add(b.len(), Ordering::Relaxed) + b.len();
+                        if total > NAME_SCAN_BYTES {
+                            Default::default()
+                        } else {
+                            crate::analysis::semantic::uses::name_facts(&text)
+                        }
+                    };
                     ModuleFacts {
-                        not_service: crate::analysis::semantic::paths::not_service_reason(
-                            &p,
-                            Some(&text),
-                        )
-                        .is_some(),
+                        not_service,
+                        names,
                         ..reach::module_facts(&text)
                     }
                 }
@@ -374,12 +392,23 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
         })
         .collect();
     // Python files by what their text says too (a package's own `setup.py` is a module), other files by path.
-    Ok(Reach::build(&facts, &texts, |p| {
+    let mut reach = Reach::build(&facts, &texts, |p| {
         facts.get(p).map_or_else(
             || crate::analysis::semantic::paths::not_service_reason(p, None).is_some(),
             |f| f.not_service,
         )
-    }))
+    });
+    // The same answer whatever order the files were read in: over the budget, no file's names count.
+    let counted = counted_bytes.load(Ordering::Relaxed);
+    if counted > NAME_SCAN_BYTES {
+        reach.forget_unused_functions();
+        tracing::info!(
+            service_python_mib = counted / (1024 * 1024),
+            budget_mib = NAME_SCAN_BYTES / (1024 * 1024),
+            "functions nothing calls: not worked out (more service Python than the name scan's budget)"
+        );
+    }
+    Ok(reach)
 }
 
 /// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.

@@ -103,6 +103,11 @@ impl Reach {
         }
     }
 
+    /// Drop the functions nothing calls (their names could not all be read).
+    pub fn forget_unused_functions(&mut self) {
+        self.dead.clear();
+    }
+
     /// The functions of `path` that nothing in the service calls: `(name, 1-based line of the def)`.
     pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {
         self.dead.get(path).map_or(&[], Vec::as_slice)
@@ -550,7 +555,6 @@ pub fn module_facts(text: &str) -> ModuleFacts {
     }
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
-    facts.names = super::uses::name_facts(text);
     // A loader that lists its own package's modules and imports each one by name: decidable after all, when
     // the run-time names can only come from that listing (no file locations, no names from elsewhere).
     if facts.dynamic_unknown

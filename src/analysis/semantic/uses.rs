@@ -8,9 +8,7 @@
 //! methods, `test…` functions, and methods of classes with a base the repository does not define (a library's base
 //! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
 
-use rustc_hash::FxHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 
 /// Most names recorded per file (definitions and uses); a file past it counts as using every name.
 const MAX_NAMES_PER_FILE: usize = 200_000;
@@ -40,19 +38,49 @@ pub struct NameFacts {
 }
 
 fn hash(word: &str) -> u64 {
-    // Not keyed against collisions: the words are the repository's own, and a collision only makes a function
-    // count as used (the safe side).
-    let mut h = FxHasher::default();
-    word.hash(&mut h);
-    h.finish()
+    // FxHash's step over the bytes, written out (no `Hasher` calls per word). Not keyed against collisions: the
+    // words are the repository's own, and a collision only makes a function count as used (the safe side).
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    word.bytes().fold(word.len() as u64, |h, b| {
+        (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K)
+    })
 }
-
-/// Python keywords and the commonest builtins, skipped when counting uses (most of the words of any file).
-const KEYWORDS: &[&str] = &[
-    "self", "def", "return", "None", "True", "False", "and", "not", "for", "from", "import",
-    "class", "else", "elif", "with", "try", "except", "raise", "await", "async", "lambda", "pass",
-    "while", "yield", "str", "int", "dict", "list", "cls",
-];
+/// Python keywords and the commonest builtins, skipped when counting uses (most of the words of any file); a
+/// `match` compiles to comparisons by length, this runs for every word of the repository.
+fn is_keyword(w: &str) -> bool {
+    matches!(
+        w,
+        "self"
+            | "def"
+            | "return"
+            | "None"
+            | "True"
+            | "False"
+            | "and"
+            | "not"
+            | "for"
+            | "from"
+            | "import"
+            | "class"
+            | "else"
+            | "elif"
+            | "with"
+            | "try"
+            | "except"
+            | "raise"
+            | "await"
+            | "async"
+            | "lambda"
+            | "pass"
+            | "while"
+            | "yield"
+            | "str"
+            | "int"
+            | "dict"
+            | "list"
+            | "cls"
+    )
+}
 
 /// The identifiers of a piece of code (words of letters, digits, `_` and non-ASCII letters, not starting with a
 /// digit), read byte by byte: this runs over every line of the repository.
@@ -74,10 +102,7 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
             }
             // Word boundaries fall on ASCII bytes, so `start..i` is on character boundaries. Words of one or
             // two letters and Python's keywords name no function worth holding findings back for: not counted.
-            if !bytes[start].is_ascii_digit()
-                && i - start > 2
-                && !KEYWORDS.contains(&&text[start..i])
-            {
+            if !bytes[start].is_ascii_digit() && i - start > 2 && !is_keyword(&text[start..i]) {
                 return text.get(start..i);
             }
         }
@@ -141,7 +166,7 @@ pub fn name_facts(text: &str) -> NameFacts {
             // Names the use count skips (one or two letters, keywords) are never called unused.
             let exempt = decorated
                 || name.len() <= 2
-                || KEYWORDS.contains(&name.as_str())
+                || is_keyword(&name)
                 || (name.starts_with("__") && name.ends_with("__"))
                 || name.starts_with("test");
             if !name.is_empty() {
