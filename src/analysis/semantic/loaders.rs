@@ -168,8 +168,12 @@ fn functions(text: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
             .or_else(|| trimmed.strip_prefix("def "));
         let Some(rest) = rest else { continue };
         // The header, possibly over several lines, up to the `:` that ends it.
+        // Complete at the `:` that ends it, a trailing comment aside (`def f(db, user):  # noqa: ARG001`).
         let Some((name, header)) = header_of(rest, &lines, &mut i, MAX_HEADER_LINES, |h| {
-            h.trim_end().ends_with(':')
+            let h = h.trim_end();
+            h.ends_with(':')
+                || h.rsplit_once('#')
+                    .is_some_and(|(code, _)| code.trim_end().ends_with(':'))
         }) else {
             continue;
         };
@@ -310,8 +314,12 @@ def delete_chat(db, chat_id):
 def get_user_chat(db, chat_id, user_id):
     return db.query(Chat).filter(Chat.id == chat_id, Chat.user_id == user_id).first()
 
-def get_chat_for(db, chat_id, user):
+def get_chat_for(db, chat_id, user):  # noqa: ARG001
+    \"\"\"``user`` is for callers that check access.\"\"\"
     return db.get(Chat, chat_id)
+
+def get_chat_as(db, chat_id, user):
+    return db.get(Chat, chat_id) if user.can_read(chat_id) else None
 
 def count_chats(db):
     return db.query(Chat).count()
@@ -330,9 +338,17 @@ class ChatRepository:
         assert_eq!(loaders.get("get_chat"), Some(&chat(&["chat_id"])));
         assert_eq!(loaders.get("delete_chat"), Some(&chat(&["chat_id"])));
         assert_eq!(loaders.get("fetch"), Some(&chat(&["chat_id"])));
-        // Filters by the owner, takes the caller, or loads nothing by id: not a by-id loader.
+        // Takes the caller and never reads it (a docstring or a comment naming it is no read): still by the id alone.
+        assert_eq!(
+            loaders.get("get_chat_for"),
+            Some(&IdLoader {
+                ignores_caller: true,
+                ..chat(&["chat_id"])
+            })
+        );
+        // Filters by the owner, reads the caller, or loads nothing by id: not a by-id loader.
         assert_eq!(loaders.get("get_user_chat"), None);
-        assert_eq!(loaders.get("get_chat_for"), None);
+        assert_eq!(loaders.get("get_chat_as"), None);
         assert_eq!(loaders.get("count_chats"), None);
         // A classmethod of a model file, by `Class.method`; the plain name is ambiguous across classes.
         let dao = "\
