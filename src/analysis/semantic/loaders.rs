@@ -135,12 +135,15 @@ impl IdLoaders {
     }
 }
 
-fn is_id_param(p: &str) -> bool {
-    p == "id"
-        || p.ends_with("_id")
-        || p.ends_with("_uuid")
-        || p.ends_with("_pk")
-        || p.ends_with("Id")
+/// A name that carries an id (`chat_id`, `id`, `doc_uuid`, `org_pk`, `orgId`): one definition for the ownership
+/// checks and the data-access functions.
+pub fn is_id_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "id"
+        || lower.ends_with("_id")
+        || lower.ends_with("_uuid")
+        || lower.ends_with("_pk")
+        || (name.len() > 2 && name.ends_with("Id"))
 }
 
 /// The functions of a file: name, parameter names (without `self`/`cls`) and body text.
@@ -246,8 +249,8 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
     let code = code_only(body);
     let scoping = |p: &String| {
         let lower = p.to_ascii_lowercase();
-        (!is_id_param(&lower) && SCOPE_WORDS.iter().any(|w| lower.contains(w)))
-            || (is_id_param(&lower) && SCOPE_WORDS.iter().any(|w| lower.starts_with(w)))
+        (!is_id_name(&lower) && SCOPE_WORDS.iter().any(|w| lower.contains(w)))
+            || (is_id_name(&lower) && SCOPE_WORDS.iter().any(|w| lower.starts_with(w)))
     };
     let mut ignores_caller = false;
     for p in params.iter().filter(|p| scoping(p)) {
@@ -256,7 +259,7 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
         }
         ignores_caller = true;
     }
-    let ids: Vec<String> = params.iter().filter(|p| is_id_param(p)).cloned().collect();
+    let ids: Vec<String> = params.iter().filter(|p| is_id_name(p)).cloned().collect();
     if ids.is_empty() {
         return None;
     }

@@ -11,7 +11,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::loaders::{IdLoaders, ownership_file_globs};
+use crate::analysis::semantic::loaders::{IdLoaders, is_id_name, ownership_file_globs};
 use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
@@ -19,16 +19,6 @@ use crate::analysis::semantic::python::syntax::{
 };
 use crate::analysis::semantic::python::text::has_word;
 use crate::analysis::semantic::tenancy::{TENANT_COLUMNS, TenantModels, model_file_texts};
-
-/// A name that carries an id (`chat_id`, `id`, `doc_uuid`, `orgId`).
-fn is_id_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower == "id"
-        || lower.ends_with("_id")
-        || lower.ends_with("_uuid")
-        || lower.ends_with("_pk")
-        || (name.len() > 2 && name.ends_with("Id"))
-}
 
 /// Who owns a model's rows: its own tenant/owner columns, or those of a parent reached through foreign keys.
 struct Owner {
@@ -188,11 +178,7 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
             "background_tasks",
         ]
         .contains(&lower.as_str());
-        let id_like = lower == "id"
-            || lower.ends_with("_id")
-            || lower.ends_with("_uuid")
-            || lower.ends_with("_pk")
-            || (name.len() > 2 && name.ends_with("Id"));
+        let id_like = is_id_name(&name);
         // A request body (`user: UserUpdate`, `member: MemberIn`) is data, not the caller.
         let body_schema = annotation
             .rsplit(['.', ' ', '|'])
