@@ -356,10 +356,10 @@ impl Engine {
         let suppressions = Suppressions::scan(text);
         let not_service = self.overrides.not_service_reason(path, text, repo);
         // A Python module's `if __name__ == "__main__":` block is not the service either (a demo, a manual
-        // test, a launcher); read only when a critical/high finding needs it, and not when the repository asks
-        // for findings in code that is not the service.
-        let mut script_blocks: Option<Vec<std::ops::Range<usize>>> = None;
-        let mut dead_blocks: Option<Vec<std::ops::Range<usize>>> = None;
+        // test, a launcher), nor is a function nothing in the service calls (the repository model says which);
+        // worked out only when a critical/high finding needs it, and not when the repository asks for findings
+        // in code that is not the service.
+        let mut held_blocks: Option<Vec<std::ops::Range<usize>>> = None;
         let report_scripts = self.overrides.report_not_service;
         let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
@@ -407,25 +407,16 @@ impl Engine {
             if severity >= Severity::High
                 && !report_scripts
                 && path.ends_with(".py")
-                && script_blocks
+                && held_blocks
                     .get_or_insert_with(|| {
-                        crate::analysis::semantic::python::scopes::main_guard_ranges(text)
-                    })
-                    .iter()
-                    .any(|b| b.contains(&m.range.start))
-            {
-                outcome.not_service += 1;
-                continue;
-            }
-            // Nor is a function nothing in the service calls (the repository model says which).
-            if severity >= Severity::High
-                && !report_scripts
-                && dead_blocks
-                    .get_or_insert_with(|| {
-                        repo.dead_functions(path)
-                            .iter()
-                            .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l))
-                            .collect()
+                        let mut blocks =
+                            crate::analysis::semantic::python::scopes::main_guard_ranges(text);
+                        blocks.extend(
+                            repo.dead_functions(path)
+                                .iter()
+                                .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l)),
+                        );
+                        blocks
                     })
                     .iter()
                     .any(|b| b.contains(&m.range.start))

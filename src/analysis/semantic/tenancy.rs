@@ -7,7 +7,7 @@
 //! A class is a model when its body declares `__tablename__`, a `Column(…)` / `mapped_column(…)` / `Mapped[…]`
 //! attribute or a SQLModel `Field(…)` with `table=True` among its bases, or when it inherits from a model.
 
-use super::python::text::header_of;
+use super::python::text::{class_bases, header_of};
 use std::collections::{HashMap, HashSet};
 
 /// Column names that carry the tenant or the owner of a row, built in.
@@ -128,6 +128,24 @@ impl ParentOwner {
     }
 }
 
+/// Who owns a model's rows: its own tenant/owner columns, or those of a parent reached through foreign keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Tenant/owner columns that scope a query or decide a check (the model's own, or the last parent's).
+    pub scope: Vec<String>,
+    /// The foreign-key columns followed to the parent (empty when the model has its own column).
+    pub hops: Vec<String>,
+    /// How the owner is reached, for messages: `` `user_id` `` or `owner (through `agent_id` → …)`.
+    pub describe: String,
+}
+
+impl Owner {
+    /// Every column that names the owner: the scope columns, then the parent keys.
+    pub fn columns(&self) -> Vec<String> {
+        self.scope.iter().chain(&self.hops).cloned().collect()
+    }
+}
+
 /// The models with a tenant or owner column, by class name, and the models that reach one through foreign keys.
 #[derive(Debug, Default, Clone)]
 pub struct TenantModels {
@@ -197,18 +215,30 @@ impl TenantModels {
         all.into_iter()
     }
 
-    /// Every model whose rows have an owner, with the columns that scope it: its own tenant/owner columns, or for a
-    /// model owned through parents the last parent's columns and the parent keys (sorted by name).
+    /// Who owns a model's rows, directly or through its parents; `None` for a model without an owner.
+    pub fn owner(&self, model: &str) -> Option<Owner> {
+        if let Some(cols) = self.models.get(model) {
+            return Some(Owner {
+                scope: cols.clone(),
+                hops: Vec::new(),
+                describe: format!("`{}`", cols.join("`/`")),
+            });
+        }
+        let parent = self.parents.get(model)?;
+        Some(Owner {
+            scope: parent.columns.clone(),
+            hops: parent.hop_columns().map(str::to_string).collect(),
+            describe: format!("owner (through {})", parent.describe()),
+        })
+    }
+
+    /// Every model whose rows have an owner, with the columns that scope it ([`Owner::columns`]), sorted by name.
     pub fn owned(&self) -> impl Iterator<Item = (&str, Vec<String>)> {
         let mut all: Vec<(&str, Vec<String>)> = self
             .models
-            .iter()
-            .map(|(m, c)| (m.as_str(), c.clone()))
-            .chain(self.parents.iter().map(|(m, p)| {
-                let mut cols = p.columns.clone();
-                cols.extend(p.hop_columns().map(str::to_string));
-                (m.as_str(), cols)
-            }))
+            .keys()
+            .chain(self.parents.keys())
+            .filter_map(|m| self.owner(m).map(|o| (m.as_str(), o.columns())))
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
@@ -385,28 +415,12 @@ fn scan(text: &str, classes: &mut HashMap<String, ClassFacts>) {
             else {
                 continue;
             };
-            let bases_text = header
-                .trim_start()
-                .strip_prefix('(')
-                .and_then(|b| b.rsplit_once(')').map(|(b, _)| b))
-                .unwrap_or("");
-            let mut facts = ClassFacts::default();
-            for base in bases_text.split(',') {
-                let base = base.trim();
-                if base.replace(' ', "") == "table=True" {
-                    facts.model = true;
-                    continue;
-                }
-                if base.contains('=') {
-                    continue; // metaclass=…, other keywords
-                }
-                // `sa.orm.DeclarativeBase` → `DeclarativeBase`; `Generic[T]` → `Generic`.
-                let last = base.rsplit('.').next().unwrap_or(base);
-                let last = last.split('[').next().unwrap_or(last).trim();
-                if !last.is_empty() {
-                    facts.bases.push(last.to_string());
-                }
-            }
+            let facts = ClassFacts {
+                // SQLModel's `class Item(SQLModel, table=True)`.
+                model: header.replace(' ', "").contains("table=True"),
+                bases: class_bases(&header),
+                ..Default::default()
+            };
             let entry = classes.entry(name.clone()).or_default();
             entry.model |= facts.model;
             entry.bases.extend(facts.bases);

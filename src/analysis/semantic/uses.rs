@@ -8,6 +8,7 @@
 //! methods, `test…` functions, and methods of classes with a base the repository does not define (a library's base
 //! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
 
+use super::python::text::class_bases;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Most names recorded per file (definitions and uses); a file past it counts as using every name.
@@ -199,18 +200,8 @@ pub fn name_facts(text: &str) -> NameFacts {
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
-            let bases: Vec<String> = rest[name.len()..]
-                .trim_start()
-                .strip_prefix('(')
-                .and_then(|b| b.split(')').next())
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|b| !b.is_empty() && !b.contains('='))
-                .map(|b| {
-                    let last = b.rsplit('.').next().unwrap_or(b);
-                    last.split('[').next().unwrap_or(last).trim().to_string()
-                })
+            let bases: Vec<String> = class_bases(&rest[name.len()..])
+                .into_iter()
                 .filter(|b| b != "object")
                 .collect();
             uses.extend(words(rest).map(hash));

@@ -18,33 +18,7 @@ use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, function_name, positional_arg,
 };
 use crate::analysis::semantic::python::text::has_word;
-use crate::analysis::semantic::tenancy::{TENANT_COLUMNS, TenantModels, model_file_texts};
-
-/// Who owns a model's rows: its own tenant/owner columns, or those of a parent reached through foreign keys.
-struct Owner {
-    /// Tenant/owner columns that scope a query or decide a check (the model's own, or the last parent's).
-    scope: Vec<String>,
-    /// The foreign-key columns followed to the parent (empty when the model has its own column).
-    hops: Vec<String>,
-    /// How the owner is reached, for the message.
-    describe: String,
-}
-
-fn owner_of(models: &TenantModels, model: &str) -> Option<Owner> {
-    if let Some(cols) = models.columns(model) {
-        return Some(Owner {
-            scope: cols.to_vec(),
-            hops: Vec::new(),
-            describe: format!("`{}`", cols.join("`/`")),
-        });
-    }
-    let parent = models.parent_owner(model)?;
-    Some(Owner {
-        scope: parent.columns.clone(),
-        hops: parent.hop_columns().map(str::to_string).collect(),
-        describe: format!("owner (through {})", parent.describe()),
-    })
-}
+use crate::analysis::semantic::tenancy::{Owner, TENANT_COLUMNS, TenantModels, model_file_texts};
 
 /// Is `column` compared with, or set to, one of the request's ids in `text` (`Resource.agent_id == agent_id`,
 /// `filter_by(agent_id=agent_id)`)? Such a filter selects by the request, it does not scope to the caller.
@@ -76,11 +50,7 @@ fn column_takes_request_id(text: &str, column: &str, ids: &[&str]) -> bool {
                         && (operand == column || operand.ends_with(&format!(".{column}")))
                 } else {
                     word_at(&flat, at, column.len())
-                        && word_at(
-                            &flat,
-                            at + column.len() + m.len() - column.len() - id.len(),
-                            id.len(),
-                        )
+                        && word_at(&flat, at + m.len() - id.len(), id.len())
                 }
             })
         })
@@ -281,7 +251,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
             continue;
         };
         let model = first.text().to_string();
-        let Some(owner) = owner_of(models, &model) else {
+        let Some(owner) = models.owner(&model) else {
             continue;
         };
         match tail.as_str() {
@@ -375,7 +345,7 @@ fn loads_through_helpers<'r>(
         else {
             continue;
         };
-        if owner_of(models, &loader.model).is_none() {
+        if models.owner(&loader.model).is_none() {
             continue;
         }
         let Some(args) = call.field("arguments") else {
@@ -403,7 +373,7 @@ fn loads_through_helpers<'r>(
 fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids: &[&str]) -> bool {
     // The columns a check may name: the tenant/owner columns, and the parent keys unless they are set from the
     // request's own id (`Resource.agent_id == agent_id` selects, it does not check).
-    let columns: Vec<&String> = owner.scope.iter().chain(owner.hops.iter()).collect();
+    let columns = owner.columns();
     let checks_column = |text: &str| {
         owner.scope.iter().any(|c| has_word(text, c))
             || owner
@@ -604,14 +574,15 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {
-                    owner_of(models, &l.model)
+                    models
+                        .owner(&l.model)
                         .is_some_and(|owner| !guarded(&own, &owner, l, &who, &ids))
                 })
                 .collect();
             let Some(first) = unguarded.first() else {
                 continue;
             };
-            let Some(owner) = owner_of(models, &first.model) else {
+            let Some(owner) = models.owner(&first.model) else {
                 continue;
             };
             let more = if unguarded.len() > 1 {

@@ -108,8 +108,64 @@ pub fn words(ident: &str) -> Vec<String> {
     out
 }
 
+/// The bases of a class, from the header text after its name (`(Base, sa.orm.Mixin, Generic[T], metaclass=M):`
+/// → `Base`, `Mixin`, `Generic`): each base's last dotted segment without its subscript; keyword arguments
+/// (`metaclass=…`, SQLModel's `table=True`) are left out. Reads up to the parenthesis that closes the list.
+pub fn class_bases(after_name: &str) -> Vec<String> {
+    let Some(list) = after_name.trim_start().strip_prefix('(') else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut end = list.len();
+    for (at, c) in list.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ')' if depth == 0 => {
+                end = at;
+                break;
+            }
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&list[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&list[start..end.max(start)]);
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !b.contains('='))
+        .map(|b| {
+            let last = b.rsplit('.').next().unwrap_or(b);
+            last.split('[').next().unwrap_or(last).trim().to_string()
+        })
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::class_bases;
+
+    #[test]
+    fn bases_of_a_class_header() {
+        assert_eq!(
+            class_bases("(Base, sa.orm.TenantMixin, Generic[T], table=True):"),
+            ["Base", "TenantMixin", "Generic"]
+        );
+        assert_eq!(
+            class_bases("( Dict[str, int], metaclass=Meta(x) ) :  # (c)"),
+            ["Dict"]
+        );
+        assert!(class_bases(":").is_empty());
+        assert!(class_bases("():").is_empty());
+    }
+
     use super::*;
 
     #[test]
