@@ -54,6 +54,10 @@ const MAX_HEADER_LINES: usize = 12;
 const MAX_BODY_LINES: usize = 400;
 /// Functions recorded per repository.
 const MAX_FUNCTIONS: usize = 200_000;
+/// Calls followed from a function to the loader that does its load (service -> repository -> model helper).
+const MAX_THROUGH_DEPTH: usize = 3;
+/// Bytes of a call's arguments read.
+const MAX_ARGS_BYTES: usize = 2_000;
 
 /// Parameter words that carry the caller or a scope: a function taking one may filter by it.
 const SCOPE_WORDS: &[&str] = &[
@@ -98,12 +102,25 @@ impl IdLoaders {
         if models.is_empty() {
             return IdLoaders { by_name };
         }
+        // How often each name is defined, and the functions that may load through another one (they take an id
+        // and are not loaders by their own body): a service method handing its id to a repository's loader.
+        let mut defined: HashMap<String, usize> = HashMap::new();
+        let mut maybe_through: Vec<(Vec<String>, Vec<String>, String)> = Vec::new();
         for text in texts {
             for (names, params, body) in functions(text) {
                 if by_name.len() >= MAX_FUNCTIONS {
                     break;
                 }
                 let found = loader(&params, &body, models);
+                for name in &names {
+                    *defined.entry(name.clone()).or_default() += 1;
+                }
+                if found.is_none()
+                    && params.iter().any(|p| is_id_name(p))
+                    && maybe_through.len() < MAX_FUNCTIONS
+                {
+                    maybe_through.push((names.clone(), params.clone(), body.clone()));
+                }
                 for name in names {
                     match (by_name.get(&name), &found) {
                         (None, found) => {
@@ -114,6 +131,31 @@ impl IdLoaders {
                             by_name.insert(name, None);
                         }
                     }
+                }
+            }
+        }
+        // Loaders through loaders, a few calls deep (route -> service -> repository): each round adds the
+        // functions whose only load is a call handing their id to a loader found before.
+        for _ in 0..MAX_THROUGH_DEPTH {
+            let mut added: Vec<(Vec<String>, IdLoader)> = Vec::new();
+            for (names, params, body) in &maybe_through {
+                // Only a name defined once, and not already a loader.
+                if names.iter().any(|n| {
+                    defined.get(n).copied().unwrap_or(0) != 1
+                        || by_name.get(n).is_some_and(Option::is_some)
+                }) {
+                    continue;
+                }
+                if let Some(l) = loader_through(params, body, models, &by_name) {
+                    added.push((names.clone(), l));
+                }
+            }
+            if added.is_empty() {
+                break;
+            }
+            for (names, l) in added {
+                for n in names {
+                    by_name.insert(n, Some(l.clone()));
                 }
             }
         }
@@ -242,11 +284,11 @@ fn code_only(body: &str) -> String {
     out
 }
 
-/// The by-id load of a scoped model in a function body, when the function is one.
-fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoader> {
+/// How a function stands with the caller: `None` when it reads a caller or scope parameter (it may scope its load
+/// by it), else whether it takes one and never reads it.
+fn caller_unread(params: &[String], code: &str) -> Option<bool> {
     // A caller or scope parameter the code never reads (`user: User,  # noqa: ARG001`) cannot scope the load:
     // the function still loads by the id alone, whatever its callers hand it.
-    let code = code_only(body);
     let scoping = |p: &String| {
         let lower = p.to_ascii_lowercase();
         (!is_id_name(&lower) && SCOPE_WORDS.iter().any(|w| lower.contains(w)))
@@ -254,11 +296,106 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
     };
     let mut ignores_caller = false;
     for p in params.iter().filter(|p| scoping(p)) {
-        if has_word(&code, p) {
+        if has_word(code, p) {
             return None;
         }
         ignores_caller = true;
     }
+    Some(ignores_caller)
+}
+
+/// A function whose load is a call handing one of its id parameters to a loader found before
+/// (`async def fetch_chat(self, chat_id): return await self.repo.get_by_id(chat_id)`), and which neither reads
+/// the caller nor names the model's tenant/owner columns.
+fn loader_through(
+    params: &[String],
+    body: &str,
+    models: &TenantModels,
+    known: &HashMap<String, Option<IdLoader>>,
+) -> Option<IdLoader> {
+    let code = code_only(body);
+    let ignores_caller = caller_unread(params, &code)?;
+    let ids: Vec<String> = params.iter().filter(|p| is_id_name(p)).cloned().collect();
+    let lower = code.to_ascii_lowercase();
+    if ids.is_empty() || lower.contains("owner") || lower.contains("tenant") {
+        return None;
+    }
+    for (callee, args) in calls(&code) {
+        let Some(inner) = callee_keys(&callee).find_map(|k| known.get(&k).and_then(Option::as_ref))
+        else {
+            continue;
+        };
+        if !ids.iter().any(|id| has_word(args, id)) {
+            continue;
+        }
+        let Some(owner) = models.owner(&inner.model) else {
+            continue;
+        };
+        if owner.columns().iter().any(|c| has_word(&code, c)) {
+            return None;
+        }
+        return Some(IdLoader {
+            model: inner.model.clone(),
+            id_params: ids,
+            ignores_caller,
+        });
+    }
+    None
+}
+
+/// The names a written callee may be known by: `self.repo.get_by_id` is `repo.get_by_id` (as `Class.method`)
+/// and `get_by_id`.
+fn callee_keys(callee: &str) -> impl Iterator<Item = String> + '_ {
+    let mut parts = callee.rsplit('.');
+    let tail = parts.next().unwrap_or(callee);
+    let class = parts.next();
+    class
+        .map(|c| format!("{c}.{tail}"))
+        .into_iter()
+        .chain(std::iter::once(tail.to_string()))
+}
+
+/// The calls written in code: the dotted callee before each `(` and the text of its arguments (bounded).
+fn calls(code: &str) -> Vec<(String, &str)> {
+    let bytes = code.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices('(') {
+        let mut start = at;
+        while start > 0 && ident(bytes[start - 1]) {
+            start -= 1;
+        }
+        let callee = code[start..at].trim_start_matches('.');
+        if callee.is_empty() || callee.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        // The arguments: up to the matching `)`, within the bound.
+        let mut depth = 0usize;
+        let mut end = at;
+        for (i, b) in bytes[at..].iter().enumerate().take(MAX_ARGS_BYTES) {
+            match b {
+                b'(' => depth += 1,
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = at + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if end > at {
+            out.push((callee.to_string(), &code[at + 1..end]));
+        }
+    }
+    out
+}
+
+/// The by-id load of a scoped model in a function body, when the function is one.
+fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoader> {
+    let code = code_only(body);
+    let ignores_caller = caller_unread(params, &code)?;
     let ids: Vec<String> = params.iter().filter(|p| is_id_name(p)).cloned().collect();
     if ids.is_empty() {
         return None;
@@ -380,6 +517,65 @@ def get_by_id(x):
         let loaders = IdLoaders::build([crud, other], &models());
         assert_eq!(loaders.get("get_chat"), None);
         assert_eq!(loaders.get("delete_chat"), Some(&chat(&["chat_id"])));
+    }
+
+    #[test]
+    fn loaders_through_a_service_layer() {
+        let repo = "\
+class ChatRepository:
+    async def get_by_id(self, chat_id: int):
+        return (await self.session.execute(select(Chat).where(Chat.id == chat_id))).scalar_one_or_none()
+";
+        let service = "\
+class ChatService:
+    async def fetch_chat(self, chat_id: int):
+        return await self.repo.get_by_id(chat_id)
+
+    async def fetch_chat_checked(self, chat_id: int, user):
+        chat = await self.repo.get_by_id(chat_id)
+        if chat.user_id != user.id:
+            raise Forbidden()
+        return chat
+
+    async def fetch_own(self, chat_id: int):
+        chat = await self.repo.get_by_id(chat_id)
+        return chat if chat.user_id == self.caller.id else None
+
+    async def fetch_first(self, chat_id: int):
+        return await self.repo.get_by_id(1)
+
+async def deep(chat_id):
+    return await ChatService().fetch_chat(chat_id)
+
+async def deeper(chat_id):
+    return await deep(chat_id)
+
+async def deepest(chat_id):
+    return await deeper(chat_id)
+";
+        let loaders = IdLoaders::build([repo, service], &models());
+        let chat = IdLoader {
+            model: "Chat".into(),
+            id_params: vec!["chat_id".into()],
+            ignores_caller: false,
+        };
+        assert_eq!(loaders.get("get_by_id"), Some(&chat));
+        // One call away, by the method's name and by `Class.method`.
+        assert_eq!(loaders.get("fetch_chat"), Some(&chat));
+        assert_eq!(loaders.get("ChatService.fetch_chat"), Some(&chat));
+        // Reads the caller, compares the owner column, or hands over something else than its id: not a loader.
+        assert_eq!(loaders.get("fetch_chat_checked"), None);
+        assert_eq!(loaders.get("fetch_own"), None);
+        assert_eq!(loaders.get("fetch_first"), None);
+        // Followed up to the depth bound (three calls beyond the repository), not further.
+        assert_eq!(loaders.get("deep"), Some(&chat));
+        assert_eq!(loaders.get("deeper"), Some(&chat));
+        assert_eq!(loaders.get("deepest"), None);
+        // A name defined twice is not followed.
+        let twice = "def fetch_chat(x):\n    return x\n";
+        let loaders = IdLoaders::build([repo, service, twice], &models());
+        assert_eq!(loaders.get("fetch_chat"), None);
+        assert_eq!(loaders.get("get_by_id"), Some(&chat));
     }
 
     #[test]
