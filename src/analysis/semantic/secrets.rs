@@ -112,9 +112,17 @@ pub fn is_sequential(s: &str) -> bool {
         .any(|p| lower.contains(p))
 }
 
+/// Keys their vendors publish as safe to ship in client code: they only send data in (PostHog project keys
+/// `phc_…`, Stripe publishable keys `pk_live_…`/`pk_test_…`, Mapbox public tokens `pk.eyJ…`). Not secrets.
+pub fn is_public_client_key(v: &str) -> bool {
+    ["phc_", "pk_live_", "pk_test_", "pk.eyJ"]
+        .iter()
+        .any(|p| v.starts_with(p))
+}
+
 /// A literal that looks like a generated secret: long, no spaces, letters and digits, high entropy, no long words.
 pub fn looks_generated(v: &str, password: bool) -> bool {
-    if is_placeholder(v) {
+    if is_placeholder(v) || is_public_client_key(v) {
         return false;
     }
     let len = v.chars().count();
