@@ -150,6 +150,7 @@ static CHECKS: &[&dyn Check] = &[
     &python::f7_readiness::FastApiNoReadinessAnywhere,
     &infra::o3_dotenv::EnvExampleKnownSecret,
     &infra::o3_dotenv::EnvExampleNamedSecret,
+    &infra::o3_dotenv::EnvExampleNamedSecretLocal,
     &infra::infra_compose::AppWithoutHealthcheck,
 ];
 

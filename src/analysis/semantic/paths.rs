@@ -48,6 +48,64 @@ const DEV_INFRA_WORDS: &[&str] = &[
     "demo",
 ];
 
+/// Globs of the Compose files a deployment may be described by (what [`env_example_deployed`] reads).
+pub const COMPOSE_FILE_GLOBS: &[&str] = &[
+    "**/docker-compose*.yml",
+    "**/docker-compose*.yaml",
+    "**/compose.yml",
+    "**/compose.yaml",
+    "**/compose.*.yml",
+    "**/compose.*.yaml",
+];
+
+fn is_compose_path(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
+    stem.len() < name.len()
+        && (stem.starts_with("docker-compose") || stem == "compose" || stem.starts_with("compose."))
+}
+
+/// Does a deployment read the environment file this example is copied to? `Some(true)` when a Compose file that
+/// is not a development variant sits in the same folder (Compose reads `.env` from there) or names that folder's
+/// `.env` (`env_file: ../backend/.env`); `Some(false)` when the tree has such Compose files and none does (the
+/// example is for running one service from source); `None` when the tree or its Compose files are unknown.
+/// `tree` is the sorted list of the tree's paths, `read` gives a file's text.
+pub fn env_example_deployed<'a>(
+    path: &str,
+    tree: &[String],
+    read: impl Fn(&str) -> Option<&'a str>,
+) -> Option<bool> {
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let composes: Vec<&String> = tree
+        .iter()
+        .filter(|p| is_compose_path(p) && !is_dev_infra_file(p))
+        .collect();
+    if composes.is_empty() {
+        return None;
+    }
+    let mut unread = false;
+    for c in &composes {
+        let cdir = c.rsplit_once('/').map_or("", |(d, _)| d);
+        if cdir == dir {
+            return Some(true);
+        }
+        let Some(text) = read(c) else {
+            unread = true;
+            continue;
+        };
+        let named = if dir.is_empty() {
+            text.contains("../.env")
+        } else {
+            let last = dir.rsplit('/').next().unwrap_or(dir);
+            text.contains(&format!("{last}/.env"))
+        };
+        if named {
+            return Some(true);
+        }
+    }
+    if unread { None } else { Some(false) }
+}
+
 /// True for test code: a `tests`/`test` folder, `test_*.py`, `*_test.py`, `conftest.py`.
 pub fn is_test_path(path: &str) -> bool {
     let mut parts = path.split('/').peekable();
@@ -273,6 +331,48 @@ fn imports_demo_ui(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_env_examples_a_deployment_reads() {
+        let tree: Vec<String> = [
+            "backend/.env.example",
+            "docker/.env.example",
+            "docker/docker-compose.yml",
+            "docker/docker-compose.dev.yml",
+            "plugin/.env.example",
+            "worker/.env.example",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let compose = "services:\n  worker:\n    env_file: ../worker/.env\n";
+        let read = |p: &str| (p == "docker/docker-compose.yml").then_some(compose);
+        // Beside the production Compose file, or named by it.
+        assert_eq!(
+            env_example_deployed("docker/.env.example", &tree, read),
+            Some(true)
+        );
+        assert_eq!(
+            env_example_deployed("worker/.env.example", &tree, read),
+            Some(true)
+        );
+        // For running one service from source.
+        assert_eq!(
+            env_example_deployed("backend/.env.example", &tree, read),
+            Some(false)
+        );
+        assert_eq!(
+            env_example_deployed("plugin/.env.example", &tree, read),
+            Some(false)
+        );
+        // A Compose file that could not be read, or none at all (only a development stack): not known.
+        assert_eq!(
+            env_example_deployed("backend/.env.example", &tree, |_| None),
+            None
+        );
+        let dev_only: Vec<String> = vec!["docker-compose.dev.yml".into(), ".env.example".into()];
+        assert_eq!(env_example_deployed(".env.example", &dev_only, read), None);
+    }
 
     #[test]
     fn test_paths() {

@@ -16,6 +16,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
+use crate::analysis::semantic::paths::{COMPOSE_FILE_GLOBS, env_example_deployed};
 use crate::analysis::semantic::secrets::{
     KNOWN_FORMAT_TOKENS, SECRET_NAME_TOKENS, is_placeholder, known_format_secret, looks_generated,
     secret_name, url_password,
@@ -219,36 +220,78 @@ impl Check for EnvExampleNamedSecret {
     fn tokens(&self) -> &'static [&'static str] {
         SECRET_NAME_TOKENS
     }
+    fn needs(&self) -> &'static [&'static str] {
+        COMPOSE_FILE_GLOBS
+    }
     fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
-    fn run_text(&self, text: &str, _ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        for a in assignments(text) {
-            // Known formats are reported by the critical detector.
-            if known_format_secret(&a.value).is_some() {
-                continue;
-            }
-            if url_with_secret(&a.value) {
-                out.push(CheckMatch {
-                    fix: None,
-                    range: a.range,
-                    message: Some(format!(
-                        "`{}` in this example environment file is a URL with a real-looking password: it is public in the repository, and every deployment that copies the file uses it; put a placeholder in the URL (`user:changeme@`) or build the URL from a separate password setting",
-                        a.name
-                    )),
-                });
-                continue;
-            }
-            if !named_secret(&a.name, &a.value) {
-                continue;
-            }
+    fn run_text(&self, text: &str, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if deployed(ctx) != Some(false) {
+            named_secrets(text, false, out);
+        }
+    }
+}
+
+/// [`EnvExampleNamedSecret`] in an example file that no deployment reads (the tree's Compose files neither sit
+/// beside it nor name it): the template for running one service from source, so the secret reaches developers'
+/// machines rather than deployments.
+pub struct EnvExampleNamedSecretLocal;
+
+impl Check for EnvExampleNamedSecretLocal {
+    fn id(&self) -> &'static str {
+        "env-example-named-secret-local"
+    }
+    fn tokens(&self) -> &'static [&'static str] {
+        SECRET_NAME_TOKENS
+    }
+    fn needs(&self) -> &'static [&'static str] {
+        COMPOSE_FILE_GLOBS
+    }
+    fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
+    fn run_text(&self, text: &str, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
+        if deployed(ctx) == Some(false) {
+            named_secrets(text, true, out);
+        }
+    }
+}
+
+fn deployed(ctx: &FileContext<'_>) -> Option<bool> {
+    env_example_deployed(ctx.path, &ctx.repo.paths, |p| ctx.repo.read(p))
+}
+
+/// The secret-named values of an example file. `local`: no deployment reads it (the consequence differs).
+fn named_secrets(text: &str, local: bool, out: &mut Vec<CheckMatch>) {
+    let who = if local {
+        "everyone who runs the service from source with the file unchanged"
+    } else {
+        "every deployment that copies the file"
+    };
+    for a in assignments(text) {
+        // Known formats are reported by the critical detector.
+        if known_format_secret(&a.value).is_some() {
+            continue;
+        }
+        if url_with_secret(&a.value) {
             out.push(CheckMatch {
                 fix: None,
                 range: a.range,
                 message: Some(format!(
-                    "`{}` has a real-looking secret value in this example environment file: it is public in the repository, and every deployment that copies the file runs with the same secret; leave it empty or a placeholder (`{}=changeme`) and generate one per deployment (`openssl rand -hex 32`)",
-                    a.name, a.name
+                    "`{}` in this example environment file is a URL with a real-looking password: it is public in the repository, and {who} uses it; put a placeholder in the URL (`user:changeme@`) or build the URL from a separate password setting",
+                    a.name
                 )),
             });
+            continue;
         }
+        if !named_secret(&a.name, &a.value) {
+            continue;
+        }
+        out.push(CheckMatch {
+            fix: None,
+            range: a.range,
+            message: Some(format!(
+                "`{}` has a real-looking secret value in this example environment file: it is public in the repository, and {who} runs with the same secret; leave it empty or a placeholder (`{}=changeme`) and generate one per deployment (`openssl rand -hex 32`)",
+                a.name, a.name
+            )),
+        });
     }
 }
 
