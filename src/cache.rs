@@ -292,6 +292,11 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "compose-no-limits",
     "compose-image-unpinned",
     "compose-literal-secret",
+    // O3 in example env files: whether a deployment's Compose file reads the file (the file's other check
+    // shares its code).
+    "env-example-named-secret",
+    "env-example-named-secret-local",
+    "env-example-known-format-secret",
 ];
 
 /// Did a detector that reads the repository around the file run on it? The same conditions the engine applies
