@@ -30,6 +30,16 @@ pub const LOADER_FILE_GLOBS: &[&str] = &[
     "**/services.py",
     "**/*_service.py",
     "**/services/**/*.py",
+    // One data-access function per module, grouped by what they do (`users/methods/get_user.py`), and stores,
+    // managers and query modules.
+    "**/methods/**/*.py",
+    "**/queries/**/*.py",
+    "**/queries.py",
+    "**/store.py",
+    "**/*_store.py",
+    "**/stores/**/*.py",
+    "**/managers/**/*.py",
+    "**/*_manager.py",
 ];
 
 /// What the ownership check reads: the model files and the data-access files.

@@ -322,6 +322,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
 /// Calls that hand a request id, and not the caller, to a data-access function of another module that loads a
 /// scoped model by the id alone ([`IdLoaders`]).
 fn loads_through_helpers<'r>(
+    imports: &crate::analysis::semantic::python::imports::Imports,
     loaders: &IdLoaders,
     models: &TenantModels,
     ids: &[&str],
@@ -330,11 +331,12 @@ fn loads_through_helpers<'r>(
 ) -> Vec<Load<'r>> {
     let mut out = Vec::new();
     for call in own.iter().filter(|n| n.kind() == "call") {
-        let Some(tail) = callee_tail(call) else {
+        // Import aliases undone: `from app.methods import get_config as method_get_config` calls `get_config`.
+        let Some(tail) = imports.callee_tail(call) else {
             continue;
         };
         // `ApiKey.get_by_id(…)` by its class, `crud.get_chat(…)` / `repo.fetch(…)` by the function's name.
-        let written = callee(call).unwrap_or_default();
+        let written = imports.callee(call).unwrap_or_default();
         let class_method = written
             .rsplit('.')
             .nth(1)
@@ -565,6 +567,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let mut found = loads(models, &ids, &own);
             found.extend(loads_through_helpers(
+                &ctx.imports(root),
                 ctx.repo.id_loaders(),
                 models,
                 &ids,
