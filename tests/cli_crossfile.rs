@@ -127,6 +127,11 @@ fn base_repo() -> TestRepo {
         ".env.example",
         "DATABASE_URL=postgresql://app:changethis@localhost/app\n",
     );
+    // The undocumented-setting detector is opt-in.
+    repo.write(
+        ".github/prodaudit.yml",
+        "rules:\n  enable: [O3-optional-setting-not-in-env-example]\n",
+    );
     repo.commit("base");
     repo.git(&["checkout", "-q", "-b", "feature"]);
     repo
