@@ -22,6 +22,8 @@ const NOT_SERVICE_DIRS: &[(&str, &str)] = &[
     ("doc", "documentation"),
     ("benchmarks", "a benchmark"),
     ("benchmark", "a benchmark"),
+    ("evals", "an evaluation harness"),
+    ("eval", "an evaluation harness"),
     ("tests", "test code"),
     ("test", "test code"),
     ("e2e", "test code"),
@@ -175,6 +177,10 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
     for dir in &parts {
         if let Some((_, why)) = NOT_SERVICE_DIRS.iter().find(|(n, _)| n == dir) {
             return Some(why);
+        }
+        // `.vscode/`, `.github/`, `.circleci/`: editor and CI helpers.
+        if dir.len() > 1 && dir.starts_with('.') && *dir != ".." {
+            return Some("an editor or CI helper");
         }
     }
     if is_test_path(&lower) {
@@ -494,6 +500,10 @@ mod tests {
             ("tests/e2e/test_flow.py", None),
             ("backend/tests/conftest.py", None),
             ("notebooks/explore.py", None),
+            ("backend/evals/eval_cli.py", None),
+            ("pkg/eval/run_eval.py", None),
+            (".vscode/run_worker_reload.py", None),
+            (".github/scripts/release_notes.py", None),
             ("setup.py", None),
             (
                 "sdk/setup.py",
@@ -528,6 +538,8 @@ mod tests {
             ("Dockerfile", None),
             ("k8s/deployment.yaml", None),
             ("app/scripts.py", None),
+            ("app/evaluator.py", None),
+            ("app/services/eval_service.py", None),
         ] {
             assert!(not_service_reason(path, text).is_none(), "{path}");
         }
