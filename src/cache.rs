@@ -297,6 +297,10 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "env-example-named-secret",
     "env-example-named-secret-local",
     "env-example-known-format-secret",
+    // I2: a rate-limiting middleware in the application's files (the file's other check shares its code).
+    "public-router-without-rate-limit",
+    "upload-read-without-size-limit",
+    "upload-read-in-helper",
 ];
 
 /// Did a detector that reads the repository around the file run on it? The same conditions the engine applies

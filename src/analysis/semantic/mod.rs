@@ -6,6 +6,7 @@ pub mod dockerfile;
 pub mod loaders;
 pub mod paths;
 pub mod python;
+pub mod ratelimit;
 pub mod reach;
 pub mod secrets;
 pub mod tenancy;

@@ -1,7 +1,8 @@
 //! I2: resource isolation — no tenant may exhaust what the others share.
 //!
 //! - `public-router-without-rate-limit`: an `APIRouter(prefix="/public…")` (or `/mcp/v1`, or an
-//!   `include_router(…, prefix="/public…")`) with no rate-limit dependency on it and no limiter anywhere in the file.
+//!   `include_router(…, prefix="/public…")`) with no rate-limit dependency on it, no limiter anywhere in the file,
+//!   and no rate-limiting middleware the application applies to every route.
 //! - `upload-read-without-size-limit`: a handler that reads a whole `UploadFile` into memory (`await file.read()`,
 //!   `file.file.read()`) with no size check anywhere in the handler.
 
@@ -12,6 +13,7 @@ use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, decorators, function_name, has_error, has_kwargs_splat, keyword_arg, plain_string,
 };
+use crate::analysis::semantic::ratelimit::{APP_FILE_GLOBS, app_wide_rate_limit};
 
 /// Words that show a rate limit or quota is applied.
 fn mentions_rate_limit(text: &str) -> bool {
@@ -71,9 +73,14 @@ impl Check for PublicRouterWithoutRateLimit {
         &["/public", "/mcp"]
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        APP_FILE_GLOBS
+    }
+
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
-        if mentions_rate_limit(&text) {
+        // A limiter in the file, or one the application applies to every route.
+        if mentions_rate_limit(&text) || app_wide_rate_limit(&ctx.repo.files) {
             return;
         }
         let mcp = serves_mcp(&text);
