@@ -36,11 +36,12 @@ pub fn path_policy(path: &str) -> PathPolicy {
     }
 }
 
-/// Only files some rule could be about are read at all.
+/// Only files some rule could be about are read at all; prodaudit's own configuration is not one of them.
 pub fn worth_reading(path: &str) -> bool {
-    super::language::detect(path, None).is_some()
-        || path.ends_with(".yml")
-        || path.ends_with(".yaml")
+    path != crate::repo_config::DEFAULT_PATH
+        && (super::language::detect(path, None).is_some()
+            || path.ends_with(".yml")
+            || path.ends_with(".yaml"))
 }
 
 /// Vendored or generated code is not the team's to fix.
