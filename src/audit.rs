@@ -299,40 +299,24 @@ fn repo_context(
     })
 }
 
-/// Most bytes of the service's Python (tests and scripts aside) whose words are read to find the functions
-/// nothing calls: about a quarter of a second on two cores. Larger trees (a vendored standard library) go without.
-const NAME_SCAN_BYTES: usize = 32 * 1024 * 1024;
-
-/// The repository model's reachability: the import facts of every Python file of the tree (vendored code
-/// aside) and the commands of its deployment files. A Python file that cannot be read whole counts as importing
-/// modules named at run time, so what only it imports is never called unreached.
+/// The repository model's reachability ([`repo_model`], shared with the App): the import facts of every Python
+/// file of the tree (vendored code aside) and the commands of its deployment files, read on all cores.
 fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, AuditError> {
-    use crate::analysis::semantic::reach::{self, ModuleFacts};
-    let is_command_file = |p: &str| {
-        let name = p.rsplit('/').next().unwrap_or(p);
-        let lower = name.to_ascii_lowercase();
-        lower.starts_with("dockerfile")
-            || lower.ends_with(".dockerfile")
-            || (lower.contains("compose") && (lower.ends_with(".yml") || lower.ends_with(".yaml")))
-            || lower == "procfile"
-            || lower.ends_with(".sh")
-            || lower == "pyproject.toml"
-    };
+    use crate::analysis::repo_model::{self, NameBudget};
     let py: Vec<String> = tree
         .iter()
-        .filter(|p| p.ends_with(".py") && !plan::is_vendored(p))
+        .filter(|p| repo_model::wants_python(p))
         .cloned()
         .collect();
-    if py.len() > reach::MAX_MODULES {
-        return Ok(Reach::build(&Default::default(), &[], |_| true));
+    if repo_model::too_many_modules(py.len()) {
+        return Ok(repo_model::undecided());
     }
     let commands: Vec<String> = tree
         .iter()
-        .filter(|p| is_command_file(p) && !plan::is_vendored(p))
+        .filter(|p| repo_model::wants_command(p))
         .cloned()
         .collect();
     let read = |names: &[String]| -> Result<Vec<Option<Vec<u8>>>, AuditError> {
-        use rayon::prelude::*;
         Ok(match source {
             Source::Revision { repo, rev } => repo.read_files(rev, names)?,
             Source::WorkTree => names
@@ -342,43 +326,13 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
         })
     };
     // Every Python file is read and scanned: on all cores (a warm cached run is mostly this).
-    use rayon::prelude::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let counted_bytes = AtomicUsize::new(0);
-    let facts: std::collections::BTreeMap<String, ModuleFacts> = py
+    let budget = NameBudget::new();
+    let facts: std::collections::BTreeMap<String, _> = py
         .par_iter()
         .cloned()
         .zip(read(&py)?)
         .map(|(p, bytes)| {
-            let facts = match bytes.filter(|b| b.len() <= plan::MAX_FILE_BYTES) {
-                Some(b) => {
-                    let text = String::from_utf8_lossy(&b);
-                    let not_service =
-                        crate::analysis::semantic::paths::not_service_reason(&p, Some(&text))
-                            .is_some();
-                    // Names are read only where they count: tests and scripts neither use nor define a
-                    // function of the service (most of the cost of this scan is reading every word).
-                    let names = if not_service {
-                        Default::default()
-                    } else {
-                        let total = counted_bytes.fetch_add(b.len(), Ordering::Relaxed) + b.len();
-                        if total > NAME_SCAN_BYTES {
-                            Default::default()
-                        } else {
-                            crate::analysis::semantic::uses::name_facts(&text)
-                        }
-                    };
-                    ModuleFacts {
-                        not_service,
-                        names,
-                        ..reach::module_facts(&text)
-                    }
-                }
-                None => ModuleFacts {
-                    dynamic_unknown: true,
-                    ..Default::default()
-                },
-            };
+            let facts = repo_model::python_facts(&p, bytes.as_deref(), &budget);
             (p, facts)
         })
         .collect();
@@ -386,29 +340,9 @@ fn build_reach(root: &Path, source: &Source, tree: &[String]) -> Result<Reach, A
         .iter()
         .cloned()
         .zip(read(&commands)?)
-        .filter_map(|(p, b)| {
-            b.filter(|b| plan::context_file_wanted(b))
-                .map(|b| (p, String::from_utf8_lossy(&b).into_owned()))
-        })
+        .filter_map(|(p, b)| b.and_then(|b| repo_model::command_text(&b)).map(|t| (p, t)))
         .collect();
-    // Python files by what their text says too (a package's own `setup.py` is a module), other files by path.
-    let mut reach = Reach::build(&facts, &texts, |p| {
-        facts.get(p).map_or_else(
-            || crate::analysis::semantic::paths::not_service_reason(p, None).is_some(),
-            |f| f.not_service,
-        )
-    });
-    // The same answer whatever order the files were read in: over the budget, no file's names count.
-    let counted = counted_bytes.load(Ordering::Relaxed);
-    if counted > NAME_SCAN_BYTES {
-        reach.forget_unused_functions();
-        tracing::info!(
-            service_python_mib = counted / (1024 * 1024),
-            budget_mib = NAME_SCAN_BYTES / (1024 * 1024),
-            "functions nothing calls: not worked out (more service Python than the name scan's budget)"
-        );
-    }
-    Ok(reach)
+    Ok(repo_model::build(&facts, &texts, budget.counted()))
 }
 
 /// A pull request's view: the files changed between merge-base(base, head) and head, and their added lines.

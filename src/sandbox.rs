@@ -13,6 +13,7 @@
 //! Wire format (stdin): one line of JSON ([`Request`]), then the bytes of each file, back to back, in the
 //! order and of the lengths the JSON gives. Stdout: one JSON array of [`FileResult`], one per file.
 
+use crate::analysis::semantic::reach::Reach;
 use crate::analysis::{Engine, FileOutcome, Overrides, RepoContext, RuleSet};
 use crate::diff::LineSet;
 use crate::report::{Finding, Severity};
@@ -165,6 +166,25 @@ pub struct Request {
     #[serde(default)]
     pub tenant_columns: Vec<String>,
     pub max_file_bytes: usize,
+    /// The repository model (which modules the service's entry points reach, the functions nothing calls), when
+    /// the parent built one.
+    #[serde(default)]
+    pub reach: Option<Reach>,
+}
+
+impl Request {
+    /// The repository around the files, as the parent had it (the model included), taken out of the request.
+    pub fn take_repo_context(&mut self) -> RepoContext {
+        RepoContext {
+            changed: std::mem::take(&mut self.changed),
+            paths: std::mem::take(&mut self.paths),
+            files: std::mem::take(&mut self.context_files),
+            reverse_proxies: std::mem::take(&mut self.reverse_proxies),
+            tenant_columns: std::mem::take(&mut self.tenant_columns),
+            reach: self.reach.take().map(Arc::new),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -220,6 +240,7 @@ async fn run_child(
         report_not_service: engine.overrides.report_not_service,
         tenant_columns: repo.tenant_columns.clone(),
         max_file_bytes: engine.max_file_bytes,
+        reach: repo.reach.as_deref().cloned(),
     };
     let mut header =
         serde_json::to_vec(&request).map_err(|e| SandboxError::Protocol(e.to_string()))?;
@@ -443,7 +464,8 @@ pub fn child_main(memory_limit_mib: u64, rule_dirs: &[PathBuf]) -> anyhow::Resul
             header.push(byte[0]);
         }
     }
-    let request: Request = serde_json::from_slice(&header).context("parsing the request")?;
+    let mut request: Request = serde_json::from_slice(&header).context("parsing the request")?;
+    let repo = request.take_repo_context();
     let mut files = Vec::with_capacity(request.files.len());
     for f in &request.files {
         let mut bytes = vec![0u8; f.len];
@@ -476,14 +498,6 @@ pub fn child_main(memory_limit_mib: u64, rule_dirs: &[PathBuf]) -> anyhow::Resul
         },
     );
     engine.max_file_bytes = request.max_file_bytes;
-    let repo = RepoContext {
-        changed: request.changed,
-        paths: request.paths,
-        files: request.context_files,
-        reverse_proxies: request.reverse_proxies,
-        tenant_columns: request.tenant_columns,
-        ..Default::default()
-    };
     let results: Vec<FileResult> = {
         use rayon::prelude::*;
         files
@@ -557,6 +571,67 @@ mod tests {
             e.to_string(),
             "the analysis process exited with status 2: error: bad rules"
         );
+    }
+
+    /// The repository model crosses to the child: a request with a model that holds an unreached module reads
+    /// back into a repository context that says so.
+    #[test]
+    fn the_request_carries_the_repository_model() {
+        use crate::analysis::repo_model::{self, NameBudget};
+        use crate::analysis::semantic::reach::Standing;
+        let budget = NameBudget::new();
+        let facts: std::collections::BTreeMap<String, _> = [
+            (
+                "app/main.py",
+                "from fastapi import FastAPI\napp = FastAPI()\n",
+            ),
+            ("tools/bench.py", "import requests\n"),
+        ]
+        .iter()
+        .map(|(p, t)| {
+            (
+                p.to_string(),
+                repo_model::python_facts(p, Some(t.as_bytes()), &budget),
+            )
+        })
+        .collect();
+        let reach = repo_model::build(&facts, &[], budget.counted());
+        assert_eq!(reach.standing("tools/bench.py"), Standing::Unreached);
+        let request = Request {
+            files: Vec::new(),
+            changed: BTreeSet::new(),
+            paths: vec!["app/main.py".into(), "tools/bench.py".into()],
+            context_files: HashMap::new(),
+            reverse_proxies: Vec::new(),
+            disabled: HashSet::new(),
+            severity: HashMap::new(),
+            enabled: HashSet::new(),
+            service_globs: Vec::new(),
+            not_service_globs: Vec::new(),
+            report_not_service: false,
+            tenant_columns: Vec::new(),
+            max_file_bytes: 1,
+            reach: Some(reach.clone()),
+        };
+        let wire = serde_json::to_vec(&request).unwrap_or_default();
+        let mut back: Request = match serde_json::from_slice(&wire) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(back.reach.as_ref(), Some(&reach));
+        let repo = back.take_repo_context();
+        assert_eq!(repo.standing("tools/bench.py"), Standing::Unreached);
+        assert_eq!(repo.standing("app/main.py"), Standing::Service);
+        // A parent without a model (an older one, or none built) sends none: every module is the service.
+        let mut old: serde_json::Value = serde_json::from_slice(&wire).unwrap_or_default();
+        if let Some(o) = old.as_object_mut() {
+            o.remove("reach");
+        }
+        let mut back: Request = match serde_json::from_value(old) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(back.take_repo_context().reach.is_none());
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub async fn serve(
         rules,
         store: store.clone(),
         runner,
+        model_cache: Default::default(),
     });
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     let worker = Arc::new(Worker {

@@ -210,3 +210,80 @@ async fn the_child_honours_the_repository_configuration() {
         );
     }
 }
+
+/// The repository model reaches the child as it reaches in-process analysis: a module no entry point imports
+/// and a function nothing calls have their critical/high findings held back; without the model, both report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_holds_back_what_the_repository_model_says() {
+    use prodaudit::analysis::repo_model::{self, NameBudget};
+    use prodaudit::analysis::semantic::reach::Standing;
+    let main = "from fastapi import FastAPI\nfrom app import api\n\napp = FastAPI()\n";
+    let api = "import requests\n\n\n@router.get('/x')\ndef proxy(u):\n    return requests.get(u)\n\n\ndef old(u):\n    return requests.get(u)\n";
+    let bench = "import requests\n\n\ndef run(u):\n    return requests.get(u)\n\n\nrun('x')\n";
+    let tree = [
+        ("app/__init__.py", ""),
+        ("app/main.py", main),
+        ("app/api.py", api),
+        ("tools/bench.py", bench),
+    ];
+    let budget = NameBudget::new();
+    let facts: std::collections::BTreeMap<String, _> = tree
+        .iter()
+        .map(|(p, t)| {
+            (
+                p.to_string(),
+                repo_model::python_facts(p, Some(t.as_bytes()), &budget),
+            )
+        })
+        .collect();
+    let reach = Arc::new(repo_model::build(&facts, &[], budget.counted()));
+    assert_eq!(reach.standing("tools/bench.py"), Standing::Unreached);
+    let files = vec![
+        ("app/api.py".to_string(), api.as_bytes().to_vec(), None),
+        (
+            "tools/bench.py".to_string(),
+            bench.as_bytes().to_vec(),
+            None,
+        ),
+    ];
+    let lines = |out: &[prodaudit::analysis::FileOutcome]| -> Vec<Vec<usize>> {
+        out.iter()
+            .map(|o| o.findings.iter().map(|f| f.line).collect())
+            .collect()
+    };
+    for runner in [AnalysisRunner::InProcess, child(512)] {
+        let with = RepoContext {
+            reach: Some(reach.clone()),
+            ..Default::default()
+        };
+        let out = runner
+            .analyze(
+                Engine::new(rules(), Overrides::default()),
+                files.clone(),
+                with,
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lines(&out), vec![vec![6], vec![]], "{runner:?}");
+        assert_eq!(
+            (out[0].not_service, out[1].not_service),
+            (1, 1),
+            "{runner:?}: the unused function and the unreached module"
+        );
+        let out = runner
+            .analyze(
+                Engine::new(rules(), Overrides::default()),
+                files.clone(),
+                RepoContext::default(),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            lines(&out),
+            vec![vec![6, 10], vec![5]],
+            "{runner:?}: no model"
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod language;
 pub mod limits;
 pub mod nodes;
 pub mod plan;
+pub mod repo_model;
 pub mod rules;
 pub mod semantic;
 pub mod suppress;

@@ -49,6 +49,56 @@ pub struct PrFile {
     pub changes: u64,
 }
 
+/// A commit's tree as `GET /repos/{owner}/{repo}/git/trees/{sha}?recursive=1` gives it: its files (blobs; folders
+/// and submodules left out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GitTree {
+    pub files: Vec<TreeFile>,
+    /// GitHub left entries out (over 100,000 entries or 7 MB): the listing is incomplete.
+    pub truncated: bool,
+}
+
+/// One file of a tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeFile {
+    pub path: String,
+    /// The git blob sha: the same for the same contents, whatever the path or commit.
+    pub sha: String,
+    /// Bytes, when GitHub says.
+    pub size: Option<u64>,
+}
+
+impl GitTree {
+    /// The blobs of a tree answer (entries without a path are left out; a blob without a sha gets an empty one,
+    /// which nothing caches).
+    pub fn from_json(v: &Value) -> GitTree {
+        let files = v["tree"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["type"] == "blob")
+                    .filter_map(|e| {
+                        Some(TreeFile {
+                            path: e["path"].as_str()?.to_string(),
+                            sha: e["sha"].as_str().unwrap_or_default().to_string(),
+                            size: e["size"].as_u64(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        GitTree {
+            files,
+            truncated: v["truncated"].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// The paths, in the tree's order.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+}
+
 /// GitHub lists at most this many files of a pull request.
 pub const MAX_PR_FILES: usize = 3000;
 
@@ -184,13 +234,9 @@ impl GitHub {
         }
     }
 
-    /// The paths of every file of the tree at a commit (one request; GitHub truncates very large trees).
-    pub async fn get_tree(
-        &self,
-        inst: i64,
-        repo: &str,
-        sha: &str,
-    ) -> Result<Vec<String>, GitHubError> {
+    /// Every file of the tree at a commit, with its blob sha and size (one request; GitHub truncates very large
+    /// trees and says so).
+    pub async fn get_tree(&self, inst: i64, repo: &str, sha: &str) -> Result<GitTree, GitHubError> {
         let route = "/repos/{owner}/{repo}/git/trees/{tree_sha}";
         let v: Value = self
             .get_json(
@@ -199,15 +245,7 @@ impl GitHub {
                 route,
             )
             .await?;
-        Ok(v["tree"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|e| e["type"] == "blob")
-                    .filter_map(|e| e["path"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(GitTree::from_json(&v))
     }
 
     /// Create a check run. Its `external_id` (set here when the body has none) lets a retry after an
@@ -641,6 +679,28 @@ pub fn parse_threads(threads: &Value) -> Vec<ReviewThread> {
 #[cfg(test)]
 mod tests {
     use super::has_next_page;
+
+    /// A tree answer in GitHub's shape: blobs with their sha and size; folders and submodules left out; the
+    /// truncation flag kept (an incomplete listing must not build a repository model).
+    #[test]
+    fn tree_listing() {
+        let v = serde_json::json!({
+            "sha": "t1", "truncated": true,
+            "tree": [
+                {"path": "app", "mode": "040000", "type": "tree", "sha": "d1"},
+                {"path": "app/main.py", "mode": "100644", "type": "blob", "sha": "b1", "size": 42},
+                {"path": "libs/sub", "mode": "160000", "type": "commit", "sha": "c1"},
+                {"path": "odd", "type": "blob"},
+            ]
+        });
+        let tree = super::GitTree::from_json(&v);
+        assert!(tree.truncated);
+        assert_eq!(tree.paths(), vec!["app/main.py", "odd"]);
+        assert_eq!(tree.files[0].sha, "b1");
+        assert_eq!(tree.files[0].size, Some(42));
+        assert_eq!((tree.files[1].sha.as_str(), tree.files[1].size), ("", None));
+        assert!(!super::GitTree::from_json(&serde_json::json!({"tree": []})).truncated);
+    }
 
     #[test]
     fn link_headers() {

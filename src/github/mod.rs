@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod events;
+pub mod model;
 pub mod review;
 
 pub use client::{GitHub, GitHubError};

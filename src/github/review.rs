@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Files larger than this are not fetched (the shared planning policy's limit).
 pub const MAX_FILE_BYTES: u64 = crate::analysis::plan::MAX_FILE_BYTES as u64;
 /// Files per GraphQL contents query.
-const GRAPHQL_BATCH: usize = 50;
+pub(super) const GRAPHQL_BATCH: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -93,6 +93,8 @@ pub struct Reviewer {
     pub store: Arc<dyn JobStore>,
     /// Where the analysis runs (a child process under `serve`).
     pub runner: crate::sandbox::AnalysisRunner,
+    /// What the repository model keeps of each file, by blob (see [`super::model`]).
+    pub model_cache: super::model::FactCache,
 }
 
 fn split(repo: &str) -> (&str, &str) {
@@ -274,13 +276,32 @@ impl Reviewer {
             tenant_columns: config.tenant_columns.clone(),
             ..Default::default()
         };
-        if !needs.is_empty() && context_may_matter(&self.rules, &inputs) {
-            let tree = gh.get_tree(t.installation, &t.repo, &head).await?;
+        let want_context = !needs.is_empty() && context_may_matter(&self.rules, &inputs);
+        // The repository model (which modules the service runs, which functions nothing calls) holds back
+        // critical/high findings, as in the CLI: worth reading when a Python file is audited and the repository
+        // does not ask for everything to be reported.
+        let want_model = !engine.overrides.report_not_service
+            && inputs.iter().any(|(p, _, _)| p.ends_with(".py"));
+        // One tree listing serves both; without it the model is left out, never the audit.
+        let tree = if want_context || want_model {
+            match gh.get_tree(t.installation, &t.repo, &head).await {
+                Ok(tree) => Some(tree),
+                Err(e) if !want_context => {
+                    tracing::warn!(repo = %t.repo, error = %e, "repository model not built: the tree could not be listed; every module is judged");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        if want_context && let Some(tree) = &tree {
             if let Ok(globs) = crate::analysis::context::needs_globset(&needs) {
                 let want: Vec<(String, String)> = tree
+                    .files
                     .iter()
-                    .filter(|p| globs.is_match(p.as_str()))
-                    .map(|p| (head.clone(), p.clone()))
+                    .filter(|f| globs.is_match(f.path.as_str()))
+                    .map(|f| (head.clone(), f.path.clone()))
                     .collect();
                 for ((_, path), text) in self.fetch_blobs(t, &want).await? {
                     if let Some(text) =
@@ -292,8 +313,14 @@ impl Reviewer {
                     }
                 }
             }
-            repo_ctx.paths = tree;
+            repo_ctx.paths = tree.paths();
             repo_ctx.paths.sort();
+        }
+        if want_model && let Some(tree) = &tree {
+            repo_ctx.reach = self
+                .repo_model(t, &head, tree, &inputs, &repo_ctx.files)
+                .await
+                .map(Arc::new);
         }
 
         let paths: Vec<String> = inputs.iter().map(|(p, _, _)| p.clone()).collect();
@@ -323,7 +350,7 @@ impl Reviewer {
         }
         if not_service > 0 {
             notes.push(format!(
-                "{not_service} critical/high finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
+                "{not_service} critical/high finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
             ));
         }
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -496,7 +523,7 @@ impl Reviewer {
 
     /// Head versions of files in one (or a few) GraphQL requests: `(rev, path) → bytes` (`None`: absent,
     /// binary or too large). Text GraphQL leaves out is fetched over REST.
-    async fn fetch_blobs(
+    pub(super) async fn fetch_blobs(
         &self,
         t: &AuditTarget,
         wanted: &[(String, String)],

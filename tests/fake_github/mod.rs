@@ -49,6 +49,8 @@ pub struct Fault {
     /// Carry the request out, then wait this long before answering (a slow answer to a request that
     /// succeeded: the client may give up although the thing was created).
     pub answer_after_ms: u64,
+    /// Only requests whose body contains this (e.g. one GraphQL query among others).
+    pub body_part: Option<String>,
 }
 
 impl Fault {
@@ -64,7 +66,13 @@ impl Fault {
             reset: false,
             message: None,
             answer_after_ms: 0,
+            body_part: None,
         }
+    }
+    /// Only on requests whose body contains `part`.
+    pub fn body_contains(mut self, part: &str) -> Fault {
+        self.body_part = Some(part.to_string());
+        self
     }
     pub fn message(mut self, m: &str) -> Fault {
         self.message = Some(m.to_string());
@@ -355,7 +363,13 @@ async fn record_and_fault(
         world.requests.push(rec);
         let idx = world.requests.len() - 1;
         let pos = world.faults.iter().position(|f| {
-            path.contains(&f.path_part) && f.method.as_deref().is_none_or(|m| m == method)
+            path.contains(&f.path_part)
+                && f.method.as_deref().is_none_or(|m| m == method)
+                && f.body_part.as_ref().is_none_or(|part| {
+                    bytes
+                        .windows(part.len().max(1))
+                        .any(|w| w == part.as_bytes())
+                })
         });
         let fault = match pos {
             Some(i) => {
@@ -648,10 +662,23 @@ async fn tree(
     }
     let entries: Vec<Value> = world
         .files_at(&sha)
-        .keys()
-        .map(|p| json!({"path": p, "type": "blob"}))
+        .iter()
+        .map(|(p, bytes)| {
+            json!({"path": p, "mode": "100644", "type": "blob", "sha": blob_sha(bytes), "size": bytes.len()})
+        })
         .collect();
     axum::Json(json!({"sha": sha, "tree": entries, "truncated": false})).into_response()
+}
+
+/// A blob's id from its contents, as git's is (the same contents, the same id; SHA-256 cut to 40 hex digits
+/// stands in for git's SHA-1).
+pub fn blob_sha(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    let digest: [u8; 32] = h.finalize().into();
+    hex::encode(&digest[..20])
 }
 
 async fn create_check(State(w): State<Shared>, body: Bytes) -> Response {

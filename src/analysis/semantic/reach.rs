@@ -20,6 +20,8 @@
 //! Costs are bounded: at most [`MAX_MODULES`] Python files (a larger tree is not judged), at most
 //! [`MAX_FACT_BYTES`] of each file are scanned, and the walk is a worklist (no recursion).
 
+use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Trees with more Python files than this are not judged (everything stays "unknown").
@@ -74,8 +76,9 @@ impl Standing {
     }
 }
 
-/// The repository's reachability, once per repository.
-#[derive(Debug, Default, Clone)]
+/// The repository's reachability, once per repository. Serializable: the App builds it and sends it to the
+/// analysis child process with the files.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reach {
     /// Paths of Python files no entry point reaches (only filled when reachability could be decided).
     unreached: HashSet<String>,
@@ -117,14 +120,18 @@ impl Reach {
         self.unreached.len()
     }
 
-    /// Build the model. `py` holds the facts of the tree's Python files (by path); `commands` the texts of
-    /// deployment files (Dockerfiles, Compose files, Procfiles, shell scripts, `pyproject.toml`);
-    /// `not_service` says which paths are not the service anyway (tests, scripts …: never entry points).
-    pub fn build(
-        py: &BTreeMap<String, ModuleFacts>,
+    /// Build the model. `py` holds the facts of the tree's Python files (by path: owned, or shared as the App's
+    /// cache keeps them); `commands` the texts of deployment files (Dockerfiles, Compose files, Procfiles, shell
+    /// scripts, `pyproject.toml`); `not_service` says which paths are not the service anyway (tests, scripts …:
+    /// never entry points).
+    pub fn build<F: Borrow<ModuleFacts>>(
+        py: &BTreeMap<String, F>,
         commands: &[(String, String)],
         not_service: impl Fn(&str) -> bool,
     ) -> Reach {
+        fn as_facts<F: Borrow<ModuleFacts>>(f: &F) -> &ModuleFacts {
+            f.borrow()
+        }
         let mut reach = Reach::default();
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
         for p in py.keys() {
@@ -142,7 +149,9 @@ impl Reach {
         let index = ModuleIndex::new(py.keys().map(String::as_str));
         let mut roots: Vec<&str> = py
             .iter()
-            .filter(|(p, f)| f.is_entry && !not_service(p) && !reach.shadowed.contains(*p))
+            .filter(|(p, f)| {
+                as_facts(*f).is_entry && !not_service(p) && !reach.shadowed.contains(*p)
+            })
             .map(|(p, _)| p.as_str())
             .collect();
         for (path, text) in commands {
@@ -163,7 +172,7 @@ impl Reach {
         // Functions nothing calls, by names: only in a repository whose service could be found (a library or a
         // snippet without an entry point is called from outside).
         reach.dead = super::uses::unused_functions(
-            py.iter().map(|(p, f)| (p, &f.names)),
+            py.iter().map(|(p, f)| (p, &as_facts(f).names)),
             |p| !not_service(p),
             commands,
         );
@@ -178,7 +187,9 @@ impl Reach {
             });
         }
         while let Some(path) = work.pop() {
-            let Some(facts) = py.get(path) else { continue };
+            let Some(facts) = py.get(path).map(as_facts) else {
+                continue;
+            };
             let mut targets: Vec<&str> = Vec::new();
             if facts.dynamic_unknown {
                 // A module imported by a name known only at run time may be any module of the loader's
