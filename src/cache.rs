@@ -218,15 +218,27 @@ fn sorted_field<'a>(h: &mut Sha256, items: impl Iterator<Item = &'a str>) {
 }
 
 /// The key of one file's result.
+/// What the repository model says about one file, as far as its findings depend on it.
+pub struct ModelView<'a> {
+    pub standing: crate::analysis::semantic::reach::Standing,
+    pub dead: &'a [(String, usize)],
+    /// The repository-wide facts detectors' severities read (`lower_without`).
+    pub facts: &'a [Option<bool>],
+}
+
 pub fn file_key(
     base: BaseKey,
     path: &str,
     kind: Option<crate::analysis::language::FileKind>,
     lines: Option<&LineSet>,
     bytes: &[u8],
-    standing: crate::analysis::semantic::reach::Standing,
-    dead: &[(String, usize)],
+    model: &ModelView<'_>,
 ) -> Hash {
+    let ModelView {
+        standing,
+        dead,
+        facts,
+    } = *model;
     let mut h = Sha256::new();
     h.update(base.0);
     field(&mut h, path.as_bytes());
@@ -239,6 +251,9 @@ pub fn file_key(
         field(&mut h, name.as_bytes());
         field(&mut h, &(*line as u64).to_le_bytes());
     }
+    // The repository-wide facts detectors' severities read (`lower_without`): a cookie read added anywhere
+    // raises a CORS finding again.
+    field(&mut h, format!("{facts:?}").as_bytes());
     match lines {
         None => field(&mut h, b"all lines"),
         Some(set) => {
@@ -446,7 +461,13 @@ impl Cache {
         let kind = repo.kind_of(path, Some(&text));
         let standing = repo.standing(path);
         let dead = repo.dead_functions(path);
-        let key = file_key(self.base, path, kind, lines, bytes, standing, dead);
+        let facts = [repo.fact(crate::analysis::rules::RepoFact::Cookies)];
+        let model = ModelView {
+            standing,
+            dead,
+            facts: &facts,
+        };
+        let key = file_key(self.base, path, kind, lines, bytes, &model);
         self.mark_used(&key);
         let context = || self.context.get_or_init(|| hex::encode(context_hash(repo)));
         if let Some((outcome, _)) = self.load(&key, context) {
@@ -460,7 +481,7 @@ impl Cache {
         if let Some(set) = lines
             && !set.is_empty()
         {
-            let all = file_key(self.base, path, kind, None, bytes, standing, dead);
+            let all = file_key(self.base, path, kind, None, bytes, &model);
             if let Some((outcome, false)) = self.load(&all, context)
                 && outcome.findings.is_empty()
                 && outcome.not_service == 0
@@ -955,8 +976,11 @@ mod tests {
                 None,
                 lines,
                 bytes,
-                crate::analysis::semantic::reach::Standing::Service,
-                &[],
+                &ModelView {
+                    standing: crate::analysis::semantic::reach::Standing::Service,
+                    dead: &[],
+                    facts: &[],
+                },
             )
         };
         let mut one = LineSet::new();

@@ -257,3 +257,80 @@ fn functions_nothing_calls_hold_back_critical_and_high() {
     let lines: Vec<u64> = triples(&report).into_iter().map(|(_, _, l)| l).collect();
     assert_eq!(lines, vec![6, 9], "{report}");
 }
+
+/// A FastAPI app with wildcard origins and credentials (I4-cors-wildcard-credentials, critical).
+const CORS_APP: &str = "\
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth import router
+
+app = FastAPI()
+app.add_middleware(CORSMiddleware, allow_origins=[\"*\"], allow_credentials=True)
+app.include_router(router)
+";
+
+#[test]
+fn wildcard_cors_with_credentials_is_critical_only_where_the_service_knows_cookies() {
+    let severity_of = |report: &serde_json::Value| -> Vec<(String, String)> {
+        report["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["check"] == "I4-cors-wildcard-credentials")
+            .map(|f| {
+                (
+                    f["severity"].as_str().unwrap_or_default().to_string(),
+                    f["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    repo.write("app/main.py", CORS_APP);
+    // Bearer tokens only: browsers attach nothing cross-site.
+    repo.write(
+        "app/auth.py",
+        "from fastapi import APIRouter, Header\n\nrouter = APIRouter()\n\n\n@router.get(\"/me\")\nasync def me(authorization: str = Header()):\n    return {\"ok\": True}\n",
+    );
+    repo.commit("base");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let found = severity_of(&report);
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0].0, "medium");
+    assert!(
+        found[0]
+            .1
+            .contains("no module of the service mentions cookies"),
+        "{}",
+        found[0].1
+    );
+
+    // A session cookie read anywhere in the service: critical again, with the detector's own message.
+    repo.write(
+        "app/auth.py",
+        "from fastapi import APIRouter, Request\n\nrouter = APIRouter()\n\n\n@router.get(\"/me\")\nasync def me(request: Request):\n    return {\"session\": request.cookies.get(\"session\")}\n",
+    );
+    repo.commit("cookie login");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let found = severity_of(&report);
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0].0, "critical");
+    assert!(!found[0].1.contains("mentions cookies"));
+
+    // A severity the repository configuration sets wins over the lowering.
+    repo.write(
+        "app/auth.py",
+        "from fastapi import APIRouter\n\nrouter = APIRouter()\n",
+    );
+    repo.write(
+        ".github/prodaudit.yml",
+        "rules:\n  severity:\n    I4-cors-wildcard-credentials: high\n",
+    );
+    repo.commit("no cookies, severity pinned");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let found = severity_of(&report);
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0].0, "high");
+}

@@ -67,6 +67,14 @@ impl RepoContext {
             })
     }
 
+    /// A fact of the repository model (`None`: no model, or it cannot tell).
+    pub fn fact(&self, fact: crate::analysis::rules::RepoFact) -> Option<bool> {
+        let reach = self.reach.as_ref()?;
+        match fact {
+            crate::analysis::rules::RepoFact::Cookies => reach.cookies,
+        }
+    }
+
     /// The functions of a Python module that nothing in the service calls (the repository model; none without one):
     /// `(name, 1-based line of the def)`.
     pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {

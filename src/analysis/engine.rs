@@ -399,7 +399,17 @@ impl Engine {
             {
                 continue;
             }
-            let severity = self.severity(d);
+            let mut severity = self.severity(d);
+            // Lower where the repository model says the harm cannot happen, unless the configuration set it.
+            let lowered = d.lower_without.as_ref().filter(|l| {
+                !self.overrides.severity.contains_key(&d.id)
+                    && !self.overrides.severity.contains_key(&rule.id)
+                    && repo.fact(l.fact) == Some(false)
+                    && l.severity < severity
+            });
+            if let Some(l) = lowered {
+                severity = l.severity;
+            }
             if severity >= Severity::High && not_service.is_some() {
                 outcome.not_service += 1;
                 continue;
@@ -466,9 +476,17 @@ impl Engine {
                 end_line,
                 column,
                 end_column,
-                message: match m.message {
-                    None => d.message.clone(),
-                    Some(own) => limits::cut_chars(&own, limits::MAX_MESSAGE_CHARS).into_owned(),
+                message: {
+                    let message = match m.message {
+                        None => d.message.clone(),
+                        Some(own) => {
+                            limits::cut_chars(&own, limits::MAX_MESSAGE_CHARS).into_owned()
+                        }
+                    };
+                    match lowered {
+                        Some(l) => format!("{message} ({})", l.note),
+                        None => message,
+                    }
                 },
                 standard: rule.title.clone(),
                 conforming: rule.conforming.clone(),

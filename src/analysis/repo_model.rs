@@ -117,6 +117,7 @@ pub fn python_facts(path: &str, bytes: Option<&[u8]>, budget: &NameBudget) -> Mo
         }
         None => ModuleFacts {
             dynamic_unknown: true,
+            unread: true,
             ..Default::default()
         },
     }

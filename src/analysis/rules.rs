@@ -119,6 +119,25 @@ struct RuleFileSer {
     detectors: Vec<serde_json::Value>,
 }
 
+/// A fact of the repository model a detector's severity depends on (see [`LowerWithout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepoFact {
+    /// Some module of the service mentions cookies (it may authenticate browsers by cookie).
+    Cookies,
+}
+
+/// `lower_without: {fact: cookies, severity: medium, note: …}`: when the repository model knows the fact is
+/// absent, findings get this severity and the note is added to their message. Unknown (no model, or a module
+/// that could not be read): the detector's own severity. A severity the repository configuration sets wins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LowerWithout {
+    pub fact: RepoFact,
+    pub severity: Severity,
+    pub note: String,
+}
+
 /// The prodaudit-specific keys of a detector; everything else goes to ast-grep.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +166,8 @@ struct DetectorSer {
     /// Python ast-grep rules: matches inside a function of one of these roles are not reported.
     #[serde(default)]
     except_in: Vec<Role>,
+    /// A lower severity when a fact of the repository model says the harm cannot happen there.
+    lower_without: Option<LowerWithout>,
     note: Option<String>,
     #[serde(default)]
     invalid: Vec<ExampleSer>,
@@ -219,6 +240,8 @@ pub struct Detector {
     pub qualified: Vec<(String, regex::Regex)>,
     /// For Python ast-grep rules: matches inside a function of one of these roles are dropped (`except_in`).
     pub except_in: Vec<Role>,
+    /// A lower severity where the repository model says the harm cannot happen (`lower_without`).
+    pub lower_without: Option<LowerWithout>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -624,6 +647,7 @@ impl RuleSet {
             file_gates,
             qualified,
             except_in: d.except_in,
+            lower_without: d.lower_without,
             invalid,
             valid,
         })

@@ -52,6 +52,11 @@ pub struct ModuleFacts {
     pub names: super::uses::NameFacts,
     /// Not the service, by its path and text ([`super::paths::not_service_reason`]).
     pub not_service: bool,
+    /// Mentions cookies anywhere (`request.cookies`, `set_cookie`, `APIKeyCookie`, a session middleware's cookie):
+    /// the service may authenticate browsers by cookie.
+    pub mentions_cookies: bool,
+    /// Could not be read: nothing is known of what it says.
+    pub unread: bool,
 }
 
 /// How a module stands with the service.
@@ -93,6 +98,9 @@ pub struct Reach {
     pub open_folders: Vec<String>,
     /// Functions nothing in the service calls, by path: `(name, line of the def)`.
     dead: HashMap<String, Vec<(String, usize)>>,
+    /// Does any module of the service mention cookies? `None` when a module of the service could not be read.
+    #[serde(default)]
+    pub cookies: Option<bool>,
 }
 
 impl Reach {
@@ -133,6 +141,16 @@ impl Reach {
             f.borrow()
         }
         let mut reach = Reach::default();
+        // Whether the service may authenticate by cookie: any of its modules mentions cookies (unknown when one
+        // could not be read).
+        let service = || py.iter().filter(|(p, _)| !not_service(p));
+        reach.cookies = if service().any(|(_, f)| as_facts(f).mentions_cookies) {
+            Some(true)
+        } else if service().any(|(_, f)| as_facts(f).unread) {
+            None
+        } else {
+            Some(false)
+        };
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
         for p in py.keys() {
             if let Some(stem) = p.strip_suffix(".py")
@@ -564,6 +582,7 @@ pub fn module_facts(text: &str) -> ModuleFacts {
             strings_in(t, &mut facts);
         }
     }
+    facts.mentions_cookies = mentions_cookies(text);
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
     // A loader that lists its own package's modules and imports each one by name: decidable after all, when
@@ -578,6 +597,15 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         facts.loads_own_package = true;
     }
     facts
+}
+
+/// `cookie`/`Cookie`/`COOKIE` anywhere in the text.
+fn mentions_cookies(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    ["ookie", "OOKIE"].iter().any(|w| {
+        text.match_indices(w)
+            .any(|(at, _)| at > 0 && matches!(bytes[at - 1], b'c' | b'C'))
+    })
 }
 
 fn valid_dotted(s: &str) -> bool {
