@@ -43,6 +43,9 @@ pub struct ModuleFacts {
     pub dynamic_prefixes: Vec<String>,
     /// A module imported by a name only known at run time (a variable, a file location, entry points).
     pub dynamic_unknown: bool,
+    /// Loads modules from file locations (`spec_from_file_location`, `load_module`): plugins outside the import
+    /// graph, never decided by the names the file holds.
+    pub loads_by_location: bool,
     /// Imports every module of its own package by a listed name (`pkgutil.walk_packages`/`iter_modules` over
     /// its folder, then `import_module(name)`): reaches everything under the file's folder.
     pub loads_own_package: bool,
@@ -209,7 +212,17 @@ impl Reach {
                 continue;
             };
             let mut targets: Vec<&str> = Vec::new();
-            if facts.dynamic_unknown {
+            // A loader whose names are the file's own registry (`"pkg.llms.openai.OpenAILLM"` strings in a
+            // factory): its dotted strings reach the modules it can load, nothing else is opened.
+            let registry = !facts.loads_by_location
+                && facts
+                    .dotted_strings
+                    .iter()
+                    .filter(|s| index.exact_or_parent(s).next().is_some())
+                    .take(REGISTRY_MIN_MODULES)
+                    .count()
+                    >= REGISTRY_MIN_MODULES;
+            if facts.dynamic_unknown && !registry {
                 // A module imported by a name known only at run time may be any module of the loader's
                 // top-level folder (`backend/…`, `superagi/…`): all of them count as reached. Outside it the
                 // imports still decide (an offline harness or a scripts folder beside the service). A loader at
@@ -229,7 +242,7 @@ impl Reach {
                 index.resolve_import(path, *level, dotted, names, &mut targets);
             }
             for s in &facts.dotted_strings {
-                targets.extend(index.exact(s));
+                targets.extend(index.exact_or_parent(s));
             }
             for prefix in &facts.dynamic_prefixes {
                 targets.extend(index.under(prefix));
@@ -297,6 +310,21 @@ impl<'a> ModuleIndex<'a> {
 
     fn exact(&self, dotted: &str) -> impl Iterator<Item = &'a str> + '_ {
         self.by_name.get(dotted).into_iter().flatten().copied()
+    }
+
+    /// The module named `dotted`, or else the module of the attribute it names (`"pkg.llms.openai.OpenAILLM"`,
+    /// `"app.tasks.send_email"`).
+    fn exact_or_parent(&self, dotted: &str) -> impl Iterator<Item = &'a str> + '_ {
+        let own = self.by_name.get(dotted);
+        let parent = own
+            .is_none()
+            .then(|| {
+                dotted
+                    .rsplit_once('.')
+                    .and_then(|(m, _)| self.by_name.get(m))
+            })
+            .flatten();
+        own.or(parent).into_iter().flatten().copied()
     }
 
     /// Every module whose dotted name starts with `prefix.` (or is `prefix`).
@@ -575,6 +603,17 @@ pub fn module_facts(text: &str) -> ModuleFacts {
                 .collect();
             facts.imports.push((level, dotted.to_string(), names));
         }
+        // `import_module(` / `__import__(` with its argument on the next line: read them as one.
+        let joined;
+        let t = if scan.dynamic
+            && (t.ends_with("import_module(") || t.ends_with("__import__("))
+            && let Some(next) = lines.next()
+        {
+            joined = format!("{t}{}", next.trim_start());
+            joined.as_str()
+        } else {
+            t
+        };
         if scan.entry || scan.dynamic {
             entry_and_dynamic(t, &mut facts);
         }
@@ -616,6 +655,9 @@ fn valid_dotted(s: &str) -> bool {
                 && !p.starts_with(|c: char| c.is_ascii_digit())
         })
 }
+
+/// Dotted strings naming modules of the tree that make a file's own strings a registry of what it loads.
+const REGISTRY_MIN_MODULES: usize = 3;
 
 /// Entry-point constructions and dynamic imports on one line.
 /// Calls that make a module an entry point of the service.
@@ -672,6 +714,7 @@ fn entry_and_dynamic(t: &str, facts: &mut ModuleFacts) {
     }
     if t.contains("spec_from_file_location(") || t.contains("load_module(") {
         facts.dynamic_unknown = true;
+        facts.loads_by_location = true;
     }
 }
 
@@ -868,6 +911,37 @@ from svc import plug
         assert_eq!(r.open_folders, ["svc"]);
         assert_eq!(r.standing("svc/tools/web.py"), Standing::Service);
         assert_eq!(r.standing("evaluation/harness.py"), Standing::Unreached);
+        // A factory whose run-time names are its own registry of `module.Class` strings: those modules are
+        // reached, and the folder is not opened (an SDK client beside them stays unreached).
+        let factory = "import importlib\n\ndef load_class(path):\n    module, name = path.rsplit('.', 1)\n    return getattr(importlib.import_module(module), name)\n\nPROVIDERS = {\n    'openai': 'svc.llms.openai.OpenAILLM',\n    'ollama': 'svc.llms.ollama.OllamaLLM',\n    'groq': 'svc.llms.groq.GroqLLM',\n}\n";
+        let files = [
+            ("svc/main.py", "app = FastAPI()\nfrom svc import factory\n"),
+            ("svc/__init__.py", ""),
+            ("svc/factory.py", factory),
+            ("svc/llms/__init__.py", ""),
+            ("svc/llms/openai.py", ""),
+            ("svc/llms/ollama.py", ""),
+            ("svc/llms/groq.py", ""),
+            ("svc/client/main.py", "import requests\n"),
+        ];
+        let r = build(&files, &[]);
+        assert!(r.open_folders.is_empty(), "{:?}", r.open_folders);
+        assert_eq!(r.standing("svc/llms/groq.py"), Standing::Service);
+        assert_eq!(r.standing("svc/client/main.py"), Standing::Unreached);
+        // The same strings beside a loader of file locations decide nothing: the folder is opened.
+        let by_location =
+            format!("{factory}spec = importlib.util.spec_from_file_location('plugin', path)\n");
+        let mut files = files.to_vec();
+        files[2] = ("svc/factory.py", by_location.as_str());
+        let r = build(&files, &[]);
+        assert_eq!(r.open_folders, ["svc"]);
+        assert_eq!(r.standing("svc/client/main.py"), Standing::Service);
+        // The argument of `__import__(` on the next line is read with it: a formatted prefix, not a variable.
+        let f = module_facts(
+            "module = __import__(\n    f\"svc.configs.stores.{provider}\",\n    fromlist=[name],\n)\n",
+        );
+        assert!(!f.dynamic_unknown);
+        assert_eq!(f.dynamic_prefixes, ["svc.configs.stores"]);
         // A loader of its own package's modules (AgentGPT's models package): those modules are reached, and
         // reachability is still decided for the rest.
         let loader = "import pkgutil\nfrom pathlib import Path\n\ndef load_all():\n    package_dir = Path(__file__).parent\n    for m in pkgutil.walk_packages(path=[str(package_dir)], prefix='app.models.'):\n        __import__(m.name)\n";
