@@ -241,8 +241,14 @@ impl Reach {
             for (level, dotted, names) in &facts.imports {
                 index.resolve_import(path, *level, dotted, names, &mut targets);
             }
+            // `"pkg.mod.Class"` names its module only where the file loads modules by run-time names (a
+            // factory's registry); elsewhere such a string is as often a logger name or a setting's path.
             for s in &facts.dotted_strings {
-                targets.extend(index.exact_or_parent(s));
+                if facts.dynamic_unknown {
+                    targets.extend(index.exact_or_parent(s));
+                } else {
+                    targets.extend(index.exact(s));
+                }
             }
             for prefix in &facts.dynamic_prefixes {
                 targets.extend(index.under(prefix));
@@ -312,8 +318,7 @@ impl<'a> ModuleIndex<'a> {
         self.by_name.get(dotted).into_iter().flatten().copied()
     }
 
-    /// The module named `dotted`, or else the module of the attribute it names (`"pkg.llms.openai.OpenAILLM"`,
-    /// `"app.tasks.send_email"`).
+    /// The module named `dotted`, or else the module of the attribute it names (`"pkg.llms.openai.OpenAILLM"`).
     fn exact_or_parent(&self, dotted: &str) -> impl Iterator<Item = &'a str> + '_ {
         let own = self.by_name.get(dotted);
         let parent = own
