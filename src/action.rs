@@ -847,7 +847,7 @@ fn notes_of(report: &Report) -> Vec<String> {
     }
     if report.not_service > 0 {
         notes.push(format!(
-            "{} critical/high finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them.",
+            "{} finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them.",
             report.not_service
         ));
     }

@@ -39,7 +39,7 @@ pub struct Overrides {
     pub service: Option<globset::GlobSet>,
     /// More paths that are not the running service (`paths.not_service`).
     pub not_service: Option<globset::GlobSet>,
-    /// Report critical/high findings in code that is not the service as well (`paths.report_not_service`).
+    /// Report findings in code that is not the service as well (`paths.report_not_service`).
     pub report_not_service: bool,
     /// The globs `service` and `not_service` were built from, as written (to hand them to another process).
     pub service_globs: Vec<String>,
@@ -59,7 +59,7 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>, globset
 }
 
 impl Overrides {
-    /// Why findings of this file are held back at critical/high, when the file is not the running service.
+    /// Why findings of this file are held back, when the file is not the running service.
     /// The repository model says it too, for a Python module no entry point reaches or that a package shadows.
     pub fn not_service_reason(
         &self,
@@ -87,8 +87,9 @@ pub struct FileOutcome {
     pub kind: Option<FileKind>,
     /// Why it was not analysed, if it was not.
     pub skipped: Option<String>,
-    /// Critical/high findings held back because the file is not the running service (a script, an example,
-    /// a test, a development Compose file …); `paths.report_not_service: true` reports them.
+    /// Findings held back because the file (or the function) is not the running service (a script, an
+    /// example, a test, a development Compose file, a module no entry point reaches, a function nothing calls …);
+    /// `paths.report_not_service: true` reports them.
     pub not_service: usize,
     /// Findings left out because the file had more than [`limits::MAX_FINDINGS_PER_FILE`].
     pub left_out: usize,
@@ -357,9 +358,10 @@ impl Engine {
         let not_service = self.overrides.not_service_reason(path, text, repo);
         // A Python module's `if __name__ == "__main__":` block is not the service either (a demo, a manual
         // test, a launcher), nor is a function nothing in the service calls (the repository model says which);
-        // worked out only when a critical/high finding needs it, and not when the repository asks for findings
-        // in code that is not the service.
-        let mut held_blocks: Option<Vec<std::ops::Range<usize>>> = None;
+        // worked out only when a finding needs it, and not when the repository asks for findings in code that
+        // is not the service. Every severity is held back: a comment there is wrong however true.
+        // Held-back ranges, each with the least severity it holds back.
+        let mut held_blocks: Option<Vec<(std::ops::Range<usize>, Severity)>> = None;
         let report_scripts = self.overrides.report_not_service;
         let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
@@ -410,26 +412,29 @@ impl Engine {
             if let Some(l) = lowered {
                 severity = l.severity;
             }
-            if severity >= Severity::High && not_service.is_some() {
+            if not_service.is_some() {
                 outcome.not_service += 1;
                 continue;
             }
-            if severity >= Severity::High
-                && !report_scripts
+            // Functions nothing calls hold back every finding; a `__main__` block only critical/high ones (it
+            // is also how `python main.py` launches a service, which the launcher's own detectors are about).
+            if !report_scripts
                 && path.ends_with(".py")
                 && held_blocks
                     .get_or_insert_with(|| {
-                        let mut blocks =
-                            crate::analysis::semantic::python::scopes::main_guard_ranges(text);
-                        blocks.extend(
-                            repo.dead_functions(path)
-                                .iter()
-                                .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l)),
-                        );
-                        blocks
+                        let main_guards =
+                            crate::analysis::semantic::python::scopes::main_guard_ranges(text)
+                                .into_iter()
+                                .map(|b| (b, Severity::High));
+                        let dead = repo
+                            .dead_functions(path)
+                            .iter()
+                            .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l))
+                            .map(|b| (b, Severity::Low));
+                        main_guards.chain(dead).collect()
                     })
                     .iter()
-                    .any(|b| b.contains(&m.range.start))
+                    .any(|(b, from)| severity >= *from && b.contains(&m.range.start))
             {
                 outcome.not_service += 1;
                 continue;

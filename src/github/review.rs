@@ -350,7 +350,7 @@ impl Reviewer {
         }
         if not_service > 0 {
             notes.push(format!(
-                "{not_service} critical/high finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
+                "{not_service} finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
             ));
         }
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
