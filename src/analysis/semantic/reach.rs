@@ -557,6 +557,13 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         entry: ENTRY.iter().any(|e| text.contains(e)),
         dynamic: DYNAMIC.iter().any(|d| text.contains(d)),
     };
+    // Module-level string constants that name modules (`_BASE = "app.handlers.tools"`), for formatted names
+    // that start with one (`import_module(f"{_BASE}.{name}.emission")`).
+    let constants = if scan.dynamic {
+        module_constants(text)
+    } else {
+        HashMap::new()
+    };
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let t = line.trim_start();
@@ -620,7 +627,7 @@ pub fn module_facts(text: &str) -> ModuleFacts {
             t
         };
         if scan.entry || scan.dynamic {
-            entry_and_dynamic(t, &mut facts);
+            entry_and_dynamic(t, &constants, &mut facts);
         }
         if t.contains(['"', '\'']) {
             strings_in(t, &mut facts);
@@ -689,7 +696,40 @@ struct LineScan {
     dynamic: bool,
 }
 
-fn entry_and_dynamic(t: &str, facts: &mut ModuleFacts) {
+/// Most module-level constants read per file.
+const MAX_CONSTANTS: usize = 1_000;
+
+/// `NAME = "dotted.name"` (or `NAME: str = …`) at the top level of a module.
+fn module_constants(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        if out.len() >= MAX_CONSTANTS {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((left, right)) = line.split_once('=') else {
+            continue;
+        };
+        let name = left.split(':').next().unwrap_or("").trim();
+        let value = right.trim().trim_end_matches(';');
+        let unquoted = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
+        if let Some(v) = unquoted
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && valid_dotted(v)
+        {
+            out.insert(name.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+fn entry_and_dynamic(t: &str, constants: &HashMap<String, String>, facts: &mut ModuleFacts) {
     if !t.starts_with('#') && ENTRY.iter().any(|e| t.contains(e)) && !t.contains("class ") {
         facts.is_entry = true;
     }
@@ -704,10 +744,20 @@ fn entry_and_dynamic(t: &str, facts: &mut ModuleFacts) {
         }
         if formatted {
             let body = &arg[2..];
-            let prefix: String = body
+            // A leading `{CONSTANT}` naming a module is part of the known prefix.
+            let (known, body) = match body
+                .strip_prefix('{')
+                .and_then(|b| b.split_once('}'))
+                .and_then(|(name, rest)| constants.get(name.trim()).map(|c| (c.as_str(), rest)))
+            {
+                Some((c, rest)) => (c, rest),
+                None => ("", body),
+            };
+            let rest: String = body
                 .chars()
                 .take_while(|c| *c != '{' && *c != '"' && *c != '\'')
                 .collect();
+            let prefix = format!("{known}{rest}");
             let prefix = prefix.trim_end_matches('.');
             if valid_dotted(prefix) {
                 facts.dynamic_prefixes.push(prefix.to_string());
@@ -947,6 +997,17 @@ from svc import plug
         );
         assert!(!f.dynamic_unknown);
         assert_eq!(f.dynamic_prefixes, ["svc.configs.stores"]);
+        // A formatted name that starts with a module-level constant naming a package.
+        let f = module_facts(
+            "import importlib\n\n_BASE = \"svc.handlers.tools\"\n\ndef load(name):\n    return importlib.import_module(\n        f\"{_BASE}.{name}.emission\"\n    )\n",
+        );
+        assert!(!f.dynamic_unknown);
+        assert_eq!(f.dynamic_prefixes, ["svc.handlers.tools"]);
+        // A constant that is not a dotted name, or a local variable, decides nothing.
+        let f = module_facts(
+            "_BASE = \"not a module\"\nm = importlib.import_module(f\"{_BASE}.x\")\nn = importlib.import_module(f\"{base}.x\")\n",
+        );
+        assert!(f.dynamic_unknown);
         // A loader of its own package's modules (AgentGPT's models package): those modules are reached, and
         // reachability is still decided for the rest.
         let loader = "import pkgutil\nfrom pathlib import Path\n\ndef load_all():\n    package_dir = Path(__file__).parent\n    for m in pkgutil.walk_packages(path=[str(package_dir)], prefix='app.models.'):\n        __import__(m.name)\n";
