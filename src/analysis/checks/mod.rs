@@ -149,8 +149,8 @@ static CHECKS: &[&dyn Check] = &[
     &python::o3_env_example::OptionalSettingNotInEnvExample,
     &python::f7_readiness::FastApiNoReadinessAnywhere,
     &infra::o3_dotenv::EnvExampleKnownSecret,
-    &infra::o3_dotenv::EnvExampleNamedSecret,
-    &infra::o3_dotenv::EnvExampleNamedSecretLocal,
+    &infra::o3_dotenv::EnvExampleNamedSecret { local: false },
+    &infra::o3_dotenv::EnvExampleNamedSecret { local: true },
     &infra::infra_compose::AppWithoutHealthcheck,
 ];
 

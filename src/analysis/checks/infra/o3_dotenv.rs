@@ -211,35 +211,22 @@ impl Check for EnvExampleKnownSecret {
     }
 }
 
-pub struct EnvExampleNamedSecret;
+/// The named-secret check, in one of its two halves: example files a deployment reads (or that cannot be told
+/// apart: the high detector), and example files no deployment reads (`local`: the template for running one
+/// service from source, whose secret reaches developers' machines rather than deployments; the tree's Compose
+/// files neither sit beside it nor name it).
+pub struct EnvExampleNamedSecret {
+    pub local: bool,
+}
 
 impl Check for EnvExampleNamedSecret {
     fn id(&self) -> &'static str {
-        "env-example-named-secret"
-    }
-    fn tokens(&self) -> &'static [&'static str] {
-        SECRET_NAME_TOKENS
-    }
-    fn needs(&self) -> &'static [&'static str] {
-        COMPOSE_FILE_GLOBS
-    }
-    fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
-    fn run_text(&self, text: &str, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if deployed(ctx) != Some(false) {
-            named_secrets(text, false, out);
+        if self.local {
+            "env-example-named-secret-local"
+        } else {
+            "env-example-named-secret"
         }
     }
-}
-
-/// [`EnvExampleNamedSecret`] in an example file that no deployment reads (the tree's Compose files neither sit
-/// beside it nor name it): the template for running one service from source, so the secret reaches developers'
-/// machines rather than deployments.
-pub struct EnvExampleNamedSecretLocal;
-
-impl Check for EnvExampleNamedSecretLocal {
-    fn id(&self) -> &'static str {
-        "env-example-named-secret-local"
-    }
     fn tokens(&self) -> &'static [&'static str] {
         SECRET_NAME_TOKENS
     }
@@ -248,8 +235,8 @@ impl Check for EnvExampleNamedSecretLocal {
     }
     fn run(&self, _root: &PyNode<'_>, _ctx: &FileContext<'_>, _out: &mut Vec<CheckMatch>) {}
     fn run_text(&self, text: &str, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if deployed(ctx) == Some(false) {
-            named_secrets(text, true, out);
+        if (deployed(ctx) == Some(false)) == self.local {
+            named_secrets(text, self.local, out);
         }
     }
 }
