@@ -46,6 +46,9 @@ pub struct ModuleFacts {
     /// Loads modules from file locations (`spec_from_file_location`, `load_module`): plugins outside the import
     /// graph, never decided by the names the file holds.
     pub loads_by_location: bool,
+    /// Lists files or packages (`os.listdir`, `iterdir`, `glob`, `walk_packages`, `entry_points`): a run-time
+    /// name may come from the file system or an installed distribution rather than from a literal.
+    pub lists_files: bool,
     /// Imports every module of its own package by a listed name (`pkgutil.walk_packages`/`iter_modules` over
     /// its folder, then `import_module(name)`): reaches everything under the file's folder.
     pub loads_own_package: bool,
@@ -200,6 +203,9 @@ impl Reach {
 
         let mut seen: HashSet<&str> = HashSet::new();
         let mut work: Vec<&str> = Vec::new();
+        // Whether the modules named by the service's string literals were added (once, for the first loader of
+        // run-time names whose names can only come from literals).
+        let mut literal_names_added = false;
         for r in &roots {
             index.with_parents(r, |p| {
                 if seen.insert(p) {
@@ -222,11 +228,39 @@ impl Reach {
                     .take(REGISTRY_MIN_MODULES)
                     .count()
                     >= REGISTRY_MIN_MODULES;
-            if facts.dynamic_unknown && !registry {
-                // A module imported by a name known only at run time may be any module of the loader's
-                // top-level folder (`backend/…`, `superagi/…`): all of them count as reached. Outside it the
-                // imports still decide (an offline harness or a scripts folder beside the service). A loader at
-                // the top of the tree could reach anything: then nothing is decided.
+            // A name known only at run time that can only come from a literal (no file locations, no listings):
+            // it reaches the modules named by string literals anywhere in the service, not a whole folder.
+            let from_literals = !facts.loads_by_location && !facts.lists_files;
+            if facts.dynamic_unknown && !registry && from_literals {
+                if !literal_names_added {
+                    literal_names_added = true;
+                    for (p, f) in py.iter() {
+                        if not_service(p) {
+                            continue;
+                        }
+                        for s in &as_facts(f).dotted_strings {
+                            targets.extend(index.exact_or_parent(s));
+                        }
+                    }
+                    // And names a deployment sets (`PLUGIN: pkg.plugins.x` in a Compose environment).
+                    for (p, text) in commands {
+                        if not_service(p) {
+                            continue;
+                        }
+                        for word in text
+                            .split(|c: char| c.is_whitespace() || "\"'=:,[]{}()".contains(c))
+                            .filter(|w| w.contains('.') && valid_dotted(w))
+                            .take(MAX_IMPORTS_PER_FILE)
+                        {
+                            targets.extend(index.exact_or_parent(word));
+                        }
+                    }
+                }
+            } else if facts.dynamic_unknown && !registry {
+                // A module loaded by location or from a listing may be any module of the loader's top-level
+                // folder (`backend/…`, `superagi/…`): all of them count as reached. Outside it the imports still
+                // decide (an offline harness or a scripts folder beside the service). A loader at the top of the
+                // tree could reach anything: then nothing is decided.
                 let Some((top, _)) = path.split_once('/') else {
                     reach.undecided = Some(format!("`{path}` imports modules named at run time"));
                     reach.unreached.clear();
@@ -634,6 +668,19 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         }
     }
     facts.mentions_cookies = mentions_cookies(text);
+    facts.lists_files = scan.dynamic
+        && [
+            "listdir(",
+            "iterdir(",
+            "scandir(",
+            "os.walk(",
+            "glob(",
+            "walk_packages(",
+            "iter_modules(",
+            "entry_points(",
+        ]
+        .iter()
+        .any(|w| text.contains(w));
     facts.dotted_strings.sort();
     facts.dotted_strings.dedup();
     // A loader that lists its own package's modules and imports each one by name: decidable after all, when
@@ -922,19 +969,48 @@ mod tests {
         let r = build(&files, &[]);
         assert_eq!(r.undecided.as_deref(), Some("no entry point found"));
         assert_eq!(r.standing("pkg/orphan.py"), Standing::Service);
-        // A module named at run time anywhere on the reached path: undecided.
+        // A module named at run time from a file listing, at the top of the tree: undecided.
         let r = build(
             &[
                 ("main.py", "app = FastAPI()\nimport plug\n"),
-                ("plug.py", "m = importlib.import_module(name)\n"),
+                (
+                    "plug.py",
+                    "for f in os.listdir(here):\n    m = importlib.import_module(f[:-3])\n",
+                ),
                 ("other.py", ""),
             ],
             &[],
         );
         assert!(r.undecided.is_some());
         assert_eq!(r.standing("other.py"), Standing::Service);
-        // A run-time import inside a top-level folder: every module of that folder counts as reached, and the
-        // rest of the tree is still decided by the imports (a benchmark harness beside the service).
+        // A name that can only come from a literal (no listing, no file location): the modules that string
+        // literals of the service name are reached (here one in a settings default), nothing else.
+        let r = build(
+            &[
+                ("main.py", "app = FastAPI()\nimport plug\nimport settings\n"),
+                ("plug.py", "m = importlib.import_module(settings.BACKEND)\n"),
+                (
+                    "settings.py",
+                    "BACKEND = os.getenv(\"BACKEND\", \"backends.redis_store\")\n",
+                ),
+                ("backends/__init__.py", ""),
+                ("backends/redis_store.py", ""),
+                ("backends/memcache_store.py", ""),
+                ("other.py", ""),
+            ],
+            &[(
+                "docker-compose.yml",
+                "    environment:\n      BACKEND: backends.memcache_store\n",
+            )],
+        );
+        assert_eq!(r.undecided, None);
+        assert!(r.open_folders.is_empty());
+        assert_eq!(r.standing("backends/redis_store.py"), Standing::Service);
+        // Named only in a deployment file's environment: reached too.
+        assert_eq!(r.standing("backends/memcache_store.py"), Standing::Service);
+        assert_eq!(r.standing("other.py"), Standing::Unreached);
+        // A run-time import from a listing inside a top-level folder: every module of that folder counts as
+        // reached, and the rest of the tree is still decided by the imports (a benchmark harness beside it).
         let r = build(
             &[
                 (
@@ -946,7 +1022,8 @@ from svc import plug
                 ("svc/__init__.py", ""),
                 (
                     "svc/plug.py",
-                    "m = importlib.import_module(name)
+                    "for p in Path(here).glob('*.py'):
+    m = importlib.import_module(p.stem)
 ",
                 ),
                 (
