@@ -238,8 +238,10 @@ impl Reach {
                         if not_service(p) {
                             continue;
                         }
+                        // Exact module names only: elsewhere `"pkg.mod.attr"` is as often a logger name or a
+                        // setting's path as a module to load.
                         for s in &as_facts(f).dotted_strings {
-                            targets.extend(index.exact_or_parent(s));
+                            targets.extend(index.exact(s));
                         }
                     }
                     // And names a deployment sets (`PLUGIN: pkg.plugins.x` in a Compose environment).
