@@ -193,13 +193,6 @@ impl Reach {
             return reach;
         }
         reach.entries = roots.iter().map(|s| s.to_string()).collect();
-        // Functions nothing calls, by names: only in a repository whose service could be found (a library or a
-        // snippet without an entry point is called from outside).
-        reach.dead = super::uses::unused_functions(
-            py.iter().map(|(p, f)| (p, &as_facts(f).names)),
-            |p| !not_service(p),
-            commands,
-        );
 
         let mut seen: HashSet<&str> = HashSet::new();
         let mut work: Vec<&str> = Vec::new();
@@ -306,6 +299,14 @@ impl Reach {
                 reach.unreached.insert(p.clone());
             }
         }
+        // Functions nothing calls, by names: only in a repository whose service could be found (a library or a
+        // snippet without an entry point is called from outside). A call from a module the service never runs
+        // (unreached, shadowed) does not count either.
+        reach.dead = super::uses::unused_functions(
+            py.iter().map(|(p, f)| (p, &as_facts(f).names)),
+            |p| !not_service(p) && !reach.unreached.contains(p) && !reach.shadowed.contains(p),
+            commands,
+        );
         reach
     }
 }
@@ -845,6 +846,46 @@ fn strings_in(t: &str, facts: &mut ModuleFacts) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_call_from_a_module_the_service_never_runs_does_not_count() {
+        let files = [
+            (
+                "svc/main.py",
+                "app = FastAPI()\nfrom svc import history\nhistory.fetch_recent()\n",
+            ),
+            ("svc/__init__.py", ""),
+            (
+                "svc/history.py",
+                "def fetch_recent():\n    return 1\n\ndef fetch_by_range(a, b):\n    time.sleep(3)\n",
+            ),
+            // Imported by nothing: its call of `fetch_by_range` is never made.
+            (
+                "svc/indexer.py",
+                "from svc.history import fetch_by_range\nfetch_by_range(1, 2)\n",
+            ),
+        ];
+        let py: BTreeMap<String, ModuleFacts> = files
+            .iter()
+            .map(|(p, t)| {
+                (
+                    p.to_string(),
+                    ModuleFacts {
+                        names: super::super::uses::name_facts(t),
+                        ..module_facts(t)
+                    },
+                )
+            })
+            .collect();
+        let r = Reach::build(&py, &[], |_| false);
+        assert_eq!(r.standing("svc/indexer.py"), Standing::Unreached);
+        let dead: Vec<&str> = r
+            .dead_functions("svc/history.py")
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(dead, ["fetch_by_range"]);
+    }
+
     fn build(files: &[(&str, &str)], commands: &[(&str, &str)]) -> Reach {
         let py: BTreeMap<String, ModuleFacts> = files
             .iter()
@@ -967,6 +1008,20 @@ mod tests {
         assert_eq!(r.standing("pkg/tasks.py"), Standing::Service);
         assert_eq!(r.standing("pkg/plugins/a.py"), Standing::Service);
         assert_eq!(r.standing("pkg/orphan.py"), Standing::Unreached);
+        // A supervisord program is an entry point too.
+        let r = build(
+            &[
+                ("backend/app/main.py", "app = FastAPI()\n"),
+                ("backend/app/bot/listener.py", "import requests\n"),
+                ("backend/app/legacy.py", ""),
+            ],
+            &[(
+                "backend/supervisord.conf",
+                "[program:slack_bot]\ncommand=python app/bot/listener.py\n",
+            )],
+        );
+        assert_eq!(r.standing("backend/app/bot/listener.py"), Standing::Service);
+        assert_eq!(r.standing("backend/app/legacy.py"), Standing::Unreached);
         // Without the commands, no entry point: nothing is called unreached.
         let r = build(&files, &[]);
         assert_eq!(r.undecided.as_deref(), Some("no entry point found"));
