@@ -20,12 +20,25 @@ pub const NAME_SCAN_BYTES: usize = 32 * 1024 * 1024;
 pub fn is_command_file(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     let lower = name.to_ascii_lowercase();
+    let yaml = lower.ends_with(".yml") || lower.ends_with(".yaml");
+    // Kubernetes manifests and Helm templates run processes too (`command: ["python", "bot/listener.py"]`).
+    let manifest_dir = || {
+        path.split('/').rev().skip(1).any(|d| {
+            matches!(
+                d.to_ascii_lowercase().as_str(),
+                "templates" | "k8s" | "kubernetes" | "manifests" | "helm" | "charts"
+            )
+        })
+    };
     lower.starts_with("dockerfile")
         || lower.ends_with(".dockerfile")
-        || (lower.contains("compose") && (lower.ends_with(".yml") || lower.ends_with(".yaml")))
+        || (lower.contains("compose") && yaml)
+        || (yaml && manifest_dir())
         || lower == "procfile"
         || lower.ends_with(".sh")
         || lower == "pyproject.toml"
+        // supervisord programs (`command=python bot/listener.py`)
+        || (lower.contains("supervisor") && (lower.ends_with(".conf") || lower.ends_with(".ini")))
 }
 
 /// A Python file of the tree the model reads (vendored code aside).
@@ -223,6 +236,13 @@ mod tests {
         assert!(wants_python("app/x.py") && !wants_python("vendor/x.py"));
         assert!(wants_command("deploy/Dockerfile.prod") && wants_command("run.sh"));
         assert!(!wants_command("node_modules/x/run.sh") && !wants_command("app/x.py"));
+        // Processes started by supervisord, Kubernetes manifests and Helm templates.
+        assert!(wants_command("backend/supervisord.conf"));
+        assert!(wants_command(
+            "deployment/helm/charts/app/templates/slackbot.yaml"
+        ));
+        assert!(wants_command("k8s/worker.yml"));
+        assert!(!wants_command("app/config/settings.yaml") && !wants_command("backend/nginx.conf"));
         assert!(command_text(b"a\0b").is_none());
         assert!(too_many_modules(reach::MAX_MODULES + 1) && !too_many_modules(reach::MAX_MODULES));
         assert_eq!(
