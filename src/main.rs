@@ -439,6 +439,12 @@ fn run_rules(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                 if let Some(note) = &d.note {
                     out.push_str(&format!("    {}\n", note.trim().replace('\n', "\n    ")));
                 }
+                if let Some(own) = &d.conforming {
+                    out.push_str(&format!(
+                        "    Conforming pattern of this detector:\n      {}\n",
+                        own.replace('\n', "\n      ")
+                    ));
+                }
             }
             out.push_str(&format!("\nDefined in {}\n", rule.source));
         }

@@ -346,3 +346,42 @@ fn wildcard_cors_with_credentials_is_critical_only_where_the_service_knows_cooki
     assert_eq!(found.len(), 1, "{report}");
     assert_eq!(found[0].0, "high");
 }
+
+#[test]
+fn a_detector_with_its_own_conforming_pattern_shows_it_instead_of_the_rules() {
+    let repo = TestRepo::new();
+    repo.write(
+        "Dockerfile",
+        "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD [\"uvicorn\", \"app.main:app\"]\n",
+    );
+    repo.commit("base");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let root = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["check"] == "I4-dockerfile-runs-as-root")
+        .unwrap_or_else(|| panic!("no root finding: {report}"));
+    let conforming = root["conforming"].as_str().unwrap_or_default();
+    assert!(conforming.contains("USER app"), "{conforming}");
+    assert!(!conforming.contains("CORSMiddleware"), "{conforming}");
+    // Another detector of the same rule keeps the rule's pattern.
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom fastapi.middleware.cors import CORSMiddleware\n\napp = FastAPI()\napp.add_middleware(CORSMiddleware, allow_origins=[\"*\"])\n",
+    );
+    repo.commit("cors");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines", "--fail-on", "never"]);
+    let cors = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["check"] == "I4-cors-wildcard")
+        .unwrap_or_else(|| panic!("no CORS finding: {report}"));
+    assert!(
+        cors["conforming"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CORSMiddleware")
+    );
+}

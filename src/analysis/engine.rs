@@ -494,7 +494,10 @@ impl Engine {
                     }
                 },
                 standard: rule.title.clone(),
-                conforming: rule.conforming.clone(),
+                conforming: d
+                    .conforming
+                    .clone()
+                    .unwrap_or_else(|| rule.conforming.clone()),
                 fingerprint,
                 fix,
                 code,

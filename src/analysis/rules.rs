@@ -168,6 +168,9 @@ struct DetectorSer {
     except_in: Vec<Role>,
     /// A lower severity when a fact of the repository model says the harm cannot happen there.
     lower_without: Option<LowerWithout>,
+    /// The conforming pattern of this detector, when the rule's own is about something else (a rule's
+    /// pattern for CORS says nothing about a Dockerfile's `USER`).
+    conforming: Option<String>,
     note: Option<String>,
     #[serde(default)]
     invalid: Vec<ExampleSer>,
@@ -242,6 +245,8 @@ pub struct Detector {
     pub except_in: Vec<Role>,
     /// A lower severity where the repository model says the harm cannot happen (`lower_without`).
     pub lower_without: Option<LowerWithout>,
+    /// Its own conforming pattern, shown instead of the rule's (`conforming`).
+    pub conforming: Option<String>,
     pub invalid: Vec<Example>,
     pub valid: Vec<Example>,
 }
@@ -648,6 +653,7 @@ impl RuleSet {
             qualified,
             except_in: d.except_in,
             lower_without: d.lower_without,
+            conforming: d.conforming.map(|c| c.trim().to_string()),
             invalid,
             valid,
         })
