@@ -182,7 +182,7 @@ impl Reach {
             if not_service(path) {
                 continue;
             }
-            for target in command_targets(text) {
+            for target in command_targets(&process_lines(path, text)) {
                 roots.extend(index.resolve_target(&target, path));
             }
         }
@@ -485,6 +485,64 @@ impl<'a> ModuleIndex<'a> {
         }
         self.exact(target).collect()
     }
+}
+
+/// The lines of a deployment file that start the processes of the service, not build or boot steps: in a
+/// Dockerfile the `CMD`/`ENTRYPOINT` instructions (a `RUN python tools/fetch.py` runs at build time); in a shell
+/// script, the lines from the last one that starts a server or worker on (`exec uvicorn …`, `celery … worker`),
+/// where there is one, plus any command sent to the background (`… &`) — a `python tools/fetch.py` before that is
+/// a boot step. Other files are read whole.
+pub fn process_lines(path: &str, text: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    if name.starts_with("dockerfile") || name.ends_with(".dockerfile") {
+        let mut out = String::new();
+        let mut continuing = false;
+        for line in text.lines() {
+            let t = line.trim_start();
+            let keyword = t
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if !continuing && keyword != "CMD" && keyword != "ENTRYPOINT" {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+            continuing = t.trim_end().ends_with('\\');
+        }
+        return out;
+    }
+    if name.ends_with(".sh") {
+        let lines: Vec<&str> = text.lines().collect();
+        let starts_server = |l: &str| {
+            let t = l.trim_start();
+            !t.starts_with('#')
+                && (t.starts_with("exec ")
+                    || [
+                        "uvicorn",
+                        "gunicorn",
+                        "hypercorn",
+                        "granian",
+                        "daphne",
+                        "celery",
+                        "arq ",
+                    ]
+                    .iter()
+                    .any(|w| t.contains(w)))
+        };
+        if let Some(last) = lines.iter().rposition(|l| starts_server(l)) {
+            let mut out = String::new();
+            for (i, l) in lines.iter().enumerate() {
+                if i >= last || l.trim_end().ends_with('&') {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+            return out;
+        }
+    }
+    text.to_string()
 }
 
 /// Module targets in a deployment command text: `uvicorn a.b:app`, `gunicorn a.b:app`, `hypercorn`, `granian`,
@@ -1008,6 +1066,36 @@ mod tests {
         assert_eq!(r.standing("pkg/tasks.py"), Standing::Service);
         assert_eq!(r.standing("pkg/plugins/a.py"), Standing::Service);
         assert_eq!(r.standing("pkg/orphan.py"), Standing::Unreached);
+        // Build and boot steps are not the service: a Dockerfile `RUN`, and a shell script's foreground commands
+        // before the line that starts the server; a command sent to the background is a process of the service.
+        let r = build(
+            &[
+                ("app/main.py", ""),
+                ("tools/fetch_models.py", "import requests\n"),
+                ("boot/setup_tools.py", "import requests\n"),
+                ("jobs/poller.py", "import requests\n"),
+            ],
+            &[
+                (
+                    "Dockerfile",
+                    "FROM python:3.12\nRUN python tools/fetch_models.py && \\\n    pip install x\nCMD [\"uvicorn\", \\\n     \"app.main:app\"]\n",
+                ),
+                (
+                    "entrypoint.sh",
+                    "#!/bin/bash\npython boot/setup_tools.py\npython jobs/poller.py &\nalembic upgrade head\nexec uvicorn app.main:app --port 8000\n",
+                ),
+            ],
+        );
+        assert_eq!(r.standing("app/main.py"), Standing::Service);
+        assert_eq!(r.standing("jobs/poller.py"), Standing::Service);
+        assert_eq!(r.standing("tools/fetch_models.py"), Standing::Unreached);
+        assert_eq!(r.standing("boot/setup_tools.py"), Standing::Unreached);
+        // A script that starts no server runs its commands as the processes they are.
+        let r = build(
+            &[("app/main.py", "app = FastAPI()\n"), ("jobs/sync.py", "")],
+            &[("run_sync.sh", "#!/bin/sh\npython jobs/sync.py\n")],
+        );
+        assert_eq!(r.standing("jobs/sync.py"), Standing::Service);
         // A supervisord program is an entry point too.
         let r = build(
             &[
