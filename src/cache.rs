@@ -316,6 +316,13 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "public-router-without-rate-limit",
     "upload-read-without-size-limit",
     "upload-read-in-helper",
+    // F7 in Dockerfiles: a Compose service that builds the image with a health check (the file's other checks
+    // share its code).
+    "dockerfile-no-healthcheck",
+    "dockerfile-from-unpinned",
+    "dockerfile-shell-form-cmd",
+    "dockerfile-runs-as-root",
+    "dockerfile-secret-in-env",
 ];
 
 /// Did a detector that reads the repository around the file run on it? The same conditions the engine applies

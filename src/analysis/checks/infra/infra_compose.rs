@@ -23,7 +23,7 @@ use crate::analysis::semantic::dockerfile::image_health_covered;
 use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
 use crate::analysis::semantic::secrets::literal_secret;
 use crate::analysis::semantic::yaml::compose::{
-    Interpolated, Service, published_everywhere, services,
+    BuildFile, Interpolated, Service, build_file, published_everywhere, services,
 };
 use crate::analysis::semantic::yaml::{YKind, YNode, YamlDoc};
 use regex::Regex;
@@ -222,53 +222,6 @@ const DOCKERFILES: &[&str] = &[
 
 /// `rel` taken from the folder `dir` (both repository-relative, forward slashes), normalised; `None` for URLs,
 /// absolute paths and paths that leave the repository.
-fn join_path(dir: &str, rel: &str) -> Option<String> {
-    if rel.contains("://") || rel.starts_with('/') || rel.starts_with("git@") || rel.contains('$') {
-        return None;
-    }
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
-
-/// The Dockerfile a service's `build:` uses: a repository path, or the inline text (`dockerfile_inline`).
-enum BuildFile {
-    Path(String),
-    Inline(String),
-}
-
-fn build_file(doc: &YamlDoc, build: &YNode, compose_dir: &str) -> Option<BuildFile> {
-    if build.templated {
-        return None;
-    }
-    if let Some(context) = doc.str(build) {
-        return join_path(compose_dir, &format!("{context}/Dockerfile")).map(BuildFile::Path);
-    }
-    if !build.is_map() || doc.incomplete(build) {
-        return None;
-    }
-    let scalar = |key: &str| {
-        doc.get(build, key)
-            .filter(|n| !n.templated)
-            .and_then(|n| doc.str(n))
-    };
-    if let Some(inline) = scalar("dockerfile_inline") {
-        return Some(BuildFile::Inline(inline.to_string()));
-    }
-    let context = scalar("context").unwrap_or(".");
-    let dockerfile = scalar("dockerfile").unwrap_or("Dockerfile");
-    let context = join_path(compose_dir, context)?;
-    join_path(&context, dockerfile).map(BuildFile::Path)
-}
-
 /// A command (or a Dockerfile) that starts a Python web app server (not a proxy, a worker or a Node/Java server).
 fn runs_app_server(command: &str) -> bool {
     // Exec-form lists (`["fastapi", "run", …]`) read as words.
@@ -687,6 +640,7 @@ mod tests {
     use crate::analysis::context::RepoContext;
     use crate::analysis::language::{FileKind, Lang};
     use crate::analysis::semantic::yaml;
+    use crate::analysis::semantic::yaml::compose::join_path;
     use ast_grep_core::tree_sitter::LanguageExt;
 
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {

@@ -210,8 +210,15 @@ impl Check for NoHealthcheck {
     fn tokens(&self) -> &'static [&'static str] {
         &[]
     }
+    fn needs(&self) -> &'static [&'static str] {
+        crate::analysis::semantic::paths::COMPOSE_FILE_GLOBS
+    }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
-        if dev_target(ctx.path, &ctx.dockerfile(root)) {
+        // Compose probes the container of a service that builds this image with a `healthcheck:`.
+        if dev_target(ctx.path, &ctx.dockerfile(root))
+            || crate::analysis::semantic::yaml::compose::healthchecked_dockerfiles(&ctx.repo.files)
+                .contains(ctx.path)
+        {
             return;
         }
         self.find_all(root, ctx, out);

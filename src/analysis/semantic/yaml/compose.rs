@@ -2,6 +2,7 @@
 //! every Compose check.
 
 use super::{Entry, YKind, YNode, YamlDoc};
+use std::collections::{HashMap, HashSet};
 
 /// A service: its name, its key and its body (aliases resolved).
 pub struct Service<'a> {
@@ -92,6 +93,102 @@ fn without_variables(s: &str) -> String {
     out
 }
 
+/// A repository path joined to a relative one (`deploy` + `../backend/Dockerfile` → `backend/Dockerfile`); `None` for
+/// URLs, absolute paths, variables and paths above the root.
+pub fn join_path(dir: &str, rel: &str) -> Option<String> {
+    if rel.contains("://") || rel.starts_with('/') || rel.starts_with("git@") || rel.contains('$') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The Dockerfile a service's `build:` uses: a repository path, or the inline text (`dockerfile_inline`).
+pub enum BuildFile {
+    Path(String),
+    Inline(String),
+}
+
+pub fn build_file(doc: &YamlDoc, build: &YNode, compose_dir: &str) -> Option<BuildFile> {
+    if build.templated {
+        return None;
+    }
+    if let Some(context) = doc.str(build) {
+        return join_path(compose_dir, &format!("{context}/Dockerfile")).map(BuildFile::Path);
+    }
+    if !build.is_map() || doc.incomplete(build) {
+        return None;
+    }
+    let scalar = |key: &str| {
+        doc.get(build, key)
+            .filter(|n| !n.templated)
+            .and_then(|n| doc.str(n))
+    };
+    if let Some(inline) = scalar("dockerfile_inline") {
+        return Some(BuildFile::Inline(inline.to_string()));
+    }
+    let context = scalar("context").unwrap_or(".");
+    let dockerfile = scalar("dockerfile").unwrap_or("Dockerfile");
+    let context = join_path(compose_dir, context)?;
+    join_path(&context, dockerfile).map(BuildFile::Path)
+}
+
+/// The Dockerfiles whose image a Compose service builds and gives a health check (`healthcheck:` with a test, not
+/// `disable: true` or `NONE`): Compose probes those containers whatever the Dockerfile says. Read from the
+/// Compose files among `files` that are not development variants.
+pub fn healthchecked_dockerfiles(files: &HashMap<String, String>) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for (path, text) in files {
+        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
+        let compose = stem.len() < name.len()
+            && (stem.starts_with("docker-compose")
+                || stem == "compose"
+                || stem.starts_with("compose."));
+        if !compose || crate::analysis::semantic::paths::is_dev_infra_file(path) {
+            continue;
+        }
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        for doc in &super::parse(text).docs {
+            for service in services(doc) {
+                let Some(check) = doc.get(service.body, "healthcheck") else {
+                    continue;
+                };
+                let disabled = doc
+                    .get(check, "disable")
+                    .and_then(|n| doc.str(n))
+                    .is_some_and(|v| v == "true");
+                let none = doc
+                    .get(check, "test")
+                    .map(|t| doc.resolve(t))
+                    .and_then(|t| match &t.kind {
+                        YKind::Seq(items) => items.first().and_then(|i| doc.str(i)),
+                        _ => doc.str(t),
+                    })
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+                if disabled || none || doc.get(check, "test").is_none() {
+                    continue;
+                }
+                if let Some(build) = doc.get(service.body, "build")
+                    && let Some(BuildFile::Path(p)) = build_file(doc, build, dir)
+                {
+                    out.insert(p);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse;
@@ -129,5 +226,26 @@ mod tests {
         assert_eq!(without_variables("${A:-1:2}:80"), "$:80");
         assert_eq!(without_variables("${A"), "$");
         assert_eq!(without_variables("80:80"), "80:80");
+    }
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use super::*;
+
+    #[test]
+    fn dockerfiles_a_compose_service_builds_with_a_health_check() {
+        let mut files = HashMap::new();
+        files.insert(
+            "deploy/docker-compose.yml".to_string(),
+            "services:\n  api:\n    build: ../api\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost/health\"]\n  worker:\n    build:\n      context: ../worker\n      dockerfile: Dockerfile.prod\n    healthcheck:\n      disable: true\n  ui:\n    build: ../ui\n    healthcheck:\n      test: [\"NONE\"]\n  bare:\n    build: ../bare\n".to_string(),
+        );
+        // A development variant's health check says nothing about production.
+        files.insert(
+            "docker-compose.dev.yml".to_string(),
+            "services:\n  dev:\n    build: ./dev\n    healthcheck:\n      test: curl -f http://localhost\n".to_string(),
+        );
+        let got = healthchecked_dockerfiles(&files);
+        assert_eq!(got, HashSet::from(["api/Dockerfile".to_string()]));
     }
 }
