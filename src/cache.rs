@@ -178,9 +178,11 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         alembic_tree: _,      // derived from `paths`
         migration_changed: _, // derived from `changed`
         tenant_columns,
-        tenant_index: _, // derived from `files` and `tenant_columns`
-        loader_index: _, // derived from `files` and `tenant_index`
-        reach: _,        // enters each file's own key as its standing (`file_key`)
+        tenant_index: _,  // derived from `files` and `tenant_columns`
+        loader_index: _,  // derived from `files` and `tenant_index`
+        healthchecked: _, // derived from `files`
+        rate_limited: _,  // derived from `files`
+        reach: _,         // enters each file's own key as its standing (`file_key`)
     } = repo;
     let mut h = Sha256::new();
     list_field(&mut h, changed.iter().map(String::as_str));

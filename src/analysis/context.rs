@@ -40,6 +40,10 @@ pub struct RepoContext {
     pub tenant_index: OnceLock<super::semantic::tenancy::TenantModels>,
     /// [`RepoContext::id_loaders`], worked out on first use; leave it to its default.
     pub loader_index: OnceLock<super::semantic::loaders::IdLoaders>,
+    /// [`RepoContext::healthchecked_dockerfiles`], worked out on first use; leave it to its default.
+    pub healthchecked: OnceLock<std::collections::HashSet<String>>,
+    /// [`RepoContext::app_wide_rate_limit`], worked out on first use; leave it to its default.
+    pub rate_limited: OnceLock<bool>,
     /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
     /// built (then every module is judged as the service).
     pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
@@ -147,6 +151,20 @@ impl RepoContext {
     }
 
     /// The data-access functions among [`RepoContext::files`] that load a scoped model by an id alone.
+    /// The Dockerfiles a production Compose service builds and gives a health check (read once per audit, not once
+    /// per Dockerfile).
+    pub fn healthchecked_dockerfiles(&self) -> &std::collections::HashSet<String> {
+        self.healthchecked
+            .get_or_init(|| super::semantic::yaml::compose::healthchecked_dockerfiles(&self.files))
+    }
+
+    /// Does the application add a rate-limiting middleware for every route (read once per audit)?
+    pub fn app_wide_rate_limit(&self) -> bool {
+        *self
+            .rate_limited
+            .get_or_init(|| super::semantic::ratelimit::app_wide_rate_limit(&self.files))
+    }
+
     pub fn id_loaders(&self) -> &super::semantic::loaders::IdLoaders {
         self.loader_index.get_or_init(|| {
             use super::semantic::loaders::{IdLoaders, ownership_file_texts};
@@ -272,17 +290,9 @@ pub fn alembic_ini_version_dirs(ini_path: &str, text: &str) -> Vec<String> {
             if v.contains("%(") || v.contains(':') || v.contains('$') {
                 return None;
             }
-            let mut parts: Vec<&str> = here.split('/').filter(|p| !p.is_empty()).collect();
-            for p in v.split(['/', '\\']) {
-                match p {
-                    "" | "." => {}
-                    ".." => {
-                        parts.pop()?;
-                    }
-                    p => parts.push(p),
-                }
-            }
-            Some(parts.join("/"))
+            // Relative to the ini file's folder (`%(here)s/…` leaves a leading `/`).
+            let v = v.replace('\\', "/");
+            super::semantic::paths::join_path(here, v.trim_start_matches('/'))
         };
         if let Some(locations) = get("version_locations") {
             let os = get("path_separator")

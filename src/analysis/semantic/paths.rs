@@ -60,11 +60,29 @@ pub const COMPOSE_FILE_GLOBS: &[&str] = &[
     "**/compose.*.yaml",
 ];
 
-fn is_compose_path(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
-    stem.len() < name.len()
-        && (stem.starts_with("docker-compose") || stem == "compose" || stem.starts_with("compose."))
+/// A Compose file, by its name (the one definition: [`crate::analysis::language::detect`]).
+pub fn is_compose_path(path: &str) -> bool {
+    crate::analysis::language::detect(path, None)
+        == Some(crate::analysis::language::FileKind::Compose)
+}
+
+/// A repository path joined to a relative one (`deploy` + `../backend/Dockerfile` → `backend/Dockerfile`); `None` for
+/// URLs, absolute paths, variables and paths above the root.
+pub fn join_path(dir: &str, rel: &str) -> Option<String> {
+    if rel.contains("://") || rel.starts_with('/') || rel.starts_with("git@") || rel.contains('$') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// Does a deployment read the environment file this example is copied to? `Some(true)` when a Compose file that

@@ -639,8 +639,8 @@ mod tests {
     use super::*;
     use crate::analysis::context::RepoContext;
     use crate::analysis::language::{FileKind, Lang};
+    use crate::analysis::semantic::paths::join_path;
     use crate::analysis::semantic::yaml;
-    use crate::analysis::semantic::yaml::compose::join_path;
     use ast_grep_core::tree_sitter::LanguageExt;
 
     fn lines_of(check: &dyn Check, text: &str) -> Vec<usize> {

@@ -216,8 +216,7 @@ impl Check for NoHealthcheck {
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         // Compose probes the container of a service that builds this image with a `healthcheck:`.
         if dev_target(ctx.path, &ctx.dockerfile(root))
-            || crate::analysis::semantic::yaml::compose::healthchecked_dockerfiles(&ctx.repo.files)
-                .contains(ctx.path)
+            || ctx.repo.healthchecked_dockerfiles().contains(ctx.path)
         {
             return;
         }

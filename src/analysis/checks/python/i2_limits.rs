@@ -13,7 +13,7 @@ use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes};
 use crate::analysis::semantic::python::syntax::{
     callee, decorators, function_name, has_error, has_kwargs_splat, keyword_arg, plain_string,
 };
-use crate::analysis::semantic::ratelimit::{APP_FILE_GLOBS, app_wide_rate_limit};
+use crate::analysis::semantic::ratelimit::APP_FILE_GLOBS;
 
 /// Words that show a rate limit or quota is applied.
 fn mentions_rate_limit(text: &str) -> bool {
@@ -80,7 +80,7 @@ impl Check for PublicRouterWithoutRateLimit {
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let text = root.text();
         // A limiter in the file, or one the application applies to every route.
-        if mentions_rate_limit(&text) || app_wide_rate_limit(&ctx.repo.files) {
+        if mentions_rate_limit(&text) || ctx.repo.app_wide_rate_limit() {
             return;
         }
         let mcp = serves_mcp(&text);

@@ -2,6 +2,7 @@
 //! every Compose check.
 
 use super::{Entry, YKind, YNode, YamlDoc};
+use crate::analysis::semantic::paths::join_path;
 use std::collections::{HashMap, HashSet};
 
 /// A service: its name, its key and its body (aliases resolved).
@@ -93,25 +94,6 @@ fn without_variables(s: &str) -> String {
     out
 }
 
-/// A repository path joined to a relative one (`deploy` + `../backend/Dockerfile` → `backend/Dockerfile`); `None` for
-/// URLs, absolute paths, variables and paths above the root.
-pub fn join_path(dir: &str, rel: &str) -> Option<String> {
-    if rel.contains("://") || rel.starts_with('/') || rel.starts_with("git@") || rel.contains('$') {
-        return None;
-    }
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
-
 /// The Dockerfile a service's `build:` uses: a repository path, or the inline text (`dockerfile_inline`).
 pub enum BuildFile {
     Path(String),
@@ -148,13 +130,9 @@ pub fn build_file(doc: &YamlDoc, build: &YNode, compose_dir: &str) -> Option<Bui
 pub fn healthchecked_dockerfiles(files: &HashMap<String, String>) -> HashSet<String> {
     let mut out = HashSet::new();
     for (path, text) in files {
-        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-        let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
-        let compose = stem.len() < name.len()
-            && (stem.starts_with("docker-compose")
-                || stem == "compose"
-                || stem.starts_with("compose."));
-        if !compose || crate::analysis::semantic::paths::is_dev_infra_file(path) {
+        if !crate::analysis::semantic::paths::is_compose_path(path)
+            || crate::analysis::semantic::paths::is_dev_infra_file(path)
+        {
             continue;
         }
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
