@@ -115,6 +115,7 @@ impl IdLoaders {
         // How often each name is defined, and the functions that may load through another one (they take an id
         // and are not loaders by their own body): a service method handing its id to a repository's loader.
         let mut defined: HashMap<String, usize> = HashMap::new();
+        // (names, parameters, code without comments and docstrings), the code stripped once.
         let mut maybe_through: Vec<(Vec<String>, Vec<String>, String)> = Vec::new();
         for text in texts {
             for (names, params, body) in functions(text) {
@@ -125,12 +126,10 @@ impl IdLoaders {
                 for name in &names {
                     *defined.entry(name.clone()).or_default() += 1;
                 }
-                if found.is_none()
+                let candidate = found.is_none()
                     && params.iter().any(|p| is_id_name(p))
-                    && maybe_through.len() < MAX_FUNCTIONS
-                {
-                    maybe_through.push((names.clone(), params.clone(), body.clone()));
-                }
+                    && maybe_through.len() < MAX_FUNCTIONS;
+                let kept_names = candidate.then(|| names.clone());
                 for name in names {
                     match (by_name.get(&name), &found) {
                         (None, found) => {
@@ -142,13 +141,16 @@ impl IdLoaders {
                         }
                     }
                 }
+                if let Some(names) = kept_names {
+                    maybe_through.push((names, params, code_only(&body)));
+                }
             }
         }
         // Loaders through loaders, a few calls deep (route -> service -> repository): each round adds the
         // functions whose only load is a call handing their id to a loader found before.
         for _ in 0..MAX_THROUGH_DEPTH {
             let mut added: Vec<(Vec<String>, IdLoader)> = Vec::new();
-            for (names, params, body) in &maybe_through {
+            for (names, params, code) in &maybe_through {
                 // Only a name defined once, and not already a loader.
                 if names.iter().any(|n| {
                     defined.get(n).copied().unwrap_or(0) != 1
@@ -156,7 +158,7 @@ impl IdLoaders {
                 }) {
                     continue;
                 }
-                if let Some(l) = loader_through(params, body, models, &by_name) {
+                if let Some(l) = loader_through(params, code, models, &by_name) {
                     added.push((names.clone(), l));
                 }
             }
@@ -315,22 +317,22 @@ fn caller_unread(params: &[String], code: &str) -> Option<bool> {
 }
 
 /// A function whose load is a call handing one of its id parameters to a loader found before
-/// (`async def fetch_chat(self, chat_id): return await self.repo.get_by_id(chat_id)`), and which neither reads
+/// (`async def fetch_chat(self, chat_id): return await self.repo.get_by_id(chat_id)`; `code` without comments
+/// or docstrings), and which neither reads
 /// the caller nor names the model's tenant/owner columns.
 fn loader_through(
     params: &[String],
-    body: &str,
+    code: &str,
     models: &TenantModels,
     known: &HashMap<String, Option<IdLoader>>,
 ) -> Option<IdLoader> {
-    let code = code_only(body);
-    let ignores_caller = caller_unread(params, &code)?;
+    let ignores_caller = caller_unread(params, code)?;
     let ids: Vec<String> = params.iter().filter(|p| is_id_name(p)).cloned().collect();
     let lower = code.to_ascii_lowercase();
     if ids.is_empty() || lower.contains("owner") || lower.contains("tenant") {
         return None;
     }
-    for (callee, args) in calls(&code) {
+    for (callee, args) in calls(code) {
         let Some(inner) = callee_keys(&callee).find_map(|k| known.get(&k).and_then(Option::as_ref))
         else {
             continue;
@@ -341,7 +343,7 @@ fn loader_through(
         let Some(owner) = models.owner(&inner.model) else {
             continue;
         };
-        if owner.columns().iter().any(|c| has_word(&code, c)) {
+        if owner.columns().iter().any(|c| has_word(code, c)) {
             return None;
         }
         return Some(IdLoader {

@@ -492,7 +492,7 @@ impl<'a> ModuleIndex<'a> {
 /// script, the lines from the last one that starts a server or worker on (`exec uvicorn …`, `celery … worker`),
 /// where there is one, plus any command sent to the background (`… &`) — a `python tools/fetch.py` before that is
 /// a boot step. Other files are read whole.
-pub fn process_lines(path: &str, text: &str) -> String {
+pub fn process_lines<'t>(path: &str, text: &'t str) -> std::borrow::Cow<'t, str> {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
     if name.starts_with("dockerfile") || name.ends_with(".dockerfile") {
         let mut out = String::new();
@@ -511,7 +511,7 @@ pub fn process_lines(path: &str, text: &str) -> String {
             out.push('\n');
             continuing = t.trim_end().ends_with('\\');
         }
-        return out;
+        return out.into();
     }
     if name.ends_with(".sh") {
         let lines: Vec<&str> = text.lines().collect();
@@ -539,10 +539,10 @@ pub fn process_lines(path: &str, text: &str) -> String {
                     out.push('\n');
                 }
             }
-            return out;
+            return out.into();
         }
     }
-    text.to_string()
+    text.into()
 }
 
 /// Module targets in a deployment command text: `uvicorn a.b:app`, `gunicorn a.b:app`, `hypercorn`, `granian`,
