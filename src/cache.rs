@@ -182,7 +182,7 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         loader_index: _,  // derived from `files` and `tenant_index`
         healthchecked: _, // derived from `files`
         rate_limited: _,  // derived from `files`
-        reach: _,         // enters each file's own key as its standing (`file_key`)
+        reach, // each file's standing enters its own key (`file_key`); the deciding functions enter here
     } = repo;
     let mut h = Sha256::new();
     list_field(&mut h, changed.iter().map(String::as_str));
@@ -196,6 +196,11 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
     }
     list_field(&mut h, reverse_proxies.iter().map(String::as_str));
     list_field(&mut h, tenant_columns.iter().map(String::as_str));
+    // Which functions may decide access (I1 reads it for the calls a tenant id goes to).
+    match reach.as_ref().and_then(|r| r.deciding_names()) {
+        Some(names) => list_field(&mut h, names.into_iter()),
+        None => field(&mut h, b"not known"),
+    }
     h.finalize().into()
 }
 
@@ -282,6 +287,8 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "db-engine-no-statement-timeout",
     // I1: the repository's model files.
     "object-by-id-without-owner-check",
+    // I1: the repository's model files and its passive functions (the file's other check shares its code).
+    "tenant-id-unchecked",
     // I1: the configured tenant columns (`tenancy.columns`); the file's other checks share its code.
     "tenant-query-ignores-tenant",
     "tenant-query-unscoped",

@@ -107,6 +107,13 @@ pub struct Reach {
     /// Does any module of the service mention cookies? `None` when a module of the service could not be read.
     #[serde(default)]
     pub cookies: Option<bool>,
+    /// The functions and methods the repository defines of which some definition may decide access (is not
+    /// [`super::uses::DefFact::passive`]); given a tenant id and the caller, any other function decides nothing.
+    #[serde(default)]
+    deciding: HashSet<String>,
+    /// Were the definitions of every file read (so `deciding` is the whole repository's)?
+    #[serde(default)]
+    definitions_read: bool,
 }
 
 impl Reach {
@@ -120,9 +127,29 @@ impl Reach {
         }
     }
 
-    /// Drop the functions nothing calls (their names could not all be read).
+    /// May the function `name` decide access (a branch, a comparison, a query, a checking call in some
+    /// definition of it in the repository)? False for the repository's passive functions and for names it does not
+    /// define (a library's: a logger, a response class); true for every name when the definitions were not all read.
+    pub fn may_decide(&self, name: &str) -> bool {
+        !self.definitions_read || self.deciding.contains(name)
+    }
+
+    /// The possibly deciding functions' names, sorted, or `None` when the definitions were not all read (for the
+    /// result cache's key).
+    pub fn deciding_names(&self) -> Option<Vec<&str>> {
+        if !self.definitions_read {
+            return None;
+        }
+        let mut names: Vec<&str> = self.deciding.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        Some(names)
+    }
+
+    /// Drop the functions nothing calls, and the passive ones (their names could not all be read).
     pub fn forget_unused_functions(&mut self) {
         self.dead.clear();
+        self.deciding.clear();
+        self.definitions_read = false;
     }
 
     /// The functions of `path` that nothing in the service calls: `(name, 1-based line of the def)`.
@@ -157,6 +184,17 @@ impl Reach {
         } else {
             Some(false)
         };
+        // Functions some definition of which may decide access (a file that could not be read may define any
+        // name: then every function may).
+        if !py.values().any(|f| as_facts(f).unread) {
+            reach.deciding = py
+                .values()
+                .flat_map(|f| as_facts(f).names.defs.iter())
+                .filter(|d| !d.passive)
+                .map(|d| d.name.clone())
+                .collect();
+            reach.definitions_read = true;
+        }
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
         for p in py.keys() {
             if let Some(stem) = p.strip_suffix(".py")

@@ -24,6 +24,62 @@ pub struct DefFact {
     pub exempt: bool,
     /// For a method: the bases of its class (names as written, last segment).
     pub class_bases: Option<Vec<String>>,
+    /// Its body can decide nothing about access ([`can_decide`] is false on every line): no `raise`, branch,
+    /// comparison, `await`, query or call of a checking helper — it formats, signs or stores what it is given.
+    pub passive: bool,
+}
+
+/// Callee words of a helper that checks access (a function calling one may decide).
+const DECIDING_WORDS: &[&str] = &[
+    "check",
+    "verify",
+    "ensure",
+    "authoriz",
+    "authoris",
+    "permission",
+    "access",
+    "owner",
+    "allowed",
+    "require",
+    "guard",
+    "validate",
+    "member",
+    "role",
+    "policy",
+    "can_",
+    "is_",
+    "has_",
+];
+
+/// Could this line of a function's body decide whether a caller may act (so the function may be a check)?
+/// Errs towards yes: a function with any such line is never called passive.
+fn can_decide(t: &str) -> bool {
+    let lower = t.to_ascii_lowercase();
+    // A return annotation is no comparison.
+    let ops = t.replace("->", "");
+    let branch = ["if ", "elif ", "assert ", "while ", "match ", "case "]
+        .iter()
+        .any(|k| t.starts_with(k));
+    branch
+        || super::python::text::has_word(t, "raise")
+        || super::python::text::has_word(t, "await")
+        || super::python::text::has_word(t, "yield")
+        || super::python::text::has_word(t, "if")
+        || ["==", "!=", "<", ">", " is ", " not "]
+            .iter()
+            .any(|o| ops.contains(o))
+        || (t.contains(" in ") && !t.starts_with("for "))
+        || [
+            ".execute(",
+            ".query(",
+            ".scalar",
+            ".get(",
+            "session",
+            "select(",
+        ]
+        .iter()
+        .any(|w| t.contains(w))
+        || DECIDING_WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// What one file defines and which names it uses.
@@ -116,8 +172,10 @@ pub fn name_facts(text: &str) -> NameFacts {
     let mut uses: Vec<u64> = Vec::new();
     let mut next_check = MAX_NAMES_PER_FILE;
     // Enclosing blocks: (indent, class bases when a class).
-    let mut stack: Vec<(usize, Option<Vec<String>>)> = Vec::new();
+    // Enclosing blocks: (indent, class bases when a class, index in `defs` when a function).
+    let mut stack: Vec<(usize, Option<Vec<String>>, Option<usize>)> = Vec::new();
     let mut decorated = false;
+    let mut in_quotes = false;
     let mut lines = text.lines().enumerate();
     while let Some((i, line)) = lines.next() {
         if uses.len() >= next_check {
@@ -154,7 +212,7 @@ pub fn name_facts(text: &str) -> NameFacts {
             .or_else(|| t.strip_prefix("def "));
         let class = t.strip_prefix("class ");
         if def.is_some() || class.is_some() {
-            while stack.last().is_some_and(|(d, _)| *d >= indent) {
+            while stack.last().is_some_and(|(d, _, _)| *d >= indent) {
                 stack.pop();
             }
         }
@@ -163,15 +221,20 @@ pub fn name_facts(text: &str) -> NameFacts {
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
-            let class_bases = stack.last().and_then(|(_, c)| c.clone());
+            let class_bases = stack.last().and_then(|(_, c, _)| c.clone());
             // Names the use count skips (one or two letters, keywords) are never called unused.
             let exempt = decorated
                 || name.len() <= 2
                 || is_keyword(&name)
                 || (name.starts_with("__") && name.ends_with("__"))
                 || name.starts_with("test");
+            let mut index = None;
             if !name.is_empty() {
+                index = Some(facts.defs.len());
                 facts.defs.push(DefFact {
+                    passive: !DECIDING_WORDS
+                        .iter()
+                        .any(|w| name.to_ascii_lowercase().contains(w)),
                     name: name.clone(),
                     line: i + 1,
                     exempt,
@@ -179,7 +242,7 @@ pub fn name_facts(text: &str) -> NameFacts {
                 });
             }
             uses.extend(words(&rest[name.len()..]).map(hash));
-            stack.push((indent, None));
+            stack.push((indent, None, index));
             decorated = false;
             continue;
         }
@@ -208,11 +271,28 @@ pub fn name_facts(text: &str) -> NameFacts {
             if !name.is_empty() {
                 facts.classes.push(name);
             }
-            stack.push((indent, Some(bases)));
+            stack.push((indent, Some(bases), None));
             decorated = false;
             continue;
         }
         decorated = false;
+        // A line of a function's body that could decide access: neither it nor the functions around it are
+        // passive (a nested function's line counts for its parents too).
+        // Docstrings and other triple-quoted text are prose, not code.
+        let quotes = t.matches("\"\"\"").count() + t.matches("'''").count();
+        let prose = in_quotes || quotes > 0;
+        if quotes % 2 == 1 {
+            in_quotes = !in_quotes;
+        }
+        if !prose && can_decide(t) {
+            for (d, _, def) in &stack {
+                if *d < indent
+                    && let Some(def) = def.and_then(|k| facts.defs.get_mut(k))
+                {
+                    def.passive = false;
+                }
+            }
+        }
         // `from m import a, b as c`: only `b` is used (renamed here, the file then uses `c`); the names an import
         // brings in are used where the file calls them.
         if t.starts_with("from ") && t.contains(" import") {
@@ -362,6 +442,29 @@ mod tests {
             |p| !crate::analysis::semantic::paths::is_test_path(p),
             &[],
         )
+    }
+
+    #[test]
+    fn passive_functions_decide_nothing() {
+        let f = name_facts(
+            "class S:\n    def sign(self, space_id, user_id) -> str:\n        \"\"\"Include in state; raises if bad.\n        if the key is missing\"\"\"\n        payload = {\"s\": space_id, \"u\": user_id}\n        return encode(payload)\n\n    def gate(self, space_id, user_id):\n        if user_id not in members(space_id):\n            raise PermissionError\n\n    def fetch(self, space_id):\n        return self.session.get(Space, space_id)\n\n    def check_it(self, x):\n        return x\n\ndef outer(a):\n    def inner(b):\n        return b == a\n    return inner\n",
+        );
+        let passive: Vec<(&str, bool)> = f
+            .defs
+            .iter()
+            .map(|d| (d.name.as_str(), d.passive))
+            .collect();
+        assert_eq!(
+            passive,
+            [
+                ("sign", true),
+                ("gate", false),
+                ("fetch", false),
+                ("check_it", false),
+                ("outer", false),
+                ("inner", false),
+            ]
+        );
     }
 
     #[test]

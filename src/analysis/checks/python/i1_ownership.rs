@@ -99,6 +99,8 @@ struct Param {
     admin: bool,
     /// A request body (`api_key_in: ApiKeyIn`): its id-named attributes are ids from the request.
     body: bool,
+    /// The dependency it is resolved by, lower-case (`depends(require_workspace_member)`), when it is one.
+    depends: Option<String>,
 }
 
 fn params(func: &PyNode<'_>) -> Vec<Param> {
@@ -189,6 +191,7 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
             id,
             admin,
             body: body_schema && !dependency,
+            depends: dependency.then_some(default_lower),
         });
     }
     out
@@ -621,6 +624,387 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                     owner.describe,
                     who.join("`, `"),
                     reach = reach,
+                )),
+            });
+        }
+    }
+}
+
+/// I1 `tenant-id-unchecked`: a route handler that knows who is calling takes a tenant id from the request (a path,
+/// query or body field named like the tenant: `workspace_id`, `space_id`, `org_id`, `tenant_id`, `team_id`,
+/// `project_id`, or a configured tenant column) and hands it on — to a query, a constructor, a signed OAuth state, a
+/// job — without anything that could check the caller's right to that tenant: any signed-in user can act in, or read
+/// from, another tenant by naming its id.
+///
+/// Checked, and so silent: the id given to a helper whose name says it checks (`check_permission(…, workspace_id)`);
+/// compared with anything but a literal (`if thread.workspace_id != body.workspace_id`); given, together with the
+/// caller, to any function the repository does not show to be passive (one with no branch, comparison, `raise`,
+/// `await` or query: it signs or formats what it is given — [`crate::analysis::semantic::uses::DefFact::passive`]);
+/// a dependency or decorator `dependencies=` that names a tenant, membership or permission; admin routes; callers
+/// that are only a role gate (`_: User = Depends(current_admin)`). A tenant id that is also the key of a scoped row
+/// loaded by id is left to `object-by-id-without-owner-check`.
+pub struct TenantIdUnchecked;
+
+/// Tenant words of a request id (`workspace_id`, `target_org_id`), besides the configured tenant columns.
+const TENANT_ID_WORDS: &[&str] = &[
+    "tenant_id",
+    "org_id",
+    "organization_id",
+    "organisation_id",
+    "workspace_id",
+    "space_id",
+    "team_id",
+    "project_id",
+];
+
+/// Words of a dependency that may check the caller's right to a tenant named in the path.
+const TENANT_DEPENDENCY_WORDS: &[&str] = &[
+    "workspace",
+    "tenant",
+    "org",
+    "team",
+    "project",
+    "space",
+    "member",
+    "permission",
+    "access",
+    "role",
+    "check",
+    "verify",
+    "authoriz",
+    "guard",
+];
+
+/// Query-building methods: given the tenant id and the caller, the statement scopes by both.
+const QUERY_METHODS: &[&str] = &[
+    "where",
+    "filter",
+    "filter_by",
+    "select",
+    "get",
+    "execute",
+    "scalar",
+    "scalars",
+    "query",
+    "find",
+    "find_one",
+    "count",
+    "exists",
+    "get_or_none",
+    "first",
+];
+
+/// Calls a tenant id may go into without being used for anything (logs, errors, conversions).
+const NOT_SINKS: &[&str] = &[
+    "debug",
+    "info",
+    "warning",
+    "warn",
+    "error",
+    "exception",
+    "critical",
+    "log",
+    "print",
+    "format",
+    "HTTPException",
+    "str",
+    "int",
+    "len",
+    "isinstance",
+    "repr",
+    "bool",
+    "UUID",
+];
+
+fn tenant_like(name: &str, configured: &[String]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    TENANT_ID_WORDS
+        .iter()
+        .copied()
+        .chain(configured.iter().map(String::as_str))
+        .filter(|w| {
+            !matches!(
+                *w,
+                "user_id" | "owner_id" | "group_id" | "app_id" | "account_id"
+            )
+        })
+        .any(|w| lower == w || lower.ends_with(&format!("_{w}")))
+}
+
+/// Does `text` mention the request expression `expr` (`space_id` as a whole name, not `thread.space_id`;
+/// `body.workspace_id` as a whole)?
+fn mentions_expr(text: &str, expr: &str) -> bool {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(expr).any(|(at, _)| {
+        let before = at == 0 || !(ident(bytes[at - 1]) || bytes[at - 1] == b'.');
+        let end = at + expr.len();
+        let after = end >= bytes.len() || !ident(bytes[end]);
+        before && after
+    })
+}
+
+/// Is this node a literal (`None`, a number, a string, `True`)?
+fn is_literal(n: &PyNode<'_>) -> bool {
+    matches!(
+        n.kind().as_ref(),
+        "none" | "true" | "false" | "integer" | "float" | "string" | "concatenated_string"
+    )
+}
+
+/// `Workspace.id` / `Model.uuid`: a class's key column (loading the tenant's own row by its id checks nothing).
+fn is_class_key(n: &PyNode<'_>) -> bool {
+    n.kind() == "attribute"
+        && n.field("attribute")
+            .is_some_and(|a| matches!(a.text().as_ref(), "id" | "uuid" | "pk"))
+        && n.field("object").is_some_and(|o| {
+            o.kind() == "identifier" && o.text().chars().next().is_some_and(char::is_uppercase)
+        })
+}
+
+impl Check for TenantIdUnchecked {
+    fn id(&self) -> &'static str {
+        "tenant-id-unchecked"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["_id"]
+    }
+
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        ownership_file_globs()
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let handlers: Vec<PyNode<'r>> = ctx
+            .of_kind(root, "function_definition")
+            .iter()
+            .filter(|f| is_route_handler(f))
+            .cloned()
+            .collect();
+        if handlers.is_empty() {
+            return;
+        }
+        // A router declared here with dependencies may check the tenant of every route (we cannot tell which).
+        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
+        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+            return;
+        }
+        let imports = ctx.imports(root);
+        let models = ctx.repo.tenant_models();
+        // Could a function given the tenant id and the caller decide on them? A query scoping by both can; a
+        // function of the repository can unless it is passive; a library's (a logger, a response) cannot. Without
+        // the repository model, assume it can.
+        let may_decide = |tail: &str| {
+            QUERY_METHODS.contains(&tail)
+                || ctx.repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
+        };
+        for func in &handlers {
+            let decorated = func
+                .parent()
+                .map(|p| p.text().to_string())
+                .unwrap_or_default();
+            let head = decorated
+                .split("def ")
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let name = function_name(func).unwrap_or_default();
+            if head.contains("admin")
+                || head.contains("dependencies=")
+                || name.to_ascii_lowercase().contains("admin")
+            {
+                continue;
+            }
+            let ps = params(func);
+            if ps.iter().any(|p| p.admin)
+                || ps.iter().any(|p| {
+                    p.depends
+                        .as_deref()
+                        .is_some_and(|d| TENANT_DEPENDENCY_WORDS.iter().any(|w| d.contains(w)))
+                })
+            {
+                continue;
+            }
+            // The caller, as the handler can use it (`_: User = Depends(…)` is only a gate).
+            let mut who: Vec<String> = ps
+                .iter()
+                .filter(|p| p.identity && !p.name.starts_with('_'))
+                .map(|p| p.name.clone())
+                .collect();
+            if who.is_empty() {
+                continue;
+            }
+            let Some(body) = func.field("body") else {
+                continue;
+            };
+            let own = same_scope_descendants(&body);
+            // Tenant ids from the request: parameters, and tenant fields of a request body.
+            let mut tenants: Vec<String> = ps
+                .iter()
+                .filter(|p| {
+                    !p.identity
+                        && p.depends.is_none()
+                        && tenant_like(&p.name, &ctx.repo.tenant_columns)
+                })
+                .map(|p| p.name.clone())
+                .collect();
+            for n in own.iter().filter(|n| n.kind() == "attribute") {
+                let (Some(object), Some(attr)) = (n.field("object"), n.field("attribute")) else {
+                    continue;
+                };
+                let text = n.text().to_string();
+                if object.kind() == "identifier"
+                    && ps.iter().any(|p| p.body && p.name == object.text())
+                    && tenant_like(&attr.text(), &ctx.repo.tenant_columns)
+                    && !tenants.contains(&text)
+                {
+                    tenants.push(text);
+                }
+            }
+            if tenants.is_empty() {
+                continue;
+            }
+            // Locals that hold the caller (`user = auth.user`, `user_id = user.id`) or a tenant id
+            // (`ws_id = body.workspace_id`).
+            for _ in 0..3 {
+                for n in own.iter().filter(|n| n.kind() == "assignment") {
+                    let (Some(left), Some(right)) = (n.field("left"), n.field("right")) else {
+                        continue;
+                    };
+                    if left.kind() != "identifier" {
+                        continue;
+                    }
+                    let l = left.text().to_string();
+                    let r = right.text();
+                    // Only plain reads: `user = auth.user`, `ws_id = body.workspace_id` (a call's result is
+                    // something else).
+                    if !matches!(right.kind().as_ref(), "identifier" | "attribute") {
+                        continue;
+                    }
+                    if !who.contains(&l) && who.iter().any(|w| has_word(&r, w)) {
+                        who.push(l);
+                    } else if !tenants.contains(&l)
+                        && !who.contains(&l)
+                        && tenants.iter().any(|t| r.as_ref() == t.as_str())
+                    {
+                        tenants.push(l);
+                    }
+                }
+            }
+            let who_refs: Vec<&str> = who.iter().map(String::as_str).collect();
+            let mentions_caller = |text: &str| who_refs.iter().any(|w| has_word(text, w));
+            let mut unchecked: Vec<(String, PyNode<'r>, String)> = Vec::new();
+            for t in &tenants {
+                let mut sink: Option<(PyNode<'r>, String)> = None;
+                let mut checked = false;
+                let mut scoped_load = false;
+                for n in &own {
+                    match n.kind().as_ref() {
+                        "comparison_operator" => {
+                            let operands: Vec<PyNode<'r>> =
+                                n.children().filter(|c| c.is_named()).collect();
+                            if !operands.iter().any(|o| mentions_expr(&o.text(), t)) {
+                                continue;
+                            }
+                            let others: Vec<&PyNode<'r>> = operands
+                                .iter()
+                                .filter(|o| !mentions_expr(&o.text(), t))
+                                .collect();
+                            // `Workspace.id == space_id` loads the tenant's row; `Doc.id == doc_id` a scoped
+                            // row (the other check's); `space_id is None` checks nothing.
+                            if let Some(key) = others.iter().find(|o| is_class_key(o)) {
+                                let model = key
+                                    .field("object")
+                                    .map(|o| o.text().to_string())
+                                    .unwrap_or_default();
+                                scoped_load |= models.owner(&model).is_some();
+                                continue;
+                            }
+                            if !others.is_empty() && others.iter().all(|o| !is_literal(o)) {
+                                checked = true;
+                            }
+                        }
+                        "call" => {
+                            let Some(args) = n.field("arguments") else {
+                                continue;
+                            };
+                            let args_text = args.text();
+                            if !mentions_expr(&args_text, t) {
+                                continue;
+                            }
+                            // Import aliases undone (`get_users as method_get_users`).
+                            let tail = imports.callee_tail(n).unwrap_or_default();
+                            let lower = tail.to_ascii_lowercase();
+                            if GUARD_WORDS.iter().any(|g| lower.contains(g))
+                                || ["member", "role"].iter().any(|g| lower.contains(g))
+                            {
+                                checked = true;
+                                continue;
+                            }
+                            // `session.get(Chat, space_id)` of a scoped model: the other check's.
+                            if tail == "get"
+                                && positional_arg(n, 0)
+                                    .is_some_and(|m| models.owner(&m.text()).is_some())
+                            {
+                                scoped_load = true;
+                                continue;
+                            }
+                            if mentions_caller(&args_text) && may_decide(&tail) {
+                                checked = true;
+                                continue;
+                            }
+                            let receiver = callee(n).unwrap_or_default();
+                            if NOT_SINKS.contains(&tail.as_str())
+                                || receiver.split('.').next().is_some_and(|r| {
+                                    r.to_ascii_lowercase().contains("log") || r == "print"
+                                })
+                            {
+                                continue;
+                            }
+                            // The first call the id goes into (in the source's order) is the one to name.
+                            if sink
+                                .as_ref()
+                                .is_none_or(|(s, _)| n.range().start < s.range().start)
+                            {
+                                sink = Some((n.clone(), tail));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if checked || scoped_load {
+                    continue;
+                }
+                if let Some((node, tail)) = sink {
+                    unchecked.push((t.clone(), node, tail));
+                }
+            }
+            let Some((t, node, tail)) = unchecked.first() else {
+                continue;
+            };
+            let more = if unchecked.len() > 1 {
+                format!(
+                    " (also `{}`)",
+                    unchecked[1..]
+                        .iter()
+                        .map(|(t, _, _)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join("`, `")
+                )
+            } else {
+                String::new()
+            };
+            out.push(CheckMatch {
+                fix: None,
+                range: node.range(),
+                message: Some(format!(
+                    "route `{name}` takes the tenant id `{t}` from the request{more} and hands it to `{tail}()` without checking that the caller (`{}`) belongs to that tenant: any signed-in user can act in another tenant by naming its id; check the caller's membership or permission for `{t}` before using it",
+                    who[..who.len().min(2)].join("`, `"),
                 )),
             });
         }
