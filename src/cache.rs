@@ -477,7 +477,10 @@ impl Cache {
         let kind = repo.kind_of(path, Some(&text));
         let standing = repo.standing(path);
         let dead = repo.dead_functions(path);
-        let facts = [repo.fact(crate::analysis::rules::RepoFact::Cookies)];
+        let facts = [
+            repo.fact(crate::analysis::rules::RepoFact::Cookies),
+            repo.fact(crate::analysis::rules::RepoFact::Http500DetailReplaced),
+        ];
         let model = ModelView {
             standing,
             dead,

@@ -76,6 +76,9 @@ impl RepoContext {
         let reach = self.reach.as_ref()?;
         match fact {
             crate::analysis::rules::RepoFact::Cookies => reach.cookies,
+            crate::analysis::rules::RepoFact::Http500DetailReplaced => {
+                reach.http_500_detail_replaced
+            }
         }
     }
 

@@ -401,6 +401,15 @@ impl Engine {
             {
                 continue;
             }
+            // Silent where the application itself removes the harm (its error handler replaces a 500's detail).
+            if let Some(w) = &d.silent_with
+                && repo.fact(w.fact) == Some(true)
+                && text
+                    .get(m.range.clone())
+                    .is_some_and(|t| w.matching.is_match(t))
+            {
+                continue;
+            }
             let mut severity = self.severity(d);
             // Lower where the repository model says the harm cannot happen, unless the configuration set it.
             let lowered = d.lower_without.as_ref().filter(|l| {

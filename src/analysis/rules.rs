@@ -125,6 +125,26 @@ struct RuleFileSer {
 pub enum RepoFact {
     /// Some module of the service mentions cookies (it may authenticate browsers by cookie).
     Cookies,
+    /// The application's `HTTPException` handler replaces the detail of status-500 errors with a fixed text.
+    #[serde(rename = "http-500-detail-replaced")]
+    Http500DetailReplaced,
+}
+
+/// `silent_with: {fact: http-500-detail-replaced, matching: "status_code\\s*=\\s*500"}`: when the repository model
+/// knows the fact holds, findings whose matched text matches the regular expression are not reported (the
+/// application itself removes the harm there). Unknown: reported as usual.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilentWithSer {
+    pub fact: RepoFact,
+    pub matching: String,
+}
+
+/// A compiled [`SilentWithSer`].
+#[derive(Debug, Clone)]
+pub struct SilentWith {
+    pub fact: RepoFact,
+    pub matching: regex::Regex,
 }
 
 /// `lower_without: {fact: cookies, severity: medium, note: …}`: when the repository model knows the fact is
@@ -168,6 +188,8 @@ struct DetectorSer {
     except_in: Vec<Role>,
     /// A lower severity when a fact of the repository model says the harm cannot happen there.
     lower_without: Option<LowerWithout>,
+    /// Silent where a fact of the repository model says the application removes the harm.
+    silent_with: Option<SilentWithSer>,
     /// The conforming pattern of this detector, when the rule's own is about something else (a rule's
     /// pattern for CORS says nothing about a Dockerfile's `USER`).
     conforming: Option<String>,
@@ -245,6 +267,8 @@ pub struct Detector {
     pub except_in: Vec<Role>,
     /// A lower severity where the repository model says the harm cannot happen (`lower_without`).
     pub lower_without: Option<LowerWithout>,
+    /// Silent where the repository model says the application removes the harm (`silent_with`).
+    pub silent_with: Option<SilentWith>,
     /// Its own conforming pattern, shown instead of the rule's (`conforming`).
     pub conforming: Option<String>,
     pub invalid: Vec<Example>,
@@ -564,6 +588,15 @@ impl RuleSet {
                 qualified.push((var.clone(), re));
             }
         }
+        let silent_with = match &d.silent_with {
+            Some(w) => Some(SilentWith {
+                fact: w.fact,
+                matching: regex::Regex::new(&w.matching).map_err(|e| {
+                    format!("bad regular expression in `silent_with.matching`: {e}")
+                })?,
+            }),
+            None => None,
+        };
         let mut requires = Vec::new();
         let group = d.prefilter.clone().or(derived);
         for group in group.into_iter().chain(extra_groups) {
@@ -653,6 +686,7 @@ impl RuleSet {
             qualified,
             except_in: d.except_in,
             lower_without: d.lower_without,
+            silent_with,
             conforming: d.conforming.map(|c| c.trim().to_string()),
             invalid,
             valid,

@@ -61,6 +61,12 @@ pub struct ModuleFacts {
     /// Mentions cookies anywhere (`request.cookies`, `set_cookie`, `APIKeyCookie`, a session middleware's cookie):
     /// the service may authenticate browsers by cookie.
     pub mentions_cookies: bool,
+    /// Functions it registers as the handler of `HTTPException` (`app.add_exception_handler(HTTPException, f)`,
+    /// `@app.exception_handler(StarletteHTTPException)`).
+    pub http_error_handlers: Vec<String>,
+    /// Functions it defines that replace the detail of a status-500 error with a fixed text (the body compares
+    /// `status_code` with 500 and sets `detail`/`message` to a constant or a literal).
+    pub detail_sanitizers: Vec<String>,
     /// Could not be read: nothing is known of what it says.
     pub unread: bool,
 }
@@ -107,6 +113,10 @@ pub struct Reach {
     /// Does any module of the service mention cookies? `None` when a module of the service could not be read.
     #[serde(default)]
     pub cookies: Option<bool>,
+    /// Does the application's `HTTPException` handler replace the detail of status-500 errors with a fixed text
+    /// (so `HTTPException(500, detail=str(e))` never shows the exception)? `None` when a module could not be read.
+    #[serde(default)]
+    pub http_500_detail_replaced: Option<bool>,
     /// The functions and methods the repository defines of which some definition may decide access (is not
     /// [`super::uses::DefFact::passive`]); given a tenant id and the caller, any other function decides nothing.
     #[serde(default)]
@@ -195,6 +205,19 @@ impl Reach {
                 .collect();
             reach.definitions_read = true;
         }
+        reach.http_500_detail_replaced = if py.values().any(|f| {
+            let f = as_facts(f);
+            f.http_error_handlers.iter().any(|h| {
+                py.values()
+                    .any(|g| as_facts(g).detail_sanitizers.iter().any(|s| s == h))
+            })
+        }) {
+            Some(true)
+        } else if service().any(|(_, f)| as_facts(f).unread) {
+            None
+        } else {
+            Some(false)
+        };
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
         for p in py.keys() {
             if let Some(stem) = p.strip_suffix(".py")
@@ -767,6 +790,9 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         }
     }
     facts.mentions_cookies = mentions_cookies(text);
+    if text.contains("HTTPException") && text.contains("exception_handler") {
+        http_error_handlers(text, &mut facts);
+    }
     facts.lists_files = scan.dynamic
         && [
             "listdir(",
@@ -794,6 +820,95 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         facts.loads_own_package = true;
     }
     facts
+}
+
+/// The `HTTPException` handlers a module registers, and the functions it defines that replace a status-500 error's
+/// detail with a fixed text (see [`ModuleFacts::detail_sanitizers`]). Read as text, bounded by the file's size.
+fn http_error_handlers(text: &str, facts: &mut ModuleFacts) {
+    let is_http = |arg: &str| {
+        let a = arg.trim();
+        a == "HTTPException" || a.ends_with(".HTTPException") || a == "StarletteHTTPException"
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut decorated_http = false;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        // `app.add_exception_handler(HTTPException, handler)`
+        if let Some(at) = t.find("add_exception_handler(") {
+            let args = &t[at + "add_exception_handler(".len()..];
+            let args = args.split(')').next().unwrap_or("");
+            let mut parts = args.split(',');
+            if let (Some(exc), Some(handler)) = (parts.next(), parts.next())
+                && is_http(exc)
+            {
+                let name = handler.trim();
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    facts.http_error_handlers.push(name.to_string());
+                }
+            }
+            continue;
+        }
+        // `@app.exception_handler(HTTPException)` above a `def`
+        if t.starts_with('@')
+            && let Some(at) = t.find("exception_handler(")
+        {
+            let arg = t[at + "exception_handler(".len()..]
+                .split(')')
+                .next()
+                .unwrap_or("");
+            decorated_http |= is_http(arg);
+            continue;
+        }
+        let def = t
+            .strip_prefix("async def ")
+            .or_else(|| t.strip_prefix("def "));
+        let Some(rest) = def else {
+            if !t.starts_with('@') && !t.is_empty() {
+                decorated_http = false;
+            }
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if std::mem::take(&mut decorated_http) && !name.is_empty() {
+            facts.http_error_handlers.push(name.clone());
+        }
+        // The body: the lines indented deeper than the `def` (bounded).
+        let indent = line.len() - t.len();
+        let body: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take(400)
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .copied()
+            .collect();
+        let compares_500 = body.iter().any(|l| {
+            l.contains("status_code")
+                && (l.contains("== 500") || l.contains(">= 500") || l.contains("HTTP_500"))
+        });
+        let fixed_detail = body.iter().any(|l| {
+            let l = l.trim_start();
+            ["detail", "message", "msg"].iter().any(|v| {
+                l.strip_prefix(v)
+                    .and_then(|r| r.trim_start().strip_prefix('='))
+                    .filter(|r| !r.starts_with('='))
+                    .map(str::trim_start)
+                    .is_some_and(|r| {
+                        r.starts_with(['"', '\''])
+                            || (r.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                                && r.chars()
+                                    .take_while(|c| !c.is_whitespace() && *c != '#')
+                                    .all(|c| {
+                                        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+                                    }))
+                    })
+            })
+        });
+        if compares_500 && fixed_detail && !name.is_empty() {
+            facts.detail_sanitizers.push(name);
+        }
+    }
 }
 
 /// `cookie`/`Cookie`/`COOKIE` anywhere in the text.
@@ -992,6 +1107,21 @@ mod tests {
             .map(|(p, t)| (p.to_string(), t.to_string()))
             .collect();
         Reach::build(&py, &commands, |p| p.starts_with("tests/"))
+    }
+
+    #[test]
+    fn http_exception_handlers_that_replace_a_500s_detail() {
+        let f = module_facts(
+            "from starlette.exceptions import HTTPException as StarletteHTTPException\n\n@app.exception_handler(StarletteHTTPException)\nasync def on_http_error(request, exc):\n    if exc.status_code >= 500:\n        message = \"Internal error\"\n    return JSONResponse({\"detail\": message})\n\ndef other(request, exc):\n    detail = exc.detail\n    return detail\n",
+        );
+        assert_eq!(f.http_error_handlers, ["on_http_error"]);
+        assert_eq!(f.detail_sanitizers, ["on_http_error"]);
+        // Registered, but the detail goes through untouched: no sanitizer.
+        let g = module_facts(
+            "app.add_exception_handler(HTTPException, handler)\n\ndef handler(request, exc):\n    if exc.status_code == 500:\n        log(exc)\n    detail = exc.detail\n    return JSONResponse({\"detail\": detail})\n",
+        );
+        assert_eq!(g.http_error_handlers, ["handler"]);
+        assert!(g.detail_sanitizers.is_empty());
     }
 
     #[test]
