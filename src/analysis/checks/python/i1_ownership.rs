@@ -666,6 +666,12 @@ const TENANT_DEPENDENCY_WORDS: &[&str] = &[
     "project",
     "space",
     "member",
+];
+
+/// Words of a dependency that checks something: the caller's right to a tenant named in the path when it is a
+/// function FastAPI calls with the request (`Depends(verify_access)`), only a role when it is a factory given
+/// constants (`Depends(require_permission(Permission.BASIC_ACCESS))`).
+const GATE_DEPENDENCY_WORDS: &[&str] = &[
     "permission",
     "access",
     "role",
@@ -823,9 +829,11 @@ impl Check for TenantIdUnchecked {
             let ps = params(func);
             if ps.iter().any(|p| p.admin)
                 || ps.iter().any(|p| {
-                    p.depends
-                        .as_deref()
-                        .is_some_and(|d| TENANT_DEPENDENCY_WORDS.iter().any(|w| d.contains(w)))
+                    p.depends.as_deref().is_some_and(|d| {
+                        let factory = d.matches('(').count() >= 2;
+                        TENANT_DEPENDENCY_WORDS.iter().any(|w| d.contains(w))
+                            || (!factory && GATE_DEPENDENCY_WORDS.iter().any(|w| d.contains(w)))
+                    })
                 })
             {
                 continue;
@@ -929,6 +937,21 @@ impl Check for TenantIdUnchecked {
                                 checked = true;
                             }
                         }
+                        // `chat.project_id = project_id`: the id written into a row.
+                        "assignment" => {
+                            let (Some(left), Some(right)) = (n.field("left"), n.field("right"))
+                            else {
+                                continue;
+                            };
+                            if left.kind() == "attribute"
+                                && mentions_expr(&right.text(), t)
+                                && sink
+                                    .as_ref()
+                                    .is_none_or(|(s, _)| n.range().start < s.range().start)
+                            {
+                                sink = Some((n.clone(), format!("{} =", left.text())));
+                            }
+                        }
                         "call" => {
                             let Some(args) = n.field("arguments") else {
                                 continue;
@@ -987,6 +1010,12 @@ impl Check for TenantIdUnchecked {
             let Some((t, node, tail)) = unchecked.first() else {
                 continue;
             };
+            // `generate_state()`, or `chat.project_id =` for a write into a row.
+            let target = if tail.ends_with(" =") {
+                format!("writes it (`{tail} {t}`)")
+            } else {
+                format!("hands it to `{tail}()`")
+            };
             let more = if unchecked.len() > 1 {
                 format!(
                     " (also `{}`)",
@@ -1003,7 +1032,7 @@ impl Check for TenantIdUnchecked {
                 fix: None,
                 range: node.range(),
                 message: Some(format!(
-                    "route `{name}` takes the tenant id `{t}` from the request{more} and hands it to `{tail}()` without checking that the caller (`{}`) belongs to that tenant: any signed-in user can act in another tenant by naming its id; check the caller's membership or permission for `{t}` before using it",
+                    "route `{name}` takes the tenant id `{t}` from the request{more} and {target} without checking that the caller (`{}`) belongs to that tenant: any signed-in user can act in another tenant by naming its id; check the caller's membership or permission for `{t}` before using it",
                     who[..who.len().min(2)].join("`, `"),
                 )),
             });
