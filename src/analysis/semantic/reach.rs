@@ -39,6 +39,9 @@ pub struct ModuleFacts {
     pub imports: Vec<(usize, String, Vec<String>)>,
     /// Dotted names in string literals (`"pkg.tasks.email"`, `"pkg.main:app"` without the attribute).
     pub dotted_strings: Vec<String>,
+    /// Relative folder paths in string literals (`"superagi/tools"`, `"plugins/external"`): where a loader by
+    /// file location may look.
+    pub folder_strings: Vec<String>,
     /// Prefixes of modules imported by a formatted name (`import_module(f"pkg.plugins.{x}")` → `pkg.plugins`).
     pub dynamic_prefixes: Vec<String>,
     /// A module imported by a name only known at run time (a variable, a file location, entry points).
@@ -317,15 +320,31 @@ impl Reach {
                 // folder (`backend/…`, `superagi/…`): all of them count as reached. Outside it the imports still
                 // decide (an offline harness or a scripts folder beside the service). A loader at the top of the
                 // tree could reach anything: then nothing is decided.
-                let Some((top, _)) = path.split_once('/') else {
-                    reach.undecided = Some(format!("`{path}` imports modules named at run time"));
-                    reach.unreached.clear();
-                    reach.dead.clear();
-                    return reach;
+                // A loader by file location that names the folders it loads from (`"superagi/tools"`, as the
+                // tree's folder or one ending with it) opens only those.
+                let named: Vec<String> = if facts.loads_by_location {
+                    index.folders_named(&facts.folder_strings)
+                } else {
+                    Vec::new()
                 };
-                if !reach.open_folders.iter().any(|f| f == top) {
-                    reach.open_folders.push(top.to_string());
-                    targets.extend(index.in_folder(top));
+                for f in &named {
+                    if !reach.open_folders.contains(f) {
+                        targets.extend(index.in_folder(f));
+                        reach.open_folders.push(f.clone());
+                    }
+                }
+                if named.is_empty() {
+                    let Some((top, _)) = path.split_once('/') else {
+                        reach.undecided =
+                            Some(format!("`{path}` imports modules named at run time"));
+                        reach.unreached.clear();
+                        reach.dead.clear();
+                        return reach;
+                    };
+                    if !reach.open_folders.iter().any(|f| f == top) {
+                        reach.open_folders.push(top.to_string());
+                        targets.extend(index.in_folder(top));
+                    }
                 }
             }
             for (level, dotted, names) in &facts.imports {
@@ -441,6 +460,30 @@ impl<'a> ModuleIndex<'a> {
     }
 
     /// Every Python file under a folder (`""`: the whole tree).
+    /// The folders of the tree holding Python modules that the relative paths `names` name: the folder itself or
+    /// one whose path ends with it (`"plugins/x"` run from `backend/` is `backend/plugins/x`).
+    fn folders_named(&self, names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let inner = format!("/{name}/");
+            let start = format!("{name}/");
+            for p in self.by_path.keys() {
+                let folder = if p.starts_with(&start) {
+                    Some(name.clone())
+                } else {
+                    p.find(&inner)
+                        .map(|at| p[..at + inner.len() - 1].to_string())
+                };
+                if let Some(f) = folder
+                    && !out.contains(&f)
+                {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+
     fn in_folder(&self, dir: &str) -> Vec<&'a str> {
         let prefix = if dir.is_empty() {
             String::new()
@@ -1047,6 +1090,21 @@ fn strings_in(t: &str, facts: &mut ModuleFacts) {
             if name.contains('.') && name.len() < 200 && valid_dotted(name) {
                 facts.dotted_strings.push(name.to_string());
             }
+            // `"superagi/tools"`, `"./plugins/"`: identifier segments only (no file names, no URLs).
+            // A single segment only written as a folder (`"./plugins/"`, `"plugins/"`).
+            let folder = inside.trim_start_matches("./").trim_end_matches('/');
+            if (folder.contains('/') || folder.len() < inside.len())
+                && folder.len() < 200
+                && folder.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                })
+                && facts.folder_strings.len() < MAX_IMPORTS_PER_FILE
+            {
+                facts.folder_strings.push(folder.to_string());
+            }
             // Skip the text between this literal and the next.
             parts.next();
         }
@@ -1381,6 +1439,22 @@ from svc import plug
         let r = build(&files, &[]);
         assert_eq!(r.open_folders, ["svc"]);
         assert_eq!(r.standing("svc/client/main.py"), Standing::Service);
+        // A loader by file location that names the folder it loads from opens only that folder (the tree's
+        // folder, or one ending with the name when the service runs from a subfolder).
+        let named = "import importlib.util\nimport os\n\nTOOL_PATHS = [\"tools/external\", \"./plugins/\"]\n\ndef load(path):\n    spec = importlib.util.spec_from_file_location('tool', path)\n";
+        let files = [
+            ("svc/main.py", "app = FastAPI()\nfrom svc import loader\n"),
+            ("svc/__init__.py", ""),
+            ("svc/loader.py", named),
+            ("svc/tools/external/web.py", "import requests\n"),
+            ("svc/plugins/mail.py", "import smtplib\n"),
+            ("svc/boot_script.py", "import requests\n"),
+        ];
+        let r = build(&files, &[]);
+        assert_eq!(r.open_folders, ["svc/tools/external", "svc/plugins"]);
+        assert_eq!(r.standing("svc/tools/external/web.py"), Standing::Service);
+        assert_eq!(r.standing("svc/plugins/mail.py"), Standing::Service);
+        assert_eq!(r.standing("svc/boot_script.py"), Standing::Unreached);
         // The argument of `__import__(` on the next line is read with it: a formatted prefix, not a variable.
         let f = module_facts(
             "module = __import__(\n    f\"svc.configs.stores.{provider}\",\n    fromlist=[name],\n)\n",
