@@ -48,6 +48,8 @@ const DEV_INFRA_WORDS: &[&str] = &[
     "e2e",
     "ci",
     "demo",
+    // `docker-compose.deps-only.yml`: the databases for a server run on the host.
+    "deps",
 ];
 
 /// Globs of the Compose files a deployment may be described by (what [`env_example_deployed`] reads).
@@ -247,6 +249,12 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
             "a development Compose stack (a reloading server, or the source mounted over the image)",
         );
     }
+    if name.starts_with("dockerfile")
+        && let Some(text) = text
+        && dockerfile_runs_dev_server(text)
+    {
+        return Some("a development image (its command starts a reloading or development server)");
+    }
     if name.ends_with(".py") && is_test_double(name, &parts) {
         return Some("a test double (mock or fake)");
     }
@@ -277,13 +285,56 @@ const MAX_COMPOSE_LINES: usize = 20_000;
 /// A Compose file that is the developer's stack whatever its name says: a service runs a reloading or
 /// development server (`--reload`, `npm run dev`, `NODE_ENV=development`), or bind-mounts its own build context
 /// over the image (`build: ./backend` with `- ./backend:/app`), so the container runs the working tree.
+/// Development-server commands (`uvicorn … --reload`, `npm run dev`), in a Compose `command:` or a Dockerfile's
+/// `CMD`/`ENTRYPOINT` (exec form read as words).
+const DEV_SERVER_COMMANDS: &[&str] = &[
+    "--reload",
+    "npm run dev",
+    "yarn dev",
+    "yarn run dev",
+    "pnpm dev",
+    "pnpm run dev",
+    "next dev",
+];
+
+/// Does the Dockerfile's `CMD` or `ENTRYPOINT` start a JavaScript development server (`npm run dev`)?
+fn dockerfile_runs_dev_server(text: &str) -> bool {
+    text.lines().take(MAX_COMPOSE_LINES).any(|l| {
+        let t = l.trim_start();
+        let upper = t.get(..11).unwrap_or(t).to_ascii_uppercase();
+        if !(upper.starts_with("CMD") || upper.starts_with("ENTRYPOINT")) {
+            return false;
+        }
+        let words: String = t
+            .chars()
+            .map(|c| if "[],\"'".contains(c) { ' ' } else { c })
+            .collect();
+        let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+        // A Python server with `--reload` is sometimes the image a project publishes (mem0's API server): only
+        // the JavaScript development servers mark a development image.
+        DEV_SERVER_COMMANDS
+            .iter()
+            .filter(|m| **m != "--reload")
+            .any(|m| words.contains(m))
+    })
+}
+
+/// `ENV=local`, `ENVIRONMENT: development`, `APP_ENV: "dev"`: a service told it runs in development.
+fn sets_dev_environment(line: &str) -> bool {
+    let t = line.trim_start_matches("- ").trim();
+    let Some((key, value)) = t.split_once(['=', ':']) else {
+        return false;
+    };
+    let key = key.trim().trim_matches(['"', '\'']).to_ascii_uppercase();
+    let value = value.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "ENV" | "ENVIRONMENT" | "APP_ENV" | "APP_ENVIRONMENT" | "STAGE"
+    ) && matches!(value.as_str(), "local" | "dev" | "development")
+}
+
 pub fn compose_is_dev_stack(text: &str) -> bool {
-    const DEV_SERVER: &[&str] = &[
-        "--reload",
-        "npm run dev",
-        "yarn dev",
-        "pnpm dev",
-        "next dev",
+    const DEV_NODE_ENV: &[&str] = &[
         "NODE_ENV=development",
         "NODE_ENV: development",
         "NODE_ENV: \"development\"",
@@ -306,8 +357,21 @@ pub fn compose_is_dev_stack(text: &str) -> bool {
         if t.starts_with('#') {
             continue;
         }
-        if DEV_SERVER.iter().any(|m| t.contains(m)) {
+        if DEV_SERVER_COMMANDS
+            .iter()
+            .chain(DEV_NODE_ENV)
+            .any(|m| t.contains(m))
+            || sets_dev_environment(t)
+        {
             return true;
+        }
+        // Local emulators of cloud services (`localstack/localstack`, `tinybirdco/tinybird-local`).
+        if let Some(image) = t.strip_prefix("image:") {
+            let image = image.trim().trim_matches(['"', '\'']);
+            let name = image.split(':').next().unwrap_or(image);
+            if name.contains("localstack") || name.ends_with("-local") {
+                return true;
+            }
         }
         let value = t
             .strip_prefix("context:")
@@ -416,7 +480,11 @@ mod tests {
             "services:\n  api:\n    command: uvicorn app.main:app --host 0.0.0.0 --reload\n";
         let mounted = "services:\n  api:\n    build:\n      context: ./backend\n    volumes:\n      - ./backend/:/app\n      - ./data:/var/lib/data\n";
         let dot = "services:\n  api:\n    build: .\n    volumes:\n      - .:/app:cached\n";
-        for dev in [reload, mounted, dot] {
+        let local_env =
+            "services:\n  api:\n    image: acme/api:1.2\n    environment:\n      - ENV=local\n";
+        let env_map = "services:\n  api:\n    image: acme/api:1.2\n    environment:\n      ENVIRONMENT: \"development\"\n";
+        let emulator = "services:\n  s3:\n    image: localstack/localstack:4.4.0\n  tb:\n    image: tinybirdco/tinybird-local:latest\n";
+        for dev in [reload, mounted, dot, local_env, env_map, emulator] {
             assert!(compose_is_dev_stack(dev), "{dev}");
             assert_eq!(
                 not_service_reason("docker-compose.yml", Some(dev)),
@@ -426,11 +494,22 @@ mod tests {
             );
         }
         // Data and config mounts, a named volume, a commented-out reload: a deployable stack.
-        let prod = "services:\n  api:\n    build:\n      context: ./backend\n    # command: uvicorn app:app --reload\n    volumes:\n      - ./backend/.env:/app/.env\n      - ./data:/var/lib/data\n      - pgdata:/var/lib/postgresql/data\n";
+        let prod = "services:\n  api:\n    build:\n      context: ./backend\n    # command: uvicorn app:app --reload\n    environment:\n      ENVIRONMENT: production\n      LOCAL_CACHE: dev\n    volumes:\n      - ./backend/.env:/app/.env\n      - ./data:/var/lib/data\n      - pgdata:/var/lib/postgresql/data\n";
         assert!(!compose_is_dev_stack(prod));
         assert_eq!(not_service_reason("docker-compose.yml", Some(prod)), None);
         // Only Compose files are read this way.
         assert_eq!(not_service_reason("app/main.py", Some(reload)), None);
+        // A Dockerfile whose command starts a JavaScript development server is a development image; a Python
+        // server with `--reload` may be the image a project publishes.
+        let next_dev = "FROM node:20\nCOPY . .\nCMD [\"npm\", \"run\", \"dev\"]\n";
+        assert!(not_service_reason("gui/Dockerfile", Some(next_dev)).is_some());
+        let reload_image = "FROM python:3.12\nCMD [\"uvicorn\", \"main:app\", \"--reload\"]\n";
+        assert_eq!(
+            not_service_reason("server/Dockerfile", Some(reload_image)),
+            None
+        );
+        let prod = "FROM node:20\nRUN npm run build\nCMD [\"npm\", \"start\"]\n";
+        assert_eq!(not_service_reason("web/Dockerfile", Some(prod)), None);
     }
 
     #[test]
