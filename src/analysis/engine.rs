@@ -355,7 +355,11 @@ impl Engine {
         }
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
-        let not_service = self.overrides.not_service_reason(path, text, repo);
+        let mut not_service = self.overrides.not_service_reason(path, text, repo);
+        // An applied migration is history in a whole-file audit; a change that edits it is reviewed.
+        if changed.is_some() && not_service == semantic::reach::Standing::Applied.reason() {
+            not_service = None;
+        }
         // A Python module's `if __name__ == "__main__":` block is not the service either (a demo, a manual
         // test, a launcher), nor is a function nothing in the service calls (the repository model says which);
         // worked out only when a finding needs it, and not when the repository asks for findings in code that

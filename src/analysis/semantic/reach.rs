@@ -70,6 +70,10 @@ pub struct ModuleFacts {
     /// Functions it defines that replace the detail of a status-500 error with a fixed text (the body compares
     /// `status_code` with 500 and sets `detail`/`message` to a constant or a literal).
     pub detail_sanitizers: Vec<String>,
+    /// An Alembic revision file's `revision` id, when it declares one.
+    pub alembic_revision: Option<String>,
+    /// The revisions it builds on (`down_revision`, a tuple for a merge).
+    pub alembic_down_revisions: Vec<String>,
     /// Could not be read: nothing is known of what it says.
     pub unread: bool,
 }
@@ -83,6 +87,9 @@ pub enum Standing {
     Unreached,
     /// A package of the same name beside it wins every import: the file is never run.
     Shadowed,
+    /// An Alembic migration a later migration builds on: it has been applied wherever the later one has, and is
+    /// history nobody rewrites. Held back in whole-file audits only (a change that edits it is reviewed).
+    Applied,
 }
 
 impl Standing {
@@ -92,6 +99,7 @@ impl Standing {
             Standing::Service => None,
             Standing::Unreached => Some("not imported by any of the service's entry points"),
             Standing::Shadowed => Some("shadowed by a package of the same name (never imported)"),
+            Standing::Applied => Some("an applied migration (a later migration builds on it)"),
         }
     }
 }
@@ -124,6 +132,9 @@ pub struct Reach {
     /// [`super::uses::DefFact::passive`]); given a tenant id and the caller, any other function decides nothing.
     #[serde(default)]
     deciding: HashSet<String>,
+    /// Alembic migrations that a later migration builds on (their `revision` is another's `down_revision`).
+    #[serde(default)]
+    applied: HashSet<String>,
     /// Were the definitions of every file read (so `deciding` is the whole repository's)?
     #[serde(default)]
     definitions_read: bool,
@@ -135,6 +146,8 @@ impl Reach {
             Standing::Shadowed
         } else if self.unreached.contains(path) {
             Standing::Unreached
+        } else if self.applied.contains(path) {
+            Standing::Applied
         } else {
             Standing::Service
         }
@@ -221,6 +234,26 @@ impl Reach {
         } else {
             Some(false)
         };
+        // Migrations some other migration builds on.
+        let built_on: HashSet<&str> = py
+            .values()
+            .flat_map(|f| {
+                as_facts(f)
+                    .alembic_down_revisions
+                    .iter()
+                    .map(String::as_str)
+            })
+            .collect();
+        reach.applied = py
+            .iter()
+            .filter(|(_, f)| {
+                as_facts(*f)
+                    .alembic_revision
+                    .as_deref()
+                    .is_some_and(|r| built_on.contains(r))
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
         for p in py.keys() {
             if let Some(stem) = p.strip_suffix(".py")
@@ -833,6 +866,9 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         }
     }
     facts.mentions_cookies = mentions_cookies(text);
+    if text.contains("down_revision") {
+        alembic_revisions(text, &mut facts);
+    }
     if text.contains("HTTPException") && text.contains("exception_handler") {
         http_error_handlers(text, &mut facts);
     }
@@ -950,6 +986,38 @@ fn http_error_handlers(text: &str, facts: &mut ModuleFacts) {
         });
         if compares_500 && fixed_detail && !name.is_empty() {
             facts.detail_sanitizers.push(name);
+        }
+    }
+}
+
+/// `revision = "ab12"` and `down_revision = "cd34"` (or a tuple, annotated or not) at the top level of an Alembic
+/// revision file.
+fn alembic_revisions(text: &str, facts: &mut ModuleFacts) {
+    let ids = |value: &str| -> Vec<String> {
+        value
+            .split(['"', '\''])
+            .skip(1)
+            .step_by(2)
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() < 100
+                    && id.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        // `revision: str = "x"`, `down_revision: Union[str, None] = "y"`.
+        let key = key.split(':').next().unwrap_or("").trim_end();
+        match key {
+            "revision" if facts.alembic_revision.is_none() => {
+                facts.alembic_revision = ids(value).into_iter().next();
+            }
+            "down_revision" => facts.alembic_down_revisions.extend(ids(value)),
+            _ => {}
         }
     }
 }
@@ -1180,6 +1248,27 @@ mod tests {
         );
         assert_eq!(g.http_error_handlers, ["handler"]);
         assert!(g.detail_sanitizers.is_empty());
+    }
+
+    #[test]
+    fn alembic_revisions_and_what_they_build_on() {
+        let f = module_facts(
+            "revision = 'ab12'\ndown_revision = ('cd34', 'ef56')\nbranch_labels = None\n\ndef upgrade():\n    revision = 'not-top-level'\n",
+        );
+        assert_eq!(f.alembic_revision.as_deref(), Some("ab12"));
+        assert_eq!(f.alembic_down_revisions, ["cd34", "ef56"]);
+        let g = module_facts("revision: str = \"cd34\"\ndown_revision: Union[str, None] = None\n");
+        assert_eq!(g.alembic_revision.as_deref(), Some("cd34"));
+        assert!(g.alembic_down_revisions.is_empty());
+        let py: BTreeMap<String, ModuleFacts> = [
+            ("m/versions/ab12_new.py".to_string(), f),
+            ("m/versions/cd34_old.py".to_string(), g),
+        ]
+        .into_iter()
+        .collect();
+        let r = Reach::build(&py, &[], |_| false);
+        assert_eq!(r.standing("m/versions/cd34_old.py"), Standing::Applied);
+        assert_eq!(r.standing("m/versions/ab12_new.py"), Standing::Service);
     }
 
     #[test]
