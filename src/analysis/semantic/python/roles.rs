@@ -38,6 +38,44 @@ pub fn is_route_handler(func: &PyNode<'_>) -> bool {
     is_web_or_mcp_handler(func)
 }
 
+/// Is this route handler a step of a sign-in or connection flow (an OAuth callback, a login, an app install), which
+/// each user runs once per sign-in or connection rather than per request of their work? By the function's name
+/// (`…_callback`, `oauth_…`, `login`, `authorize`, `install`) or its route's path (`/callback`, `/oauth`, `/login`).
+pub fn is_auth_flow_handler(func: &PyNode<'_>) -> bool {
+    if !is_route_handler(func) {
+        return false;
+    }
+    const WORDS: &[&str] = &[
+        "callback",
+        "oauth",
+        "login",
+        "logout",
+        "signin",
+        "sign_in",
+        "signup",
+        "sign_up",
+        "authorize",
+        "install",
+    ];
+    let named = function_name(func)
+        .map(|n| n.to_ascii_lowercase())
+        .is_some_and(|n| WORDS.iter().any(|w| n.contains(w)));
+    let routed = decorators(func).iter().any(|d| {
+        let t = d.text().to_ascii_lowercase();
+        [
+            "/callback",
+            "/oauth",
+            "/login",
+            "/authorize",
+            "/install",
+            "/sso",
+        ]
+        .iter()
+        .any(|w| t.contains(w))
+    });
+    named || routed
+}
+
 /// Functions that run once, before the server takes traffic or after it stops: blocking there delays start-up,
 /// not requests. The one startup/lifespan definition: named `lifespan`/`*_lifespan`/`startup`/`on_startup`/
 /// `shutdown`/`on_shutdown`/`startup_event`/`shutdown_event`, or a lifespan or event hook by its decorator
