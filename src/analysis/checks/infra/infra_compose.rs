@@ -391,10 +391,27 @@ impl Check for DependsOnNotHealthy {
             let all = services(doc);
             for s in &all {
                 for (name, range, cond) in depends_on(doc, s.body) {
+                    // `service_started` written out is the authors' choice (the dependent retries on its own).
                     if matches!(
                         cond,
-                        Some("service_healthy") | Some("service_completed_successfully")
+                        Some("service_healthy")
+                            | Some("service_completed_successfully")
+                            | Some("service_started")
                     ) {
+                        continue;
+                    }
+                    // A dependent that restarts when it fails costs one restart if it starts too early.
+                    let restarts = doc
+                        .get(s.body, "restart")
+                        .and_then(|r| doc.str(r))
+                        .is_some_and(|r| {
+                            matches!(
+                                r.trim_matches(['"', '\'']),
+                                "always" | "unless-stopped" | "on-failure"
+                            ) || r.starts_with("on-failure:")
+                        })
+                        || doc.path(s.body, &["deploy", "restart_policy"]).is_some();
+                    if restarts {
                         continue;
                     }
                     // Only where the target has a health check to wait for (else the other check reports it).
