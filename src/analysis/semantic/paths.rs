@@ -198,6 +198,15 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
         if let Some((_, why)) = NOT_SERVICE_DIRS.iter().find(|(n, _)| n == dir) {
             return Some(why);
         }
+        // A project's own evaluation or benchmark package (`surfsense_evals/`, `eval_framework/`,
+        // `rag-benchmarks/`).
+        if ["_evals", "-evals", "_benchmarks", "-benchmarks"]
+            .iter()
+            .any(|s| dir.ends_with(s))
+            || ["eval_", "evals_"].iter().any(|p| dir.starts_with(p))
+        {
+            return Some("an evaluation harness");
+        }
         // `.vscode/`, `.github/`, `.circleci/`: editor and CI helpers.
         if dir.len() > 1 && dir.starts_with('.') && *dir != ".." {
             return Some("an editor or CI helper");
@@ -472,6 +481,28 @@ mod tests {
         assert!(!is_test_path("app/testing_utils.py"));
         assert!(!is_test_path("app/main.py"));
         assert!(!is_test_path("tests"));
+    }
+
+    #[test]
+    fn a_projects_own_evaluation_packages_are_not_the_service() {
+        for p in [
+            "surfsense_evals/src/surfsense_evals/suites/runner.py",
+            "cognee/eval_framework/runner.py",
+            "tools/rag-benchmarks/run.py",
+        ] {
+            assert_eq!(
+                not_service_reason(p, None),
+                Some("an evaluation harness"),
+                "{p}"
+            );
+        }
+        for p in [
+            "app/services/evaluations/run.py",
+            "app/evaluators/judge.py",
+            "app/medieval/x.py",
+        ] {
+            assert_eq!(not_service_reason(p, None), None, "{p}");
+        }
     }
 
     #[test]
