@@ -279,6 +279,31 @@ fn nonroot_base(image: &str) -> bool {
         || l.starts_with("cgr.dev/chainguard/")
 }
 
+/// Official datastore images whose own entrypoint starts the server as its own user (`exec gosu mysql …`,
+/// `su-exec redis …`).
+fn datastore_base(image: &str) -> bool {
+    let l = image.to_ascii_lowercase();
+    let name = image_ref(&l)
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    matches!(
+        name.as_str(),
+        "mysql"
+            | "mariadb"
+            | "postgres"
+            | "postgis"
+            | "pgvector"
+            | "redis"
+            | "mongo"
+            | "rabbitmq"
+            | "elasticsearch"
+            | "opensearch"
+    )
+}
+
 fn root_user(user: &str) -> bool {
     let u = user.split(':').next().unwrap_or("").trim();
     u == "root" || u == "0"
@@ -331,7 +356,27 @@ impl RunsAsRoot {
                     .last()
                     .map_or(last.image.as_str(), |s| s.image.as_str());
                 let base = df.substitute(base).unwrap_or_else(|| base.to_string());
-                if nonroot_base(&base) || base.eq_ignore_ascii_case("scratch") {
+                // A base image whose own entrypoint drops root: only while the file keeps that entrypoint.
+                let own_entrypoint = chain
+                    .iter()
+                    .any(|s| s.instructions.iter().any(|i| i.keyword == "ENTRYPOINT"));
+                if nonroot_base(&base)
+                    || (datastore_base(&base) && !own_entrypoint)
+                    || base.eq_ignore_ascii_case("scratch")
+                {
+                    return;
+                }
+                // The entrypoint drops root itself (`ENTRYPOINT ["gosu", "app", …]`, `exec su-exec app …`).
+                if text.lines().any(|l| {
+                    let l = l.trim_start();
+                    !l.starts_with('#')
+                        && ["gosu ", "su-exec ", "setpriv ", "runuser "]
+                            .iter()
+                            .any(|w| l.contains(w) || l.contains(&format!("\"{}\"", w.trim_end())))
+                        && (l.starts_with("ENTRYPOINT")
+                            || l.starts_with("CMD")
+                            || l.contains("exec "))
+                }) {
                     return;
                 }
                 out.push(CheckMatch {
