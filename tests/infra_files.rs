@@ -93,7 +93,20 @@ spec:
 #[test]
 fn dockerfile_heredocs_continuations_and_stages() {
     let text = "# syntax=docker/dockerfile:1.7\nARG BASE=python:3.12-slim\nFROM ${BASE} AS build\nRUN <<EOT bash\nset -e\nCMD not an instruction\nUSER root\nEOT\nRUN pip install \\\n    uvicorn \\\n    # comment inside a continuation\n    fastapi\nFROM build AS runtime\nUSER app\nEXPOSE 8000\nCMD uvicorn app.main:app --host 0.0.0.0\n";
-    let out = engine().analyze("Dockerfile", text, None);
+    // The health-check detector is opt-in: switched on to see the final stage's `FROM` line it points at.
+    let with_healthcheck = match RuleSet::builtin() {
+        Ok(r) => Engine::new(
+            r,
+            Overrides {
+                enabled: ["F7-dockerfile-no-healthcheck".to_string()]
+                    .into_iter()
+                    .collect(),
+                ..Overrides::default()
+            },
+        ),
+        Err(e) => panic!("built-in rules do not load: {e}"),
+    };
+    let out = with_healthcheck.analyze("Dockerfile", text, None);
     assert!(out.skipped.is_none());
     assert_eq!(
         checks_at(&out),
@@ -101,6 +114,11 @@ fn dockerfile_heredocs_continuations_and_stages() {
             ("F6-dockerfile-shell-form-cmd".to_string(), 16),
             ("F7-dockerfile-no-healthcheck".to_string(), 13),
         ]
+    );
+    // Off by default.
+    assert_eq!(
+        checks_at(&engine().analyze("Dockerfile", text, None)),
+        vec![("F6-dockerfile-shell-form-cmd".to_string(), 16)]
     );
     let fix = out
         .findings
@@ -138,9 +156,15 @@ fn compose_extends_profiles_and_anchors() {
     let text = "x-base: &base\n  restart: unless-stopped\n  healthcheck:\n    test: [\"CMD\", \"true\"]\n  deploy:\n    resources:\n      limits: {memory: 512M}\nservices:\n  db:\n    <<: *base\n    image: postgres:16.4\n    profiles: [\"prod\"]\n  api:\n    extends:\n      file: compose.base.yaml\n      service: api\n    depends_on:\n      db:\n        condition: service_healthy\n  worker:\n    <<: *base\n    image: ghcr.io/acme/worker:1.0.0\n    depends_on: [db]\n";
     let out = engine().analyze("deploy/compose.prod.yaml", text, None);
     assert!(out.skipped.is_none());
+    // The worker takes its health check, limits and restart policy from the anchor: a worker that restarts on
+    // failure may start before the database is healthy.
+    assert_eq!(checks_at(&out), vec![]);
+    // Without the restart policy in the anchor, its plain `depends_on` is reported.
+    let no_restart = text.replace("  restart: unless-stopped\n", "");
+    let out = engine().analyze("deploy/compose.prod.yaml", &no_restart, None);
     assert_eq!(
         checks_at(&out),
-        vec![("F7-compose-depends-on-not-healthy".to_string(), 23)]
+        vec![("F7-compose-depends-on-not-healthy".to_string(), 22)]
     );
 }
 
