@@ -284,7 +284,15 @@ pub fn name_facts(text: &str) -> NameFacts {
         if quotes % 2 == 1 {
             in_quotes = !in_quotes;
         }
-        if !prose && can_decide(t) {
+        // Read only while some function around the line may still be passive (most functions decide something
+        // within their first lines; the scan then stops costing anything for the rest of their body).
+        let open = stack.iter().any(|(d, _, def)| {
+            *d < indent
+                && def
+                    .and_then(|k| facts.defs.get(k))
+                    .is_some_and(|f| f.passive)
+        });
+        if open && !prose && can_decide(t) {
             for (d, _, def) in &stack {
                 if *d < indent
                     && let Some(def) = def.and_then(|k| facts.defs.get_mut(k))
