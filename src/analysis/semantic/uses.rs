@@ -29,27 +29,16 @@ pub struct DefFact {
     pub passive: bool,
 }
 
-/// Callee words of a helper that checks access (a function calling one may decide).
-const DECIDING_WORDS: &[&str] = &[
-    "check",
-    "verify",
-    "ensure",
-    "authoriz",
-    "authoris",
-    "permission",
-    "access",
-    "owner",
-    "allowed",
-    "require",
-    "guard",
-    "validate",
-    "member",
-    "role",
-    "policy",
-    "can_",
-    "is_",
-    "has_",
-];
+/// Words of a function that may decide access besides the checking helpers' own
+/// ([`super::python::roles::ACCESS_CHECK_WORDS`]): membership, roles, policies and predicates.
+const MORE_DECIDING_WORDS: &[&str] = &["member", "role", "policy", "is_", "has_"];
+
+fn deciding_word(lower: &str) -> bool {
+    super::python::roles::ACCESS_CHECK_WORDS
+        .iter()
+        .chain(MORE_DECIDING_WORDS)
+        .any(|w| lower.contains(w))
+}
 
 /// Could this line of a function's body decide whether a caller may act (so the function may be a check)?
 /// Errs towards yes: a function with any such line is never called passive.
@@ -79,7 +68,7 @@ fn can_decide(t: &str) -> bool {
         ]
         .iter()
         .any(|w| t.contains(w))
-        || DECIDING_WORDS.iter().any(|w| lower.contains(w))
+        || deciding_word(&lower)
 }
 
 /// What one file defines and which names it uses.
@@ -232,9 +221,7 @@ pub fn name_facts(text: &str) -> NameFacts {
             if !name.is_empty() {
                 index = Some(facts.defs.len());
                 facts.defs.push(DefFact {
-                    passive: !DECIDING_WORDS
-                        .iter()
-                        .any(|w| name.to_ascii_lowercase().contains(w)),
+                    passive: !deciding_word(&name.to_ascii_lowercase()),
                     name: name.clone(),
                     line: i + 1,
                     exempt,

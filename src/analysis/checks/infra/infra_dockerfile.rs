@@ -260,14 +260,20 @@ impl NoHealthcheck {
 pub struct RunsAsRoot;
 
 /// Base images that already run as an unprivileged user, or proxies whose workers drop root themselves.
-fn nonroot_base(image: &str) -> bool {
+/// The image's own name, lower-case, without registry, namespace or tag (`docker.io/library/mysql:8` → `mysql`).
+fn image_name(image: &str) -> String {
     let l = image.to_ascii_lowercase();
-    let name = image_ref(&l)
+    image_ref(&l)
         .name
         .rsplit('/')
         .next()
         .unwrap_or("")
-        .to_string();
+        .to_string()
+}
+
+fn nonroot_base(image: &str) -> bool {
+    let l = image.to_ascii_lowercase();
+    let name = image_name(image);
     matches!(
         name.as_str(),
         "nginx" | "httpd" | "caddy" | "traefik" | "haproxy" | "envoy"
@@ -282,13 +288,7 @@ fn nonroot_base(image: &str) -> bool {
 /// Official datastore images whose own entrypoint starts the server as its own user (`exec gosu mysql …`,
 /// `su-exec redis …`).
 fn datastore_base(image: &str) -> bool {
-    let l = image.to_ascii_lowercase();
-    let name = image_ref(&l)
-        .name
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let name = image_name(image);
     matches!(
         name.as_str(),
         "mysql"

@@ -12,7 +12,9 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::loaders::{IdLoaders, is_id_name, ownership_file_globs};
-use crate::analysis::semantic::python::roles::{ROUTE_DECORATOR_TOKENS, is_route_handler};
+use crate::analysis::semantic::python::roles::{
+    ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_route_handler,
+};
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, function_name, positional_arg,
@@ -59,6 +61,29 @@ fn column_takes_request_id(text: &str, column: &str, ids: &[&str]) -> bool {
 
 pub struct ObjectByIdWithoutOwnerCheck;
 
+/// The file's route handlers (cheap to find first: most files that pass a token filter have none).
+fn route_handlers<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<PyNode<'r>> {
+    ctx.of_kind(root, "function_definition")
+        .iter()
+        .filter(|f| is_route_handler(f))
+        .cloned()
+        .collect()
+}
+
+/// A handler's name and its decorators' text, lower-case (`@router.get("/admin/…")`).
+fn name_and_decorators(func: &PyNode<'_>) -> (String, String) {
+    let decorated = func
+        .parent()
+        .map(|p| p.text().to_string())
+        .unwrap_or_default();
+    let head = decorated
+        .split("def ")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    (function_name(func).unwrap_or_default(), head)
+}
+
 /// Parameter names (lower-case substrings) that carry the caller's identity.
 const IDENTITY_WORDS: &[&str] = &[
     "user",
@@ -71,24 +96,6 @@ const IDENTITY_WORDS: &[&str] = &[
     "claims",
     "token",
     "viewer",
-];
-
-/// Callee words (lower-case) of a helper that checks access.
-const GUARD_WORDS: &[&str] = &[
-    "check",
-    "verify",
-    "ensure",
-    "assert",
-    "authoriz",
-    "authoris",
-    "permission",
-    "access",
-    "owner",
-    "allowed",
-    "can_",
-    "require",
-    "guard",
-    "validate",
 ];
 
 struct Param {
@@ -424,7 +431,7 @@ fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids
                     .and_then(|c| c.split_once('.').map(|(r, _)| r.to_string()))
                     .unwrap_or_default();
                 if who.contains(&receiver.as_str())
-                    && (GUARD_WORDS.iter().any(|g| name.contains(g))
+                    && (ACCESS_CHECK_WORDS.iter().any(|g| name.contains(g))
                         || ["is_", "has_", "can_"].iter().any(|p| name.starts_with(p)))
                 {
                     return true;
@@ -433,7 +440,7 @@ fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids
                     continue;
                 };
                 let args = args.text();
-                if GUARD_WORDS.iter().any(|g| name.contains(g)) && mentions(&args) {
+                if ACCESS_CHECK_WORDS.iter().any(|g| name.contains(g)) && mentions(&args) {
                     return true;
                 }
                 // The column and the caller handed on together (`authorize(chat.org_id, user)`).
@@ -476,12 +483,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         // Route handlers first (cheap): most files that pass the token filter have none.
-        let handlers: Vec<PyNode<'r>> = ctx
-            .of_kind(root, "function_definition")
-            .iter()
-            .filter(|f| is_route_handler(f))
-            .cloned()
-            .collect();
+        let handlers = route_handlers(root, ctx);
         if handlers.is_empty() {
             return;
         }
@@ -503,16 +505,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             return;
         }
         for func in &handlers {
-            let decorated = func
-                .parent()
-                .map(|p| p.text().to_string())
-                .unwrap_or_default();
-            let head = decorated
-                .split("def ")
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let name = function_name(func).unwrap_or_default();
+            let (name, head) = name_and_decorators(func);
             if head.contains("admin") || name.to_ascii_lowercase().contains("admin") {
                 continue;
             }
@@ -786,12 +779,7 @@ impl Check for TenantIdUnchecked {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let handlers: Vec<PyNode<'r>> = ctx
-            .of_kind(root, "function_definition")
-            .iter()
-            .filter(|f| is_route_handler(f))
-            .cloned()
-            .collect();
+        let handlers = route_handlers(root, ctx);
         if handlers.is_empty() {
             return;
         }
@@ -810,16 +798,7 @@ impl Check for TenantIdUnchecked {
                 || ctx.repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
         };
         for func in &handlers {
-            let decorated = func
-                .parent()
-                .map(|p| p.text().to_string())
-                .unwrap_or_default();
-            let head = decorated
-                .split("def ")
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let name = function_name(func).unwrap_or_default();
+            let (name, head) = name_and_decorators(func);
             if head.contains("admin")
                 || head.contains("dependencies=")
                 || name.to_ascii_lowercase().contains("admin")
@@ -963,7 +942,7 @@ impl Check for TenantIdUnchecked {
                             // Import aliases undone (`get_users as method_get_users`).
                             let tail = imports.callee_tail(n).unwrap_or_default();
                             let lower = tail.to_ascii_lowercase();
-                            if GUARD_WORDS.iter().any(|g| lower.contains(g))
+                            if ACCESS_CHECK_WORDS.iter().any(|g| lower.contains(g))
                                 || ["member", "role"].iter().any(|g| lower.contains(g))
                             {
                                 checked = true;

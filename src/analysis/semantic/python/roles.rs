@@ -22,6 +22,25 @@ pub const ROUTE_DECORATOR_TOKENS: &[&str] = &[
     ".prompt(",
 ];
 
+/// Callee words (lower-case) of a helper that checks access (`check_permission`, `verify_access`,
+/// `ensure_owner`, `require_member`): I1's checks and the repository model's deciding functions read them.
+pub const ACCESS_CHECK_WORDS: &[&str] = &[
+    "check",
+    "verify",
+    "ensure",
+    "assert",
+    "authoriz",
+    "authoris",
+    "permission",
+    "access",
+    "owner",
+    "allowed",
+    "can_",
+    "require",
+    "guard",
+    "validate",
+];
+
 /// Is `call` the construction of a FastAPI application: `FastAPI(…)`, `fastapi.FastAPI(…)`, also under an import
 /// alias (`from fastapi import FastAPI as App`, `import fastapi as fa`)?
 pub fn is_fastapi_app(call: &PyNode<'_>, imports: &Imports) -> bool {
