@@ -885,10 +885,36 @@ impl Check for TenantIdUnchecked {
             }
             let who_refs: Vec<&str> = who.iter().map(String::as_str).collect();
             let mentions_caller = |text: &str| who_refs.iter().any(|w| has_word(text, w));
+            // The tenant columns whose value on some other object the handler hands to a checking helper
+            // (`check_permission(…, thread.workspace_id, …)`): it checks the tenant there, so a request field of
+            // the same name is that check's to pass, not any function's it later reaches.
+            let guarded_columns: Vec<String> = own
+                .iter()
+                .filter(|n| n.kind() == "call")
+                .filter(|n| {
+                    let name = imports
+                        .callee_tail(n)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    ACCESS_CHECK_WORDS.iter().any(|g| name.contains(g))
+                })
+                .filter_map(|n| n.field("arguments"))
+                .flat_map(|args| {
+                    args.dfs()
+                        .filter(|a| a.kind() == "attribute")
+                        .filter_map(|a| a.field("attribute").map(|x| x.text().to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             let mut unchecked: Vec<(String, PyNode<'r>, String)> = Vec::new();
             for t in &tenants {
                 let mut sink: Option<(PyNode<'r>, String)> = None;
                 let mut checked = false;
+                // A body field whose column the handler checks on another object: only a comparison or a check of
+                // the field itself counts.
+                let second_tenant = t
+                    .split_once('.')
+                    .is_some_and(|(_, col)| guarded_columns.iter().any(|c| c == col));
                 let mut scoped_load = false;
                 for n in &own {
                     match n.kind().as_ref() {
@@ -956,7 +982,7 @@ impl Check for TenantIdUnchecked {
                                 scoped_load = true;
                                 continue;
                             }
-                            if mentions_caller(&args_text) && may_decide(&tail) {
+                            if mentions_caller(&args_text) && may_decide(&tail) && !second_tenant {
                                 checked = true;
                                 continue;
                             }
