@@ -184,6 +184,8 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
                         "jwt",
                         "login",
                         "member",
+                        // `ctx: ApiContext = Depends(get_context)`: an API context carries the caller.
+                        "context",
                     ]
                     .iter()
                     .any(|w| default_lower.contains(w))));
@@ -1041,6 +1043,122 @@ impl Check for TenantIdUnchecked {
                     who[..who.len().min(2)].join("`, `"),
                 )),
             });
+        }
+    }
+}
+
+/// I1 `stream-by-id-without-owner-check`: a route handler that knows who is calling subscribes to a pub/sub channel
+/// (`pubsub.subscribe("sync_job", job_id)`, `redis.psubscribe(f"job:{job_id}")`) keyed by an id from the request, and
+/// nothing in the handler could check that the object is the caller's: any signed-in user can stream another
+/// tenant's live events by naming the id. Silent when the id is compared with anything but a literal, handed to a
+/// checking helper, or handed with the caller to a query or to a function of the repository that may decide.
+pub struct StreamByIdWithoutOwnerCheck;
+
+impl Check for StreamByIdWithoutOwnerCheck {
+    fn id(&self) -> &'static str {
+        "stream-by-id-without-owner-check"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["subscribe("]
+    }
+
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let imports = ctx.imports(root);
+        let may_decide = |tail: &str| {
+            QUERY_METHODS.contains(&tail)
+                || ctx.repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
+        };
+        for func in &route_handlers(root, ctx) {
+            let (name, head) = name_and_decorators(func);
+            if head.contains("admin") || head.contains("dependencies=") {
+                continue;
+            }
+            let ps = params(func);
+            if ps.iter().any(|p| p.admin) {
+                continue;
+            }
+            let who: Vec<&str> = ps
+                .iter()
+                .filter(|p| p.identity && !p.name.starts_with('_'))
+                .map(|p| p.name.as_str())
+                .collect();
+            let ids: Vec<&str> = ps
+                .iter()
+                .filter(|p| p.id)
+                .map(|p| p.name.as_str())
+                .collect();
+            if who.is_empty() || ids.is_empty() {
+                continue;
+            }
+            let Some(body) = func.field("body") else {
+                continue;
+            };
+            let own = same_scope_descendants(&body);
+            for id in &ids {
+                let mut stream: Option<PyNode<'r>> = None;
+                let mut checked = false;
+                for n in &own {
+                    match n.kind().as_ref() {
+                        "comparison_operator" => {
+                            let operands: Vec<PyNode<'r>> =
+                                n.children().filter(|c| c.is_named()).collect();
+                            let on_id = operands.iter().any(|o| mentions_expr(&o.text(), id))
+                                && operands
+                                    .iter()
+                                    .filter(|o| !mentions_expr(&o.text(), id))
+                                    .all(|o| !is_literal(o))
+                                && operands.len() > 1;
+                            // Something compared with the caller (`run.owner_id != user.id`): an owner check.
+                            let on_caller = who.iter().any(|w| has_word(&n.text(), w));
+                            if on_id || on_caller {
+                                checked = true;
+                            }
+                        }
+                        "call" => {
+                            let Some(args) = n.field("arguments") else {
+                                continue;
+                            };
+                            let args = args.text();
+                            if !mentions_expr(&args, id) {
+                                continue;
+                            }
+                            let tail = imports.callee_tail(n).unwrap_or_default();
+                            let lower = tail.to_ascii_lowercase();
+                            if matches!(tail.as_str(), "subscribe" | "psubscribe") {
+                                if stream.is_none() {
+                                    stream = Some(n.clone());
+                                }
+                                continue;
+                            }
+                            if ACCESS_CHECK_WORDS.iter().any(|g| lower.contains(g))
+                                || (who.iter().any(|w| has_word(&args, w)) && may_decide(&tail))
+                            {
+                                checked = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if checked {
+                    continue;
+                }
+                if let Some(node) = stream {
+                    out.push(CheckMatch {
+                        fix: None,
+                        range: node.range(),
+                        message: Some(format!(
+                            "route `{name}` subscribes to the live events of `{id}` from the request and never checks that the object is the caller's (`{}`): any signed-in user can stream another tenant's events by naming the id; load it scoped to the caller's organisation (or check its owner) before subscribing",
+                            who.join("`, `")
+                        )),
+                    });
+                    break;
+                }
+            }
         }
     }
 }
