@@ -60,12 +60,14 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>, globset
 
 impl Overrides {
     /// Why findings of this file are held back, when the file is not the running service.
-    /// The repository model says it too, for a Python module no entry point reaches or that a package shadows.
+    /// The repository model says it too, for a Python module no entry point reaches or that a package shadows, and
+    /// in a whole-file audit (`whole_file`) for an applied migration (a change that edits one is reviewed).
     pub fn not_service_reason(
         &self,
         path: &str,
         text: &str,
         repo: &RepoContext,
+        whole_file: bool,
     ) -> Option<&'static str> {
         if self.report_not_service || self.service.as_ref().is_some_and(|g| g.is_match(path)) {
             return None;
@@ -73,8 +75,12 @@ impl Overrides {
         if self.not_service.as_ref().is_some_and(|g| g.is_match(path)) {
             return Some("named in paths.not_service");
         }
-        semantic::paths::not_service_reason(path, Some(text))
-            .or_else(|| repo.standing(path).reason())
+        semantic::paths::not_service_reason(path, Some(text)).or_else(|| {
+            match repo.standing(path) {
+                semantic::reach::Standing::Applied if !whole_file => None,
+                standing => standing.reason(),
+            }
+        })
     }
 }
 
@@ -355,11 +361,9 @@ impl Engine {
         }
         let lines = LineIndex::new(text);
         let suppressions = Suppressions::scan(text);
-        let mut not_service = self.overrides.not_service_reason(path, text, repo);
-        // An applied migration is history in a whole-file audit; a change that edits it is reviewed.
-        if changed.is_some() && not_service == semantic::reach::Standing::Applied.reason() {
-            not_service = None;
-        }
+        let not_service = self
+            .overrides
+            .not_service_reason(path, text, repo, changed.is_none());
         // A Python module's `if __name__ == "__main__":` block is not the service either (a demo, a manual
         // test, a launcher), nor is a function nothing in the service calls (the repository model says which);
         // worked out only when a finding needs it, and not when the repository asks for findings in code that

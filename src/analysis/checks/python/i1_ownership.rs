@@ -508,7 +508,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         }
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if head.contains("admin") || name.to_ascii_lowercase().contains("admin") {
+            if admin_route(&name, &head) {
                 continue;
             }
             let ps = params(func);
@@ -763,6 +763,49 @@ fn is_class_key(n: &PyNode<'_>) -> bool {
         })
 }
 
+/// Could a function given a request id and the caller decide on them? A query scoping by both can; a function of
+/// the repository can unless the model shows it cannot ([`crate::analysis::semantic::reach::Reach::may_decide`]);
+/// a library's (a logger, a response) cannot. Without the repository model, assume it can.
+fn may_decide(repo: &crate::analysis::context::RepoContext, tail: &str) -> bool {
+    QUERY_METHODS.contains(&tail) || repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
+}
+
+/// Does a callee's name (lower-case) say it checks access or membership (`check_permission`, `require_member`,
+/// `has_role`)?
+fn checking_name(lower: &str) -> bool {
+    ACCESS_CHECK_WORDS
+        .iter()
+        .chain(&["member", "role"])
+        .any(|g| lower.contains(g))
+}
+
+/// The caller's parameters as the handler can use them (`_: User = Depends(…)` is only a gate).
+fn callers(ps: &[Param]) -> Vec<String> {
+    ps.iter()
+        .filter(|p| p.identity && !p.name.starts_with('_'))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// An administrators' route, by its decorators or its name: not a tenant boundary.
+fn admin_route(name: &str, head: &str) -> bool {
+    head.contains("admin") || name.to_ascii_lowercase().contains("admin")
+}
+
+/// The operands of a comparison other than those mentioning `expr`, when one mentions it (`None` otherwise).
+fn compared_with<'r>(n: &PyNode<'r>, expr: &str) -> Option<Vec<PyNode<'r>>> {
+    let operands: Vec<PyNode<'r>> = n.children().filter(|c| c.is_named()).collect();
+    if !operands.iter().any(|o| mentions_expr(&o.text(), expr)) {
+        return None;
+    }
+    Some(
+        operands
+            .into_iter()
+            .filter(|o| !mentions_expr(&o.text(), expr))
+            .collect(),
+    )
+}
+
 impl Check for TenantIdUnchecked {
     fn id(&self) -> &'static str {
         "tenant-id-unchecked"
@@ -792,19 +835,9 @@ impl Check for TenantIdUnchecked {
         }
         let imports = ctx.imports(root);
         let models = ctx.repo.tenant_models();
-        // Could a function given the tenant id and the caller decide on them? A query scoping by both can; a
-        // function of the repository can unless it is passive; a library's (a logger, a response) cannot. Without
-        // the repository model, assume it can.
-        let may_decide = |tail: &str| {
-            QUERY_METHODS.contains(&tail)
-                || ctx.repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
-        };
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if head.contains("admin")
-                || head.contains("dependencies=")
-                || name.to_ascii_lowercase().contains("admin")
-            {
+            if admin_route(&name, &head) || head.contains("dependencies=") {
                 continue;
             }
             let ps = params(func);
@@ -819,12 +852,7 @@ impl Check for TenantIdUnchecked {
             {
                 continue;
             }
-            // The caller, as the handler can use it (`_: User = Depends(…)` is only a gate).
-            let mut who: Vec<String> = ps
-                .iter()
-                .filter(|p| p.identity && !p.name.starts_with('_'))
-                .map(|p| p.name.clone())
-                .collect();
+            let mut who = callers(&ps);
             if who.is_empty() {
                 continue;
             }
@@ -921,15 +949,9 @@ impl Check for TenantIdUnchecked {
                 for n in &own {
                     match n.kind().as_ref() {
                         "comparison_operator" => {
-                            let operands: Vec<PyNode<'r>> =
-                                n.children().filter(|c| c.is_named()).collect();
-                            if !operands.iter().any(|o| mentions_expr(&o.text(), t)) {
+                            let Some(others) = compared_with(n, t) else {
                                 continue;
-                            }
-                            let others: Vec<&PyNode<'r>> = operands
-                                .iter()
-                                .filter(|o| !mentions_expr(&o.text(), t))
-                                .collect();
+                            };
                             // `Workspace.id == space_id` loads the tenant's row; `Doc.id == doc_id` a scoped
                             // row (the other check's); `space_id is None` checks nothing.
                             if let Some(key) = others.iter().find(|o| is_class_key(o)) {
@@ -970,9 +992,7 @@ impl Check for TenantIdUnchecked {
                             // Import aliases undone (`get_users as method_get_users`).
                             let tail = imports.callee_tail(n).unwrap_or_default();
                             let lower = tail.to_ascii_lowercase();
-                            if ACCESS_CHECK_WORDS.iter().any(|g| lower.contains(g))
-                                || ["member", "role"].iter().any(|g| lower.contains(g))
-                            {
+                            if checking_name(&lower) {
                                 checked = true;
                                 continue;
                             }
@@ -984,7 +1004,10 @@ impl Check for TenantIdUnchecked {
                                 scoped_load = true;
                                 continue;
                             }
-                            if mentions_caller(&args_text) && may_decide(&tail) && !second_tenant {
+                            if mentions_caller(&args_text)
+                                && may_decide(ctx.repo, &tail)
+                                && !second_tenant
+                            {
                                 checked = true;
                                 continue;
                             }
@@ -1069,24 +1092,16 @@ impl Check for StreamByIdWithoutOwnerCheck {
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = ctx.imports(root);
-        let may_decide = |tail: &str| {
-            QUERY_METHODS.contains(&tail)
-                || ctx.repo.reach.as_ref().is_none_or(|r| r.may_decide(tail))
-        };
         for func in &route_handlers(root, ctx) {
             let (name, head) = name_and_decorators(func);
-            if head.contains("admin") || head.contains("dependencies=") {
+            if admin_route(&name, &head) || head.contains("dependencies=") {
                 continue;
             }
             let ps = params(func);
             if ps.iter().any(|p| p.admin) {
                 continue;
             }
-            let who: Vec<&str> = ps
-                .iter()
-                .filter(|p| p.identity && !p.name.starts_with('_'))
-                .map(|p| p.name.as_str())
-                .collect();
+            let who = callers(&ps);
             let ids: Vec<&str> = ps
                 .iter()
                 .filter(|p| p.id)
@@ -1105,14 +1120,9 @@ impl Check for StreamByIdWithoutOwnerCheck {
                 for n in &own {
                     match n.kind().as_ref() {
                         "comparison_operator" => {
-                            let operands: Vec<PyNode<'r>> =
-                                n.children().filter(|c| c.is_named()).collect();
-                            let on_id = operands.iter().any(|o| mentions_expr(&o.text(), id))
-                                && operands
-                                    .iter()
-                                    .filter(|o| !mentions_expr(&o.text(), id))
-                                    .all(|o| !is_literal(o))
-                                && operands.len() > 1;
+                            let on_id = compared_with(n, id).is_some_and(|others| {
+                                !others.is_empty() && others.iter().all(|o| !is_literal(o))
+                            });
                             // Something compared with the caller (`run.owner_id != user.id`): an owner check.
                             let on_caller = who.iter().any(|w| has_word(&n.text(), w));
                             if on_id || on_caller {
@@ -1135,8 +1145,9 @@ impl Check for StreamByIdWithoutOwnerCheck {
                                 }
                                 continue;
                             }
-                            if ACCESS_CHECK_WORDS.iter().any(|g| lower.contains(g))
-                                || (who.iter().any(|w| has_word(&args, w)) && may_decide(&tail))
+                            if checking_name(&lower)
+                                || (who.iter().any(|w| has_word(&args, w))
+                                    && may_decide(ctx.repo, &tail))
                             {
                                 checked = true;
                             }
