@@ -13,7 +13,7 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::loaders::{IdLoaders, is_id_name, ownership_file_globs};
 use crate::analysis::semantic::python::roles::{
-    ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_route_handler,
+    ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_public_by_design, is_route_handler,
 };
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
@@ -506,6 +506,16 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         if models.is_empty() {
             return;
         }
+        // The routes of this file that take the caller: where the others do, a route that takes none has lost its
+        // authentication rather than being public (a router declared with `dependencies=` may check either).
+        let squashed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let router_dependencies =
+            squashed.contains("APIRouter(") && squashed.contains("dependencies=[");
+        let siblings_with_caller: Vec<String> = handlers
+            .iter()
+            .filter(|h| params(h).iter().any(|p| p.identity))
+            .filter_map(function_name)
+            .collect();
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
             if admin_route(&name, &head) {
@@ -544,8 +554,38 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                     ids.push(text);
                 }
             }
-            if who.is_empty() || ids.is_empty() {
+            if ids.is_empty() {
                 continue;
+            }
+            // No caller: reported only where its siblings take one and nothing else could stand for it (a
+            // dependency, `request.state.user`, a router or decorator `dependencies=`), on a web route that is not
+            // public by design.
+            let callerless = who.is_empty();
+            if callerless {
+                let body_text = body.text();
+                let web = head.contains(".get(")
+                    || head.contains(".post(")
+                    || head.contains(".put(")
+                    || head.contains(".patch(")
+                    || head.contains(".delete(")
+                    || head.contains(".api_route(");
+                if siblings_with_caller.is_empty()
+                    || router_dependencies
+                    || head.contains("dependencies=")
+                    || !web
+                    || is_public_by_design(func)
+                    || ps.iter().any(|p| p.depends.is_some())
+                    || [
+                        "request.state",
+                        "request.user",
+                        "request.scope",
+                        "request.session",
+                    ]
+                    .iter()
+                    .any(|w| body_text.contains(w))
+                {
+                    continue;
+                }
             }
             // An id-named local computed from a request id is the request's id too (`persona_id = int(assistant_id)`).
             for n in own.iter().filter(|n| n.kind() == "assignment") {
@@ -611,15 +651,30 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                     "row by its id",
                 )
             };
-            out.push(CheckMatch {
-                fix: None,
-                range: first.node.range(),
-                message: Some(format!(
+            let message = if callerless {
+                let shown: Vec<&str> = siblings_with_caller
+                    .iter()
+                    .take(3)
+                    .map(String::as_str)
+                    .collect();
+                format!(
+                    "route `{name}` {what} from the request{through} but takes no caller, while the other routes of this file do (`{}`): nothing can compare the row's {} with who is asking, so any client reaches another tenant's {reach}{more}; add the caller dependency and filter by the owner",
+                    shown.join("`, `"),
+                    owner.describe,
+                    reach = reach,
+                )
+            } else {
+                format!(
                     "route `{name}` {what} from the request{through} and never compares its {} with the caller (`{}`): any signed-in user can reach another tenant's {reach}{more}; filter by the owner in the query or check it before use",
                     owner.describe,
                     who.join("`, `"),
                     reach = reach,
-                )),
+                )
+            };
+            out.push(CheckMatch {
+                fix: None,
+                range: first.node.range(),
+                message: Some(message),
             });
         }
     }

@@ -95,6 +95,49 @@ pub fn is_auth_flow_handler(func: &PyNode<'_>) -> bool {
     named || routed
 }
 
+/// Is this route handler public by design, so that taking no caller is its contract rather than an omission: a
+/// sign-in or connection step ([`is_auth_flow_handler`]), a webhook or callback from another service, a health or
+/// status probe, a public/shared/embed page, a sign-up, invitation, verification or password reset? By the
+/// function's name or its route's path.
+pub fn is_public_by_design(func: &PyNode<'_>) -> bool {
+    if is_auth_flow_handler(func) {
+        return true;
+    }
+    const WORDS: &[&str] = &[
+        "webhook",
+        "hook",
+        "public",
+        "share",
+        "embed",
+        "health",
+        "ready",
+        "alive",
+        "status",
+        "ping",
+        "version",
+        "register",
+        "invite",
+        "invitation",
+        "verify",
+        "reset",
+        "forgot",
+        "token",
+        "anonymous",
+        "guest",
+        "demo",
+        "marketplace",
+        "internal",
+    ];
+    let named = function_name(func)
+        .map(|n| n.to_ascii_lowercase())
+        .is_some_and(|n| WORDS.iter().any(|w| n.contains(w)));
+    let routed = decorators(func).iter().any(|d| {
+        let t = d.text().to_ascii_lowercase();
+        WORDS.iter().any(|w| t.contains(w))
+    });
+    named || routed
+}
+
 /// Functions that run once, before the server takes traffic or after it stops: blocking there delays start-up,
 /// not requests. The one startup/lifespan definition: named `lifespan`/`*_lifespan`/`startup`/`on_startup`/
 /// `shutdown`/`on_shutdown`/`startup_event`/`shutdown_event`, or a lifespan or event hook by its decorator
