@@ -290,6 +290,7 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     // I1: the repository's model files and its passive functions (the file's other check shares its code).
     "tenant-id-unchecked",
     "stream-by-id-without-owner-check",
+    "webhook-tenant-unverified",
     // I1: the configured tenant columns (`tenancy.columns`); the file's other checks share its code.
     "tenant-query-ignores-tenant",
     "tenant-query-unscoped",

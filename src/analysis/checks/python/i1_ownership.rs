@@ -1229,6 +1229,143 @@ impl Check for StreamByIdWithoutOwnerCheck {
     }
 }
 
+/// I1 `webhook-tenant-unverified`: a webhook route (its name or path says `webhook`/`hook`) takes a tenant id from
+/// the URL or the query (`/webhooks/circleback/{workspace_id}`), takes no caller, verifies no signature or shared
+/// secret, and hands the id to a write or a job: anyone who learns or guesses the id writes into that tenant's data.
+/// Only in repositories whose models have tenant columns. Silent when anything could authenticate the sender: a
+/// parameter or dependency other than the database session, a router or decorator `dependencies=`, a header,
+/// signature, HMAC, secret, token or key read in the handler, or a call whose name says it checks or verifies.
+pub struct WebhookTenantUnverified;
+
+/// Words of a handler that reads something that could authenticate a webhook's sender.
+const SENDER_PROOF_WORDS: &[&str] = &[
+    "signature",
+    "hmac",
+    "secret",
+    "token",
+    "header",
+    "authorization",
+    "api_key",
+    "apikey",
+    "compare_digest",
+    "password",
+];
+
+impl Check for WebhookTenantUnverified {
+    fn id(&self) -> &'static str {
+        "webhook-tenant-unverified"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["hook"]
+    }
+
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        ownership_file_globs()
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let handlers = route_handlers(root, ctx);
+        if handlers.is_empty() || ctx.repo.tenant_models().is_empty() {
+            return;
+        }
+        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
+        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+            return;
+        }
+        let imports = ctx.imports(root);
+        for func in &handlers {
+            let (name, head) = name_and_decorators(func);
+            let writes = [".post(", ".put(", ".patch(", ".api_route("]
+                .iter()
+                .any(|w| head.contains(w));
+            if !writes
+                || !(name.to_ascii_lowercase().contains("hook") || head.contains("hook"))
+                || head.contains("dependencies=")
+            {
+                continue;
+            }
+            let ps = params(func);
+            // Only the database session may be injected: any other dependency could verify the sender.
+            let injected_other = ps.iter().any(|p| {
+                p.depends.as_deref().is_some_and(|d| {
+                    !(d.contains("session") || d.contains("db") || d.contains("database"))
+                })
+            });
+            if injected_other || ps.iter().any(|p| p.identity) {
+                continue;
+            }
+            let Some(body) = func.field("body") else {
+                continue;
+            };
+            // The code's own words: docstrings and comments say what it does not do ("signature verification can
+            // be added later").
+            let mut whole = func.text().to_ascii_lowercase();
+            for n in func.dfs() {
+                let prose = n.kind() == "comment"
+                    || (n.kind() == "string"
+                        && n.parent()
+                            .is_some_and(|p| p.kind() == "expression_statement"));
+                if prose {
+                    whole = whole.replace(&n.text().to_ascii_lowercase(), "");
+                }
+            }
+            if SENDER_PROOF_WORDS.iter().any(|w| whole.contains(w)) {
+                continue;
+            }
+            let own = same_scope_descendants(&body);
+            let verifies = own.iter().filter(|n| n.kind() == "call").any(|n| {
+                let lower = imports
+                    .callee_tail(n)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                checking_name(&lower) || lower.contains("auth")
+            });
+            if verifies {
+                continue;
+            }
+            let tenants: Vec<&str> = ps
+                .iter()
+                .filter(|p| {
+                    !p.body && p.depends.is_none() && tenant_like(&p.name, &ctx.repo.tenant_columns)
+                })
+                .map(|p| p.name.as_str())
+                .collect();
+            // The first write or job the tenant id goes into, in the source's order (queries only select by it).
+            let sink = own
+                .iter()
+                .filter(|n| n.kind() == "call")
+                .filter_map(|n| {
+                    let args = n.field("arguments")?.text().to_string();
+                    let t = tenants.iter().find(|t| mentions_expr(&args, t))?;
+                    let tail = imports.callee_tail(n).unwrap_or_default();
+                    let receiver = callee(n).unwrap_or_default();
+                    let quiet = NOT_SINKS.contains(&tail.as_str())
+                        || QUERY_METHODS.contains(&tail.as_str())
+                        || receiver.split('.').next().is_some_and(|r| {
+                            r.to_ascii_lowercase().contains("log") || r == "print"
+                        });
+                    (!quiet).then(|| (n.clone(), (*t).to_string(), tail))
+                })
+                .min_by_key(|(n, _, _)| n.range().start);
+            let Some((node, t, tail)) = sink else {
+                continue;
+            };
+            out.push(CheckMatch {
+                fix: None,
+                range: node.range(),
+                message: Some(format!(
+                    "webhook `{name}` takes the tenant id `{t}` from the URL and hands it to `{tail}()` with no signature, shared secret or caller checked: anyone who learns or guesses the id writes into that tenant's data; verify the sender (an HMAC of the body with a per-tenant secret, checked with `hmac.compare_digest`) before using the id"
+                )),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
