@@ -985,10 +985,19 @@ fn def_lines(text: &str, lines: &LineIndex) -> Vec<Option<usize>> {
     let mut out = vec![None];
     // Open functions: (indentation of the `def` line, its line number).
     let mut open: Vec<(usize, usize)> = Vec::new();
+    // Brackets still open in a `def` header that spans lines (`) -> Response:` at the `def`'s own indentation
+    // closes the header, not the function), and the lines left to read it.
+    let mut header_depth = 0i32;
+    let mut header_budget = 0usize;
     let mut l = 1;
     while let Some(t) = lines.line_text(text, l) {
         let trimmed = t.trim_start();
-        if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+        if header_depth > 0 && header_budget > 0 {
+            header_depth += bracket_balance(trimmed);
+            header_budget -= 1;
+            out.push(open.last().map(|&(_, d)| d));
+        } else if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+            header_depth = 0;
             let indent = t.len() - trimmed.len();
             while open.last().is_some_and(|&(i, _)| i >= indent) {
                 open.pop();
@@ -996,6 +1005,8 @@ fn def_lines(text: &str, lines: &LineIndex) -> Vec<Option<usize>> {
             out.push(open.last().map(|&(_, d)| d));
             if trimmed.starts_with("def ") || trimmed.starts_with("async def ") {
                 open.push((indent, l));
+                header_depth = bracket_balance(trimmed);
+                header_budget = MAX_HEADER_LINES;
             }
         } else {
             out.push(open.last().map(|&(_, d)| d));
@@ -1003,6 +1014,36 @@ fn def_lines(text: &str, lines: &LineIndex) -> Vec<Option<usize>> {
         l += 1;
     }
     out
+}
+
+/// Lines of a `def` header read as its continuation (parameters one per line).
+const MAX_HEADER_LINES: usize = 64;
+
+/// Opening minus closing brackets on one line, outside quoted strings and after no `#`.
+fn bracket_balance(line: &str) -> i32 {
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in line.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '#' => break,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
 }
 
 /// Byte offsets of line starts, for 1-based line/column positions (columns in characters).
@@ -1152,6 +1193,22 @@ mod tests {
         // such findings are never merged (conservative), never merged into the wrong function.
         assert_eq!(def(11), None);
         assert_eq!(def(13), None);
+    }
+
+    #[test]
+    fn a_def_header_over_several_lines_keeps_its_function_open() {
+        // black's layout: one parameter per line, `) -> T:` back at the `def`'s own indentation.
+        let text = "async def f(\n    db: Session,\n    name: str = \"a)\",  # )\n) -> dict[str, int]:\n    x = 1\n    return x\n\n\ndef g(\n    a,\n):\n    pass\ny = 2\n";
+        let scopes = def_lines(text, &LineIndex::new(text));
+        let def = |l: usize| scopes.get(l).copied().flatten();
+        assert_eq!(def(2), Some(1));
+        assert_eq!(def(4), Some(1), "the header's closing line");
+        assert_eq!(def(5), Some(1), "the body after the header");
+        assert_eq!(def(6), Some(1));
+        assert_eq!(def(11), Some(9));
+        assert_eq!(def(12), Some(9));
+        assert_eq!(def(13), None);
+        assert_eq!(bracket_balance("f(a, \"(\", b[0]  # ("), 1);
     }
 
     #[test]
