@@ -13,7 +13,8 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::loaders::{IdLoaders, is_id_name, ownership_file_globs};
 use crate::analysis::semantic::python::roles::{
-    ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_public_by_design, is_route_handler,
+    ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_admin_handler, is_public_by_design,
+    is_route_handler,
 };
 use crate::analysis::semantic::python::scopes::same_scope_descendants;
 use crate::analysis::semantic::python::syntax::{
@@ -518,7 +519,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             .collect();
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if admin_route(&name, &head) {
+            if is_admin_handler(func) {
                 continue;
             }
             let ps = params(func);
@@ -842,11 +843,6 @@ fn callers(ps: &[Param]) -> Vec<String> {
         .collect()
 }
 
-/// An administrators' route, by its decorators or its name: not a tenant boundary.
-fn admin_route(name: &str, head: &str) -> bool {
-    head.contains("admin") || name.to_ascii_lowercase().contains("admin")
-}
-
 /// The operands of a comparison other than those mentioning `expr`, when one mentions it (`None` otherwise).
 fn compared_with<'r>(n: &PyNode<'r>, expr: &str) -> Option<Vec<PyNode<'r>>> {
     let operands: Vec<PyNode<'r>> = n.children().filter(|c| c.is_named()).collect();
@@ -892,7 +888,7 @@ impl Check for TenantIdUnchecked {
         let models = ctx.repo.tenant_models();
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if admin_route(&name, &head) || head.contains("dependencies=") {
+            if is_admin_handler(func) || head.contains("dependencies=") {
                 continue;
             }
             let ps = params(func);
@@ -1149,7 +1145,7 @@ impl Check for StreamByIdWithoutOwnerCheck {
         let imports = ctx.imports(root);
         for func in &route_handlers(root, ctx) {
             let (name, head) = name_and_decorators(func);
-            if admin_route(&name, &head) || head.contains("dependencies=") {
+            if is_admin_handler(func) || head.contains("dependencies=") {
                 continue;
             }
             let ps = params(func);

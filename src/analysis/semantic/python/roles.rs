@@ -95,6 +95,29 @@ pub fn is_auth_flow_handler(func: &PyNode<'_>) -> bool {
     named || routed
 }
 
+/// Is this route handler for administrators only: its name or its route says `admin`, or a parameter's dependency
+/// does (`Depends(current_admin_user)`, `Depends(require_permission(Permission.FULL_ADMIN_PANEL_ACCESS))`,
+/// `Depends(get_superuser)`)? Operators' pages: no tenant boundary, and rarely called.
+pub fn is_admin_handler(func: &PyNode<'_>) -> bool {
+    if !is_route_handler(func) {
+        return false;
+    }
+    let named = function_name(func).is_some_and(|n| n.to_ascii_lowercase().contains("admin"));
+    let routed = decorators(func)
+        .iter()
+        .any(|d| d.text().to_ascii_lowercase().contains("admin"));
+    let gated = func.field("parameters").is_some_and(|ps| {
+        ps.children().any(|p| {
+            p.field("value").is_some_and(|v| {
+                let t = v.text().to_ascii_lowercase();
+                (t.contains("depends(") || t.contains("security("))
+                    && ["admin", "superuser"].iter().any(|w| t.contains(w))
+            })
+        })
+    });
+    named || routed || gated
+}
+
 /// Is this route handler public by design, so that taking no caller is its contract rather than an omission: a
 /// sign-in or connection step ([`is_auth_flow_handler`]), a webhook or callback from another service, a health or
 /// status probe, a public/shared/embed page, a sign-up, invitation, verification or password reset? By the
