@@ -182,6 +182,7 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         loader_index: _,  // derived from `files` and `tenant_index`
         healthchecked: _, // derived from `files`
         rate_limited: _,  // derived from `files`
+        limited: _,       // derived from `files`
         reach, // each file's standing enters its own key (`file_key`); the deciding functions enter here
     } = repo;
     let mut h = Sha256::new();

@@ -44,6 +44,8 @@ pub struct RepoContext {
     pub healthchecked: OnceLock<std::collections::HashSet<String>>,
     /// [`RepoContext::app_wide_rate_limit`], worked out on first use; leave it to its default.
     pub rate_limited: OnceLock<bool>,
+    /// [`RepoContext::limited_services`], worked out on first use; leave it to its default.
+    pub limited: OnceLock<Vec<(String, std::collections::HashSet<String>)>>,
     /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
     /// built (then every module is judged as the service).
     pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
@@ -159,6 +161,24 @@ impl RepoContext {
     pub fn healthchecked_dockerfiles(&self) -> &std::collections::HashSet<String> {
         self.healthchecked
             .get_or_init(|| super::semantic::yaml::compose::healthchecked_dockerfiles(&self.files))
+    }
+
+    /// The Compose files (not development variants) and the services each gives memory/CPU limits (read once per
+    /// audit).
+    pub fn limited_services(&self) -> &[(String, std::collections::HashSet<String>)] {
+        self.limited
+            .get_or_init(|| super::semantic::yaml::compose::limited_services(&self.files))
+    }
+
+    /// Is `service` given limits by another Compose file of the folder of `compose_path` (an overlay such as
+    /// `docker-compose.resources.yml`)?
+    pub fn limited_by_overlay(&self, compose_path: &str, service: &str) -> bool {
+        let dir = compose_path.rsplit_once('/').map_or("", |(d, _)| d);
+        self.limited_services().iter().any(|(path, names)| {
+            path != compose_path
+                && path.rsplit_once('/').map_or("", |(d, _)| d) == dir
+                && names.contains(service)
+        })
     }
 
     /// Does the application add a rate-limiting middleware for every route (read once per audit)?

@@ -20,10 +20,12 @@ use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag};
 use crate::analysis::semantic::dockerfile::image_health_covered;
-use crate::analysis::semantic::paths::{is_dev_infra_file, is_production_infra_file};
+use crate::analysis::semantic::paths::{
+    COMPOSE_FILE_GLOBS, is_dev_infra_file, is_production_infra_file,
+};
 use crate::analysis::semantic::secrets::literal_secret;
 use crate::analysis::semantic::yaml::compose::{
-    BuildFile, Interpolated, Service, build_file, published_everywhere, services,
+    BuildFile, Interpolated, Service, build_file, has_limits, published_everywhere, services,
 };
 use crate::analysis::semantic::yaml::{YKind, YNode, YamlDoc};
 use regex::Regex;
@@ -444,6 +446,9 @@ impl Check for NoLimits {
     fn tokens(&self) -> &'static [&'static str] {
         &["services"]
     }
+    fn needs(&self) -> &'static [&'static str] {
+        COMPOSE_FILE_GLOBS
+    }
     fn run(&self, root: &PyNode<'_>, ctx: &FileContext<'_>, out: &mut Vec<CheckMatch>) {
         if is_production_infra_file(ctx.path) {
             self.find_all(root, ctx, out);
@@ -464,13 +469,9 @@ impl NoLimits {
                 if incomplete(doc, &s) {
                     continue;
                 }
-                let limits = doc
-                    .path(s.body, &["deploy", "resources", "limits"])
-                    .is_some_and(|l| !l.is_empty());
-                let legacy = ["mem_limit", "cpus", "memory"]
-                    .iter()
-                    .any(|k| doc.get(s.body, k).is_some());
-                if limits || legacy {
+                // Its own limits, or those another Compose file of the folder gives it (an overlay applied with
+                // `-f`, such as `docker-compose.resources.yml`).
+                if has_limits(doc, s.body) || ctx.repo.limited_by_overlay(ctx.path, s.name) {
                     continue;
                 }
                 out.push(CheckMatch {

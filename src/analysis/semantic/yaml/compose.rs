@@ -167,6 +167,44 @@ pub fn healthchecked_dockerfiles(files: &HashMap<String, String>) -> HashSet<Str
     out
 }
 
+/// Does this service body set a memory/CPU limit (`deploy.resources.limits`, or the legacy `mem_limit`/`cpus`)?
+pub fn has_limits(doc: &YamlDoc, body: &YNode) -> bool {
+    let limits = doc
+        .path(body, &["deploy", "resources", "limits"])
+        .is_some_and(|l| !l.is_empty());
+    limits
+        || ["mem_limit", "cpus", "memory"]
+            .iter()
+            .any(|k| doc.get(body, k).is_some())
+}
+
+/// Per Compose file among `files` that is not a development variant: its path and the services it gives limits.
+/// A file that only sets limits (`docker-compose.resources.yml`, applied with `-f`) is how a project ships them
+/// for the services of the other files of its folder.
+pub fn limited_services(files: &HashMap<String, String>) -> Vec<(String, HashSet<String>)> {
+    let mut out = Vec::new();
+    for (path, text) in files {
+        if !crate::analysis::semantic::paths::is_compose_path(path)
+            || crate::analysis::semantic::paths::is_dev_infra_file(path)
+        {
+            continue;
+        }
+        let mut names = HashSet::new();
+        for doc in &super::parse(text).docs {
+            for service in services(doc) {
+                if has_limits(doc, service.body) {
+                    names.insert(service.name.to_string());
+                }
+            }
+        }
+        if !names.is_empty() {
+            out.push((path.clone(), names));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse;
@@ -225,5 +263,27 @@ mod healthcheck_tests {
         );
         let got = healthchecked_dockerfiles(&files);
         assert_eq!(got, HashSet::from(["api/Dockerfile".to_string()]));
+    }
+
+    #[test]
+    fn services_a_compose_file_gives_limits() {
+        let mut files = HashMap::new();
+        files.insert(
+            "deploy/docker-compose.resources.yml".to_string(),
+            "services:\n  api:\n    deploy:\n      resources:\n        limits: {memory: 4G}\n  db:\n    mem_limit: 2g\n  cache:\n    deploy:\n      resources:\n        reservations: {memory: 1G}\n".to_string(),
+        );
+        // A development variant's limits say nothing about production.
+        files.insert(
+            "deploy/docker-compose.dev.yml".to_string(),
+            "services:\n  search:\n    mem_limit: 1g\n".to_string(),
+        );
+        let got = limited_services(&files);
+        assert_eq!(
+            got,
+            vec![(
+                "deploy/docker-compose.resources.yml".to_string(),
+                HashSet::from(["api".to_string(), "db".to_string()])
+            )]
+        );
     }
 }
