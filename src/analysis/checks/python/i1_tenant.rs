@@ -17,7 +17,9 @@ use crate::analysis::semantic::python::syntax::{
     callee, function_name, has_error, keyword_arg, param_names, plain_string,
 };
 use crate::analysis::semantic::python::text::{Cut, shorten};
-use crate::analysis::semantic::tenancy::{TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels};
+use crate::analysis::semantic::tenancy::{
+    MODEL_FILE_GLOBS, TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Models declared in this file with a tenant column ([`TENANT_COLUMNS`] or the repository configuration's), read
@@ -119,19 +121,40 @@ fn tenant_query_matches<'r>(
 ) {
     let memo = ctx.memo(root, || tenant_models(root, &ctx.repo.tenant_columns));
     let models = &memo.0;
-    if models.is_empty() {
+    // A function handed the tenant is judged on the repository's models too (model files anywhere); a query with
+    // no tenant in view only on this file's own (which models the caller scoped is not known).
+    let repo_models = ctx.repo.tenant_models();
+    let cross_file = with_param && !repo_models.is_empty();
+    if models.is_empty() && !cross_file {
         return;
     }
+    let scope_column =
+        |c: &str| TENANT_COLUMNS.contains(&c) || ctx.repo.tenant_columns.iter().any(|e| e == c);
     let imports = ctx.imports(root);
     let imports = &*imports;
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     for call in root.dfs().filter(|n| n.kind() == "call") {
-        let Some(model) = queried_model(&call, imports, models) else {
+        let own = queried_model(&call, imports, models).and_then(|m| {
+            let cols = models.columns(&m)?.to_vec();
+            Some((m, cols))
+        });
+        let found = own.or_else(|| {
+            if !cross_file {
+                return None;
+            }
+            let m = queried_model(&call, imports, repo_models)?;
+            let cols: Vec<String> = repo_models
+                .columns(&m)?
+                .iter()
+                .filter(|c| scope_column(c))
+                .cloned()
+                .collect();
+            (!cols.is_empty()).then_some((m, cols))
+        });
+        let Some((model, cols)) = found else {
             continue;
         };
-        let Some(cols) = models.columns(&model) else {
-            continue;
-        };
+        let cols = &cols[..];
         let funcs = enclosing_functions(&call);
         let Some(func) = funcs.iter().find(|f| f.kind() == "function_definition") else {
             continue;
@@ -156,6 +179,14 @@ fn tenant_query_matches<'r>(
             .flat_map(param_names)
             .find(|p| cols.contains(p) || is_tenant_object_param(p));
         if tenant_param.is_some() != with_param {
+            continue;
+        }
+        // The statement uses the tenant it was given (`db.get(Domain, (tenant_id, key))`: a composite key).
+        if let Some(p) = &tenant_param
+            && top
+                .dfs()
+                .any(|n| n.kind() == "identifier" && n.text() == p.as_str())
+        {
             continue;
         }
         let fname = function_name(func).unwrap_or_default();
@@ -249,6 +280,10 @@ impl Check for TenantQueryIgnoresTenant {
 
     fn tokens(&self) -> &'static [&'static str] {
         TENANT_COLUMNS
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        MODEL_FILE_GLOBS
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
