@@ -292,6 +292,7 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "tenant-id-unchecked",
     "stream-by-id-without-owner-check",
     "webhook-tenant-unverified",
+    "route-lists-every-tenant",
     // I1: the configured tenant columns (`tenancy.columns`); the file's other checks share its code.
     "tenant-query-ignores-tenant",
     "tenant-query-unscoped",

@@ -80,6 +80,7 @@ static CHECKS: &[&dyn Check] = &[
     &python::i1_ownership::TenantIdUnchecked,
     &python::i1_ownership::StreamByIdWithoutOwnerCheck,
     &python::i1_ownership::WebhookTenantUnverified,
+    &python::i1_ownership::RouteListsEveryTenant,
     &python::i2_limits::PublicRouterWithoutRateLimit,
     &python::i2_limits::UploadReadWithoutSizeLimit,
     &python::i2_limits::UploadReadInHelper,

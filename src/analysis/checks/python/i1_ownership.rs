@@ -1225,6 +1225,132 @@ impl Check for StreamByIdWithoutOwnerCheck {
     }
 }
 
+/// The text of `node` without its comments and docstrings (what the code does, not what its prose says).
+fn code_text(node: &PyNode<'_>) -> String {
+    let mut text = node.text().to_string();
+    for n in node.dfs() {
+        let prose = n.kind() == "comment"
+            || (n.kind() == "string"
+                && n.parent()
+                    .is_some_and(|p| p.kind() == "expression_statement"));
+        if prose {
+            text = text.replace(n.text().as_ref(), "");
+        }
+    }
+    text
+}
+
+/// I1 `route-lists-every-tenant`: a route handler takes the caller and never uses it, yet queries a tenant- or
+/// owner-scoped model with no filter on its tenant/owner column (`select(Data.owner_id, func.max(…)).group_by(…)`,
+/// `db.query(Workspace).all()`): nothing can limit the rows to the caller's, so any signed-in user reads every
+/// tenant's. Loads by id are `object-by-id-without-owner-check`'s. Silent for admin routes, public-by-design
+/// routes, routes with `dependencies=`, handlers that read `request.state`, and `_`-named gates.
+pub struct RouteListsEveryTenant;
+
+impl Check for RouteListsEveryTenant {
+    fn id(&self) -> &'static str {
+        "route-lists-every-tenant"
+    }
+
+    fn tokens(&self) -> &'static [&'static str] {
+        &["select(", "query("]
+    }
+
+    fn also_requires(&self) -> &'static [&'static [&'static str]] {
+        &[ROUTE_DECORATOR_TOKENS]
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        ownership_file_globs()
+    }
+
+    fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
+        let handlers = route_handlers(root, ctx);
+        let models = ctx.repo.tenant_models();
+        if handlers.is_empty() || models.is_empty() {
+            return;
+        }
+        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
+        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+            return;
+        }
+        let imports = ctx.imports(root);
+        for func in &handlers {
+            let (name, head) = name_and_decorators(func);
+            if is_admin_handler(func) || is_public_by_design(func) || head.contains("dependencies=")
+            {
+                continue;
+            }
+            let ps = params(func);
+            // A listing: a handler given a request id loads or lists by it (the other checks').
+            if ps.iter().any(|p| p.admin || p.id) {
+                continue;
+            }
+            let who = callers(&ps);
+            let Some(body) = func.field("body") else {
+                continue;
+            };
+            let body_text = code_text(&body);
+            // The caller used anywhere (a filter, a check, a helper given it) may scope the rows.
+            if who.is_empty()
+                || who.iter().any(|w| has_word(&body_text, w))
+                || body_text.contains("request.state")
+            {
+                continue;
+            }
+            let own = same_scope_descendants(&body);
+            let listing = own.iter().filter(|n| n.kind() == "call").find_map(|call| {
+                let tail = imports.callee_tail(call)?;
+                if !matches!(tail.as_str(), "select" | "query") {
+                    return None;
+                }
+                let first = positional_arg(call, 0)?;
+                let model = match first.kind().as_ref() {
+                    "identifier" => first.text().to_string(),
+                    "attribute" => first.field("object")?.text().to_string(),
+                    _ => return None,
+                };
+                let owner = models.owner(&model)?;
+                let top = chain_top(call);
+                let text = top.text();
+                // What the statement filters or joins on (`group_by(Data.owner_id)` selects by the column, it
+                // does not scope by it).
+                let filters: String = top
+                    .dfs()
+                    .filter(|n| n.kind() == "call")
+                    .filter(|n| {
+                        callee_tail(n).is_some_and(|t| {
+                            matches!(
+                                t.as_str(),
+                                "where" | "filter" | "filter_by" | "join" | "having" | "get"
+                            )
+                        })
+                    })
+                    .filter_map(|n| n.field("arguments").map(|a| a.text().to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                // A filter on the tenant/owner column or a parent key, or a load by id (the other check's).
+                let scoped = owner.columns().iter().any(|c| has_word(&filters, c))
+                    || text.contains(".get(")
+                    || filters.contains(&format!("{model}.id"))
+                    || filters.contains("id=");
+                (!scoped).then(|| (call.clone(), model, owner.describe.clone()))
+            });
+            let Some((node, model, describe)) = listing else {
+                continue;
+            };
+            out.push(CheckMatch {
+                fix: None,
+                range: node.range(),
+                message: Some(format!(
+                    "route `{name}` takes the caller (`{}`) but never uses it, and queries `{model}` with no filter on its {describe}: any signed-in user reads every tenant's rows; filter by the caller's tenant or owner",
+                    who.join("`, `")
+                )),
+            });
+        }
+    }
+}
+
 /// I1 `webhook-tenant-unverified`: a webhook route (its name or path says `webhook`/`hook`) takes a tenant id from
 /// the URL or the query (`/webhooks/circleback/{workspace_id}`), takes no caller, verifies no signature or shared
 /// secret, and hands the id to a write or a job: anyone who learns or guesses the id writes into that tenant's data.
@@ -1300,16 +1426,7 @@ impl Check for WebhookTenantUnverified {
             };
             // The code's own words: docstrings and comments say what it does not do ("signature verification can
             // be added later").
-            let mut whole = func.text().to_ascii_lowercase();
-            for n in func.dfs() {
-                let prose = n.kind() == "comment"
-                    || (n.kind() == "string"
-                        && n.parent()
-                            .is_some_and(|p| p.kind() == "expression_statement"));
-                if prose {
-                    whole = whole.replace(&n.text().to_ascii_lowercase(), "");
-                }
-            }
+            let whole = code_text(func).to_ascii_lowercase();
             if SENDER_PROOF_WORDS.iter().any(|w| whole.contains(w)) {
                 continue;
             }
