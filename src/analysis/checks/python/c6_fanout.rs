@@ -385,6 +385,45 @@ impl<'r> Ctx<'_, 'r> {
                 let callee = dotted(&f).unwrap_or_default();
                 match callee.as_str() {
                     "range" => {
+                        // `range(min(concurrency, len(jobs)))`: a worker pool capped by a limit, whatever the
+                        // data's size (the smallest of the sizes).
+                        if let Some(m) = args.first().filter(|a| {
+                            a.kind() == "call"
+                                && a.field("function").is_some_and(|f| f.text() == "min")
+                        }) {
+                            let sizes: Vec<Size> = m
+                                .field("arguments")
+                                .map(|a| {
+                                    a.children()
+                                        .filter(|c| c.is_named() && c.kind() != "comment")
+                                        .map(|c| {
+                                            // `concurrency`, `max_workers`, `settings.POOL_SIZE`: a limit.
+                                            let t = c.text().to_ascii_lowercase();
+                                            let limit = matches!(
+                                                c.kind().as_ref(),
+                                                "identifier" | "attribute"
+                                            ) && [
+                                                "concurren",
+                                                "limit",
+                                                "max",
+                                                "worker",
+                                                "pool",
+                                                "parallel",
+                                                "batch",
+                                            ]
+                                            .iter()
+                                            .any(|w| t.contains(w));
+                                            if limit {
+                                                Size::Fixed
+                                            } else {
+                                                self.size(&c, at, depth + 1)
+                                            }
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            return sizes.into_iter().min().unwrap_or(Size::Fixed);
+                        }
                         // `range(N)`: a fixed worker count; `range(len(xs))` follows `xs`.
                         for a in &args {
                             for c in a.dfs().filter(|n| n.kind() == "call") {

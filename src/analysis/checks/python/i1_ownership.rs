@@ -509,9 +509,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         }
         // The routes of this file that take the caller: where the others do, a route that takes none has lost its
         // authentication rather than being public (a router declared with `dependencies=` may check either).
-        let squashed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let router_dependencies =
-            squashed.contains("APIRouter(") && squashed.contains("dependencies=[");
+        let router_dependencies = router_declares_dependencies(root);
         let siblings_with_caller: Vec<String> = handlers
             .iter()
             .filter(|h| params(h).iter().any(|p| p.identity))
@@ -835,6 +833,24 @@ fn checking_name(lower: &str) -> bool {
         .any(|g| lower.contains(g))
 }
 
+/// Does the file declare a router with `dependencies=[…]`? Those may check the tenant or the caller of every route
+/// (we cannot tell which).
+fn router_declares_dependencies(root: &PyNode<'_>) -> bool {
+    let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
+    squashed.contains("APIRouter(") && squashed.contains("dependencies=[")
+}
+
+/// A call an id may go into without being used for anything: a log, an error, a conversion
+/// ([`NOT_SINKS`]), or a call on a logger or `print`.
+fn not_a_sink(tail: &str, call: &PyNode<'_>) -> bool {
+    let receiver = callee(call).unwrap_or_default();
+    NOT_SINKS.contains(&tail)
+        || receiver
+            .split('.')
+            .next()
+            .is_some_and(|r| r.to_ascii_lowercase().contains("log") || r == "print")
+}
+
 /// The caller's parameters as the handler can use them (`_: User = Depends(…)` is only a gate).
 fn callers(ps: &[Param]) -> Vec<String> {
     ps.iter()
@@ -880,8 +896,7 @@ impl Check for TenantIdUnchecked {
             return;
         }
         // A router declared here with dependencies may check the tenant of every route (we cannot tell which).
-        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
-        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+        if router_declares_dependencies(root) {
             return;
         }
         let imports = ctx.imports(root);
@@ -1062,12 +1077,7 @@ impl Check for TenantIdUnchecked {
                                 checked = true;
                                 continue;
                             }
-                            let receiver = callee(n).unwrap_or_default();
-                            if NOT_SINKS.contains(&tail.as_str())
-                                || receiver.split('.').next().is_some_and(|r| {
-                                    r.to_ascii_lowercase().contains("log") || r == "print"
-                                })
-                            {
+                            if not_a_sink(&tail, n) {
                                 continue;
                             }
                             // The first call the id goes into (in the source's order) is the one to name.
@@ -1227,17 +1237,29 @@ impl Check for StreamByIdWithoutOwnerCheck {
 
 /// The text of `node` without its comments and docstrings (what the code does, not what its prose says).
 fn code_text(node: &PyNode<'_>) -> String {
-    let mut text = node.text().to_string();
+    let text = node.text();
+    let base = node.range().start;
+    let mut out = String::with_capacity(text.len());
+    // One pass: nodes come in source order, so the text between the prose nodes is copied as it is met.
+    let mut at = 0;
     for n in node.dfs() {
         let prose = n.kind() == "comment"
             || (n.kind() == "string"
                 && n.parent()
                     .is_some_and(|p| p.kind() == "expression_statement"));
-        if prose {
-            text = text.replace(n.text().as_ref(), "");
+        if !prose {
+            continue;
         }
+        let r = n.range();
+        let (start, end) = (r.start - base, r.end - base);
+        if start < at {
+            continue;
+        }
+        out.push_str(text.get(at..start).unwrap_or(""));
+        at = end;
     }
-    text
+    out.push_str(text.get(at..).unwrap_or(""));
+    out
 }
 
 /// I1 `route-lists-every-tenant`: a route handler takes the caller and never uses it, yet queries a tenant- or
@@ -1270,8 +1292,7 @@ impl Check for RouteListsEveryTenant {
         if handlers.is_empty() || models.is_empty() {
             return;
         }
-        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
-        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+        if router_declares_dependencies(root) {
             return;
         }
         let imports = ctx.imports(root);
@@ -1395,8 +1416,7 @@ impl Check for WebhookTenantUnverified {
         if handlers.is_empty() || ctx.repo.tenant_models().is_empty() {
             return;
         }
-        let squashed: String = root.text().chars().filter(|c| !c.is_whitespace()).collect();
-        if squashed.contains("APIRouter(") && squashed.contains("dependencies=[") {
+        if router_declares_dependencies(root) {
             return;
         }
         let imports = ctx.imports(root);
@@ -1456,12 +1476,7 @@ impl Check for WebhookTenantUnverified {
                     let args = n.field("arguments")?.text().to_string();
                     let t = tenants.iter().find(|t| mentions_expr(&args, t))?;
                     let tail = imports.callee_tail(n).unwrap_or_default();
-                    let receiver = callee(n).unwrap_or_default();
-                    let quiet = NOT_SINKS.contains(&tail.as_str())
-                        || QUERY_METHODS.contains(&tail.as_str())
-                        || receiver.split('.').next().is_some_and(|r| {
-                            r.to_ascii_lowercase().contains("log") || r == "print"
-                        });
+                    let quiet = not_a_sink(&tail, n) || QUERY_METHODS.contains(&tail.as_str());
                     (!quiet).then(|| (n.clone(), (*t).to_string(), tail))
                 })
                 .min_by_key(|(n, _, _)| n.range().start);
@@ -1495,6 +1510,25 @@ mod tests {
             .into_iter()
             .map(|p| (p.name, p.identity, p.id))
             .collect()
+    }
+
+    #[test]
+    fn code_text_leaves_out_comments_and_docstrings() {
+        let root = Lang::Python.ast_grep(
+            "def f(user):\n    \"\"\"Checks the user signature.\"\"\"\n    x = 1  # per user\n    return g(x, 'user')\n",
+        );
+        let tree = root.root();
+        let Some(func) = tree.dfs().find(|n| n.kind() == "function_definition") else {
+            panic!("no function");
+        };
+        let Some(body) = func.field("body") else {
+            panic!("no body");
+        };
+        let code = code_text(&body);
+        assert!(!code.contains("signature"), "{code}");
+        assert!(!code.contains("per user"), "{code}");
+        assert!(code.contains("x = 1"), "{code}");
+        assert!(code.contains("'user'"), "a string argument is code: {code}");
     }
 
     #[test]
