@@ -851,6 +851,12 @@ fn not_a_sink(tail: &str, call: &PyNode<'_>) -> bool {
             .is_some_and(|r| r.to_ascii_lowercase().contains("log") || r == "print")
 }
 
+/// A route the I1 route checks leave alone: for administrators only (by its name, its route, or a dependency of
+/// a parameter), or declaring decorator `dependencies=` that may check anything.
+fn left_alone(func: &PyNode<'_>, head: &str, ps: &[Param]) -> bool {
+    is_admin_handler(func) || head.contains("dependencies=") || ps.iter().any(|p| p.admin)
+}
+
 /// The caller's parameters as the handler can use them (`_: User = Depends(…)` is only a gate).
 fn callers(ps: &[Param]) -> Vec<String> {
     ps.iter()
@@ -903,11 +909,8 @@ impl Check for TenantIdUnchecked {
         let models = ctx.repo.tenant_models();
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if is_admin_handler(func) || head.contains("dependencies=") {
-                continue;
-            }
             let ps = params(func);
-            if ps.iter().any(|p| p.admin)
+            if left_alone(func, &head, &ps)
                 || ps.iter().any(|p| {
                     p.depends.as_deref().is_some_and(|d| {
                         let factory = d.matches('(').count() >= 2;
@@ -1155,11 +1158,8 @@ impl Check for StreamByIdWithoutOwnerCheck {
         let imports = ctx.imports(root);
         for func in &route_handlers(root, ctx) {
             let (name, head) = name_and_decorators(func);
-            if is_admin_handler(func) || head.contains("dependencies=") {
-                continue;
-            }
             let ps = params(func);
-            if ps.iter().any(|p| p.admin) {
+            if left_alone(func, &head, &ps) {
                 continue;
             }
             let who = callers(&ps);
@@ -1298,13 +1298,10 @@ impl Check for RouteListsEveryTenant {
         let imports = ctx.imports(root);
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if is_admin_handler(func) || is_public_by_design(func) || head.contains("dependencies=")
-            {
-                continue;
-            }
             let ps = params(func);
             // A listing: a handler given a request id loads or lists by it (the other checks').
-            if ps.iter().any(|p| p.admin || p.id) {
+            if left_alone(func, &head, &ps) || is_public_by_design(func) || ps.iter().any(|p| p.id)
+            {
                 continue;
             }
             let who = callers(&ps);

@@ -57,6 +57,19 @@ pub fn is_route_handler(func: &PyNode<'_>) -> bool {
     is_web_or_mcp_handler(func)
 }
 
+/// Does the function's name contain one of `name_words`, or one of its decorators (its route) one of
+/// `route_words` (all lower-case)?
+fn named_or_routed(func: &PyNode<'_>, name_words: &[&str], route_words: &[&str]) -> bool {
+    let named = function_name(func)
+        .map(|n| n.to_ascii_lowercase())
+        .is_some_and(|n| name_words.iter().any(|w| n.contains(w)));
+    named
+        || decorators(func).iter().any(|d| {
+            let t = d.text().to_ascii_lowercase();
+            route_words.iter().any(|w| t.contains(w))
+        })
+}
+
 /// Is this route handler a step of a sign-in or connection flow (an OAuth callback, a login, an app install), which
 /// each user runs once per sign-in or connection rather than per request of their work? By the function's name
 /// (`…_callback`, `oauth_…`, `login`, `authorize`, `install`) or its route's path (`/callback`, `/oauth`, `/login`).
@@ -76,23 +89,18 @@ pub fn is_auth_flow_handler(func: &PyNode<'_>) -> bool {
         "authorize",
         "install",
     ];
-    let named = function_name(func)
-        .map(|n| n.to_ascii_lowercase())
-        .is_some_and(|n| WORDS.iter().any(|w| n.contains(w)));
-    let routed = decorators(func).iter().any(|d| {
-        let t = d.text().to_ascii_lowercase();
-        [
+    named_or_routed(
+        func,
+        WORDS,
+        &[
             "/callback",
             "/oauth",
             "/login",
             "/authorize",
             "/install",
             "/sso",
-        ]
-        .iter()
-        .any(|w| t.contains(w))
-    });
-    named || routed
+        ],
+    )
 }
 
 /// Is this route handler for administrators only: its name or its route says `admin`, or a parameter's dependency
@@ -102,10 +110,6 @@ pub fn is_admin_handler(func: &PyNode<'_>) -> bool {
     if !is_route_handler(func) {
         return false;
     }
-    let named = function_name(func).is_some_and(|n| n.to_ascii_lowercase().contains("admin"));
-    let routed = decorators(func)
-        .iter()
-        .any(|d| d.text().to_ascii_lowercase().contains("admin"));
     let gated = func.field("parameters").is_some_and(|ps| {
         ps.children().any(|p| {
             p.field("value").is_some_and(|v| {
@@ -115,7 +119,7 @@ pub fn is_admin_handler(func: &PyNode<'_>) -> bool {
             })
         })
     });
-    named || routed || gated
+    named_or_routed(func, &["admin"], &["admin"]) || gated
 }
 
 /// Is this route handler public by design, so that taking no caller is its contract rather than an omission: a
@@ -151,14 +155,7 @@ pub fn is_public_by_design(func: &PyNode<'_>) -> bool {
         "marketplace",
         "internal",
     ];
-    let named = function_name(func)
-        .map(|n| n.to_ascii_lowercase())
-        .is_some_and(|n| WORDS.iter().any(|w| n.contains(w)));
-    let routed = decorators(func).iter().any(|d| {
-        let t = d.text().to_ascii_lowercase();
-        WORDS.iter().any(|w| t.contains(w))
-    });
-    named || routed
+    named_or_routed(func, WORDS, WORDS)
 }
 
 /// Functions that run once, before the server takes traffic or after it stops: blocking there delays start-up,
