@@ -1,6 +1,7 @@
 //! Local audits: the engine fed from git (a pull request's view) or from the files on disk (`--all-lines`).
 
 use crate::analysis::context::needs_globset;
+use crate::analysis::moved;
 use crate::analysis::plan::{self, PathPolicy};
 use crate::analysis::semantic::reach::Reach;
 use crate::analysis::{Engine, FileOutcome, RepoContext};
@@ -59,6 +60,9 @@ struct Plan {
     skipped: Vec<Skipped>,
     /// The root is a git work tree.
     git: bool,
+    /// A change's old side: the revision and the files it removed lines from, with those lines (for findings of
+    /// code the change moved, [`crate::analysis::moved`]).
+    old_side: Option<(String, Vec<(String, LineSet)>)>,
 }
 
 enum Source {
@@ -154,6 +158,7 @@ pub fn run_cached(
         source,
         mut skipped,
         git,
+        old_side,
     } = plan;
     let changed =
         changed.unwrap_or_else(|| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
@@ -239,6 +244,17 @@ pub fn run_cached(
             Err(reason) => skipped.push(Skipped { path, reason }),
         }
     }
+    if let (Source::Revision { repo, rev }, Some((old_rev, old_files))) = (&source, &old_side) {
+        report.moved = drop_moved(
+            engine,
+            repo,
+            rev,
+            old_rev,
+            old_files,
+            &repo_ctx,
+            &mut report.findings,
+        )?;
+    }
     report
         .findings
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -246,6 +262,71 @@ pub fn run_cached(
     report.skipped = skipped;
     report.capped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((report, cache.map(Cache::finish)))
+}
+
+/// Drops the findings whose code the change moved rather than wrote ([`crate::analysis::moved`]): the old side of
+/// the files whose removed lines hold a finding's first line is analysed on those lines. Returns how many.
+fn drop_moved(
+    engine: &Engine,
+    repo: &Repo,
+    head: &str,
+    old_rev: &str,
+    old_files: &[(String, LineSet)],
+    repo_ctx: &RepoContext,
+    findings: &mut Vec<crate::report::Finding>,
+) -> Result<usize, AuditError> {
+    if findings.is_empty() || old_files.is_empty() {
+        return Ok(0);
+    }
+    let mut paths: Vec<String> = findings.iter().map(|f| f.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    let head_texts: std::collections::HashMap<String, String> = paths
+        .iter()
+        .cloned()
+        .zip(repo.read_files(head, &paths)?)
+        .filter_map(|(p, b)| b.map(|b| (p, String::from_utf8_lossy(&b).into_owned())))
+        .collect();
+    let head_text = |p: &str| head_texts.get(p).map(String::as_str);
+    let old_names: Vec<String> = old_files.iter().map(|(p, _)| p.clone()).collect();
+    let old_texts: Vec<String> = repo
+        .read_files(old_rev, &old_names)?
+        .into_iter()
+        .map(|b| {
+            b.map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let removed: Vec<Vec<usize>> = old_files.iter().map(|(_, l)| l.iter().collect()).collect();
+    let sides: Vec<moved::OldSide<'_>> = old_texts
+        .iter()
+        .zip(&removed)
+        .map(|(text, removed)| moved::OldSide { text, removed })
+        .collect();
+    let wanted = moved::candidates(findings, head_text, &sides);
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let old_engine = engine.for_old_side();
+    let before: Vec<(crate::report::Finding, &str)> = wanted
+        .par_iter()
+        .flat_map_iter(|&i| {
+            let (path, lines) = &old_files[i];
+            let text = old_texts[i].as_str();
+            old_engine
+                .analyze_bytes(path, text.as_bytes(), Some(lines), repo_ctx)
+                .findings
+                .into_iter()
+                .map(move |f| (f, text))
+        })
+        .collect();
+    let n = moved::drop_moved(findings, head_text, &before);
+    tracing::info!(
+        moved = n,
+        old_files = wanted.len(),
+        "findings of code the change moved"
+    );
+    Ok(n)
 }
 
 /// The repository around the audited files: what changed, the tree's paths, and the contents of the files
@@ -380,7 +461,18 @@ fn plan_diff(
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     let mut changed = Vec::new();
+    let mut old_files = Vec::new();
     for d in diffs {
+        if let Some(old) = &d.old_path
+            && !d.binary
+            && !d.submodule
+            && matches!(plan::path_policy(old), PathPolicy::Analyse)
+        {
+            let lines = d.deleted_lines();
+            if !lines.is_empty() {
+                old_files.push((old.clone(), lines));
+            }
+        }
         let Some(path) = d.new_path.clone() else {
             continue; // deleted: nothing left to review
         };
@@ -421,6 +513,7 @@ fn plan_diff(
         source: Source::Revision { repo, rev: head },
         skipped,
         git: true,
+        old_side: Some((merge_base, old_files)),
     })
 }
 
@@ -450,6 +543,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
             source: Source::Revision { repo, rev },
             skipped,
             git: true,
+            old_side: None,
         });
     }
     let (root, git) = match Repo::open(&req.repo) {
@@ -517,6 +611,7 @@ fn plan_all_lines(req: &AuditRequest, config: &RepoConfig) -> Result<Plan, Audit
         source: Source::WorkTree,
         skipped,
         git,
+        old_side: None,
     })
 }
 

@@ -385,3 +385,56 @@ fn a_detector_with_its_own_conforming_pattern_shows_it_instead_of_the_rules() {
             .contains("CORSMiddleware")
     );
 }
+
+/// An async route with a blocking call (C5-blocking-sleep, high) and a sync helper with the same call.
+const ROUTES: &str = "import time\n\n\nasync def slow():\n    time.sleep(1)\n    return 1\n\n\ndef helper():\n    time.sleep(2)\n    return 2\n";
+
+#[test]
+fn code_the_change_moved_is_not_blamed_on_it_but_a_new_context_is() {
+    let repo = TestRepo::new();
+    repo.write("app/routes.py", ROUTES);
+    repo.write("app/other.py", "X = 1\n");
+    repo.commit("base");
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    // `slow` moves to another module, re-wrapped (the same code, whitespace aside): its old problem is not the
+    // change's.
+    repo.write(
+        "app/routes.py",
+        "import time\n\n\ndef helper():\n    time.sleep(2)\n    return 2\n",
+    );
+    repo.write(
+        "app/other.py",
+        "import time\n\nX = 1\n\n\nasync def slow():\n    time.sleep( 1 )\n    return 1\n",
+    );
+    repo.commit("move slow");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(triples(&report), vec![], "{report}");
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["summary"]["moved"], 1, "{report}");
+
+    // The sync helper's call moved into an `async def`: a new problem, the change's.
+    repo.write("app/routes.py", "import time\n");
+    repo.write(
+        "app/other.py",
+        "import time\n\nX = 1\n\n\nasync def slow():\n    time.sleep( 1 )\n    return 1\n\n\nasync def helper():\n    time.sleep(2)\n    return 2\n",
+    );
+    repo.commit("helper becomes async");
+    let (code, report) = run_json(
+        repo.path(),
+        &["audit", "--base", "main", "--head", "feature"],
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        triples(&report),
+        vec![(
+            "C5-blocking-sleep".to_string(),
+            "app/other.py".to_string(),
+            12
+        )],
+        "{report}"
+    );
+    assert_eq!(report["summary"]["moved"], 1, "{report}");
+}

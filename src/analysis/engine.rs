@@ -146,6 +146,21 @@ impl Engine {
         }
     }
 
+    /// The engine for the old side of a change ([`super::moved`]): the same rules and choices, but every finding
+    /// reported, the service or not (a function moved out of a module no entry point reaches is still moved).
+    pub fn for_old_side(&self) -> Engine {
+        let mut overrides = self.overrides.clone();
+        overrides.report_not_service = true;
+        Engine {
+            rules: self.rules.clone(),
+            overrides,
+            max_file_bytes: self.max_file_bytes,
+            time_limit: self.time_limit,
+            max_findings: self.max_findings,
+            timings: None,
+        }
+    }
+
     /// Count where analysis time goes from now on; read it back from [`Engine::timings`].
     pub fn with_timings(mut self) -> Self {
         self.timings = Some(Arc::new(Timings::new(self.rules.detectors.len())));
@@ -977,6 +992,28 @@ fn one_per_cause(findings: Vec<Finding>, text: &str, lines: &LineIndex) -> Vec<F
     out
 }
 
+/// How many other lines a finding's message says it also covers (the `also on` list [`one_per_cause`] writes);
+/// 0 for a finding of one line.
+pub fn also_count(message: &str) -> usize {
+    let Some(list) = message
+        .strip_suffix(" of this function)")
+        .and_then(|m| m.rsplit_once(" (also on "))
+        .map(|(_, list)| list)
+    else {
+        return 0;
+    };
+    let list = list
+        .strip_prefix("lines ")
+        .or_else(|| list.strip_prefix("line "))
+        .unwrap_or(list);
+    list.split(", ")
+        .map(|part| match part.strip_suffix(" more") {
+            Some(n) => n.parse().unwrap_or(0),
+            None => usize::from(part.parse::<usize>().is_ok()),
+        })
+        .sum()
+}
+
 /// For every line (1-based index; `[0]` unused), the line of the `def` it belongs to: the innermost function
 /// whose `def`/`async def` line is indented less than every line between. `None` at module level, in a class
 /// body, and after a line at a lower indentation that is no `def` (a string's line at column 0 ends every
@@ -1174,8 +1211,10 @@ mod tests {
             "{}",
             got[0].1
         );
+        assert_eq!(also_count(got[0].1), 2);
         assert_eq!(got[1].0, 12);
         assert!(!got[1].1.contains("also on"), "{}", got[1].1);
+        assert_eq!(also_count(got[1].1), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod examples;
 pub mod language;
 pub mod limits;
+pub mod moved;
 pub mod nodes;
 pub mod plan;
 pub mod repo_model;

@@ -73,7 +73,11 @@ fn group_changes(
                 .flat_map(|(_, n)| n.clone())
                 .map(|i| i + 1)
                 .collect(),
-            removed: group.iter().map(|(o, _)| o.len()).sum(),
+            deleted: group
+                .iter()
+                .flat_map(|(o, _)| o.clone())
+                .map(|i| i + 1)
+                .collect(),
         });
         first = last + 1;
     }

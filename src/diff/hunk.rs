@@ -80,8 +80,9 @@ fn parse_one_hunk(
     let mut old_left = old_lines;
     let mut new_left = new_lines;
     let mut next_new = new_start;
+    let mut next_old = old_start;
     let mut added = Vec::new();
-    let mut removed = 0usize;
+    let mut deleted = Vec::new();
     while old_left > 0 || new_left > 0 {
         let line_no = *pos + 1;
         let Some(&line) = lines.get(*pos) else {
@@ -109,13 +110,15 @@ fn parse_one_hunk(
                 old_left -= 1;
                 new_left -= 1;
                 next_new = next_new.saturating_add(1);
+                next_old = next_old.saturating_add(1);
             }
             b'-' => {
                 if old_left == 0 {
                     return Err(count_error(line_no, header_no, "'-'", old_left, new_left));
                 }
                 old_left -= 1;
-                removed += 1;
+                deleted.push(next_old);
+                next_old = next_old.saturating_add(1);
             }
             b'+' => {
                 if new_left == 0 {
@@ -156,7 +159,7 @@ fn parse_one_hunk(
         new_start,
         new_lines,
         added,
-        removed,
+        deleted,
     })
 }
 

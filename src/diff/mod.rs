@@ -54,8 +54,8 @@ pub struct Hunk {
     pub new_lines: usize,
     /// New-side line numbers of the `+` lines in this hunk, ascending.
     pub added: Vec<usize>,
-    /// Count of `-` lines.
-    pub removed: usize,
+    /// Old-side line numbers of the `-` lines in this hunk, ascending.
+    pub deleted: Vec<usize>,
 }
 
 /// The diff of one file.
@@ -93,6 +93,14 @@ impl FileDiff {
         self.hunks
             .iter()
             .flat_map(|h| h.added.iter().copied())
+            .collect()
+    }
+
+    /// Old-side lines removed or modified (the `-` lines).
+    pub fn deleted_lines(&self) -> LineSet {
+        self.hunks
+            .iter()
+            .flat_map(|h| h.deleted.iter().copied())
             .collect()
     }
 

@@ -5,14 +5,14 @@
 
 use super::api::{NewComment, PrFile, ReviewThread};
 use super::client::{GitHub, GitHubError};
-use crate::analysis::{Engine, RepoContext, RuleSet};
+use crate::analysis::{Engine, RepoContext, RuleSet, moved};
 use crate::diff::{self, LineSet};
 use crate::queue::JobStore;
 use crate::repo_config::{self, RepoConfig};
 use crate::report::markdown::{self, CHECK_NAME};
 use crate::report::{FailOn, Finding, Severity};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Files larger than this are not fetched (the shared planning policy's limit).
@@ -87,6 +87,9 @@ struct ChangedFile {
     commentable: LineSet,
 }
 
+/// A file the pull request removed lines from: its base path and those lines (old-side numbers).
+type OldFile = (String, LineSet);
+
 pub struct Reviewer {
     pub gh: Arc<GitHub>,
     pub rules: Arc<RuleSet>,
@@ -154,7 +157,7 @@ impl Reviewer {
             .filter(|f| f.status != "removed")
             .map(|f| f.filename.clone())
             .collect();
-        let (mut changed, skipped) = changed_files(&files);
+        let (mut changed, skipped, mut olds) = changed_files(&files);
         for (path, why) in &skipped {
             notes.push(format!("Skipped `{path}`: {why}."));
         }
@@ -244,12 +247,19 @@ impl Reviewer {
             if f.patch.is_none() {
                 let base_path = f.previous.clone().unwrap_or_else(|| f.path.clone());
                 let old = base_versions
-                    .get(&(base_sha.clone(), base_path))
+                    .get(&(base_sha.clone(), base_path.clone()))
                     .cloned()
                     .flatten()
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
                 let hunks = diff::diff_texts(&old, &String::from_utf8_lossy(&bytes), 3);
+                let deleted: LineSet = hunks
+                    .iter()
+                    .flat_map(|h| h.deleted.iter().copied())
+                    .collect();
+                if !deleted.is_empty() {
+                    olds.push((base_path, deleted));
+                }
                 for h in &hunks {
                     for &l in &h.added {
                         f.added.insert(l);
@@ -324,6 +334,14 @@ impl Reviewer {
         }
 
         let paths: Vec<String> = inputs.iter().map(|(p, _, _)| p.clone()).collect();
+        // What the old side needs to tell code the change moved from code it wrote (only when it removed lines).
+        let moved_ctx = (!olds.is_empty()).then(|| {
+            let texts: HashMap<String, String> = inputs
+                .iter()
+                .map(|(p, b, _)| (p.clone(), String::from_utf8_lossy(b).into_owned()))
+                .collect();
+            (engine.for_old_side(), repo_ctx.clone(), texts)
+        });
         // In a child process under `serve` (a crash, memory or time limit ends the child, not the server).
         let analysed = self
             .runner
@@ -352,6 +370,26 @@ impl Reviewer {
             notes.push(format!(
                 "{not_service} finding(s) held back in code that is not the running service (scripts, examples, tests, development Compose files, modules no entry point imports, functions nothing calls); `paths.report_not_service: true` in `.github/prodaudit.yml` reports them."
             ));
+        }
+        if let Some((old_engine, old_ctx, texts)) = moved_ctx
+            && !findings.is_empty()
+        {
+            let moved = self
+                .drop_moved(
+                    t,
+                    &base_sha,
+                    &olds,
+                    &texts,
+                    (old_engine, old_ctx),
+                    job.map(|j| j.id),
+                    &mut findings,
+                )
+                .await;
+            if moved > 0 {
+                notes.push(format!(
+                    "{moved} finding(s) held back: this pull request moved their code rather than wrote it (the same problem was reported on lines it removed)."
+                ));
+            }
         }
         findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         outcome.findings = findings.len();
@@ -401,6 +439,82 @@ impl Reviewer {
             .await?;
         outcome.resolved = publisher.resolve_gone(&findings, &threads).await?;
         Ok(outcome)
+    }
+
+    /// Drops the findings whose code the pull request moved rather than wrote ([`crate::analysis::moved`]): the
+    /// base version of the files whose removed lines hold a finding's first line is read (one batched request)
+    /// and analysed on those lines. Returns how many were dropped; when the old side cannot be read or analysed,
+    /// every finding stays.
+    #[allow(clippy::too_many_arguments)]
+    async fn drop_moved(
+        &self,
+        t: &AuditTarget,
+        base_sha: &str,
+        olds: &[OldFile],
+        head_texts: &HashMap<String, String>,
+        (old_engine, old_ctx): (Engine, RepoContext),
+        job: Option<i64>,
+        findings: &mut Vec<Finding>,
+    ) -> usize {
+        let wanted: Vec<(String, String)> = olds
+            .iter()
+            .map(|(p, _)| (base_sha.to_string(), p.clone()))
+            .collect();
+        let blobs = match self.fetch_blobs(t, &wanted).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(repo = %t.repo, error = %e, "old side not read: findings of moved code are kept");
+                return 0;
+            }
+        };
+        let old_texts: Vec<String> = wanted
+            .iter()
+            .map(|k| {
+                blobs
+                    .get(k)
+                    .cloned()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let removed: Vec<Vec<usize>> = olds.iter().map(|(_, l)| l.iter().collect()).collect();
+        let sides: Vec<moved::OldSide<'_>> = old_texts
+            .iter()
+            .zip(&removed)
+            .map(|(text, removed)| moved::OldSide { text, removed })
+            .collect();
+        let head_text = |p: &str| head_texts.get(p).map(String::as_str);
+        let picked = moved::candidates(findings, head_text, &sides);
+        if picked.is_empty() {
+            return 0;
+        }
+        let inputs: Vec<crate::sandbox::AnalysisFile> = picked
+            .iter()
+            .map(|&i| {
+                (
+                    olds[i].0.clone(),
+                    old_texts[i].clone().into_bytes(),
+                    Some(olds[i].1.clone()),
+                )
+            })
+            .collect();
+        let outcomes = match self.runner.analyze(old_engine, inputs, old_ctx, job).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(repo = %t.repo, error = %e, "old side not analysed: findings of moved code are kept");
+                return 0;
+            }
+        };
+        let before: Vec<(Finding, &str)> = outcomes
+            .into_iter()
+            .zip(&picked)
+            .flat_map(|(o, &i)| {
+                let text = old_texts[i].as_str();
+                o.findings.into_iter().map(move |f| (f, text))
+            })
+            .collect();
+        moved::drop_moved(findings, head_text, &before)
     }
 
     /// The publishing half of this audit (see [`Publisher`]).
@@ -938,10 +1052,29 @@ fn context_may_matter(rules: &RuleSet, inputs: &[(String, Vec<u8>, Option<LineSe
 
 /// Which files of the pull request to read, with their changed and commentable lines from the patch; and the
 /// files skipped with the reason.
-fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) {
+/// Also the files it removed lines from, by their base path, with the lines of their patch (removed files
+/// included).
+fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>, Vec<OldFile>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
+    let mut olds = Vec::new();
     for f in files {
+        let old_path = f.previous_filename.as_ref().unwrap_or(&f.filename);
+        if f.status != "added"
+            && let Some(Ok(hunks)) = f.patch.as_deref().map(diff::parse_patch)
+            && matches!(
+                crate::analysis::plan::path_policy(old_path),
+                crate::analysis::plan::PathPolicy::Analyse
+            )
+        {
+            let deleted: LineSet = hunks
+                .iter()
+                .flat_map(|h| h.deleted.iter().copied())
+                .collect();
+            if !deleted.is_empty() {
+                olds.push((old_path.clone(), deleted));
+            }
+        }
         if f.status == "removed" {
             continue;
         }
@@ -987,7 +1120,7 @@ fn changed_files(files: &[PrFile]) -> (Vec<ChangedFile>, Vec<(String, String)>) 
             commentable,
         });
     }
-    (out, skipped)
+    (out, skipped, olds)
 }
 
 pub use crate::analysis::plan::is_vendored;

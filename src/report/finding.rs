@@ -169,6 +169,9 @@ pub struct Report {
     /// Critical/high findings held back because their file is not the running service.
     #[serde(default)]
     pub not_service: usize,
+    /// Findings held back because the change moved their code rather than wrote it ([`crate::analysis::moved`]).
+    #[serde(default)]
+    pub moved: usize,
     /// Files whose findings were capped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<Capped>,

@@ -154,6 +154,9 @@ pub struct Summary {
     /// Critical/high findings held back because their file is not the running service (scripts, examples,
     /// tests, development Compose files …).
     pub not_service: usize,
+    /// Findings held back because the change moved their code (the same problem, reported the same way, was on
+    /// lines the change removed).
+    pub moved: usize,
     /// The fail-on level the run was judged against.
     #[serde(serialize_with = "serialize_display")]
     pub fail_on: FailOn,
@@ -194,6 +197,7 @@ pub fn summary(report: &Report, fail_on: FailOn) -> Summary {
         capped: report.capped.clone(),
         suppressed: report.suppressed,
         not_service: report.not_service,
+        moved: report.moved,
         fail_on,
         failed,
         files_with_findings: paths.len(),
@@ -257,6 +261,9 @@ fn summary_line(summary: &Summary, color: bool) -> String {
             "{} held back (not the service)",
             summary.not_service
         ));
+    }
+    if summary.moved > 0 {
+        parts.push(format!("{} held back (moved, not written)", summary.moved));
     }
     let verdict = if summary.failed {
         ansi::paint("FAILED", ansi::BOLD_RED, color)
@@ -454,6 +461,7 @@ mod test_support {
             ],
             suppressed: 1,
             not_service: 0,
+            moved: 0,
             capped: Vec::new(),
         }
     }
@@ -527,6 +535,7 @@ mod test_support {
             }],
             suppressed: usize::MAX,
             not_service: usize::MAX,
+            moved: usize::MAX,
             capped: Vec::new(),
         }
     }

@@ -594,7 +594,15 @@ async fn files(
         .take(per_page)
         .map(|(path, existed, new)| {
             let Some(new) = new else {
-                return json!({"filename": path, "status": "removed", "changes": 1});
+                // A removed file's patch is every line removed (when it is text).
+                let mut f = json!({"filename": path, "status": "removed", "changes": 1});
+                if let Some(old) = base.get(&path)
+                    && !world.no_patch.contains(&path)
+                    && !is_binary(old)
+                {
+                    f["patch"] = unified_patch(&String::from_utf8_lossy(old), "").into();
+                }
+                return f;
             };
             let mut f = json!({
                 "filename": path,

@@ -32,7 +32,7 @@ fn diff_texts_groups_like_git() {
                 new_start: 1,
                 new_lines: 5,
                 added: vec![2],
-                removed: 1
+                deleted: vec![2]
             },
             Hunk {
                 old_start: 8,
@@ -40,7 +40,7 @@ fn diff_texts_groups_like_git() {
                 new_start: 8,
                 new_lines: 4,
                 added: vec![11],
-                removed: 1
+                deleted: vec![11]
             },
         ]
     );
@@ -53,7 +53,7 @@ fn diff_texts_groups_like_git() {
             new_start: 1,
             new_lines: 11,
             added: vec![2, 11],
-            removed: 2
+            deleted: vec![2, 11]
         }]
     );
     assert_eq!(
@@ -65,7 +65,7 @@ fn diff_texts_groups_like_git() {
                 new_start: 2,
                 new_lines: 1,
                 added: vec![2],
-                removed: 1
+                deleted: vec![2]
             },
             Hunk {
                 old_start: 11,
@@ -73,7 +73,7 @@ fn diff_texts_groups_like_git() {
                 new_start: 11,
                 new_lines: 1,
                 added: vec![11],
-                removed: 1
+                deleted: vec![11]
             },
         ]
     );
@@ -86,7 +86,7 @@ fn diff_texts_groups_like_git() {
             new_start: 3,
             new_lines: 1,
             added: vec![3],
-            removed: 0
+            deleted: vec![]
         }]
     );
     assert_eq!(
@@ -97,7 +97,7 @@ fn diff_texts_groups_like_git() {
             new_start: 2,
             new_lines: 0,
             added: vec![],
-            removed: 1
+            deleted: vec![3]
         }]
     );
 }
@@ -114,7 +114,7 @@ fn diff_texts_edge_cases() {
             new_start: 1,
             new_lines: 2,
             added: vec![1, 2],
-            removed: 0
+            deleted: vec![]
         }]
     );
     assert_eq!(
@@ -125,7 +125,7 @@ fn diff_texts_edge_cases() {
             new_start: 0,
             new_lines: 0,
             added: vec![],
-            removed: 2
+            deleted: vec![1, 2]
         }]
     );
     // A missing final newline is a change of that line, as in git.
@@ -137,7 +137,7 @@ fn diff_texts_edge_cases() {
             new_start: 1,
             new_lines: 2,
             added: vec![2],
-            removed: 1
+            deleted: vec![2]
         }]
     );
     // Only '\n' ends a line (git's rule); a lone '\r' does not.
@@ -149,7 +149,7 @@ fn diff_texts_edge_cases() {
             new_start: 1,
             new_lines: 1,
             added: vec![1],
-            removed: 1
+            deleted: vec![1]
         }]
     );
     // CRLF lines are lines.
@@ -245,6 +245,10 @@ fn diff_texts_agrees_with_similar_unified_output() {
                 .collect();
             assert_eq!(file.added_lines(), not_equal, "{label}");
             assert_eq!(file.added_lines(), inserted, "{label}");
+            let not_kept: LineSet = (1..=old_lines.len())
+                .filter(|&l| !equal_pairs.iter().any(|&(o, _)| o + 1 == l))
+                .collect();
+            assert_eq!(file.deleted_lines(), not_kept, "{label}");
 
             // 3. Commentable lines: every new-side line within `context` lines of a change.
             let mut window = LineSet::new();

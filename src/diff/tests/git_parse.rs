@@ -67,7 +67,7 @@ fn modification_with_two_hunks() {
                 new_start: 1,
                 new_lines: 7,
                 added: vec![2, 3],
-                removed: 1
+                deleted: vec![2]
             },
             Hunk {
                 old_start: 20,
@@ -75,7 +75,7 @@ fn modification_with_two_hunks() {
                 new_start: 21,
                 new_lines: 5,
                 added: vec![23],
-                removed: 0
+                deleted: vec![]
             },
         ]
     );
@@ -147,11 +147,12 @@ fn deleted_file() {
             new_start: 0,
             new_lines: 0,
             added: vec![],
-            removed: 2
+            deleted: vec![1, 2]
         }]
     );
     assert!(f.added_lines().is_empty());
     assert!(f.commentable_lines().is_empty());
+    assert_eq!(f.deleted_lines(), set(&[1, 2]));
 }
 
 #[test]
@@ -417,7 +418,7 @@ fn no_newline_markers_are_not_lines() {
             new_start: 1,
             new_lines: 3,
             added: vec![2, 3],
-            removed: 1
+            deleted: vec![2]
         }]
     );
     assert_eq!(files[1].added_lines(), set(&[1]));
@@ -539,7 +540,7 @@ fn content_lines_that_look_like_headers_are_content() {
             new_start: 1,
             new_lines: 4,
             added: vec![1, 2, 4],
-            removed: 2
+            deleted: vec![1, 3]
         }]
     );
     assert_eq!(files[1].added_lines(), set(&[1]));
@@ -620,7 +621,7 @@ fn hunk_header_forms() {
                 new_start: 3,
                 new_lines: 1,
                 added: vec![3],
-                removed: 1
+                deleted: vec![3]
             },
             Hunk {
                 old_start: 10,
@@ -628,7 +629,7 @@ fn hunk_header_forms() {
                 new_start: 11,
                 new_lines: 2,
                 added: vec![11, 12],
-                removed: 0
+                deleted: vec![]
             },
             Hunk {
                 old_start: 20,
@@ -636,7 +637,7 @@ fn hunk_header_forms() {
                 new_start: 21,
                 new_lines: 0,
                 added: vec![],
-                removed: 2
+                deleted: vec![20, 21]
             },
         ]
     );

@@ -56,13 +56,20 @@ pub(super) fn check_invariants(files: &[FileDiff]) {
         }
         for h in &f.hunks {
             assert!(h.added.len() <= h.new_lines, "{h:?}");
-            assert!(h.removed <= h.old_lines, "{h:?}");
+            assert!(h.deleted.len() <= h.old_lines, "{h:?}");
             assert_eq!(
-                h.old_lines - h.removed,
+                h.old_lines - h.deleted.len(),
                 h.new_lines - h.added.len(),
                 "{h:?}"
             );
             assert!(h.added.windows(2).all(|w| w[0] < w[1]), "{h:?}");
+            assert!(h.deleted.windows(2).all(|w| w[0] < w[1]), "{h:?}");
+            assert!(
+                h.deleted
+                    .iter()
+                    .all(|&l| l >= h.old_start && l < h.old_start + h.old_lines),
+                "{h:?}"
+            );
             assert!(
                 h.added
                     .iter()

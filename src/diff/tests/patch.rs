@@ -17,7 +17,7 @@ fn parse_patch_reads_a_github_patch() {
                 new_start: 10,
                 new_lines: 8,
                 added: vec![11, 12],
-                removed: 1
+                deleted: vec![11]
             },
             Hunk {
                 old_start: 40,
@@ -25,7 +25,7 @@ fn parse_patch_reads_a_github_patch() {
                 new_start: 41,
                 new_lines: 4,
                 added: vec![44],
-                removed: 0
+                deleted: vec![]
             },
         ]
     );
@@ -47,7 +47,7 @@ fn parse_patch_and_parse_git_diff_share_the_hunk_parser() {
             new_start: 1,
             new_lines: 3,
             added: vec![1, 2],
-            removed: 1
+            deleted: vec![1]
         }]
     );
 }

@@ -11,7 +11,7 @@ fn parse_all(input: &[u8]) -> bool {
     if let Ok(hunks) = parse_patch(&String::from_utf8_lossy(input)) {
         for h in &hunks {
             assert_eq!(
-                h.old_lines - h.removed,
+                h.old_lines - h.deleted.len(),
                 h.new_lines - h.added.len(),
                 "{h:?}"
             );
