@@ -187,7 +187,8 @@ fn odd_files_in_a_change_are_handled_without_error() {
     let repo = TestRepo::new();
     repo.write(
         "app/gone.py",
-        "import time\nasync def f():\n    time.sleep(1)\n",
+        // Not the code crlf.py adds (that would be a move, held back).
+        "import time\nasync def f():\n    time.sleep(3)\n",
     );
     repo.write("app/mode.py", "x = 1\n");
     repo.write("app/crlf.py", "x = 1\r\n");
