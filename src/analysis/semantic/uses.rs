@@ -1,6 +1,9 @@
 //! Functions nothing calls: the functions and methods of the repository whose name no other code of the service
 //! mentions (outside comments, tests and code that is not the service, and outside import lines that only bring
-//! the name in). Their code never runs in the service, so a critical/high finding there is a wrong comment.
+//! the name in). Their code never runs in the service, so a critical/high finding there is a wrong comment. A
+//! function only such functions mention is one of them too (the helper of a function nothing calls): names count
+//! from module and class level, from functions never called unused, and from functions found used, to a fixed
+//! point.
 //!
 //! Read from each Python file's text in one pass, as names: a function counts as used when its name appears
 //! anywhere else as a word (a call, a callback handed over, a string naming it, a docstring), so the answer errs
@@ -27,6 +30,9 @@ pub struct DefFact {
     /// Its body can decide nothing about access ([`can_decide`] is false on every line): no `raise`, branch,
     /// comparison, `await`, query or call of a checking helper — it formats, signs or stores what it is given.
     pub passive: bool,
+    /// Hashes of the words of its own body (not of functions nested in it), sorted and unique: they count as uses
+    /// only when the function itself is used.
+    pub uses: Vec<u64>,
 }
 
 /// Words of a function that may decide access besides the checking helpers' own
@@ -75,7 +81,8 @@ fn can_decide(t: &str) -> bool {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NameFacts {
     pub defs: Vec<DefFact>,
-    /// Hashes of the words used, sorted and unique.
+    /// Hashes of the words used outside every function's body (module and class level, decorators, parameters
+    /// and defaults), sorted and unique.
     pub uses: Vec<u64>,
     /// Classes defined here.
     pub classes: Vec<String>,
@@ -160,28 +167,57 @@ pub fn name_facts(text: &str) -> NameFacts {
     let mut facts = NameFacts::default();
     let mut uses: Vec<u64> = Vec::new();
     let mut next_check = MAX_NAMES_PER_FILE;
-    // Enclosing blocks: (indent, class bases when a class).
     // Enclosing blocks: (indent, class bases when a class, index in `defs` when a function).
     let mut stack: Vec<(usize, Option<Vec<String>>, Option<usize>)> = Vec::new();
     let mut decorated = false;
     let mut in_quotes = false;
+    // The words of the line read last and the function whose own body holds it (`None`: outside every body).
+    let mut pending: (Option<usize>, Vec<u64>) = (None, Vec::new());
+    let mut def_uses: Vec<Vec<u64>> = Vec::new();
+    let mut recorded = 0usize;
     let mut lines = text.lines().enumerate();
     while let Some((i, line)) = lines.next() {
-        if uses.len() >= next_check {
+        // The last line's words go to their function's body, or to the file's.
+        let (owner, words_of_line) = std::mem::take(&mut pending);
+        recorded += words_of_line.len();
+        match owner.and_then(|k| def_uses.get_mut(k)) {
+            Some(v) => v.extend(words_of_line),
+            None => uses.extend(words_of_line),
+        }
+        if recorded >= next_check {
             // Counted with repeats: sort them out before giving up.
             uses.sort_unstable();
             uses.dedup();
-            if uses.len() > MAX_NAMES_PER_FILE {
+            for v in &mut def_uses {
+                v.sort_unstable();
+                v.dedup();
+            }
+            let kept = uses.len() + def_uses.iter().map(Vec::len).sum::<usize>();
+            if kept > MAX_NAMES_PER_FILE {
                 facts.uses_everything = true;
                 break;
             }
-            next_check = uses.len() + MAX_NAMES_PER_FILE;
+            next_check = recorded + MAX_NAMES_PER_FILE;
         }
         let t = line.trim_start();
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
         let indent = line.len() - t.len();
+        // A line of code at or left of a block's own indentation closes the block (not a line of a triple-quoted
+        // string, nor the closing bracket of an expression).
+        if !in_quotes && !t.starts_with([')', ']', '}']) {
+            while stack.last().is_some_and(|(d, _, _)| *d >= indent) {
+                stack.pop();
+            }
+        }
+        // The function whose own body holds this line: the innermost open block indented less, when a function.
+        pending.0 = stack
+            .iter()
+            .rev()
+            .find(|(d, _, _)| *d < indent)
+            .and_then(|(_, _, def)| *def);
+        let uses = &mut pending.1;
         if t.starts_with('@') {
             decorated = true;
             uses.extend(words(t).map(hash));
@@ -226,7 +262,9 @@ pub fn name_facts(text: &str) -> NameFacts {
                     line: i + 1,
                     exempt,
                     class_bases,
+                    uses: Vec::new(),
                 });
+                def_uses.push(Vec::new());
             }
             uses.extend(words(&rest[name.len()..]).map(hash));
             stack.push((indent, None, index));
@@ -305,18 +343,28 @@ pub fn name_facts(text: &str) -> NameFacts {
                 }
                 extra += 1;
             }
-            renamed_imports(&all, &mut uses);
+            renamed_imports(&all, uses);
             continue;
         }
         if t.starts_with("import ") {
-            renamed_imports(t, &mut uses);
+            renamed_imports(t, uses);
             continue;
         }
         uses.extend(words(t).map(hash));
     }
+    let (owner, words_of_line) = pending;
+    match owner.and_then(|k| def_uses.get_mut(k)) {
+        Some(v) => v.extend(words_of_line),
+        None => uses.extend(words_of_line),
+    }
     uses.sort_unstable();
     uses.dedup();
     facts.uses = uses;
+    for (d, mut v) in facts.defs.iter_mut().zip(def_uses) {
+        v.sort_unstable();
+        v.dedup();
+        d.uses = v;
+    }
     facts
 }
 
@@ -352,10 +400,22 @@ pub fn unused_functions<'a>(
     counted: impl Fn(&str) -> bool,
     other_texts: &[(String, String)],
 ) -> HashMap<String, Vec<(String, usize)>> {
-    let mut used: Vec<u64> = Vec::new();
     let mut classes: HashSet<&str> = HashSet::new();
-    for (path, facts) in files.clone() {
+    for (_, facts) in files.clone() {
         classes.extend(facts.classes.iter().map(String::as_str));
+    }
+    // Never called unused: exempt, or a method a library's base class may call.
+    let kept_anyway = |d: &DefFact| {
+        d.exempt
+            || d.class_bases
+                .as_ref()
+                .is_some_and(|bases| bases.iter().any(|b| !classes.contains(b.as_str())))
+    };
+    // Uses that count whatever is called: module and class level, the functions kept anyway, other texts.
+    let mut used: HashSet<u64> = HashSet::new();
+    // The other functions by name: their words count once their name is used.
+    let mut by_name: HashMap<u64, Vec<&DefFact>> = HashMap::new();
+    for (path, facts) in files.clone() {
         if !counted(path) {
             continue;
         }
@@ -363,14 +423,34 @@ pub fn unused_functions<'a>(
             return HashMap::new();
         }
         used.extend(facts.uses.iter().copied());
+        for d in &facts.defs {
+            if kept_anyway(d) {
+                used.extend(d.uses.iter().copied());
+            } else {
+                by_name.entry(hash(&d.name)).or_default().push(d);
+            }
+        }
     }
     for (_, text) in other_texts {
         used.extend(words(text).map(hash));
     }
-    {
-        use rayon::slice::ParallelSliceMut;
-        used.par_sort_unstable();
-        used.dedup();
+    // To a fixed point: a used function's words are uses.
+    let mut queue: Vec<u64> = used
+        .iter()
+        .copied()
+        .filter(|h| by_name.contains_key(h))
+        .collect();
+    while let Some(name) = queue.pop() {
+        let Some(defs) = by_name.remove(&name) else {
+            continue;
+        };
+        for d in defs {
+            for &u in &d.uses {
+                if used.insert(u) && by_name.contains_key(&u) {
+                    queue.push(u);
+                }
+            }
+        }
     }
     let mut out: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
     for (path, facts) in files {
@@ -378,13 +458,7 @@ pub fn unused_functions<'a>(
             continue;
         }
         for d in &facts.defs {
-            if d.exempt || used.binary_search(&hash(&d.name)).is_ok() {
-                continue;
-            }
-            // A method a library's base class may call.
-            if let Some(bases) = &d.class_bases
-                && bases.iter().any(|b| !classes.contains(b.as_str()))
-            {
+            if kept_anyway(d) || used.contains(&hash(&d.name)) {
                 continue;
             }
             out.entry(path.clone())
@@ -534,6 +608,91 @@ renamed()
         assert_eq!(names, vec!["check_visibility", "download_tool"]);
         assert_eq!(dead["app/helper.py"][0].1, 5);
         assert!(!dead.contains_key("app/main.py"));
+    }
+
+    #[test]
+    fn a_function_only_unused_functions_call_is_unused_too() {
+        let history = "\
+import time
+
+
+def get_history_by_date_range(channel):
+    return get_conversation_history(channel)
+
+
+def get_conversation_history(channel):
+    time.sleep(1)
+    return format_message(channel)
+
+
+def format_message(m):
+    return m
+
+
+def walk(node):
+    return [walk(c) for c in node]
+
+
+def live_entry():
+    def wrap(x):
+        return x
+
+    if shared_helper:
+        return wrap(shared_helper())
+
+
+def shared_helper():
+    return 1
+
+
+class Reader:
+    LIMIT = class_level_helper()
+
+    def read(self):
+        return method_helper()
+
+
+def class_level_helper():
+    return 2
+
+
+def method_helper():
+    return 3
+";
+        // The only caller of the chain's head is in a module nothing imports (not counted).
+        let indexer =
+            "from app.history import get_history_by_date_range\nget_history_by_date_range('c')\n";
+        let main = "from app.history import live_entry, Reader\nlive_entry()\nReader().read()\n";
+        let facts: BTreeMap<String, NameFacts> = [
+            ("app/history.py", history),
+            ("app/indexer.py", indexer),
+            ("app/main.py", main),
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), name_facts(t)))
+        .collect();
+        let dead = unused_functions(facts.iter(), |p| p != "app/indexer.py", &[]);
+        let names: Vec<&str> = dead["app/history.py"]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // The whole chain (each named only by the one before it), and a function only its own body names.
+        assert_eq!(
+            names,
+            vec![
+                "get_history_by_date_range",
+                "get_conversation_history",
+                "format_message",
+                "walk"
+            ]
+        );
+        // Once the indexer counts, the chain is used all the way down.
+        let dead = unused_functions(facts.iter(), |_| true, &[]);
+        let names: Vec<&str> = dead["app/history.py"]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, vec!["walk"]);
     }
 
     #[test]
