@@ -599,6 +599,7 @@ impl Engine {
                     let mut found = Vec::new();
                     let started = self.clock();
                     check.run(&tree, ctx, &mut found);
+                    except_in(&self.rules.detectors[i].except_in, &tree, ctx, &mut found);
                     self.record(started, |t, d| t.detector(i, d));
                     self.check_matches(i, text, found, &mut out);
                 }
@@ -677,11 +678,10 @@ impl Engine {
                     continue;
                 }
                 // Roles of the enclosing functions the detector leaves alone (`except_in`), from the semantic model.
-                if d.except_in.contains(&Role::Startup)
-                    && crate::analysis::semantic::python::roles::inside_startup_function(
-                        nm.get_node(),
-                    )
-                {
+                if crate::analysis::semantic::python::roles::inside_role(
+                    nm.get_node(),
+                    &d.except_in,
+                ) {
                     continue;
                 }
                 let message = d.message.contains('$').then(|| {
@@ -761,6 +761,32 @@ impl Engine {
                     fix: c.fix.map(|f| (f.range, f.replacement)),
                 }),
         );
+    }
+}
+
+/// Drops a Rust check's matches that start inside a function playing one of `roles` (the rule file's `except_in`),
+/// as the engine drops an ast-grep rule's: the roles are the semantic model's.
+fn except_in<'r>(
+    roles: &[Role],
+    tree: &crate::analysis::nodes::PyNode<'r>,
+    ctx: &FileContext<'r>,
+    found: &mut Vec<CheckMatch>,
+) {
+    if roles.is_empty() || found.is_empty() {
+        return;
+    }
+    let left_alone: Vec<Range<usize>> = ctx
+        .of_kind(tree, "function_definition")
+        .iter()
+        .filter(|f| {
+            roles
+                .iter()
+                .any(|&r| crate::analysis::semantic::python::roles::plays(f, r))
+        })
+        .map(|f| f.range())
+        .collect();
+    if !left_alone.is_empty() {
+        found.retain(|m| !left_alone.iter().any(|r| r.contains(&m.range.start)));
     }
 }
 

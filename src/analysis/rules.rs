@@ -34,13 +34,19 @@ pub enum RuleError {
     },
 }
 
-/// A role of a function, from the semantic model, that a Python ast-grep detector can exclude (`except_in`).
+/// A role of a function, from the semantic model, that a Python detector (an ast-grep rule or a Rust check) can
+/// exclude (`except_in`): its matches inside such a function, at any depth of nesting, are dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Inside a function that runs once around serving (`semantic::python::roles::is_startup_function`: a
-    /// lifespan, a startup/shutdown hook by name or by `@app.on_event(…)`), at any depth.
+    /// A function that runs once around serving (`semantic::python::roles::is_startup_function`: a lifespan, a
+    /// startup/shutdown hook by name or by `@app.on_event(…)`).
     Startup,
+    /// A sign-in step: an OAuth/OIDC/SAML callback or a login route (`roles::is_auth_flow_handler`), run once per
+    /// sign-in or connection.
+    SignIn,
+    /// An administrators' route (`roles::is_admin_handler`), run rarely by a few people.
+    Admin,
 }
 
 /// Where a detector applies within a Python file.
@@ -484,9 +490,8 @@ impl RuleSet {
                     || d.transform.is_some()
                     || d.fix.is_some()
                     || d.qualified.is_some()
-                    || !d.except_in.is_empty()
                 {
-                    return Err("`constraints`, `qualified`, `except_in`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
+                    return Err("`constraints`, `qualified`, `utils`, `transform` and `fix` belong to ast-grep rules, not to a `check`".into());
                 }
                 let check = checks::lookup(id).ok_or_else(|| {
                     format!(
@@ -1202,7 +1207,7 @@ mod tests {
     }
 
     #[test]
-    fn except_in_names_known_roles_of_python_pattern_rules_only() {
+    fn except_in_names_known_roles_of_python_detectors() {
         let file = |body: &str| {
             format!(
                 "id: X1\ntitle: t\nseverity: high\nstandard: s\nwhy: w\nconforming: c\ndetectors:\n  - id: X1-a\n    message: m\n{body}\n    invalid: [\"import time\\nasync def f():\\n    time.sleep(1)\\n\"]\n    valid: [\"import time\\nasync def lifespan(app):\\n    time.sleep(1)\\n\"]\n"
@@ -1215,24 +1220,39 @@ mod tests {
                 .map_err(|e| e.to_string())
         };
         let set = match load(file(
-            "    except_in: [startup]\n    rule:\n      pattern: time.sleep($S)",
+            "    except_in: [startup, sign_in, admin]\n    rule:\n      pattern: time.sleep($S)",
         )) {
             Ok(set) => set,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(set.detectors[0].except_in, vec![Role::Startup]);
+        assert_eq!(
+            set.detectors[0].except_in,
+            vec![Role::Startup, Role::SignIn, Role::Admin]
+        );
         let unknown = load(file(
             "    except_in: [request]\n    rule:\n      pattern: time.sleep($S)",
         ))
         .err()
         .unwrap_or_default();
         assert!(unknown.contains("request"), "{unknown}");
-        let on_check = load(file(
-            "    except_in: [startup]\n    check: sync-session-in-async",
+        // A Rust check takes roles too.
+        let on_check = match load(file(
+            "    except_in: [admin]\n    check: sync-session-in-async",
+        )) {
+            Ok(set) => set,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(on_check.detectors[0].except_in, vec![Role::Admin]);
+        // Roles are those of Python functions.
+        let on_dockerfile = load(file(
+            "    language: dockerfile\n    except_in: [startup]\n    rule:\n      kind: user_instruction",
         ))
         .err()
         .unwrap_or_default();
-        assert!(on_check.contains("`except_in`"), "{on_check}");
+        assert!(
+            on_dockerfile.contains("`language: python`"),
+            "{on_dockerfile}"
+        );
     }
 
     #[test]

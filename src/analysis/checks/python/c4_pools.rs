@@ -9,7 +9,7 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::roles::{is_auth_flow_handler, is_route_handler};
+use crate::analysis::semantic::python::roles::is_route_handler;
 use crate::analysis::semantic::python::scopes::{enclosing_function, in_main_guard};
 use crate::analysis::semantic::python::syntax::{
     function_name, has_error, has_kwargs_splat, keyword_arg,
@@ -256,11 +256,6 @@ impl Check for ClientPerRequest {
             }
             let dependency = yields_per_request_client(call, &func);
             if !is_route_handler(&func) && !dependency {
-                continue;
-            }
-            // An OAuth callback or a login runs once per sign-in or connection: a client of its own costs one
-            // handshake there, nothing a reviewer would ask to change.
-            if is_auth_flow_handler(&func) {
                 continue;
             }
             // A client built only on a cache miss (`global _key_cache`) is not built per request.

@@ -10,9 +10,6 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
-use crate::analysis::semantic::python::roles::{
-    is_admin_handler, is_auth_flow_handler, is_startup_function,
-};
 use crate::analysis::semantic::python::scopes::{OwnNodes, is_module_level, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error, is_async_def, is_awaited};
 
@@ -172,11 +169,6 @@ impl Check for SyncSessionInAsync {
             .iter()
             .filter(|n| is_async_def(n))
         {
-            // Start-up runs before traffic; sign-in steps and administrators' pages run rarely, a few queries
-            // each (calibration: 0 of 14 such findings judged worth a change).
-            if is_startup_function(func) || is_auth_flow_handler(func) || is_admin_handler(func) {
-                continue;
-            }
             let params = session_params(func);
             let opened = with_sessions(func, &imports, &makers);
             if params.is_empty() && opened.is_empty() {

@@ -3,6 +3,7 @@
 use super::imports::Imports;
 use super::syntax::{callee, decorator_name, decorators, function_name, param_names};
 use crate::analysis::nodes::PyNode;
+use crate::analysis::rules::Role;
 
 /// Tokens one of which a route handler's decorator contains (`@router.get(`, `@bp.route(`, `@mcp.tool(`: see
 /// [`is_route_handler`]), for checks that only look at route handlers.
@@ -198,12 +199,22 @@ pub fn is_lifespan(func: &PyNode<'_>, file_squashed: &str) -> bool {
         || file_squashed.contains(&format!("lifespan={name}"))
 }
 
-/// Is `node` inside a startup function ([`is_startup_function`]), at any depth of nesting? What a rule file's
-/// `except_in: [startup]` asks.
-pub fn inside_startup_function(node: &PyNode<'_>) -> bool {
-    node.ancestors()
-        .filter(|a| a.kind() == "function_definition")
-        .any(|f| is_startup_function(&f))
+/// Does the function play this role (what a rule file's `except_in` names)?
+pub fn plays(func: &PyNode<'_>, role: Role) -> bool {
+    match role {
+        Role::Startup => is_startup_function(func),
+        Role::SignIn => is_auth_flow_handler(func),
+        Role::Admin => is_admin_handler(func),
+    }
+}
+
+/// Is `node` inside a function playing one of `roles` ([`plays`]), at any depth of nesting?
+pub fn inside_role(node: &PyNode<'_>, roles: &[Role]) -> bool {
+    !roles.is_empty()
+        && node
+            .ancestors()
+            .filter(|a| a.kind() == "function_definition")
+            .any(|f| roles.iter().any(|&r| plays(&f, r)))
 }
 
 /// `@asynccontextmanager` on a function whose first parameter is the app (a FastAPI lifespan), or
