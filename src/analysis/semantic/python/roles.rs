@@ -481,8 +481,15 @@ async def handler():
             .root()
             .dfs()
             .filter(|n| n.kind() == "call" && n.text().starts_with("time.sleep"))
-            .map(|c| inside_startup_function(&c))
+            .map(|c| inside_role(&c, &[Role::Startup]))
             .collect();
         assert_eq!(inside, [true, false]);
+        let none: Vec<bool> = doc
+            .root()
+            .dfs()
+            .filter(|n| n.kind() == "call" && n.text().starts_with("time.sleep"))
+            .map(|c| inside_role(&c, &[Role::SignIn, Role::Admin]))
+            .collect();
+        assert_eq!(none, [false, false]);
     }
 }
