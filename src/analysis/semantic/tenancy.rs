@@ -36,6 +36,34 @@ pub const TENANT_SCOPE_COLUMNS: &[&str] = &[
     "workspace_id",
 ];
 
+/// The tenant a Python function has in view, as code: a parameter named like one of the columns `is_col` accepts
+/// (`app_id`), else the first such column read from a parameter's object in its body (`auth.app_id`,
+/// `current_user.org_id`: the caller's tenant, handed in by a dependency). `None` when the function sees no tenant.
+pub fn tenant_in_view(
+    func: &crate::analysis::nodes::PyNode<'_>,
+    is_col: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let params = super::python::syntax::param_names(func);
+    if let Some(p) = params.iter().find(|p| is_col(p)) {
+        return Some(p.clone());
+    }
+    let body = func.field("body")?;
+    let mut reads: Vec<_> =
+        super::python::scopes::own_nodes(&body, super::python::scopes::OwnNodes::Below)
+            .into_iter()
+            .filter(|n| n.kind() == "attribute")
+            .collect();
+    reads.sort_by_key(|n| n.range().start);
+    reads.into_iter().find_map(|n| {
+        let object = n.field("object")?;
+        let attr = n.field("attribute")?;
+        (object.kind() == "identifier"
+            && params.iter().any(|p| *p == object.text())
+            && is_col(&attr.text()))
+        .then(|| n.text().to_string())
+    })
+}
+
 /// Files that may declare models: what the App fetches and the CLI reads for [`TenantModels`].
 pub const MODEL_FILE_GLOBS: &[&str] = &[
     "**/models.py",

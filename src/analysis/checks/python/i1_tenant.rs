@@ -18,7 +18,7 @@ use crate::analysis::semantic::python::syntax::{
 };
 use crate::analysis::semantic::python::text::{Cut, shorten};
 use crate::analysis::semantic::tenancy::{
-    MODEL_FILE_GLOBS, TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels,
+    MODEL_FILE_GLOBS, TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels, tenant_in_view,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -394,7 +394,9 @@ fn key_fstring<'r>(func: &PyNode<'r>, arg: &PyNode<'r>) -> Option<PyNode<'r>> {
     }
     let body = func.field("body")?;
     let mut found: Option<PyNode<'r>> = None;
-    for n in own_nodes(&body, OwnNodes::Below) {
+    let mut nodes = own_nodes(&body, OwnNodes::Below);
+    nodes.sort_by_key(|n| n.range().start);
+    for n in nodes {
         if n.kind() == "assignment"
             && n.range().start < arg.range().start
             && n.field("left").is_some_and(|l| l.text() == arg.text())
@@ -457,10 +459,11 @@ impl Check for CacheKeyWithoutTenant {
             return;
         }
         for func in ctx.of_kind(root, "function_definition").iter() {
-            let params = param_names(func);
-            let Some(tenant) = params.iter().find(|p| TENANT_COLUMNS.contains(&p.as_str())) else {
+            // The tenant it is given, or reads from the caller (`auth.app_id`).
+            let Some(tenant) = tenant_in_view(func, |c| TENANT_COLUMNS.contains(&c)) else {
                 continue;
             };
+            let tenant = &tenant;
             let Some(body) = func.field("body") else {
                 continue;
             };
@@ -513,7 +516,7 @@ impl Check for CacheKeyWithoutTenant {
                     fix: None,
                     range: call.range(),
                     message: Some(format!(
-                        "`{}`: the key `{}` leaves out `{tenant}`, which `{}` is given, so two tenants share this entry and one reads (or overwrites) the other's data",
+                        "`{}`: the key `{}` leaves out `{tenant}`, the tenant `{}` works for, so two tenants share this entry and one reads (or overwrites) the other's data",
                         shorten(&call.text(), Cut::EXPRESSION),
                         shorten(&fs.text(), Cut::EXPRESSION),
                         function_name(func).unwrap_or_default()
