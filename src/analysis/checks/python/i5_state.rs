@@ -130,7 +130,7 @@ impl Check for ModuleMutableState {
             if grows_without_bound(c).is_some() {
                 continue; // I6 reports it, with the memory angle.
             }
-            if is_resource_cache_name(&c.name) {
+            if is_resource_cache_name(&c.name) || c.holds_live_objects() {
                 continue;
             }
             let changes: Vec<&Use> = c

@@ -64,6 +64,10 @@ pub struct Use {
     pub request_path: bool,
     /// The subscript key text for `X[k] = v`, when there is one.
     pub key: Option<String>,
+    /// The statement stores, drops or counts a live object of this process — a name the same function starts,
+    /// closes or stops (`await session.start()`, `session.close()`) — under a key that is no request's id (a
+    /// process setting, or the object itself). See [`Collection::holds_live_objects`].
+    pub live: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +77,75 @@ pub struct Collection {
     /// `deque(maxlen=…)`, `TTLCache`… are bounded.
     pub bounded: bool,
     pub uses: Vec<Use>,
+}
+
+impl Collection {
+    /// Does it hold live objects of this process — browsers, sockets, subprocesses, clients the code starts and
+    /// closes — rather than data? Such handles cannot live anywhere but in the process that opened them: keeping
+    /// them per process is no state that replicas should share.
+    pub fn holds_live_objects(&self) -> bool {
+        self.uses.iter().any(|u| u.live)
+    }
+}
+
+/// Methods that start or end a live object's life (a browser, a socket, a subprocess, a client).
+const LIFECYCLE_METHODS: &[&str] = &[
+    "start",
+    "close",
+    "aclose",
+    "stop",
+    "terminate",
+    "kill",
+    "shutdown",
+    "quit",
+    "disconnect",
+];
+
+/// The names of the statement around `node` that `func` starts or closes (`x.close()`): live objects.
+fn live_names(func: &PyNode<'_>, node: &PyNode<'_>, collection: &str) -> HashSet<String> {
+    // The whole statement: `session = X.pop(k)` names `session` outside the call.
+    let mut stmt = node.clone();
+    for _ in 0..4 {
+        match stmt.parent() {
+            // Up to the simple statement, never into a block or a compound statement's other parts.
+            Some(p)
+                if !matches!(
+                    p.kind().as_ref(),
+                    "block"
+                        | "module"
+                        | "if_statement"
+                        | "elif_clause"
+                        | "while_statement"
+                        | "for_statement"
+                        | "with_statement"
+                        | "with_clause"
+                        | "try_statement"
+                ) =>
+            {
+                stmt = p
+            }
+            _ => break,
+        }
+    }
+    let names: HashSet<String> = stmt
+        .dfs()
+        .filter(|n| n.kind() == "identifier")
+        .map(|n| n.text().to_string())
+        .filter(|n| n != collection)
+        .collect();
+    let Some(body) = func.field("body").filter(|_| !names.is_empty()) else {
+        return HashSet::new();
+    };
+    own_nodes(&body, OwnNodes::Below)
+        .iter()
+        .filter(|n| n.kind() == "call")
+        .filter_map(callee)
+        .filter_map(|f| {
+            let (object, method) = f.rsplit_once('.')?;
+            (LIFECYCLE_METHODS.contains(&method) && names.contains(object))
+                .then(|| object.to_string())
+        })
+        .collect()
 }
 
 pub const GROW_METHODS: &[&str] = &[
@@ -622,8 +695,16 @@ pub fn collections_of<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Vec<Colle
         let Some((op, node, key)) = classify(id) else {
             continue;
         };
+        let live_here = live_names(&funcs[0], &node, text.as_ref());
+        // A live object kept under a request's id (`sockets[conversation_id] = websocket`) is routing state other
+        // requests look up: that breaks across replicas. Under a process setting or itself, it is a resource cache.
+        let live = !live_here.is_empty()
+            && key
+                .as_ref()
+                .is_none_or(|k| live_here.contains(k.trim()) || !request_ish_key(k));
         let key = key.map(|k| resolve_local(&funcs[0], &k, node.range().start));
         out[ci].uses.push(Use {
+            live,
             op,
             range: node.range(),
             text: node.text().split_whitespace().collect::<Vec<_>>().join(" "),
