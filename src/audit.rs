@@ -297,13 +297,7 @@ fn drop_moved(
                 .unwrap_or_default()
         })
         .collect();
-    let removed: Vec<Vec<usize>> = old_files.iter().map(|(_, l)| l.iter().collect()).collect();
-    let sides: Vec<moved::OldSide<'_>> = old_texts
-        .iter()
-        .zip(&removed)
-        .map(|(text, removed)| moved::OldSide { text, removed })
-        .collect();
-    let wanted = moved::candidates(findings, head_text, &sides);
+    let wanted = moved::candidates_of(findings, head_text, old_files, &old_texts);
     if wanted.is_empty() {
         return Ok(0);
     }

@@ -112,6 +112,23 @@ pub fn candidates<'t>(
         .collect()
 }
 
+/// [`candidates`] for old files given as `(path, removed lines)` with their texts, in the same order (what the CLI
+/// and the App both hold).
+pub fn candidates_of<'t>(
+    findings: &[Finding],
+    head_text: impl Fn(&str) -> Option<&'t str>,
+    old_files: &[(String, crate::diff::LineSet)],
+    old_texts: &[String],
+) -> Vec<usize> {
+    let removed: Vec<Vec<usize>> = old_files.iter().map(|(_, l)| l.iter().collect()).collect();
+    let sides: Vec<OldSide<'_>> = old_texts
+        .iter()
+        .zip(&removed)
+        .map(|(text, removed)| OldSide { text, removed })
+        .collect();
+    candidates(findings, head_text, &sides)
+}
+
 /// Removes from `findings` those the old side reported on removed lines (`old_findings`, each with its old
 /// file's text), one old finding per new one; returns how many were removed.
 pub fn drop_moved<'t>(

@@ -478,14 +478,8 @@ impl Reviewer {
                     .unwrap_or_default()
             })
             .collect();
-        let removed: Vec<Vec<usize>> = olds.iter().map(|(_, l)| l.iter().collect()).collect();
-        let sides: Vec<moved::OldSide<'_>> = old_texts
-            .iter()
-            .zip(&removed)
-            .map(|(text, removed)| moved::OldSide { text, removed })
-            .collect();
         let head_text = |p: &str| head_texts.get(p).map(String::as_str);
-        let picked = moved::candidates(findings, head_text, &sides);
+        let picked = moved::candidates_of(findings, head_text, olds, &old_texts);
         if picked.is_empty() {
             return 0;
         }
