@@ -102,11 +102,16 @@ pub fn candidates<'t>(
     if firsts.is_empty() {
         return Vec::new();
     }
+    // One pass over each file's removed text for all first lines at once: a hostile change may hold many findings
+    // and megabytes of removed lines.
+    let Ok(searcher) = aho_corasick::AhoCorasick::new(&firsts) else {
+        return Vec::new();
+    };
     old.iter()
         .enumerate()
         .filter(|(_, o)| {
             let removed = removed_text(o);
-            !removed.is_empty() && firsts.iter().any(|k| removed.contains(k.as_str()))
+            !removed.is_empty() && searcher.is_match(&removed)
         })
         .map(|(i, _)| i)
         .collect()
