@@ -5,10 +5,13 @@
 
 mod fake_github;
 
-use fake_github::harness::{App, Options, completed_check, deliver, settle, wait_for};
+use fake_github::harness::{
+    App, Options, completed_check, deliver, files, inline_comments, pull_request_opened, settle,
+    wait_for,
+};
 use fake_github::{Fault, World, assert_no_violations};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const REPO: &str = "acme/api";
@@ -22,26 +25,19 @@ const BENCH_BASE: &str = "import requests\n";
 /// Line 5: in a module nothing imports (its function is called, so only reachability holds it back).
 const BENCH_HEAD: &str = "import requests\n\n\ndef run(url):\n    return requests.get(url).text\n\n\nrun(\"http://localhost:8000\")\n";
 
-fn tree(files: &[(&str, &str)]) -> BTreeMap<String, String> {
-    files
-        .iter()
-        .map(|(p, t)| (p.to_string(), t.to_string()))
-        .collect()
-}
-
 /// acme/api#7: `app/entry.py` builds the FastAPI app and imports `app.api` (not `main.py`: rules read files of
 /// that name besides the audited ones, and these tests count what the model alone reads); the pull request changes
 /// `app/api.py` and `tools/bench.py` (imported by nothing), each with a `requests.get` without a timeout.
 fn world() -> World {
     let mut trees = std::collections::HashMap::new();
     let common = [("app/__init__.py", ""), ("app/entry.py", ENTRY)];
-    let mut base = tree(&common);
-    base.extend(tree(&[
+    let mut base = files(&common);
+    base.extend(files(&[
         ("app/api.py", API_BASE),
         ("tools/bench.py", BENCH_BASE),
     ]));
-    let mut head = tree(&common);
-    head.extend(tree(&[
+    let mut head = files(&common);
+    head.extend(files(&[
         ("app/api.py", API_HEAD),
         ("tools/bench.py", BENCH_HEAD),
     ]));
@@ -61,32 +57,14 @@ fn world() -> World {
 }
 
 fn pr_payload() -> Value {
-    json!({
-        "action": "opened",
-        "installation": {"id": 99},
-        "repository": {"full_name": REPO},
-        "pull_request": {"number": 7, "state": "open", "draft": false, "head": {"sha": HEAD}, "base": {"sha": "base1", "ref": "main"}},
-    })
+    pull_request_opened(REPO, 7, HEAD, "base1")
 }
 
 /// (path, line, first line of the body: `**HIGH · F1 · …**`) of every inline comment posted.
 fn comments(w: &fake_github::Shared) -> Vec<(String, u64, String)> {
-    let world = fake_github::lock_pub(w);
-    world
-        .reviews
-        .iter()
-        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
-        .map(|c| {
-            (
-                c["path"].as_str().unwrap_or("").to_string(),
-                c["line"].as_u64().unwrap_or(0),
-                c["body"]
-                    .as_str()
-                    .and_then(|b| b.lines().next())
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
+    inline_comments(w)
+        .into_iter()
+        .map(|(p, l, b)| (p, l, b.lines().next().unwrap_or("").to_string()))
         .collect()
 }
 

@@ -4,10 +4,10 @@
 
 mod fake_github;
 
-use fake_github::harness::{App, completed_check, deliver, settle};
+use fake_github::harness::{
+    App, completed_check, deliver, files, inline_comments, pull_request_opened, settle,
+};
 use fake_github::{World, assert_no_violations};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const REPO: &str = "acme/api";
@@ -20,18 +20,11 @@ const LEGACY: &str = "import time\nfrom fastapi import APIRouter\n\nrouter = API
 /// Both moved here: `slow` as it was (line 9), `nap` made `async` and routed (line 15: a new problem).
 const API_HEAD: &str = "import time\nfrom fastapi import APIRouter\n\nrouter = APIRouter()\n\n\n@router.get(\"/slow\")\nasync def slow():\n    time.sleep(1)\n    return 1\n\n\n@router.get(\"/nap\")\nasync def nap():\n    time.sleep(2)\n";
 
-fn tree(files: &[(&str, &str)]) -> BTreeMap<String, String> {
-    files
-        .iter()
-        .map(|(p, t)| (p.to_string(), t.to_string()))
-        .collect()
-}
-
 fn world() -> World {
     let mut trees = std::collections::HashMap::new();
     trees.insert(
         "base2".to_string(),
-        tree(&[
+        files(&[
             ("app/__init__.py", ""),
             ("app/entry.py", ENTRY),
             ("app/api.py", API_BASE),
@@ -40,7 +33,7 @@ fn world() -> World {
     );
     trees.insert(
         HEAD.to_string(),
-        tree(&[
+        files(&[
             ("app/__init__.py", ""),
             ("app/entry.py", ENTRY),
             ("app/api.py", API_HEAD),
@@ -56,38 +49,23 @@ fn world() -> World {
     }
 }
 
-fn pr_payload() -> Value {
-    json!({
-        "action": "opened",
-        "installation": {"id": 99},
-        "repository": {"full_name": REPO},
-        "pull_request": {"number": 8, "state": "open", "draft": false, "head": {"sha": HEAD}, "base": {"sha": "base2", "ref": "main"}},
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_function_keeps_its_old_problem_uncommented() {
     let (api, w) = fake_github::start(world()).await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = App::start(&api, &dir.path().join("q.db"));
-    assert_eq!(deliver(&app, "pull_request", "mv-1", &pr_payload()), 202);
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "mv-1",
+            &pull_request_opened(REPO, 8, HEAD, "base2")
+        ),
+        202
+    );
     let run = completed_check(&w, HEAD).await;
     settle(&w, Duration::from_millis(700)).await;
-    let posted: Vec<(String, u64, String)> = {
-        let world = fake_github::lock_pub(&w);
-        world
-            .reviews
-            .iter()
-            .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
-            .map(|c| {
-                (
-                    c["path"].as_str().unwrap_or("").to_string(),
-                    c["line"].as_u64().unwrap_or(0),
-                    c["body"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    };
+    let posted = inline_comments(&w);
     let at: Vec<(&str, u64)> = posted.iter().map(|(p, l, _)| (p.as_str(), *l)).collect();
     assert_eq!(at, vec![("app/api.py", 15)], "{posted:?} {run}");
     assert!(posted[0].2.contains("C5"), "{posted:?}");

@@ -353,3 +353,37 @@ pub fn count(w: &Shared, method: &str, part: &str) -> usize {
         .filter(|r| r.method == method && r.path.contains(part))
         .count()
 }
+
+/// A tree of text files by path, for [`super::World::trees`].
+pub fn files(list: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    list.iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect()
+}
+
+/// A `pull_request` `opened` webhook payload (installation 99, not a draft).
+pub fn pull_request_opened(repo: &str, number: u64, head: &str, base: &str) -> Value {
+    serde_json::json!({
+        "action": "opened",
+        "installation": {"id": 99},
+        "repository": {"full_name": repo},
+        "pull_request": {"number": number, "state": "open", "draft": false, "head": {"sha": head}, "base": {"sha": base, "ref": "main"}},
+    })
+}
+
+/// (path, line, body) of every inline comment the App posted, in order.
+pub fn inline_comments(w: &Shared) -> Vec<(String, u64, String)> {
+    let world = super::lock_pub(w);
+    world
+        .reviews
+        .iter()
+        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap_or("").to_string(),
+                c["line"].as_u64().unwrap_or(0),
+                c["body"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
