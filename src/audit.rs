@@ -365,6 +365,9 @@ fn repo_context(
             "reachability from the service's entry points"
         ),
     }
+    if reach.undecided.is_none() {
+        tracing::debug!(entries = ?reach.entries, "entry points");
+    }
     Ok(RepoContext {
         changed: changed.into_iter().collect(),
         paths: tree,

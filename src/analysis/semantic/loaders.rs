@@ -329,7 +329,11 @@ fn loader_through(
     let ignores_caller = caller_unread(params, code)?;
     let ids: Vec<String> = params.iter().filter(|p| is_id_name(p)).cloned().collect();
     let lower = code.to_ascii_lowercase();
-    if ids.is_empty() || lower.contains("owner") || lower.contains("tenant") {
+    if ids.is_empty()
+        || lower.contains("owner")
+        || lower.contains("tenant")
+        || scopes_by_object_state(code)
+    {
         return None;
     }
     for (callee, args) in calls(code) {
@@ -404,6 +408,24 @@ fn calls(code: &str) -> Vec<(String, &str)> {
     out
 }
 
+/// Does the code filter by something its object holds (`Task.api_client_id == self.api_client.id`,
+/// `filter_by(org_id=self.org_id)`) or add conditions the object computes (`.where(Doc.id == doc_id,
+/// *self._scope_filters())`)? The object may hold the caller's scope (a repository built per request): the load is
+/// not shown to be by the id alone.
+fn scopes_by_object_state(code: &str) -> bool {
+    code.contains("== self.")
+        || code.contains("*self.")
+        || code.contains(".in_(self.")
+        || code.match_indices("=self.").any(|(at, _)| {
+            // A keyword argument (`filter_by(org_id=self.org_id)`), not an assignment (`x =self.y` is rare).
+            code[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                && code[..at]
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .is_some_and(|k| k.ends_with("_id") || k == "id")
+        })
+}
+
 /// The by-id load of a scoped model in a function body, when the function is one.
 fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoader> {
     let code = code_only(body);
@@ -413,7 +435,10 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
         return None;
     }
     let body_lower = body.to_ascii_lowercase();
-    if body_lower.contains("owner") || body_lower.contains("tenant") {
+    if body_lower.contains("owner")
+        || body_lower.contains("tenant")
+        || scopes_by_object_state(&code)
+    {
         return None;
     }
     let uses_id = ids.iter().any(|id| has_word(body, id));
@@ -446,6 +471,22 @@ fn loader(params: &[String], body: &str, models: &TenantModels) -> Option<IdLoad
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_on_the_objects_state_is_no_load_by_the_id_alone() {
+        let m = models();
+        let scoped = "def fetch_chat(self, chat_id):\n    return self.db.query(Chat).filter(Chat.id == chat_id, Chat.api_client_id == self.api_client.id).one()\n";
+        let splat = "def fetch_chat(self, chat_id):\n    return self.db.execute(select(Chat).where(Chat.id == chat_id, *self._filters())).one()\n";
+        let keyword = "def fetch_chat(self, chat_id):\n    return self.db.query(Chat).filter_by(id=chat_id, org_id=self.org_id).one()\n";
+        let bare = "def fetch_chat(self, chat_id):\n    return self.db.query(Chat).filter(Chat.id == chat_id).one()\n";
+        for text in [scoped, splat, keyword] {
+            assert!(
+                IdLoaders::build([text], &m).get("fetch_chat").is_none(),
+                "{text}"
+            );
+        }
+        assert!(IdLoaders::build([bare], &m).get("fetch_chat").is_some());
+    }
 
     fn models() -> TenantModels {
         TenantModels::build(

@@ -16,7 +16,7 @@ use crate::analysis::semantic::python::roles::{
     ACCESS_CHECK_WORDS, ROUTE_DECORATOR_TOKENS, is_admin_handler, is_public_by_design,
     is_route_handler,
 };
-use crate::analysis::semantic::python::scopes::same_scope_descendants;
+use crate::analysis::semantic::python::scopes::{locals_built_with, same_scope_descendants};
 use crate::analysis::semantic::python::syntax::{
     callee, callee_tail, function_name, positional_arg,
 };
@@ -166,7 +166,7 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
             .is_some_and(|t| {
                 [
                     "Base", "In", "Create", "Update", "Schema", "Request", "Body", "Payload",
-                    "Input", "Data", "Patch",
+                    "Input", "Data", "Patch", "Dto", "DTO",
                 ]
                 .iter()
                 .any(|s| t.ends_with(s) && t.len() > s.len())
@@ -343,6 +343,8 @@ fn loads_through_helpers<'r>(
     own: &[PyNode<'r>],
 ) -> Vec<Load<'r>> {
     let mut out = Vec::new();
+    // Objects built with the caller (`repo = ChatRepository(db, user)`): their methods have the caller in view.
+    let carriers = locals_built_with(own, who);
     for call in own.iter().filter(|n| n.kind() == "call") {
         // Import aliases undone: `from app.methods import get_config as method_get_config` calls `get_config`.
         let Some(tail) = imports.callee_tail(call) else {
@@ -367,10 +369,12 @@ fn loads_through_helpers<'r>(
             continue;
         };
         let args = args.text();
-        // Handing the caller over checks nothing when the function never reads it.
-        if !ids.iter().any(|id| has_word(&args, id))
-            || (!loader.ignores_caller && who.iter().any(|w| has_word(&args, w)))
-        {
+        // Handing the caller over checks nothing when the function never reads it; a method of an object built
+        // with the caller may read it from the object.
+        let receiver = written.split('.').next().unwrap_or_default();
+        let hands_caller = who.iter().any(|w| has_word(&args, w))
+            || (written.contains('.') && carriers.iter().any(|c| c == receiver));
+        if !ids.iter().any(|id| has_word(&args, id)) || (!loader.ignores_caller && hands_caller) {
             continue;
         }
         out.push(Load {
@@ -384,8 +388,25 @@ fn loads_through_helpers<'r>(
     out
 }
 
+/// Is this keyword argument given to a model's constructor (`Tag(name=…, tenant_id=…)`: a new row)?
+fn builds_model_row(keyword: &PyNode<'_>, models: &TenantModels) -> bool {
+    keyword
+        .parent()
+        .and_then(|list| list.parent())
+        .filter(|call| call.kind() == "call")
+        .and_then(|call| callee_tail(&call))
+        .is_some_and(|tail| models.contains(&tail))
+}
+
 /// Does the handler check the caller's right to the row anywhere?
-fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids: &[&str]) -> bool {
+fn guarded(
+    own: &[PyNode<'_>],
+    models: &TenantModels,
+    owner: &Owner,
+    load: &Load<'_>,
+    who: &[&str],
+    ids: &[&str],
+) -> bool {
     // The columns a check may name: the tenant/owner columns, and the parent keys unless they are set from the
     // request's own id (`Resource.agent_id == agent_id` selects, it does not check).
     let columns = owner.columns();
@@ -403,11 +424,13 @@ fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids
     };
     for n in own {
         match n.kind().as_ref() {
-            // The tenant/owner column given as a keyword (`filter_by(user_id=…)`, `get_chat(…, owner_id=…)`).
+            // The tenant/owner column given as a keyword (`filter_by(user_id=…)`, `get_chat(…, owner_id=…)`);
+            // not when it is set on a new row (`Tag(name=…, tenant_id=tenant_id)`): that checks no loaded one.
             "keyword_argument"
                 if n.field("name")
                     .is_some_and(|k| columns.iter().any(|c| k.text() == c.as_str()))
-                    && checks_column(&n.text()) =>
+                    && checks_column(&n.text())
+                    && !builds_model_row(n, models) =>
             {
                 return true;
             }
@@ -415,7 +438,17 @@ fn guarded(own: &[PyNode<'_>], owner: &Owner, load: &Load<'_>, who: &[&str], ids
             // (`chat.creator != user.id`). A mere read of the column (`if body.org_id:`) is no check.
             "comparison_operator" => {
                 let t = n.text();
-                if checks_column(&t) {
+                // A filter of another model's statement (`Preset.tenant_id == tenant_id` while the load is a
+                // `Tag`) scopes that statement, not this row.
+                let other_model = n.dfs().any(|a| {
+                    a.kind() == "attribute"
+                        && a.field("object").is_some_and(|o| {
+                            let o = o.text();
+                            o.as_ref() != load.model && models.contains(&o)
+                        })
+                }) && !has_word(&t, &load.model)
+                    && !load.bound_to.as_deref().is_some_and(|b| has_word(&t, b));
+                if checks_column(&t) && !other_model {
                     return true;
                 }
                 if who.iter().any(|w| has_word(&t, w))
@@ -535,7 +568,21 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 continue;
             };
             let own = same_scope_descendants(&body);
-            // An id carried in the request body (`api_key_in.id`, `body.chat_id`).
+            // The items of a list in the request body (`for tag in body.tags:`): their ids are the request's too.
+            let body_items: Vec<String> = own
+                .iter()
+                .filter(|n| n.kind() == "for_statement")
+                .filter_map(|n| {
+                    let (left, right) = (n.field("left")?, n.field("right")?);
+                    let object = right.field("object")?;
+                    (left.kind() == "identifier"
+                        && right.kind() == "attribute"
+                        && object.kind() == "identifier"
+                        && ps.iter().any(|p| p.body && p.name == object.text()))
+                    .then(|| left.text().to_string())
+                })
+                .collect();
+            // An id carried in the request body (`api_key_in.id`, `body.chat_id`, `tag.id` of a body's item).
             for n in own.iter().filter(|n| n.kind() == "attribute") {
                 let (Some(object), Some(attr)) = (n.field("object"), n.field("attribute")) else {
                     continue;
@@ -544,7 +591,8 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 // The body's tenant/owner column is data being written, not the row's id.
                 let attr = attr.text();
                 if object.kind() == "identifier"
-                    && ps.iter().any(|p| p.body && p.name == object.text())
+                    && (ps.iter().any(|p| p.body && p.name == object.text())
+                        || body_items.iter().any(|b| b == object.text().as_ref()))
                     && is_id_name(&attr)
                     && !TENANT_COLUMNS.contains(&attr.as_ref())
                     && !ctx.repo.tenant_columns.iter().any(|c| c == attr.as_ref())
@@ -616,7 +664,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .filter(|l| {
                     models
                         .owner(&l.model)
-                        .is_some_and(|owner| !guarded(&own, &owner, l, &who, &ids))
+                        .is_some_and(|owner| !guarded(&own, models, &owner, l, &who, &ids))
                 })
                 .collect();
             let Some(first) = unguarded.first() else {
@@ -984,6 +1032,15 @@ impl Check for TenantIdUnchecked {
             }
             let who_refs: Vec<&str> = who.iter().map(String::as_str).collect();
             let mentions_caller = |text: &str| who_refs.iter().any(|w| has_word(text, w));
+            // Objects built with the caller (`service = WorkspaceService(session, role=role)`): their methods have
+            // the caller in view, as a function handed it does.
+            let carriers = locals_built_with(&own, &who_refs);
+            let on_carrier = |call: &PyNode<'_>| {
+                callee(call).is_some_and(|c| {
+                    c.split_once('.')
+                        .is_some_and(|(r, _)| carriers.iter().any(|k| k == r))
+                })
+            };
             // The tenant columns whose value on some other object the handler hands to a checking helper
             // (`check_permission(…, thread.workspace_id, …)`): it checks the tenant there, so a request field of
             // the same name is that check's to pass, not any function's it later reaches.
@@ -1073,7 +1130,7 @@ impl Check for TenantIdUnchecked {
                                 scoped_load = true;
                                 continue;
                             }
-                            if mentions_caller(&args_text)
+                            if (mentions_caller(&args_text) || on_carrier(n))
                                 && may_decide(ctx.repo, &tail)
                                 && !second_tenant
                             {

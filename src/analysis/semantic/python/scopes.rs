@@ -34,6 +34,37 @@ pub fn same_scope_descendants<'r>(node: &PyNode<'r>) -> Vec<PyNode<'r>> {
     out
 }
 
+/// Locals of a function body bound to an object built with one of `names` (`service = WorkspaceService(session,
+/// role=role)`, `repo = await Repo.create(db, user)`): a method called on such an object has those values in view
+/// (`own` as [`same_scope_descendants`] gives it). Only a call's direct result counts, not an attribute of it.
+pub fn locals_built_with(own: &[PyNode<'_>], names: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in own.iter().filter(|n| n.kind() == "assignment") {
+        let (Some(left), Some(right)) = (n.field("left"), n.field("right")) else {
+            continue;
+        };
+        if left.kind() != "identifier" {
+            continue;
+        }
+        let inner = (right.kind() == "await")
+            .then(|| right.children().find(|c| c.kind() != "await"))
+            .flatten();
+        let value = inner.unwrap_or(right);
+        if value.kind() != "call" {
+            continue;
+        }
+        let Some(args) = value.field("arguments") else {
+            continue;
+        };
+        let args = args.text();
+        let name = left.text().to_string();
+        if names.iter().any(|w| super::text::has_word(&args, w)) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// Is the node at module level (no enclosing function or class)?
 pub fn is_module_level(node: &PyNode<'_>) -> bool {
     !node.ancestors().any(|a| {
@@ -220,4 +251,33 @@ fn body_in_order<'r>(func: &PyNode<'r>) -> Vec<PyNode<'r>> {
         }
     }
     nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Lang;
+    use ast_grep_core::tree_sitter::LanguageExt;
+
+    #[test]
+    fn locals_built_with_the_caller() {
+        let code = "\
+async def route(workspace_id, role, session):
+    service = WorkspaceService(session, role=role)
+    repo = await Repo.create(session, role)
+    other = Other(session)
+    name = role.name
+    return await service.get(workspace_id)
+";
+        let doc = Lang::Python.ast_grep(code);
+        let func = doc
+            .root()
+            .dfs()
+            .find(|n| n.kind() == "function_definition")
+            .expect("the test code has a function");
+        let body = func.field("body").expect("a function has a body");
+        let own = same_scope_descendants(&body);
+        assert_eq!(locals_built_with(&own, &["role"]), ["service", "repo"]);
+        assert!(locals_built_with(&own, &["user"]).is_empty());
+    }
 }
