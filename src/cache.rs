@@ -482,8 +482,11 @@ impl Cache {
         let standing = repo.standing(path);
         let dead = repo.dead_functions(path);
         let facts = [
-            repo.fact(crate::analysis::rules::RepoFact::Cookies),
-            repo.fact(crate::analysis::rules::RepoFact::Http500DetailReplaced),
+            repo.fact(crate::analysis::rules::RepoFact::Cookies, path),
+            repo.fact(
+                crate::analysis::rules::RepoFact::Http500DetailReplaced,
+                path,
+            ),
         ];
         let model = ModelView {
             standing,

@@ -74,10 +74,10 @@ impl RepoContext {
     }
 
     /// A fact of the repository model (`None`: no model, or it cannot tell).
-    pub fn fact(&self, fact: crate::analysis::rules::RepoFact) -> Option<bool> {
+    pub fn fact(&self, fact: crate::analysis::rules::RepoFact, path: &str) -> Option<bool> {
         let reach = self.reach.as_ref()?;
         match fact {
-            crate::analysis::rules::RepoFact::Cookies => reach.cookies,
+            crate::analysis::rules::RepoFact::Cookies => reach.cookies_at(path),
             crate::analysis::rules::RepoFact::Http500DetailReplaced => {
                 reach.http_500_detail_replaced
             }

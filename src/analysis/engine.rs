@@ -426,7 +426,7 @@ impl Engine {
             }
             // Silent where the application itself removes the harm (its error handler replaces a 500's detail).
             if let Some(w) = &d.silent_with
-                && repo.fact(w.fact) == Some(true)
+                && repo.fact(w.fact, path) == Some(true)
                 && text
                     .get(m.range.clone())
                     .is_some_and(|t| w.matching.is_match(t))
@@ -438,7 +438,7 @@ impl Engine {
             let lowered = d.lower_without.as_ref().filter(|l| {
                 !self.overrides.severity.contains_key(&d.id)
                     && !self.overrides.severity.contains_key(&rule.id)
-                    && repo.fact(l.fact) == Some(false)
+                    && repo.fact(l.fact, path) == Some(false)
                     && l.severity < severity
             });
             if let Some(l) = lowered {

@@ -172,6 +172,12 @@ pub fn is_dev_infra_file(path: &str) -> bool {
     })
 }
 
+/// A name (a Compose profile, `frontend-dev`, `ci`) one of whose words marks a development, test, CI or example
+/// variant, as in infrastructure file names.
+pub fn names_dev_variant(name: &str) -> bool {
+    name_words(&name.to_ascii_lowercase()).any(|w| DEV_INFRA_WORDS.contains(&w.as_str()))
+}
+
 /// An infrastructure file whose path says it is for production or deployment (`docker-compose.prod.yml`,
 /// `deploy/compose.yaml`, `*release*`, `*staging*`) and whose name does not say it is a development variant.
 ///
@@ -200,10 +206,19 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
         }
         // A project's own evaluation or benchmark package (`surfsense_evals/`, `eval_framework/`,
         // `rag-benchmarks/`).
-        if ["_evals", "-evals", "_benchmarks", "-benchmarks"]
-            .iter()
-            .any(|s| dir.ends_with(s))
-            || ["eval_", "evals_"].iter().any(|p| dir.starts_with(p))
+        if [
+            "_evals",
+            "-evals",
+            "_benchmarks",
+            "-benchmarks",
+            "_benchmark",
+            "-benchmark",
+        ]
+        .iter()
+        .any(|s| dir.ends_with(s))
+            || ["eval_", "evals_", "benchmark_", "benchmark-"]
+                .iter()
+                .any(|p| dir.starts_with(p))
         {
             return Some("an evaluation harness");
         }
@@ -489,6 +504,7 @@ mod tests {
             "surfsense_evals/src/surfsense_evals/suites/runner.py",
             "cognee/eval_framework/runner.py",
             "tools/rag-benchmarks/run.py",
+            "packages/tracecat-benchmark/tracecat_benchmark/kubernetes.py",
         ] {
             assert_eq!(
                 not_service_reason(p, None),

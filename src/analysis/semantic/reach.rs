@@ -124,6 +124,11 @@ pub struct Reach {
     /// Does any module of the service mention cookies? `None` when a module of the service could not be read.
     #[serde(default)]
     pub cookies: Option<bool>,
+    /// For each module that builds an application and whose static imports decide what it runs, whether a
+    /// module of that application mentions cookies: a repository holding several applications (a plugin server
+    /// beside the main API) has one answer per application.
+    #[serde(default)]
+    app_cookies: HashMap<String, bool>,
     /// Does the application's `HTTPException` handler replace the detail of status-500 errors with a fixed text
     /// (so `HTTPException(500, detail=str(e))` never shows the exception)? `None` when a module could not be read.
     #[serde(default)]
@@ -181,6 +186,11 @@ impl Reach {
     /// The functions of `path` that nothing in the service calls: `(name, 1-based line of the def)`.
     pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {
         self.dead.get(path).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the application `path` builds mentions cookies (see `app_cookies`), else the service's answer.
+    pub fn cookies_at(&self, path: &str) -> Option<bool> {
+        self.app_cookies.get(path).copied().or(self.cookies)
     }
 
     pub fn unreached_count(&self) -> usize {
@@ -276,11 +286,17 @@ impl Reach {
             .map(|(p, _)| p.as_str())
             .collect();
         for (path, text) in commands {
-            if not_service(path) {
+            // A development set-up (`full-dev-setup.sh`, `docker-compose.dev.yml`) starts developer tools beside
+            // the service; the service's own modules are entry points by what they build, or named elsewhere.
+            if not_service(path) || super::paths::is_dev_infra_file(path) {
                 continue;
             }
+            let sources = copied_sources(path, text);
             for target in command_targets(&process_lines(path, text)) {
-                roots.extend(index.resolve_target(&target, path));
+                let found = index.resolve_target(&target, path);
+                roots.extend(narrow_targets(found, &sources, |p| {
+                    py.get(p).is_some_and(|f| as_facts(f).is_entry)
+                }));
             }
         }
         roots.sort_unstable();
@@ -290,6 +306,13 @@ impl Reach {
             return reach;
         }
         reach.entries = roots.iter().map(|s| s.to_string()).collect();
+        for r in &roots {
+            if py.get(*r).is_some_and(|f| as_facts(f).is_entry)
+                && let Some(c) = app_mentions_cookies(r, py, &index)
+            {
+                reach.app_cookies.insert(r.to_string(), c);
+            }
+        }
 
         let mut seen: HashSet<&str> = HashSet::new();
         let mut work: Vec<&str> = Vec::new();
@@ -422,6 +445,55 @@ impl Reach {
         );
         reach
     }
+}
+
+/// Most modules followed from one application's entry module for [`app_mentions_cookies`].
+const MAX_APP_MODULES: usize = 5_000;
+
+/// Does the application built in `entry` mention cookies in any module its static imports reach? `None` when
+/// that cannot be decided: a module it reaches imports by run-time names, could not be read, or the closure is
+/// larger than [`MAX_APP_MODULES`].
+fn app_mentions_cookies<F: Borrow<ModuleFacts>>(
+    entry: &str,
+    py: &BTreeMap<String, F>,
+    index: &ModuleIndex<'_>,
+) -> Option<bool> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut work: Vec<&str> = Vec::new();
+    index.with_parents(py.get_key_value(entry).map(|(k, _)| k.as_str())?, |p| {
+        if seen.insert(p) {
+            work.push(p);
+        }
+    });
+    let mut cookies = false;
+    while let Some(path) = work.pop() {
+        let facts: &ModuleFacts = py.get(path)?.borrow();
+        if facts.unread
+            || facts.dynamic_unknown
+            || facts.loads_by_location
+            || facts.loads_own_package
+            || !facts.dynamic_prefixes.is_empty()
+            || seen.len() > MAX_APP_MODULES
+        {
+            return None;
+        }
+        cookies |= facts.mentions_cookies;
+        let mut targets = Vec::new();
+        for (level, dotted, names) in &facts.imports {
+            index.resolve_import(path, *level, dotted, names, &mut targets);
+        }
+        for s in &facts.dotted_strings {
+            targets.extend(index.exact(s));
+        }
+        for t in targets {
+            index.with_parents(t, |p| {
+                if seen.insert(p) {
+                    work.push(p);
+                }
+            });
+        }
+    }
+    Some(cookies)
 }
 
 /// Files another tool runs without any import from the service: Alembic's `env.py` and its revisions, Django-
@@ -622,6 +694,119 @@ impl<'a> ModuleIndex<'a> {
         }
         self.exact(target).collect()
     }
+}
+
+/// When a command's bare target names several modules of the tree (`uvicorn main:app`, `python3 __main__.py`
+/// from a Dockerfile in another folder), the ones the deployment file copies into its image (`COPY
+/// ./inference/worker/*.py .`), else the ones that build an application; else all of them.
+fn narrow_targets<'a>(
+    found: Vec<&'a str>,
+    sources: &[String],
+    is_entry: impl Fn(&str) -> bool,
+) -> Vec<&'a str> {
+    if found.len() < 2 {
+        return found;
+    }
+    let copied: Vec<&'a str> = found
+        .iter()
+        .copied()
+        .filter(|c| {
+            sources.iter().any(|s| {
+                *c == s.as_str()
+                    || c.strip_prefix(s.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            })
+        })
+        .collect();
+    if !copied.is_empty() {
+        return copied;
+    }
+    let entries: Vec<&'a str> = found.iter().copied().filter(|c| is_entry(c)).collect();
+    if entries.is_empty() { found } else { entries }
+}
+
+/// Most `ARG`/`ENV` defaults and `COPY` sources read from one Dockerfile.
+const MAX_DOCKERFILE_NAMES: usize = 200;
+
+/// The repository paths a Dockerfile copies into its image (`COPY ./${APP_RELATIVE_PATH}/main.py .` with
+/// `ARG APP_RELATIVE_PATH="inference/server"`), each relative to the repository root and to the Dockerfile's
+/// folder (the build context is one of them, most often), a glob cut to its folder. Copies from another stage
+/// and the whole context (`.`) say nothing. Empty for other files.
+pub fn copied_sources(path: &str, text: &str) -> Vec<String> {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    if !(name.starts_with("dockerfile") || name.ends_with(".dockerfile")) {
+        return Vec::new();
+    }
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let expand = |s: &str, vars: &HashMap<String, String>| {
+        let mut out = s.to_string();
+        // Nested defaults (`APP_RELATIVE_PATH="${MODULE}/${SERVICE}"`) take a few rounds.
+        for _ in 0..4 {
+            if !out.contains('$') {
+                break;
+            }
+            for (k, v) in vars {
+                out = out.replace(&format!("${{{k}}}"), v);
+            }
+        }
+        out
+    };
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines().take(100_000) {
+        let t = line.trim();
+        let mut words = t.split_whitespace();
+        let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+        match keyword.as_str() {
+            "ARG" | "ENV" if vars.len() < MAX_DOCKERFILE_NAMES => {
+                for w in words {
+                    if let Some((k, v)) = w.split_once('=') {
+                        let v = expand(v.trim_matches('"').trim_matches('\''), &vars);
+                        if !k.is_empty() && !v.contains('$') {
+                            vars.insert(k.to_string(), v);
+                        }
+                    }
+                }
+            }
+            "COPY" | "ADD" if out.len() < MAX_DOCKERFILE_NAMES => {
+                let args: Vec<&str> = words.collect();
+                if args.iter().any(|a| a.starts_with("--from")) {
+                    continue;
+                }
+                let paths: Vec<&str> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
+                let Some((_, srcs)) = paths.split_last() else {
+                    continue;
+                };
+                for src in srcs {
+                    let src = expand(
+                        src.trim_matches(|c| c == '"' || c == '[' || c == ']' || c == ','),
+                        &vars,
+                    );
+                    if src.contains('$') {
+                        continue;
+                    }
+                    let mut src = src
+                        .trim_start_matches("./")
+                        .trim_end_matches('/')
+                        .to_string();
+                    if let Some(g) = src.find(['*', '?', '[']) {
+                        src = src[..g]
+                            .rsplit_once('/')
+                            .map_or(String::new(), |(d, _)| d.to_string());
+                    }
+                    if src.is_empty() || src == "." || src.starts_with("..") {
+                        continue;
+                    }
+                    if !dir.is_empty() {
+                        out.push(format!("{dir}/{src}"));
+                    }
+                    out.push(src);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The lines of a deployment file that start the processes of the service, not build or boot steps: in a
@@ -1236,6 +1421,44 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_answered_per_application() {
+        let r = build(
+            &[
+                (
+                    "api/main.py",
+                    "from fastapi import FastAPI\nfrom api import auth\napp = FastAPI()\n",
+                ),
+                ("api/__init__.py", ""),
+                (
+                    "api/auth.py",
+                    "def login(response):\n    response.set_cookie('session', 'x')\n",
+                ),
+                (
+                    "plugins/echo/main.py",
+                    "from fastapi import FastAPI\nfrom plugins.echo import util\napp = FastAPI()\n",
+                ),
+                ("plugins/__init__.py", ""),
+                ("plugins/echo/__init__.py", ""),
+                (
+                    "plugins/echo/util.py",
+                    "def shout(x):\n    return x.upper()\n",
+                ),
+                (
+                    "loader/main.py",
+                    "import importlib\nfrom fastapi import FastAPI\napp = FastAPI()\nm = importlib.import_module(name)\n",
+                ),
+            ],
+            &[],
+        );
+        assert_eq!(r.cookies, Some(true));
+        assert_eq!(r.cookies_at("api/main.py"), Some(true));
+        assert_eq!(r.cookies_at("plugins/echo/main.py"), Some(false));
+        // Imports by run-time names: the application is not decided, the service's answer stands.
+        assert_eq!(r.cookies_at("loader/main.py"), Some(true));
+        assert_eq!(r.cookies_at("plugins/echo/util.py"), Some(true));
+    }
+
+    #[test]
     fn http_exception_handlers_that_replace_a_500s_detail() {
         let f = module_facts(
             "from starlette.exceptions import HTTPException as StarletteHTTPException\n\n@app.exception_handler(StarletteHTTPException)\nasync def on_http_error(request, exc):\n    if exc.status_code >= 500:\n        message = \"Internal error\"\n    return JSONResponse({\"detail\": message})\n\ndef other(request, exc):\n    detail = exc.detail\n    return detail\n",
@@ -1345,6 +1568,39 @@ mod tests {
             Standing::Service
         );
         assert_eq!(r.unreached_count(), 2, "the legacy module and the test");
+    }
+
+    #[test]
+    fn a_bare_target_is_the_module_the_dockerfile_copies() {
+        let dockerfile = "ARG MODULE=\"inference\"\nARG SERVICE=\"server\"\nARG APP_RELATIVE_PATH=\"${MODULE}/${SERVICE}\"\nFROM python:3.11 AS build\nCOPY ./${APP_RELATIVE_PATH}/requirements.txt .\nFROM python:3.11\nCOPY --from=build /build/lib /lib\nCOPY --chown=app:app ./${APP_RELATIVE_PATH}/main.py .\nCOPY ./shared/*.py /shared/\nCMD uvicorn main:app --host 0.0.0.0\n";
+        let sources = copied_sources("docker/Dockerfile.server", dockerfile);
+        assert!(
+            sources.contains(&"inference/server/main.py".to_string()),
+            "{sources:?}"
+        );
+        assert!(sources.contains(&"shared".to_string()), "{sources:?}");
+        assert!(
+            !sources
+                .iter()
+                .any(|s| s.contains('$') || s.starts_with("/")),
+            "{sources:?}"
+        );
+        let found = vec![
+            "data/scraper/main.py",
+            "inference/safety/main.py",
+            "inference/server/main.py",
+        ];
+        assert_eq!(
+            narrow_targets(found.clone(), &sources, |_| true),
+            ["inference/server/main.py"]
+        );
+        // Nothing copied: the modules that build an application; none: all of them.
+        assert_eq!(
+            narrow_targets(found.clone(), &[], |p| p.starts_with("inference/")),
+            ["inference/safety/main.py", "inference/server/main.py"]
+        );
+        assert_eq!(narrow_targets(found.clone(), &[], |_| false), found);
+        assert!(copied_sources("deploy/start.sh", dockerfile).is_empty());
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn secret_name_re() -> &'static Regex {
 fn not_a_value_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"(?i)mask|redact|hint|preview|prefix|suffix|last_?4|^_*(is|has|use|uses|requires?|needs?)_|_(set|configured|present|exists|required|enabled)$|obfuscat|display")
+        Regex::new(r"(?i)mask|redact|hint|preview|prefix|suffix|last_?4|^_*(is|has|use|uses|requires?|needs?)_|_(set|configured|present|exists|required|enabled)$|obfuscat|display|(^|_)(invalid|missing|wrong|incorrect|mismatch|mismatched|expired|errors?|already|unknown|too_short|too_weak|weak)(_|$)")
             .expect("valid regex")
     })
 }
@@ -62,6 +62,22 @@ fn secret_value(expr: &PyNode<'_>, imports: &Imports) -> Option<String> {
     match expr.kind().as_ref() {
         "attribute" => {
             let attr = expr.field("attribute")?;
+            // A member of an error-code or message enum (`APIErrorCode.USER_UPDATE_INVALID_PASSWORD`) names a
+            // condition, it holds no secret.
+            let object = expr.field("object")?.text();
+            let owner = object
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if [
+                "code", "codes", "error", "errors", "message", "messages", "reason", "status",
+            ]
+            .iter()
+            .any(|w| owner.ends_with(w))
+            {
+                return None;
+            }
             is_secret_name(&attr.text()).then(|| expr.text().split_whitespace().collect())
         }
         "call" => {
@@ -352,6 +368,8 @@ mod tests {
             "token",
             "secret_name",
             "password_hint",
+            "USER_UPDATE_INVALID_PASSWORD",
+            "PASSWORD_MISMATCH",
         ] {
             assert!(!is_secret_name(n), "{n}");
         }

@@ -2,7 +2,7 @@
 //! every Compose check.
 
 use super::{Entry, YKind, YNode, YamlDoc};
-use crate::analysis::semantic::paths::join_path;
+use crate::analysis::semantic::paths::{join_path, names_dev_variant};
 use std::collections::{HashMap, HashSet};
 
 /// A service: its name, its key and its body (aliases resolved).
@@ -12,7 +12,9 @@ pub struct Service<'a> {
     pub body: &'a YNode,
 }
 
-/// The services of a Compose document (`services:` at the top; a merge key `<<` is not a service).
+/// The services of a Compose document (`services:` at the top; a merge key `<<` is not a service) that a
+/// deployment runs: a service started only under development profiles (`profiles: ["frontend-dev", "ci"]`) or
+/// scaled to nothing (`deploy: {replicas: 0}`, `scale: 0`) is left out.
 pub fn services<'a>(doc: &'a YamlDoc) -> Vec<Service<'a>> {
     let Some(s) = doc.get(&doc.root, "services") else {
         return Vec::new();
@@ -28,7 +30,23 @@ pub fn services<'a>(doc: &'a YamlDoc) -> Vec<Service<'a>> {
             entry: e,
             body: doc.resolve(&e.value),
         })
+        .filter(|s| !never_deployed(doc, s.body))
         .collect()
+}
+
+/// Is a service body started only under development/test profiles, or scaled to zero replicas?
+fn never_deployed(doc: &YamlDoc, body: &YNode) -> bool {
+    let dev_profiles = doc.get(body, "profiles").is_some_and(|p| {
+        let names: Vec<&str> = doc
+            .items(p)
+            .into_iter()
+            .filter_map(|i| doc.str(i))
+            .collect();
+        !names.is_empty() && names.iter().all(|n| names_dev_variant(n))
+    });
+    let zero = |n: Option<&YNode>| n.and_then(|n| doc.str(n)).is_some_and(|v| v.trim() == "0");
+    let replicas = doc.get(body, "deploy").and_then(|d| doc.get(d, "replicas"));
+    dev_profiles || zero(replicas) || zero(doc.get(body, "scale"))
 }
 
 /// How a short-syntax `ports` entry that interpolates a variable (`${…}`) is read.
@@ -209,6 +227,14 @@ pub fn limited_services(files: &HashMap<String, String>) -> Vec<(String, HashSet
 mod tests {
     use super::super::parse;
     use super::*;
+
+    #[test]
+    fn services_never_deployed_are_left_out() {
+        let text = "services:\n  api:\n    image: acme/api:1\n  web:\n    image: acme/web:1\n    profiles: [\"frontend-dev\", \"ci\"]\n  gpu:\n    image: acme/gpu:1\n    profiles: [\"gpu\", \"ci\"]\n  old:\n    image: acme/old:1\n    deploy:\n      replicas: 0\n  spare:\n    image: acme/spare:1\n    scale: 0\n";
+        let file = parse(text);
+        let names: Vec<&str> = services(&file.docs[0]).iter().map(|s| s.name).collect();
+        assert_eq!(names, ["api", "gpu"]);
+    }
 
     fn everywhere(entries: &str, interpolated: Interpolated) -> Vec<bool> {
         let text = format!("services:\n  db:\n    image: postgres:16\n    ports:\n{entries}");
