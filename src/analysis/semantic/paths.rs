@@ -204,6 +204,11 @@ pub fn not_service_reason(path: &str, text: Option<&str>) -> Option<&'static str
         if let Some((_, why)) = NOT_SERVICE_DIRS.iter().find(|(n, _)| n == dir) {
             return Some(why);
         }
+        // A command-line tool's code (`cli/`, `knowledge/_cli/`): run by a person, never by a request. Only its
+        // Python: deployment files a CLI ships are the deployment.
+        if matches!(*dir, "cli" | "_cli") && name.ends_with(".py") {
+            return Some("a command-line tool");
+        }
         // A project's own evaluation or benchmark package (`surfsense_evals/`, `eval_framework/`,
         // `rag-benchmarks/`).
         if [
@@ -655,6 +660,8 @@ mod tests {
             ),
             ("docker-compose.dev.yml", None),
             ("Dockerfile.test", None),
+            ("keep/cli/cli.py", None),
+            ("app/knowledge/_cli/knowledge_client.py", None),
             ("ui/app.py", Some("import streamlit as st\n")),
             (
                 "frontend/chat.py",
@@ -683,6 +690,8 @@ mod tests {
             ("k8s/deployment.yaml", None),
             ("app/scripts.py", None),
             ("app/evaluator.py", None),
+            ("app/cli.py", None),
+            ("cli/deploy/docker-compose.prod.yml", None),
             ("app/services/eval_service.py", None),
         ] {
             assert!(not_service_reason(path, text).is_none(), "{path}");

@@ -269,6 +269,32 @@ fn count_then_insert(facts: &FuncFacts<'_>) -> Option<CheckMatch> {
         {
             continue;
         }
+        // `found < len(ids)` against a count of `….in_(ids)`: every requested row exists, not a limit.
+        let counted_text = {
+            let o = strip_parens(&operands[counted]);
+            if o.kind() == "identifier" {
+                facts
+                    .nodes
+                    .iter()
+                    .filter(|n| n.kind() == "assignment" && n.range().end <= cmp.range().start)
+                    .filter(|n| n.field("left").is_some_and(|l| l.text() == o.text()))
+                    .filter_map(|n| n.field("right").map(|r| r.text().to_string()))
+                    .next_back()
+                    .unwrap_or_default()
+            } else {
+                o.text().to_string()
+            }
+        };
+        let compact: String = counted_text.split_whitespace().collect();
+        if operands.iter().enumerate().any(|(i, o)| {
+            let t: String = o.text().split_whitespace().collect();
+            i != counted
+                && t.strip_prefix("len(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .is_some_and(|x| compact.contains(&format!(".in_({x})")))
+        }) {
+            continue;
+        }
         // The comparison guards an `if` that rejects (raise/return).
         let Some(guard) = cmp.ancestors().find(|a| a.kind() == "if_statement") else {
             continue;

@@ -284,6 +284,9 @@ pub fn is_startup_name(name: &str) -> bool {
         || n.ends_with("_startup")
         || n.ends_with("_shutdown")
         || n.ends_with("_main")
+        // `run_arq_worker`, `start_grpc_server`: starts a worker or server process.
+        || ((n.starts_with("run_") || n.starts_with("start_"))
+            && (n.ends_with("worker") || n.ends_with("server")))
         || n == "__init_subclass__"
 }
 
