@@ -390,7 +390,7 @@ impl Reach {
                     }
                 }
                 if named.is_empty() {
-                    let Some((top, _)) = path.split_once('/') else {
+                    let Some(top) = loader_folder(path) else {
                         reach.undecided =
                             Some(format!("`{path}` imports modules named at run time"));
                         reach.unreached.clear();
@@ -445,6 +445,33 @@ impl Reach {
         );
         reach
     }
+}
+
+/// Folders that hold several projects of a monorepo side by side (`packages/dbgpt-core/…`).
+const MONOREPO_FOLDERS: &[&str] = &["packages", "libs", "apps", "services", "projects"];
+
+/// The folder a module that loads modules by run-time names may load from: its top-level folder (`backend/`,
+/// `superagi/`), or in a monorepo its own project (`packages/dbgpt-core/`; with a `src/` layout,
+/// `packages/dbgpt-core/src/dbgpt/`), since a name imported at run time resolves in the loader's own
+/// installed package. `None` for a module at the top of the tree (it could load anything).
+fn loader_folder(path: &str) -> Option<&str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() < 2 {
+        return None;
+    }
+    // Folders only (the last part is the file).
+    let dirs = &parts[..parts.len() - 1];
+    let keep = if MONOREPO_FOLDERS.contains(&dirs[0]) && dirs.len() >= 2 {
+        if dirs.len() >= 4 && dirs[2] == "src" {
+            4
+        } else {
+            2
+        }
+    } else {
+        1
+    };
+    let len: usize = dirs[..keep].iter().map(|d| d.len()).sum::<usize>() + keep - 1;
+    path.get(..len)
 }
 
 /// Most modules followed from one application's entry module for [`app_mentions_cookies`].
@@ -1418,6 +1445,21 @@ mod tests {
             .map(|(p, t)| (p.to_string(), t.to_string()))
             .collect();
         Reach::build(&py, &commands, |p| p.starts_with("tests/"))
+    }
+
+    #[test]
+    fn a_run_time_loader_opens_its_own_project_of_a_monorepo() {
+        assert_eq!(loader_folder("backend/app/plugins.py"), Some("backend"));
+        assert_eq!(
+            loader_folder("packages/dbgpt-core/src/dbgpt/component.py"),
+            Some("packages/dbgpt-core/src/dbgpt")
+        );
+        assert_eq!(
+            loader_folder("packages/tools/loader.py"),
+            Some("packages/tools")
+        );
+        assert_eq!(loader_folder("packages/loader.py"), Some("packages"));
+        assert_eq!(loader_folder("loader.py"), None);
     }
 
     #[test]
