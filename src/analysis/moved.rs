@@ -8,8 +8,14 @@
 //! engine and repository, so a line moved into a new context (a blocking call moved from a `def` into an
 //! `async def`) is not moved: nothing reported it before.
 //!
+//! A finding on a line the change only renamed something in is held back the same way: the same detector reported
+//! the same code on a removed line of the same file, but for one identifier, renamed consistently
+//! (`get_config_by_id(self.alt_id, db)` → `get_config(self.alt_id, db)`). Two different renames, or anything but
+//! identifiers changed, and the finding stays.
+//!
 //! Both the CLI and the App use it: [`candidates`] says which old files are worth analysing (their removed lines
-//! hold the first line of some finding), [`drop_moved`] removes the matched findings.
+//! hold the first line of some finding, or a finding's file is the one the lines were removed from),
+//! [`drop_moved`] removes the matched findings.
 
 use crate::report::Finding;
 use std::collections::HashMap;
@@ -87,6 +93,74 @@ fn removed_text(old: &OldSide<'_>) -> String {
     out
 }
 
+/// Python keywords and constants: never a renamed identifier.
+const KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+/// The tokens of lines `first..=last` (1-based) of `text`: names and numbers, string literals (to the line's end
+/// when unterminated) and single punctuation characters; at most [`MAX_KEY_BYTES`] of them.
+fn tokens(text: &str, first: usize, last: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for line in text
+        .lines()
+        .skip(first.saturating_sub(1))
+        .take(last.saturating_sub(first) + 1)
+    {
+        let mut rest = line;
+        while let Some(c) = rest.chars().next() {
+            if bytes >= MAX_KEY_BYTES {
+                return out;
+            }
+            let len = if c.is_whitespace() {
+                rest = &rest[c.len_utf8()..];
+                continue;
+            } else if c.is_alphanumeric() || c == '_' {
+                rest.find(|x: char| !(x.is_alphanumeric() || x == '_'))
+                    .unwrap_or(rest.len())
+            } else if c == '"' || c == '\'' {
+                rest[1..].find(c).map_or(rest.len(), |i| i + 2)
+            } else {
+                c.len_utf8()
+            };
+            out.push(&rest[..len]);
+            bytes += len;
+            rest = &rest[len..];
+        }
+    }
+    out
+}
+
+fn is_name(t: &str) -> bool {
+    t.starts_with(|c: char| c.is_alphabetic() || c == '_') && !KEYWORDS.contains(&t)
+}
+
+/// Do two token sequences differ only by one identifier renamed consistently (and differ at all)?
+fn renamed(old: &[&str], new: &[&str]) -> bool {
+    if old.len() != new.len() {
+        return false;
+    }
+    let mut rename: Option<(&str, &str)> = None;
+    for (a, b) in old.iter().zip(new) {
+        if a == b {
+            continue;
+        }
+        if !is_name(a) || !is_name(b) {
+            return false;
+        }
+        match rename {
+            None => rename = Some((a, b)),
+            Some(r) if r == (*a, *b) => {}
+            Some(_) => return false,
+        }
+    }
+    rename.is_some()
+}
+
 /// Which old files (indices into `old`) may hold a finding's code among their removed lines: those whose
 /// removed text contains the first line of some finding. `head_text` gives the new text of a finding's file.
 pub fn candidates<'t>(
@@ -131,7 +205,15 @@ pub fn candidates_of<'t>(
         .zip(&removed)
         .map(|(text, removed)| OldSide { text, removed })
         .collect();
-    candidates(findings, head_text, &sides)
+    let mut out = candidates(findings, head_text, &sides);
+    // A finding's own file, where the change removed lines: a line there may have been renamed.
+    for (i, (path, lines)) in old_files.iter().enumerate() {
+        if !out.contains(&i) && !lines.is_empty() && findings.iter().any(|f| &f.path == path) {
+            out.push(i);
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Removes from `findings` those the old side reported on removed lines (`old_findings`, each with its old
@@ -144,25 +226,58 @@ pub fn drop_moved<'t>(
     if old_findings.is_empty() {
         return 0;
     }
-    let mut before: HashMap<(String, String, usize), usize> = HashMap::new();
-    for (f, text) in old_findings {
-        *before.entry(finding_key(f, text)).or_insert(0) += 1;
+    let mut before: HashMap<(String, String, usize), Vec<usize>> = HashMap::new();
+    for (i, (f, text)) in old_findings.iter().enumerate() {
+        before.entry(finding_key(f, text)).or_default().push(i);
     }
+    let mut used = vec![false; old_findings.len()];
     let count = findings.len();
+    // Moved code first: the same code, anywhere the change removed it.
     findings.retain(|f| {
         let Some(text) = head_text(&f.path) else {
             return true;
         };
-        match before.get_mut(&finding_key(f, text)) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
+        match before.get_mut(&finding_key(f, text)).and_then(Vec::pop) {
+            Some(i) => {
+                used[i] = true;
                 false
             }
-            _ => true,
+            None => true,
         }
     });
+    // Then renamed code: one identifier renamed on a removed line of the same file, same detector and count.
+    let pairs = findings.len().saturating_mul(old_findings.len());
+    if pairs <= MAX_RENAME_PAIRS {
+        findings.retain(|f| {
+            let Some(text) = head_text(&f.path) else {
+                return true;
+            };
+            let new = tokens(text, f.line, f.end_line.max(f.line));
+            let also = super::engine::also_count(&f.message);
+            let hit = old_findings
+                .iter()
+                .enumerate()
+                .position(|(i, (o, old_text))| {
+                    !used[i]
+                        && o.check == f.check
+                        && o.path == f.path
+                        && super::engine::also_count(&o.message) == also
+                        && renamed(&tokens(old_text, o.line, o.end_line.max(o.line)), &new)
+                });
+            match hit {
+                Some(i) => {
+                    used[i] = true;
+                    false
+                }
+                None => true,
+            }
+        });
+    }
     count - findings.len()
 }
+
+/// Pairs of (new finding, old finding) compared for renames; a change past this keeps its findings.
+const MAX_RENAME_PAIRS: usize = 1_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -237,6 +352,39 @@ mod tests {
         let old_found = [(finding("F1-http-no-timeout", "a.py", 4, 6, "m"), OLD)];
         assert_eq!(drop_moved(&mut two, head, &old_found), 1);
         assert_eq!(two.len(), 1);
+    }
+
+    #[test]
+    fn a_line_that_only_renamed_one_name_is_held_back() {
+        let old_text = "async def connect(self, db):\n    cfg = get_config_by_id(self.alt_id, db)\n    return cfg\n";
+        let new_text =
+            "async def connect(self, db):\n    cfg = get_config(self.alt_id, db)\n    return cfg\n";
+        let head = |_: &str| Some(new_text);
+        let old_found = [(
+            finding("C5-sync-session-in-async", "a.py", 2, 2, "m"),
+            old_text,
+        )];
+        let mut kept = vec![finding("C5-sync-session-in-async", "a.py", 2, 2, "m")];
+        assert_eq!(drop_moved(&mut kept, head, &old_found), 1);
+        // Two names changed: another statement, kept.
+        let two = "async def connect(self, db):\n    cfg = get_config(self.other_id, db)\n    return cfg\n";
+        let mut kept = vec![finding("C5-sync-session-in-async", "a.py", 2, 2, "m")];
+        assert_eq!(drop_moved(&mut kept, |_: &str| Some(two), &old_found), 0);
+        // A keyword is no name: `def` made `async def`-only changes are not renames.
+        assert!(!renamed(
+            &tokens("x = await f(y)", 1, 1),
+            &tokens("x = yield f(y)", 1, 1)
+        ));
+        // The same code in another file is no rename of this one.
+        let mut kept = vec![finding("C5-sync-session-in-async", "b.py", 2, 2, "m")];
+        assert_eq!(drop_moved(&mut kept, head, &old_found), 0);
+        // The finding's own file is a candidate when the change removed lines there.
+        let mut lines = crate::diff::LineSet::default();
+        lines.insert(2);
+        let olds = vec![("a.py".to_string(), lines)];
+        let texts = vec![old_text.to_string()];
+        let finding_a = vec![finding("C5-sync-session-in-async", "a.py", 2, 2, "m")];
+        assert_eq!(candidates_of(&finding_a, head, &olds, &texts), vec![0]);
     }
 
     #[test]
