@@ -159,18 +159,21 @@ fn params(func: &PyNode<'_>) -> Vec<Param> {
         ]
         .contains(&lower.as_str());
         let id_like = is_id_name(&name);
-        // A request body (`user: UserUpdate`, `member: MemberIn`) is data, not the caller.
-        let body_schema = annotation
-            .rsplit(['.', ' ', '|'])
-            .find(|w| !w.is_empty())
-            .is_some_and(|t| {
-                [
-                    "Base", "In", "Create", "Update", "Schema", "Request", "Body", "Payload",
-                    "Input", "Data", "Patch", "Dto", "DTO",
-                ]
-                .iter()
-                .any(|s| t.ends_with(s) && t.len() > s.len())
-            });
+        // A request body (`user: UserUpdate`, `member: MemberIn`, `body: PresetDto`) is data, not the caller; a
+        // transfer object a dependency resolves (`user: UserDto = Depends(current_user)`) may be the caller.
+        let last = annotation.rsplit(['.', ' ', '|']).find(|w| !w.is_empty());
+        let body_schema = last.is_some_and(|t| {
+            [
+                "Base", "In", "Create", "Update", "Schema", "Request", "Body", "Payload", "Input",
+                "Data", "Patch",
+            ]
+            .iter()
+            .any(|s| t.ends_with(s) && t.len() > s.len())
+                || (!dependency
+                    && ["Dto", "DTO"]
+                        .iter()
+                        .any(|s| t.ends_with(s) && t.len() > s.len()))
+        });
         let identity = !session_like
             && !body_schema
             && (!id_like || dependency)
