@@ -4,6 +4,7 @@ mod fake_github;
 
 use fake_github::harness::{
     APP_ID, App, SECRET, completed_check, deliver, get_status as ureq_get, http_request,
+    inline_comments,
 };
 use fake_github::{Fault, World, assert_no_violations};
 use prodaudit::server::signature::sign;
@@ -430,19 +431,8 @@ async fn cross_file_rules_read_the_repository_through_the_api() {
     );
     let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let comments = inline_comments(&w);
     let world = fake_github::lock_pub(&w);
-    let comments: Vec<(String, u64, String)> = world
-        .reviews
-        .iter()
-        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
-        .map(|c| {
-            (
-                c["path"].as_str().unwrap_or("").to_string(),
-                c["line"].as_u64().unwrap_or(0),
-                c["body"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
     assert_eq!(comments.len(), 1, "{comments:?} {run}");
     assert_eq!(
         (comments[0].0.as_str(), comments[0].1),
@@ -492,13 +482,10 @@ async fn configured_reverse_proxies_reach_the_compose_check() {
     );
     let run = completed_check(&w, "4ead100000000000000000000000000000000000").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let world = fake_github::lock_pub(&w);
-    let published: Vec<u64> = world
-        .reviews
-        .iter()
-        .flat_map(|r| r["comments"].as_array().cloned().unwrap_or_default())
-        .filter(|c| c["body"].as_str().is_some_and(|b| b.contains("publishes")))
-        .map(|c| c["line"].as_u64().unwrap_or(0))
+    let published: Vec<u64> = inline_comments(&w)
+        .into_iter()
+        .filter(|(_, _, body)| body.contains("publishes"))
+        .map(|(_, line, _)| line)
         .collect();
     assert_eq!(published, vec![8], "only `api` publishes: {run}");
 }

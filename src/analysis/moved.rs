@@ -247,23 +247,25 @@ pub fn drop_moved<'t>(
     });
     // Then renamed code: one identifier renamed on a removed line of the same file, same detector and count.
     let pairs = findings.len().saturating_mul(old_findings.len());
-    if pairs <= MAX_RENAME_PAIRS {
+    if pairs <= MAX_RENAME_PAIRS && !findings.is_empty() {
+        // Each old finding's tokens once, not once per new finding.
+        let old_tokens: Vec<Vec<&str>> = old_findings
+            .iter()
+            .map(|(o, old_text)| tokens(old_text, o.line, o.end_line.max(o.line)))
+            .collect();
         findings.retain(|f| {
             let Some(text) = head_text(&f.path) else {
                 return true;
             };
             let new = tokens(text, f.line, f.end_line.max(f.line));
             let also = super::engine::also_count(&f.message);
-            let hit = old_findings
-                .iter()
-                .enumerate()
-                .position(|(i, (o, old_text))| {
-                    !used[i]
-                        && o.check == f.check
-                        && o.path == f.path
-                        && super::engine::also_count(&o.message) == also
-                        && renamed(&tokens(old_text, o.line, o.end_line.max(o.line)), &new)
-                });
+            let hit = old_findings.iter().enumerate().position(|(i, (o, _))| {
+                !used[i]
+                    && o.check == f.check
+                    && o.path == f.path
+                    && super::engine::also_count(&o.message) == also
+                    && renamed(&old_tokens[i], &new)
+            });
             match hit {
                 Some(i) => {
                     used[i] = true;
