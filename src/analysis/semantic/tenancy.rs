@@ -72,6 +72,7 @@ pub const MODEL_FILE_GLOBS: &[&str] = &[
     "**/model/**/*.py",
     "**/*_model.py",
     "**/*_models.py",
+    "**/models_*.py",
     "**/db/**/*.py",
     "**/database/**/*.py",
     "**/entities/**/*.py",

@@ -49,6 +49,21 @@ fn proxy_re() -> &'static Regex {
     })
 }
 
+/// Does a service's `entrypoint`/`command` start a reverse proxy (`nginx -g "daemon off;"`, `caddy run`)? A
+/// service built from the repository (`web` with a Dockerfile of its own) is the proxy when it runs one.
+fn runs_proxy(command: &str) -> bool {
+    command
+        .split_whitespace()
+        .next()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .is_some_and(|w| {
+            matches!(
+                w,
+                "nginx" | "caddy" | "traefik" | "haproxy" | "envoy" | "openresty"
+            )
+        })
+}
+
 fn image_of<'a>(doc: &'a YamlDoc, body: &'a YNode) -> &'a str {
     doc.get(body, "image")
         .and_then(|n| doc.str(n))
@@ -84,6 +99,7 @@ impl PublishedPort {
                 let image = image_of(doc, s.body);
                 if proxy_re().is_match(s.name)
                     || proxy_re().is_match(image)
+                    || runs_proxy(&command_text(doc, s.body))
                     || repo.is_configured_proxy(s.name)
                     || repo.is_configured_proxy(image)
                 {

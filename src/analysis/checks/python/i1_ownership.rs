@@ -256,6 +256,25 @@ fn bound_name(node: &PyNode<'_>) -> Option<String> {
     None
 }
 
+/// Does a statement's text name the column `col` (`Chat.user_id`, `filter_by(user_id=…)`, or a bare `user_id`
+/// that is not one of the request's ids)?
+fn names_column(text: &str, col: &str, ids: &[&str]) -> bool {
+    if !ids.contains(&col) {
+        return has_word(text, col);
+    }
+    let flat: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    flat.match_indices(col).any(|(at, _)| {
+        let before = flat[..at].chars().next_back();
+        let rest = &flat[at + col.len()..];
+        let after = rest.chars().next();
+        if after.is_some_and(ident) || before.is_some_and(ident) {
+            return false;
+        }
+        before == Some('.') || (rest.starts_with('=') && !rest.starts_with("=="))
+    })
+}
+
 fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Load<'r>> {
     let mut out = Vec::new();
     let mentions_id = |text: &str| ids.iter().any(|id| has_word(text, id));
@@ -293,8 +312,13 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                 if top.range() == call.range() || !mentions_id(&text) {
                     continue;
                 }
-                // A filter on the tenant/owner column in the statement scopes it.
-                if owner.scope.iter().any(|c| has_word(&text, c)) {
+                // A filter on the tenant/owner column in the statement scopes it; a request id of the column's
+                // name (`User.id == user_id`) is no filter on it.
+                if owner
+                    .scope
+                    .iter()
+                    .any(|c| names_column(&text, c, ids))
+                {
                     continue;
                 }
                 // A filter on a parent's key scopes it to a parent loaded (and checked) before, unless the key is
@@ -502,6 +526,72 @@ fn guarded(
     false
 }
 
+/// `current_user.department_id`: an id-named column the caller object carries (not its own `id`), read from one of
+/// the caller parameters `who`.
+fn caller_column(n: &PyNode<'_>, who: &[&str]) -> Option<String> {
+    if n.kind() != "attribute" {
+        return None;
+    }
+    let object = n.field("object")?;
+    let attr = n.field("attribute")?.text().to_string();
+    (object.kind() == "identifier"
+        && who.contains(&object.text().as_ref())
+        && is_id_name(&attr)
+        && !attr.eq_ignore_ascii_case("id"))
+    .then_some(attr)
+}
+
+/// The columns the file's route handlers scope by with the caller's own value, each with the handler that does
+/// (`list_with_department(…, department_id=current_user.department_id)`, `Doc.org_id == user.org_id`): the
+/// application's tenant boundary as its own code draws it, administrators' routes included.
+fn caller_scopes(handlers: &[PyNode<'_>]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for h in handlers {
+        let ps = params(h);
+        let who: Vec<&str> = ps
+            .iter()
+            .filter(|p| p.identity && !p.name.starts_with('_'))
+            .map(|p| p.name.as_str())
+            .collect();
+        let (Some(body), Some(name)) = (h.field("body"), function_name(h)) else {
+            continue;
+        };
+        if who.is_empty() {
+            continue;
+        }
+        for n in same_scope_descendants(&body) {
+            let Some(col) = caller_column(&n, &who) else {
+                continue;
+            };
+            // Used to select or compare, not merely read (`log(user.org_id)`).
+            let scoping = n.parent().is_some_and(|p| {
+                matches!(p.kind().as_ref(), "keyword_argument" | "comparison_operator")
+            });
+            if scoping && !out.iter().any(|(c, h)| *c == col && *h == name) {
+                out.push((col, name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Does the handler scope by the caller's column itself (`current_user.department_id` read anywhere), or hand the
+/// caller to a function that says it checks?
+fn scoped_like_siblings(own: &[PyNode<'_>], who: &[&str], cols: &[&str]) -> bool {
+    own.iter().any(|n| {
+        caller_column(n, who).is_some_and(|c| cols.contains(&c.as_str()))
+            || (n.kind() == "call"
+                && ACCESS_CHECK_WORDS.iter().any(|g| {
+                    callee_tail(n)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase()
+                        .contains(g)
+                })
+                && n.field("arguments")
+                    .is_some_and(|a| who.iter().any(|w| has_word(&a.text(), w))))
+    })
+}
+
 impl Check for ObjectByIdWithoutOwnerCheck {
     fn id(&self) -> &'static str {
         "object-by-id-without-owner-check"
@@ -533,9 +623,25 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         let declares_models = ["__tablename__", "Column(", "mapped_column(", "table=True"]
             .iter()
             .any(|w| text.contains(w));
-        let models = if declares_models && !ctx.repo.files.contains_key(ctx.path) {
-            let texts = model_file_texts(&ctx.repo.files).chain([text.as_ref()]);
-            own_models = TenantModels::build(texts, &ctx.repo.tenant_columns);
+        // The columns this file's routes scope by with the caller's value; one the tenancy model does not know
+        // (`department_id`) makes the models that have it scoped here too.
+        let scopes = caller_scopes(&handlers);
+        let learned: Vec<String> = scopes
+            .iter()
+            .map(|(c, _)| c.clone())
+            .filter(|c| !TENANT_COLUMNS.contains(&c.as_str()) && !ctx.repo.tenant_columns.contains(c))
+            .fold(Vec::new(), |mut acc, c| {
+                if !acc.contains(&c) {
+                    acc.push(c);
+                }
+                acc
+            });
+        let own_file = declares_models && !ctx.repo.files.contains_key(ctx.path);
+        let models = if own_file || !learned.is_empty() {
+            let columns: Vec<String> = ctx.repo.tenant_columns.iter().chain(&learned).cloned().collect();
+            let texts = model_file_texts(&ctx.repo.files)
+                .chain(own_file.then_some(text.as_ref()));
+            own_models = TenantModels::build(texts, &columns);
             &own_models
         } else {
             ctx.repo.tenant_models()
@@ -553,12 +659,19 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             .collect();
         for func in &handlers {
             let (name, head) = name_and_decorators(func);
-            if is_admin_handler(func) {
-                continue;
-            }
             let ps = params(func);
-            // Only administrators reach it (a dependency says so): not a tenant boundary.
-            if ps.iter().any(|p| p.admin) {
+            // The other routes of this file that scope by the caller's column.
+            let siblings: Vec<&(String, String)> = scopes.iter().filter(|(_, h)| *h != name).collect();
+            // Only administrators reach it (its name, route or a dependency says so): not a tenant boundary,
+            // unless the other routes of the file scope administrators too (`department_id=current_user.…`).
+            let admin = is_admin_handler(func) || ps.iter().any(|p| p.admin);
+            // A super-administrator (`Depends(get_superadmin_user)`, `current_superuser`) spans every tenant.
+            let super_admin = ps.iter().any(|p| {
+                p.depends
+                    .as_deref()
+                    .is_some_and(|d| d.contains("super") || d.contains("platform"))
+            }) || name.to_ascii_lowercase().contains("super");
+            if admin && (siblings.is_empty() || super_admin) {
                 continue;
             }
             let who: Vec<&str> = ps
@@ -662,12 +775,21 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 &who,
                 &own,
             ));
+            // An administrator's route: only a model the siblings scope, by a column they scope by, and only the
+            // caller's own column (or a checking function given the caller) is a check; comparing the row with the
+            // caller (`user.id == current_user.id`) asks who it is, not which tenant.
+            let sibling_cols: Vec<&str> = siblings.iter().map(|(c, _)| c.as_str()).collect();
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {
-                    models
-                        .owner(&l.model)
-                        .is_some_and(|owner| !guarded(&own, models, &owner, l, &who, &ids))
+                    models.owner(&l.model).is_some_and(|owner| {
+                        if admin {
+                            owner.columns().iter().any(|c| sibling_cols.contains(&c.as_str()))
+                                && !scoped_like_siblings(&own, &who, &sibling_cols)
+                        } else {
+                            !guarded(&own, models, &owner, l, &who, &ids)
+                        }
+                    })
                 })
                 .collect();
             let Some(first) = unguarded.first() else {
@@ -701,7 +823,17 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                     "row by its id",
                 )
             };
-            let message = if callerless {
+            let sibling = siblings
+                .iter()
+                .find(|(c, _)| owner.columns().contains(c))
+                .filter(|_| admin);
+            let message = if let Some((col, other)) = sibling {
+                format!(
+                    "administrators' route `{name}` {what} from the request{through} and never compares its `{col}` with the caller's (`{who}.{col}`), while `{other}` in this file scopes by `{who}.{col}`: an administrator of one tenant can reach another tenant's {reach}{more}; compare the row's `{col}` with the caller's, as `{other}` does",
+                    who = who.first().copied().unwrap_or("caller"),
+                    reach = reach,
+                )
+            } else if callerless {
                 let shown: Vec<&str> = siblings_with_caller
                     .iter()
                     .take(3)
@@ -1065,6 +1197,60 @@ impl Check for TenantIdUnchecked {
                         .collect::<Vec<_>>()
                 })
                 .collect();
+            // The caller handed, with a policy, an action or a resource, to a function that says it checks
+            // (`authorize(current_user, WorkspacePolicy.delete)`, `check_permission(user, "workspace:write")`): what
+            // the check covers is not in view, and may be the tenant; silence rather than a wrong HIGH comment.
+            let policy_checked = own.iter().filter(|n| n.kind() == "call").any(|n| {
+                let lower = imports
+                    .callee_tail(n)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                let Some(args) = n.field("arguments") else {
+                    return false;
+                };
+                let named: Vec<PyNode<'_>> = args.children().filter(|a| a.is_named()).collect();
+                // A check naming some object's tenant (`check_permission(s, user, thread.workspace_id, …)`) covers
+                // that tenant, not the one the request names.
+                let names_tenant = args.dfs().any(|a| {
+                    a.kind() == "attribute"
+                        && a.field("attribute")
+                            .is_some_and(|x| tenant_like(&x.text(), &ctx.repo.tenant_columns))
+                });
+                // Besides the caller and a session, only a policy, an action or a permission: a class's member
+                // or call (`WorkspacePolicy.delete`, `Policy.get(x)`) or a string. A check given a loaded object
+                // (`check_thread_access(session, thread, user)`) covers that object, not the request's tenant.
+                let policy_like = |a: &PyNode<'_>| {
+                    let head = a.text().trim_start_matches('"').to_string();
+                    matches!(a.kind().as_ref(), "string" | "concatenated_string")
+                        || (matches!(a.kind().as_ref(), "attribute" | "call")
+                            && head.chars().next().is_some_and(char::is_uppercase))
+                };
+                let values: Vec<PyNode<'_>> = named
+                    .iter()
+                    .map(|a| {
+                        if a.kind() == "keyword_argument" {
+                            a.field("value").unwrap_or_else(|| a.clone())
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                let caller_given = values.iter().any(|a| mentions_caller(&a.text()));
+                let others_ok = values.iter().all(|a| {
+                    mentions_caller(&a.text())
+                        || policy_like(a)
+                        || (a.kind() == "identifier"
+                            && ["db", "session", "sess", "conn", "s"].contains(&a.text().as_ref()))
+                });
+                checking_name(&lower)
+                    && values.iter().any(policy_like)
+                    && caller_given
+                    && others_ok
+                    && !names_tenant
+            });
+            if policy_checked {
+                continue;
+            }
             let mut unchecked: Vec<(String, PyNode<'r>, String)> = Vec::new();
             for t in &tenants {
                 let mut sink: Option<(PyNode<'r>, String)> = None;
