@@ -90,6 +90,9 @@ pub enum Standing {
     /// An Alembic migration a later migration builds on: it has been applied wherever the later one has, and is
     /// history nobody rewrites. Held back in whole-file audits only (a change that edits it is reviewed).
     Applied,
+    /// A Compose file inside a Python package (`keep/providers/kafka_provider/docker-compose.yml`): the stack a
+    /// module's integration is developed or tested against, not how the service is deployed.
+    PackageFixture,
 }
 
 impl Standing {
@@ -100,6 +103,9 @@ impl Standing {
             Standing::Unreached => Some("not imported by any of the service's entry points"),
             Standing::Shadowed => Some("shadowed by a package of the same name (never imported)"),
             Standing::Applied => Some("an applied migration (a later migration builds on it)"),
+            Standing::PackageFixture => Some(
+                "a Compose file inside a Python package (a stack for developing that module, not the deployment)",
+            ),
         }
     }
 }
@@ -140,6 +146,9 @@ pub struct Reach {
     /// Alembic migrations that a later migration builds on (their `revision` is another's `down_revision`).
     #[serde(default)]
     applied: HashSet<String>,
+    /// Compose files inside a Python package (a folder, or one above it, holds an `__init__.py`).
+    #[serde(default)]
+    package_fixtures: HashSet<String>,
     /// Were the definitions of every file read (so `deciding` is the whole repository's)?
     #[serde(default)]
     definitions_read: bool,
@@ -153,6 +162,8 @@ impl Reach {
             Standing::Unreached
         } else if self.applied.contains(path) {
             Standing::Applied
+        } else if self.package_fixtures.contains(path) {
+            Standing::PackageFixture
         } else {
             Standing::Service
         }
@@ -265,6 +276,26 @@ impl Reach {
             .map(|(p, _)| p.clone())
             .collect();
         let paths: HashSet<&str> = py.keys().map(String::as_str).collect();
+        reach.package_fixtures = commands
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| super::paths::is_compose_path(p))
+            .filter(|p| {
+                let mut dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+                // Up to the top of the tree, a bounded number of folders.
+                for _ in 0..32 {
+                    if dir.is_empty() {
+                        return false;
+                    }
+                    if paths.contains(format!("{dir}/__init__.py").as_str()) {
+                        return true;
+                    }
+                    dir = dir.rsplit_once('/').map_or("", |(d, _)| d);
+                }
+                false
+            })
+            .cloned()
+            .collect();
         for p in py.keys() {
             if let Some(stem) = p.strip_suffix(".py")
                 && !p.ends_with("__init__.py")
@@ -1534,6 +1565,29 @@ mod tests {
         let r = Reach::build(&py, &[], |_| false);
         assert_eq!(r.standing("m/versions/cd34_old.py"), Standing::Applied);
         assert_eq!(r.standing("m/versions/ab12_new.py"), Standing::Service);
+    }
+
+    #[test]
+    fn compose_file_inside_a_python_package_is_a_fixture() {
+        let r = build(
+            &[
+                ("keep/__init__.py", ""),
+                ("keep/providers/__init__.py", ""),
+                ("keep/providers/kafka_provider/kafka.py", "import os\n"),
+                ("keep/api/main.py", "from fastapi import FastAPI\napp = FastAPI()\n"),
+            ],
+            &[
+                ("keep/providers/kafka_provider/docker-compose.yml", "services: {}\n"),
+                ("docker-compose.yml", "services: {}\n"),
+                ("deploy/compose.yaml", "services: {}\n"),
+            ],
+        );
+        assert_eq!(
+            r.standing("keep/providers/kafka_provider/docker-compose.yml"),
+            Standing::PackageFixture
+        );
+        assert_eq!(r.standing("docker-compose.yml"), Standing::Service);
+        assert_eq!(r.standing("deploy/compose.yaml"), Standing::Service);
     }
 
     #[test]
