@@ -11,7 +11,9 @@
 //!
 //! Two detectors share the logic: required reads (`os.environ["X"]`, a settings field without a default: the app
 //! fails without the variable) and optional ones (`os.getenv`, `os.environ.get`, fields with a default). Settings
-//! classes built with explicit values in their own file (`Settings(**kwargs)`) are not judged.
+//! classes built with explicit values in their own file (`Settings(**kwargs)`), and classes that read settings from
+//! more than the environment (`settings_customise_sources`, `toml_file=`/`yaml_file=`/`json_file=`), are not
+//! judged.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
@@ -254,6 +256,15 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
                     .is_some_and(|a| a.children().any(|x| x.is_named() && x.kind() != "comment"))
         });
         if built_with_values {
+            continue;
+        }
+        // Values read from more than the environment: a settings source of the class's own
+        // (`settings_customise_sources` returning `PluginSettingsSource(…)`), or a TOML/YAML/JSON file
+        // (`model_config = SettingsConfigDict(toml_file=…)`): a field may be set there, not in `.env`.
+        if ["settings_customise_sources", "toml_file", "yaml_file", "json_file"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
             continue;
         }
         let Some(body) = class.field("body") else {
