@@ -18,6 +18,8 @@ const NOT_SERVICE_DIRS: &[(&str, &str)] = &[
     ("cookbooks", "an example"),
     ("notebooks", "a notebook"),
     ("dev", "a development tool"),
+    // Kubernetes-style projects keep their developers' scripts and quick-install manifests in `hack/`.
+    ("hack", "a development tool"),
     ("docs", "documentation"),
     ("doc", "documentation"),
     ("benchmarks", "a benchmark"),
@@ -645,6 +647,7 @@ mod tests {
             ("examples/chat/app.py", None),
             ("demo/main.py", None),
             ("dev/generate_client.py", None),
+            ("hack/local/mlrun-local.yaml", None),
             ("docs/snippets/app.py", None),
             ("tests/e2e/test_flow.py", None),
             ("backend/tests/conftest.py", None),
