@@ -1574,10 +1574,16 @@ mod tests {
                 ("keep/__init__.py", ""),
                 ("keep/providers/__init__.py", ""),
                 ("keep/providers/kafka_provider/kafka.py", "import os\n"),
-                ("keep/api/main.py", "from fastapi import FastAPI\napp = FastAPI()\n"),
+                (
+                    "keep/api/main.py",
+                    "from fastapi import FastAPI\napp = FastAPI()\n",
+                ),
             ],
             &[
-                ("keep/providers/kafka_provider/docker-compose.yml", "services: {}\n"),
+                (
+                    "keep/providers/kafka_provider/docker-compose.yml",
+                    "services: {}\n",
+                ),
                 ("docker-compose.yml", "services: {}\n"),
                 ("deploy/compose.yaml", "services: {}\n"),
             ],

@@ -314,11 +314,7 @@ fn loads<'r>(models: &TenantModels, ids: &[&str], own: &[PyNode<'r>]) -> Vec<Loa
                 }
                 // A filter on the tenant/owner column in the statement scopes it; a request id of the column's
                 // name (`User.id == user_id`) is no filter on it.
-                if owner
-                    .scope
-                    .iter()
-                    .any(|c| names_column(&text, c, ids))
-                {
+                if owner.scope.iter().any(|c| names_column(&text, c, ids)) {
                     continue;
                 }
                 // A filter on a parent's key scopes it to a parent loaded (and checked) before, unless the key is
@@ -565,7 +561,10 @@ fn caller_scopes(handlers: &[PyNode<'_>]) -> Vec<(String, String)> {
             };
             // Used to select or compare, not merely read (`log(user.org_id)`).
             let scoping = n.parent().is_some_and(|p| {
-                matches!(p.kind().as_ref(), "keyword_argument" | "comparison_operator")
+                matches!(
+                    p.kind().as_ref(),
+                    "keyword_argument" | "comparison_operator"
+                )
             });
             if scoping && !out.iter().any(|(c, h)| *c == col && *h == name) {
                 out.push((col, name.clone()));
@@ -629,7 +628,9 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         let learned: Vec<String> = scopes
             .iter()
             .map(|(c, _)| c.clone())
-            .filter(|c| !TENANT_COLUMNS.contains(&c.as_str()) && !ctx.repo.tenant_columns.contains(c))
+            .filter(|c| {
+                !TENANT_COLUMNS.contains(&c.as_str()) && !ctx.repo.tenant_columns.contains(c)
+            })
             .fold(Vec::new(), |mut acc, c| {
                 if !acc.contains(&c) {
                     acc.push(c);
@@ -638,9 +639,14 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             });
         let own_file = declares_models && !ctx.repo.files.contains_key(ctx.path);
         let models = if own_file || !learned.is_empty() {
-            let columns: Vec<String> = ctx.repo.tenant_columns.iter().chain(&learned).cloned().collect();
-            let texts = model_file_texts(&ctx.repo.files)
-                .chain(own_file.then_some(text.as_ref()));
+            let columns: Vec<String> = ctx
+                .repo
+                .tenant_columns
+                .iter()
+                .chain(&learned)
+                .cloned()
+                .collect();
+            let texts = model_file_texts(&ctx.repo.files).chain(own_file.then_some(text.as_ref()));
             own_models = TenantModels::build(texts, &columns);
             &own_models
         } else {
@@ -661,7 +667,8 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             let (name, head) = name_and_decorators(func);
             let ps = params(func);
             // The other routes of this file that scope by the caller's column.
-            let siblings: Vec<&(String, String)> = scopes.iter().filter(|(_, h)| *h != name).collect();
+            let siblings: Vec<&(String, String)> =
+                scopes.iter().filter(|(_, h)| *h != name).collect();
             // Only administrators reach it (its name, route or a dependency says so): not a tenant boundary,
             // unless the other routes of the file scope administrators too (`department_id=current_user.…`).
             let admin = is_admin_handler(func) || ps.iter().any(|p| p.admin);
@@ -784,7 +791,10 @@ impl Check for ObjectByIdWithoutOwnerCheck {
                 .filter(|l| {
                     models.owner(&l.model).is_some_and(|owner| {
                         if admin {
-                            owner.columns().iter().any(|c| sibling_cols.contains(&c.as_str()))
+                            owner
+                                .columns()
+                                .iter()
+                                .any(|c| sibling_cols.contains(&c.as_str()))
                                 && !scoped_like_siblings(&own, &who, &sibling_cols)
                         } else {
                             !guarded(&own, models, &owner, l, &who, &ids)

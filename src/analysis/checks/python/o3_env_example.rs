@@ -261,9 +261,14 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
         // Values read from more than the environment: a settings source of the class's own
         // (`settings_customise_sources` returning `PluginSettingsSource(…)`), or a TOML/YAML/JSON file
         // (`model_config = SettingsConfigDict(toml_file=…)`): a field may be set there, not in `.env`.
-        if ["settings_customise_sources", "toml_file", "yaml_file", "json_file"]
-            .iter()
-            .any(|w| text.contains(w))
+        if [
+            "settings_customise_sources",
+            "toml_file",
+            "yaml_file",
+            "json_file",
+        ]
+        .iter()
+        .any(|w| text.contains(w))
         {
             continue;
         }
