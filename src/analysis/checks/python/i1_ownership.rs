@@ -537,11 +537,12 @@ fn caller_column(n: &PyNode<'_>, who: &[&str]) -> Option<String> {
     .then_some(attr)
 }
 
-/// The columns the file's route handlers scope by with the caller's own value, each with the handler that does
-/// (`list_with_department(…, department_id=current_user.department_id)`, `Doc.org_id == user.org_id`): the
-/// application's tenant boundary as its own code draws it, administrators' routes included.
-fn caller_scopes(handlers: &[PyNode<'_>]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// The columns the file's route handlers scope by with the caller's own value, each with the handler that does and
+/// the expression it reads (`list_with_department(…, department_id=current_user.department_id)`,
+/// `Doc.org_id == user.org_id`): the application's tenant boundary as its own code draws it, administrators' routes
+/// included.
+fn caller_scopes(handlers: &[PyNode<'_>]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
     for h in handlers {
         let ps = params(h);
         let who: Vec<&str> = ps
@@ -566,8 +567,8 @@ fn caller_scopes(handlers: &[PyNode<'_>]) -> Vec<(String, String)> {
                     "keyword_argument" | "comparison_operator"
                 )
             });
-            if scoping && !out.iter().any(|(c, h)| *c == col && *h == name) {
-                out.push((col, name.clone()));
+            if scoping && !out.iter().any(|(c, h, _)| *c == col && *h == name) {
+                out.push((col, name.clone(), n.text().to_string()));
             }
         }
     }
@@ -627,7 +628,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
         let scopes = caller_scopes(&handlers);
         let learned: Vec<String> = scopes
             .iter()
-            .map(|(c, _)| c.clone())
+            .map(|(c, _, _)| c.clone())
             .filter(|c| {
                 !TENANT_COLUMNS.contains(&c.as_str()) && !ctx.repo.tenant_columns.contains(c)
             })
@@ -667,8 +668,8 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             let (name, head) = name_and_decorators(func);
             let ps = params(func);
             // The other routes of this file that scope by the caller's column.
-            let siblings: Vec<&(String, String)> =
-                scopes.iter().filter(|(_, h)| *h != name).collect();
+            let siblings: Vec<&(String, String, String)> =
+                scopes.iter().filter(|(_, h, _)| *h != name).collect();
             // Only administrators reach it (its name, route or a dependency says so): not a tenant boundary,
             // unless the other routes of the file scope administrators too (`department_id=current_user.…`).
             let admin = is_admin_handler(func) || ps.iter().any(|p| p.admin);
@@ -785,7 +786,7 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             // An administrator's route: only a model the siblings scope, by a column they scope by, and only the
             // caller's own column (or a checking function given the caller) is a check; comparing the row with the
             // caller (`user.id == current_user.id`) asks who it is, not which tenant.
-            let sibling_cols: Vec<&str> = siblings.iter().map(|(c, _)| c.as_str()).collect();
+            let sibling_cols: Vec<&str> = siblings.iter().map(|(c, _, _)| c.as_str()).collect();
             let unguarded: Vec<&Load<'_>> = found
                 .iter()
                 .filter(|l| {
@@ -835,11 +836,11 @@ impl Check for ObjectByIdWithoutOwnerCheck {
             };
             let sibling = siblings
                 .iter()
-                .find(|(c, _)| owner.columns().contains(c))
+                .find(|(c, _, _)| owner.columns().contains(c))
                 .filter(|_| admin);
-            let message = if let Some((col, other)) = sibling {
+            let message = if let Some((col, other, expr)) = sibling {
                 format!(
-                    "administrators' route `{name}` {what} from the request{through} and never compares its `{col}` with the caller's (`{who}.{col}`), while `{other}` in this file scopes by `{who}.{col}`: an administrator of one tenant can reach another tenant's {reach}{more}; compare the row's `{col}` with the caller's, as `{other}` does",
+                    "administrators' route `{name}` {what} from the request{through} and never compares its `{col}` with the caller's (`{who}.{col}`), while `{other}` in this file scopes by `{expr}`: an administrator of one tenant can reach another tenant's {reach}{more}; compare the row's `{col}` with the caller's, as `{other}` does",
                     who = who.first().copied().unwrap_or("caller"),
                     reach = reach,
                 )
