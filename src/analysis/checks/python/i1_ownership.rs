@@ -434,7 +434,7 @@ fn guarded(
     // request's own id (`Resource.agent_id == agent_id` selects, it does not check).
     let columns = owner.columns();
     let checks_column = |text: &str| {
-        owner.scope.iter().any(|c| has_word(text, c))
+        owner.scope.iter().any(|c| names_column(text, c, ids))
             || owner
                 .hops
                 .iter()
@@ -1231,10 +1231,9 @@ impl Check for TenantIdUnchecked {
                 // or call (`WorkspacePolicy.delete`, `Policy.get(x)`) or a string. A check given a loaded object
                 // (`check_thread_access(session, thread, user)`) covers that object, not the request's tenant.
                 let policy_like = |a: &PyNode<'_>| {
-                    let head = a.text().trim_start_matches('"').to_string();
                     matches!(a.kind().as_ref(), "string" | "concatenated_string")
                         || (matches!(a.kind().as_ref(), "attribute" | "call")
-                            && head.chars().next().is_some_and(char::is_uppercase))
+                            && a.text().chars().next().is_some_and(char::is_uppercase))
                 };
                 let values: Vec<PyNode<'_>> = named
                     .iter()
