@@ -50,6 +50,8 @@ const DEV_INFRA_WORDS: &[&str] = &[
     "e2e",
     "ci",
     "demo",
+    // `docker-compose.integration-mysql.yml`: a database for integration tests.
+    "integration",
     // `docker-compose.deps-only.yml`: the databases for a server run on the host.
     "deps",
 ];
@@ -604,6 +606,7 @@ mod tests {
             "examples/docker-compose.yml",
             "tests/e2e/compose.yaml",
             "docker-compose.development.yml",
+            "docker/docker-compose.integration-mssql.yml",
         ] {
             assert!(is_dev_infra_file(dev), "{dev}");
         }
@@ -618,6 +621,7 @@ mod tests {
             // Words inside other words are not dev markers.
             "docker-compose.devices.yml",
             "docker-compose.citadel.yml",
+            "docker-compose.integrations.yml",
         ] {
             assert!(!is_dev_infra_file(prod), "{prod}");
         }

@@ -189,6 +189,11 @@ impl Check for UnlockedBalanceUpdate {
                     continue; // C1's finding
                 }
                 let target = format!("{var}.{attr}");
+                // `row.tokens = new_value or row.tokens` keeps the old value when no new one came: nothing is
+                // computed from it, so a concurrent write is replaced, not lost.
+                if fallback_only(&right, &target, 0) {
+                    continue;
+                }
                 let derived = refers_to(&right, &target)
                     || right
                         .dfs()
@@ -216,6 +221,48 @@ impl Check for UnlockedBalanceUpdate {
             }
         }
     }
+}
+
+/// Does `target` appear in `expr` only as a whole operand of `or`/`and` or as a whole branch of `x if c else y`
+/// (a fallback to the old value), and nowhere in a computation? `false` when it does not appear at all.
+fn fallback_only(expr: &PyNode<'_>, target: &str, depth: usize) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    match expr.kind().as_ref() {
+        "parenthesized_expression" => expr
+            .child(1)
+            .is_some_and(|inner| fallback_only(&inner, target, depth + 1)),
+        "boolean_operator" | "conditional_expression" => {
+            let mut seen = false;
+            for part in expr.children().filter(|c| c.is_named()) {
+                if part.kind() == "attribute" && part.text() == target {
+                    seen = true;
+                } else if refers_to(&part, target) {
+                    // Mentioned inside an operand: only a nested fallback keeps it a fallback (a condition such
+                    // as `row.tokens > 0` is a read, not a computed write, and counts as one too).
+                    let nested = matches!(
+                        part.kind().as_ref(),
+                        "boolean_operator" | "conditional_expression" | "parenthesized_expression"
+                    );
+                    let kept = (nested && fallback_only(&part, target, depth + 1))
+                        || (expr.kind() == "conditional_expression" && is_condition(expr, &part));
+                    if !kept {
+                        return false;
+                    }
+                    seen = true;
+                }
+            }
+            seen
+        }
+        _ => false,
+    }
+}
+
+/// Is `part` the condition of the conditional expression `cond` (`a if part else b`)?
+fn is_condition(cond: &PyNode<'_>, part: &PyNode<'_>) -> bool {
+    let named: Vec<_> = cond.children().filter(|c| c.is_named()).collect();
+    named.len() == 3 && named[1].range() == part.range()
 }
 
 /// Does the expression mention `target` (`acct.balance`) as an attribute?
