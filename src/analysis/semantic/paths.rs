@@ -20,6 +20,8 @@ const NOT_SERVICE_DIRS: &[(&str, &str)] = &[
     ("dev", "a development tool"),
     // Kubernetes-style projects keep their developers' scripts and quick-install manifests in `hack/`.
     ("hack", "a development tool"),
+    // kind (Kubernetes in Docker) clusters are for local development and CI.
+    ("kind", "a local development cluster"),
     ("docs", "documentation"),
     ("doc", "documentation"),
     ("benchmarks", "a benchmark"),
@@ -652,6 +654,7 @@ mod tests {
             ("demo/main.py", None),
             ("dev/generate_client.py", None),
             ("hack/local/mlrun-local.yaml", None),
+            ("kind/manifests/nginx.yaml", None),
             ("docs/snippets/app.py", None),
             ("tests/e2e/test_flow.py", None),
             ("backend/tests/conftest.py", None),
