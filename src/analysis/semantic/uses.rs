@@ -5,9 +5,14 @@
 //! from module and class level, from functions never called unused, and from functions found used, to a fixed
 //! point.
 //!
-//! Read from each Python file's text in one pass, as names: a function counts as used when its name appears
-//! anywhere else as a word (a call, a callback handed over, a string naming it, a docstring), so the answer errs
-//! towards "used". Never called dead: decorated functions (routes, tasks, properties, validators, fixtures), dunder
+//! Read from each Python file's text in one pass, as names: a method or nested function counts as used when its
+//! name appears anywhere else as a word (a call, a callback handed over, a string naming it, a docstring), so the
+//! answer errs towards "used". A module-level function is a name its module exports, so only code that can reach
+//! that module counts: a bare use in its own file, in a file importing the name from a module or package of the
+//! module's name (`from app.api import get`, `from . import get`, a star import), or an attribute use on the
+//! module's name, its package's name or an import alias (`api.get(…)`, `core.get`, `fapi.get`), or any attribute
+//! use in a file that imports modules by run-time names; never a word of a docstring or comment. A CLI's
+//! `api.get(url)` helpers beside the server are then not "used" by every `dict.get` of the service. Never called dead: decorated functions (routes, tasks, properties, validators, fixtures), dunder
 //! methods, `test…` functions, and methods of classes with a base the repository does not define (a library's base
 //! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
 
@@ -33,6 +38,13 @@ pub struct DefFact {
     /// Hashes of the words of its own body (not of functions nested in it), sorted and unique: they count as uses
     /// only when the function itself is used.
     pub uses: Vec<u64>,
+    /// Defined at module level (not in a class or another function): used only where its module can be reached.
+    pub top_level: bool,
+    /// The code words of its own body not written after a dot (no docstring or comment), sorted and unique.
+    pub bare: Vec<u64>,
+    /// The code words of its own body written after a dot, with the word before the dot (`api.get` →
+    /// `(api, get)`; `0` for a base that is no word, `f().get`), sorted and unique.
+    pub dotted: Vec<(u64, u64)>,
 }
 
 /// Words of a function that may decide access besides the checking helpers' own
@@ -88,6 +100,122 @@ pub struct NameFacts {
     pub classes: Vec<String>,
     /// Too many names to record: counts as using every name.
     pub uses_everything: bool,
+    /// Module-level and class-level code words not written after a dot (see [`DefFact::bare`]).
+    pub bare: Vec<u64>,
+    /// Module-level and class-level code words written after a dot (see [`DefFact::dotted`]).
+    pub dotted: Vec<(u64, u64)>,
+    /// `from m.n import a, b`: the last part of the module (`n`; empty for `from . import a`) and the names
+    /// brought in (as written before any `as`); `*` for a star import.
+    pub from_imports: Vec<(String, Vec<String>)>,
+    /// Hashes of the names bound by `as` in import lines (`import app.api as fapi` → `fapi`).
+    pub aliases: Vec<u64>,
+    /// Imports modules by name (`import_module`, `__import__`, `load_module`, `spec_from_file_location`).
+    pub loads_modules: bool,
+    /// … by a name only known at run time (not a string literal): an attribute use there may be on any module.
+    pub loads_unknown_modules: bool,
+    /// Reads attributes by name (`getattr(api, "get")`): a bare word there may name any module's function.
+    pub reads_attrs: bool,
+}
+
+/// Words of one stretch of a file, as all words, code words not after a dot, and code words after a dot.
+#[derive(Debug, Default)]
+struct LineWords {
+    all: Vec<u64>,
+    bare: Vec<u64>,
+    dotted: Vec<(u64, u64)>,
+}
+
+impl LineWords {
+    fn len(&self) -> usize {
+        self.all.len() + self.bare.len() + self.dotted.len()
+    }
+
+    fn extend(&mut self, other: LineWords) {
+        self.all.extend(other.all);
+        self.bare.extend(other.bare);
+        self.dotted.extend(other.dotted);
+    }
+
+    fn sort(&mut self) {
+        for v in [&mut self.all, &mut self.bare] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self.dotted.sort_unstable();
+        self.dotted.dedup();
+    }
+
+    /// Prose (a docstring, a comment): a word of it counts only as a plain word.
+    fn prose(&mut self, text: &str) {
+        self.all.extend(words(text).map(hash));
+    }
+
+    /// Code: every word, and each one as bare or after a dot. The part after a `#` outside quotes is prose.
+    fn code(&mut self, text: &str) {
+        let (code, comment) = split_comment(text);
+        self.prose(comment);
+        let bytes = code.as_bytes();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        let mut i = 0;
+        // The last identifier read and whether only a dot (and spaces) followed it.
+        let mut prev: Option<&str> = None;
+        let mut after_dot = false;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if word(b) {
+                let start = i;
+                while i < bytes.len() && word(bytes[i]) {
+                    i += 1;
+                }
+                let w = &code[start..i];
+                if !bytes[start].is_ascii_digit() && w.len() > 2 && !is_keyword(w) {
+                    let h = hash(w);
+                    self.all.push(h);
+                    if after_dot {
+                        self.dotted.push((prev.map_or(0, hash), h));
+                    } else {
+                        self.bare.push(h);
+                    }
+                }
+                prev = (!bytes[start].is_ascii_digit()).then_some(w);
+                after_dot = false;
+                continue;
+            }
+            // `"app.main:create_app"` names `create_app` of module `main` as a dot would.
+            let colon_path = b == b':'
+                && prev.is_some()
+                && i > 0
+                && word(bytes[i - 1])
+                && bytes.get(i + 1).is_some_and(|&n| word(n));
+            if b == b'.' || colon_path {
+                after_dot = true;
+            } else if !b.is_ascii_whitespace() {
+                prev = None;
+                after_dot = false;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// A line's code and its comment: split at the first `#` outside single or double quotes.
+fn split_comment(line: &str) -> (&str, &str) {
+    let mut quote: Option<u8> = None;
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b == b'#' => return (&line[..i], &line[i..]),
+            None => {}
+        }
+        i += 1;
+    }
+    (line, "")
 }
 
 fn hash(word: &str) -> u64 {
@@ -165,15 +293,31 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 /// The names a file defines and uses.
 pub fn name_facts(text: &str) -> NameFacts {
     let mut facts = NameFacts::default();
-    let mut uses: Vec<u64> = Vec::new();
+    facts.loads_modules = [
+        "import_module",
+        "__import__",
+        "load_module",
+        "spec_from_file_location",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    facts.loads_unknown_modules = ["load_module", "spec_from_file_location"]
+        .iter()
+        .any(|w| text.contains(w))
+        || ["import_module(", "__import__("].iter().any(|call| {
+            text.match_indices(call)
+                .any(|(at, m)| !text[at + m.len()..].trim_start().starts_with(['"', '\'']))
+        });
+    facts.reads_attrs = facts.loads_modules || text.contains("getattr(");
+    let mut uses = LineWords::default();
     let mut next_check = MAX_NAMES_PER_FILE;
     // Enclosing blocks: (indent, class bases when a class, index in `defs` when a function).
     let mut stack: Vec<(usize, Option<Vec<String>>, Option<usize>)> = Vec::new();
     let mut decorated = false;
     let mut in_quotes = false;
     // The words of the line read last and the function whose own body holds it (`None`: outside every body).
-    let mut pending: (Option<usize>, Vec<u64>) = (None, Vec::new());
-    let mut def_uses: Vec<Vec<u64>> = Vec::new();
+    let mut pending: (Option<usize>, LineWords) = (None, LineWords::default());
+    let mut def_uses: Vec<LineWords> = Vec::new();
     let mut recorded = 0usize;
     let mut lines = text.lines().enumerate();
     while let Some((i, line)) = lines.next() {
@@ -186,13 +330,11 @@ pub fn name_facts(text: &str) -> NameFacts {
         }
         if recorded >= next_check {
             // Counted with repeats: sort them out before giving up.
-            uses.sort_unstable();
-            uses.dedup();
+            uses.sort();
             for v in &mut def_uses {
-                v.sort_unstable();
-                v.dedup();
+                v.sort();
             }
-            let kept = uses.len() + def_uses.iter().map(Vec::len).sum::<usize>();
+            let kept = uses.len() + def_uses.iter().map(LineWords::len).sum::<usize>();
             if kept > MAX_NAMES_PER_FILE {
                 facts.uses_everything = true;
                 break;
@@ -220,13 +362,13 @@ pub fn name_facts(text: &str) -> NameFacts {
         let uses = &mut pending.1;
         if t.starts_with('@') {
             decorated = true;
-            uses.extend(words(t).map(hash));
+            uses.code(t);
             // A decorator's arguments over several lines (`@router.patch("/x",\n    response_model=Out)`).
             let mut depth = balance(t);
             let mut extra = 0;
             while depth > 0 && extra < MAX_HEADER_LINES {
                 let Some((_, more)) = lines.next() else { break };
-                uses.extend(words(more).map(hash));
+                uses.code(more);
                 depth += balance(more);
                 extra += 1;
             }
@@ -247,6 +389,7 @@ pub fn name_facts(text: &str) -> NameFacts {
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
             let class_bases = stack.last().and_then(|(_, c, _)| c.clone());
+            let top_level = stack.is_empty();
             // Names the use count skips (one or two letters, keywords) are never called unused.
             let exempt = decorated
                 || name.len() <= 2
@@ -263,10 +406,13 @@ pub fn name_facts(text: &str) -> NameFacts {
                     exempt,
                     class_bases,
                     uses: Vec::new(),
+                    top_level,
+                    bare: Vec::new(),
+                    dotted: Vec::new(),
                 });
-                def_uses.push(Vec::new());
+                def_uses.push(LineWords::default());
             }
-            uses.extend(words(&rest[name.len()..]).map(hash));
+            uses.code(&rest[name.len()..]);
             stack.push((indent, None, index));
             decorated = false;
             continue;
@@ -292,7 +438,7 @@ pub fn name_facts(text: &str) -> NameFacts {
                 .into_iter()
                 .filter(|b| b != "object")
                 .collect();
-            uses.extend(words(rest).map(hash));
+            uses.code(rest);
             if !name.is_empty() {
                 facts.classes.push(name);
             }
@@ -306,6 +452,7 @@ pub fn name_facts(text: &str) -> NameFacts {
         // Docstrings and other triple-quoted text are prose, not code.
         let quotes = t.matches("\"\"\"").count() + t.matches("'''").count();
         let prose = in_quotes || quotes > 0;
+        let opened_here = !in_quotes && quotes > 0;
         if quotes % 2 == 1 {
             in_quotes = !in_quotes;
         }
@@ -343,28 +490,48 @@ pub fn name_facts(text: &str) -> NameFacts {
                 }
                 extra += 1;
             }
-            renamed_imports(&all, uses);
+            renamed_imports(&all, uses, &mut facts.aliases);
+            if let Some(from) = from_import(&all) {
+                facts.from_imports.push(from);
+            }
             continue;
         }
         if t.starts_with("import ") {
-            renamed_imports(t, uses);
+            renamed_imports(t, uses, &mut facts.aliases);
             continue;
         }
-        uses.extend(words(t).map(hash));
+        if opened_here {
+            // `prompt = build_prompt("""…`: the code before the triple quote is code.
+            let at = [t.find("\"\"\""), t.find("'''")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(t.len());
+            uses.code(&t[..at]);
+            uses.prose(&t[at..]);
+        } else if prose {
+            uses.prose(t);
+        } else {
+            uses.code(t);
+        }
     }
     let (owner, words_of_line) = pending;
     match owner.and_then(|k| def_uses.get_mut(k)) {
         Some(v) => v.extend(words_of_line),
         None => uses.extend(words_of_line),
     }
-    uses.sort_unstable();
-    uses.dedup();
-    facts.uses = uses;
+    uses.sort();
+    facts.uses = uses.all;
+    facts.bare = uses.bare;
+    facts.dotted = uses.dotted;
     for (d, mut v) in facts.defs.iter_mut().zip(def_uses) {
-        v.sort_unstable();
-        v.dedup();
-        d.uses = v;
+        v.sort();
+        d.uses = v.all;
+        d.bare = v.bare;
+        d.dotted = v.dotted;
     }
+    facts.aliases.sort_unstable();
+    facts.aliases.dedup();
     facts
 }
 
@@ -380,16 +547,37 @@ fn balance(line: &str) -> i32 {
     })
 }
 
-/// `a as b` in an import: `a` is used.
-fn renamed_imports(line: &str, uses: &mut Vec<u64>) {
+/// `a as b` in an import: `a` is used (the file then uses `b`, which names nothing defined), and `b` is an alias.
+fn renamed_imports(line: &str, uses: &mut LineWords, aliases: &mut Vec<u64>) {
     let flat = line.replace(['(', ')', ',', '\\'], " ");
     let parts: Vec<&str> = flat.split_whitespace().collect();
     for w in parts.windows(3) {
         if w[1] == "as" {
             let original = w[0].rsplit('.').next().unwrap_or(w[0]);
-            uses.push(hash(original));
+            uses.all.push(hash(original));
+            uses.bare.push(hash(original));
+            aliases.push(hash(w[2]));
         }
     }
+}
+
+/// `from m.n import a, b as c` (the whole statement, joined): `("n", ["a", "b"])`; `from . import a`: `("", …)`.
+fn from_import(stmt: &str) -> Option<(String, Vec<String>)> {
+    let rest = stmt.strip_prefix("from ")?;
+    let (module, names) = rest.split_once(" import")?;
+    let module = module.trim();
+    let last = module
+        .trim_start_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or("");
+    let flat = names.replace(['(', ')', '\\'], " ");
+    let names: Vec<String> = flat
+        .split(',')
+        .filter_map(|n| n.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    Some((last.to_string(), names))
 }
 
 /// The functions of each file that nothing else uses, by path: `(name, line)`. `counted` says which files' uses
@@ -411,57 +599,188 @@ pub fn unused_functions<'a>(
                 .as_ref()
                 .is_some_and(|bases| bases.iter().any(|b| !classes.contains(b.as_str())))
     };
-    // Uses that count whatever is called: module and class level, the functions kept anyway, other texts.
-    let mut used: HashSet<u64> = HashSet::new();
-    // The other functions by name: their words count once their name is used.
-    let mut by_name: HashMap<u64, Vec<&DefFact>> = HashMap::new();
-    for (path, facts) in files.clone() {
-        if !counted(path) {
-            continue;
+    let files: Vec<(&String, &NameFacts)> = files.into_iter().filter(|(p, _)| counted(p)).collect();
+    if files.iter().any(|(_, f)| f.uses_everything) {
+        return HashMap::new();
+    }
+    // A module's names: its own (`api` for `app/api.py`, `core` for `app/core/__init__.py`) and its package's.
+    // A module at the top of the tree has no package: `u64::MAX` names nothing (a missing base is `0`).
+    let names_of = |path: &str| -> (u64, u64) {
+        let named = |n: Option<&str>| n.filter(|n| !n.is_empty()).map_or(u64::MAX, hash);
+        let mut parts = path.trim_end_matches(".py").rsplit('/');
+        let stem = parts.next();
+        let parent = parts.next();
+        if stem == Some("__init__") {
+            (named(parent), named(parts.next()))
+        } else {
+            (named(stem), named(parent))
         }
-        if facts.uses_everything {
-            return HashMap::new();
+    };
+    let module_names: Vec<(u64, u64)> = files.iter().map(|(p, _)| names_of(p)).collect();
+    // Per file: the names it imports from a module or package (by the module's last name part; empty for
+    // `from . import`), and the modules it star-imports.
+    let imported: Vec<HashMap<u64, Vec<u64>>> = files
+        .iter()
+        .map(|(_, f)| {
+            let mut m: HashMap<u64, Vec<u64>> = HashMap::new();
+            for (module, names) in &f.from_imports {
+                for n in names {
+                    m.entry(hash(n)).or_default().push(hash(module));
+                }
+            }
+            m
+        })
+        .collect();
+    // Every word of each file (code and prose), to ask whether a file names a module at all.
+    let mentions: Vec<HashSet<u64>> = files
+        .iter()
+        .map(|(_, f)| {
+            f.uses
+                .iter()
+                .chain(f.defs.iter().flat_map(|d| d.uses.iter()))
+                .copied()
+                .collect()
+        })
+        .collect();
+    let names_module = |from: usize, to: usize| {
+        let (stem, parent) = module_names[to];
+        mentions[from].contains(&stem) || mentions[from].contains(&parent)
+    };
+    let aliases: Vec<HashSet<u64>> = files
+        .iter()
+        .map(|(_, f)| f.aliases.iter().copied().collect())
+        .collect();
+    let star = hash("*");
+    let empty = hash("");
+    // Can code of file `from` reach module `to`'s name `name` written bare?
+    let sees_bare = |from: usize, to: usize, name: u64| -> bool {
+        // A file reading attributes by name (`getattr(api, "get")`) may reach the name of a module it names.
+        if from == to || (files[from].1.reads_attrs && names_module(from, to)) {
+            return true;
         }
-        used.extend(facts.uses.iter().copied());
-        for d in &facts.defs {
+        let (stem, parent) = module_names[to];
+        let via = |n: u64| {
+            imported[from]
+                .get(&n)
+                .is_some_and(|mods| mods.iter().any(|&m| m == stem || m == parent || m == empty))
+        };
+        via(name) || via(star)
+    };
+    // … written after a dot on `base`?
+    // (In its own file a name after a dot is another object's: `requests.get` inside `def get`.)
+    let sees_dotted = |from: usize, to: usize, base: u64| -> bool {
+        let (stem, parent) = module_names[to];
+        base == stem
+            || base == parent
+            || aliases[from].contains(&base)
+            || files[from].1.loads_unknown_modules
+            || (files[from].1.loads_modules && names_module(from, to))
+    };
+    // Every function, by name: `(file, index in its defs)`; those used or kept anyway are settled.
+    let mut by_name: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
+    let mut used: HashSet<(usize, usize)> = HashSet::new();
+    let mut queue: Vec<(usize, usize)> = Vec::new();
+    for (i, (_, facts)) in files.iter().enumerate() {
+        for (k, d) in facts.defs.iter().enumerate() {
             if kept_anyway(d) {
-                used.extend(d.uses.iter().copied());
+                used.insert((i, k));
+                queue.push((i, k));
             } else {
-                by_name.entry(hash(&d.name)).or_default().push(d);
+                by_name.entry(hash(&d.name)).or_default().push((i, k));
             }
         }
     }
+    // Words of deployment files and configuration count for a method of that name, and for a module's function
+    // the text names with its module (`uvicorn app.main:create_app`) or imports from it (`python -c 'from
+    // app.tasks import cleanup; cleanup()'`).
     for (_, text) in other_texts {
-        used.extend(words(text).map(hash));
-    }
-    // To a fixed point: a used function's words are uses.
-    let mut queue: Vec<u64> = used
-        .iter()
-        .copied()
-        .filter(|h| by_name.contains_key(h))
-        .collect();
-    while let Some(name) = queue.pop() {
-        let Some(defs) = by_name.remove(&name) else {
-            continue;
-        };
-        for d in defs {
-            for &u in &d.uses {
-                if used.insert(u) && by_name.contains_key(&u) {
-                    queue.push(u);
+        let mut w = LineWords::default();
+        let mut imports: HashMap<u64, Vec<u64>> = HashMap::new();
+        for line in text.lines() {
+            w.code(line);
+            for (at, _) in line.match_indices("from ") {
+                let stmt = line[at..].split([';', '\'', '"']).next().unwrap_or("");
+                if let Some((module, names)) = from_import(stmt) {
+                    for n in names {
+                        imports.entry(hash(&n)).or_default().push(hash(&module));
+                    }
+                }
+            }
+        }
+        let all: HashSet<u64> = w.all.iter().copied().collect();
+        for h in &all {
+            for &(i, k) in by_name.get(h).into_iter().flatten() {
+                let (stem, parent) = module_names[i];
+                let reached = !files[i].1.defs[k].top_level
+                    || w.dotted
+                        .iter()
+                        .any(|&(b, n)| n == *h && (b == stem || b == parent))
+                    || imports
+                        .get(h)
+                        .is_some_and(|mods| mods.iter().any(|&m| m == stem || m == parent));
+                if reached && used.insert((i, k)) {
+                    queue.push((i, k));
                 }
             }
         }
     }
-    let mut out: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
-    for (path, facts) in files {
-        if !counted(path) {
-            continue;
+    // The uses of one stretch of code of file `i` (module level, or a used function's body) settle the
+    // functions they reach; newly used functions are queued, their bodies read in turn.
+    let settle = |i: usize,
+                  all: &[u64],
+                  bare: &[u64],
+                  dotted: &[(u64, u64)],
+                  used: &mut HashSet<(usize, usize)>,
+                  queue: &mut Vec<(usize, usize)>| {
+        let mut mark = |(j, k): (usize, usize), used: &mut HashSet<(usize, usize)>| {
+            if used.insert((j, k)) {
+                queue.push((j, k));
+            }
+        };
+        for h in all {
+            for &(j, k) in by_name.get(h).into_iter().flatten() {
+                if !files[j].1.defs[k].top_level {
+                    mark((j, k), used);
+                }
+            }
         }
-        for d in &facts.defs {
-            if kept_anyway(d) || used.contains(&hash(&d.name)) {
+        for &h in bare {
+            for &(j, k) in by_name.get(&h).into_iter().flatten() {
+                if files[j].1.defs[k].top_level && sees_bare(i, j, h) {
+                    mark((j, k), used);
+                }
+            }
+        }
+        for &(base, h) in dotted {
+            for &(j, k) in by_name.get(&h).into_iter().flatten() {
+                if files[j].1.defs[k].top_level && sees_dotted(i, j, base) {
+                    mark((j, k), used);
+                }
+            }
+        }
+    };
+    for (i, (_, facts)) in files.iter().enumerate() {
+        settle(
+            i,
+            &facts.uses,
+            &facts.bare,
+            &facts.dotted,
+            &mut used,
+            &mut queue,
+        );
+    }
+    // To a fixed point: a used function's words are uses.
+    while let Some((i, k)) = queue.pop() {
+        let d = &files[i].1.defs[k];
+        settle(i, &d.uses, &d.bare, &d.dotted, &mut used, &mut queue);
+    }
+    let mut out: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    for (i, (path, facts)) in files.iter().enumerate() {
+        for (k, d) in facts.defs.iter().enumerate() {
+            if used.contains(&(i, k)) {
                 continue;
             }
-            out.entry(path.clone())
+            out.entry((*path).clone())
                 .or_default()
                 .push((d.name.clone(), d.line));
         }
@@ -708,6 +1027,75 @@ def method_helper():
                 .to_string(),
         )];
         assert!(unused_functions(facts.iter(), |_| true, &compose).is_empty());
+    }
+
+    #[test]
+    fn module_functions_count_only_where_their_module_is_reached() {
+        // A CLI's client of the server's own API, in a package the server imports for something else.
+        let api = "\
+import requests
+
+
+def get(url, headers):
+    return requests.get(url, headers=headers)
+
+
+def list_all(url):
+    return requests.get(url + '/list')
+
+
+def upsert(url, body):
+    return requests.post(url, json=body)
+
+
+class Client:
+    def get(self, url):
+        return requests.get(url)
+";
+        let helpers =
+            "from app.cli import api\n\n\ndef list_things(url):\n    return api.list_all(url)\n";
+        let server = "\
+\"\"\"The server: it may get or list_all anything (prose).\"\"\"
+from app.cli import parse  # get
+
+
+def handler(request):
+    value = request.query.get('x')  # upsert later
+    return parse(value), Client().get
+";
+        let dead = run(&[
+            ("app/cli/api.py", api),
+            ("app/cli/helpers.py", helpers),
+            ("app/cli/parse.py", "def parse(v):\n    return v\n"),
+            ("app/server.py", server),
+        ]);
+        let names: Vec<&str> = dead["app/cli/api.py"]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // `get` is no `dict.get`, nor a word of a docstring or comment; `Client.get` is a method (any `.get`).
+        assert_eq!(names, vec!["get", "list_all", "upsert"]);
+        assert_eq!(dead["app/cli/helpers.py"][0].0, "list_things");
+
+        // Reached: through the module's name, an alias, an imported name, the package re-exporting it, or a
+        // file that imports modules by run-time names.
+        for user in [
+            "from app.cli import api\napi.get('u', {})\n",
+            "import app.cli.api as capi\ncapi.get('u', {})\n",
+            "from app.cli.api import get\nget('u', {})\n",
+            "from app.cli.api import get as fetch\nfetch('u', {})\n",
+            "from app import cli\ncli.get('u', {})\n",
+            "import importlib\nmod = importlib.import_module(name)\nmod.get('u', {})\n",
+            "import uvicorn\nuvicorn.run('app.cli.api:get')\n",
+        ] {
+            let dead = run(&[("app/cli/api.py", api), ("app/server.py", user)]);
+            let names: Vec<&str> = dead
+                .get("app/cli/api.py")
+                .map(|v| v.iter().map(|(n, _)| n.as_str()).collect())
+                .unwrap_or_default();
+            assert!(!names.contains(&"get"), "{user}: {names:?}");
+            assert!(names.contains(&"list_all"), "{user}: {names:?}");
+        }
     }
 
     #[test]
