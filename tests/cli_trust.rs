@@ -206,10 +206,20 @@ fn unreached_and_shadowed_modules_hold_back_critical_and_high() {
     );
     assert_eq!(report["summary"]["not_service"], 2, "{report}");
 
-    // Imported by the app, the legacy module is the service again.
+    // Imported by the app but its function never called: `client.fetch` is another module's `fetch`.
     repo.write(
         "app/main.py",
         "from fastapi import FastAPI\nfrom app import client, legacy\n\napp = FastAPI()\nclient.fetch(\"https://x\")\n",
+    );
+    repo.commit("import legacy");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    let paths: Vec<String> = triples(&report).into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(paths, vec!["app/client.py"], "{report}");
+
+    // Called by the app, the legacy module's function is the service again.
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\nfrom app import client, legacy\n\napp = FastAPI()\nclient.fetch(\"https://x\")\nlegacy.fetch(\"https://y\")\n",
     );
     repo.commit("use legacy");
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);

@@ -10,9 +10,13 @@
 //! answer errs towards "used". A module-level function is a name its module exports, so only code that can reach
 //! that module counts: a bare use in its own file, in a file importing the name from a module or package of the
 //! module's name (`from app.api import get`, `from . import get`, a star import), or an attribute use on the
-//! module's name, its package's name or an import alias (`api.get(…)`, `core.get`, `fapi.get`), or any attribute
-//! use in a file that imports modules by run-time names; never a word of a docstring or comment. A CLI's
-//! `api.get(url)` helpers beside the server are then not "used" by every `dict.get` of the service. Never called dead: decorated functions (routes, tasks, properties, validators, fixtures), dunder
+//! module's name, its package's name or an import alias (`api.get(…)`, `core.get`, `fapi.get`); in a file that
+//! reads attributes or imports modules by name and names the module, any use; in a file importing modules by a
+//! run-time name, any attribute use; in a deployment text, a use naming the module too. Never a word of a docstring
+//! or comment. A CLI's `api.get(url)` helpers beside the server are then not "used" by every `dict.get` of the
+//! service.
+//!
+//! Never called dead: decorated functions (routes, tasks, properties, validators, fixtures), dunder
 //! methods, `test…` functions, and methods of classes with a base the repository does not define (a library's base
 //! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
 
@@ -126,8 +130,9 @@ struct LineWords {
 }
 
 impl LineWords {
+    /// The words counted against [`MAX_NAMES_PER_FILE`] (the bare and dotted lists hold the same words again).
     fn len(&self) -> usize {
-        self.all.len() + self.bare.len() + self.dotted.len()
+        self.all.len()
     }
 
     fn extend(&mut self, other: LineWords) {
@@ -452,7 +457,12 @@ pub fn name_facts(text: &str) -> NameFacts {
         // Docstrings and other triple-quoted text are prose, not code.
         let quotes = t.matches("\"\"\"").count() + t.matches("'''").count();
         let prose = in_quotes || quotes > 0;
-        let opened_here = !in_quotes && quotes > 0;
+        // A triple-quoted string inside code (`x = build("""…`), not a docstring or a string standing alone.
+        let in_code = !in_quotes
+            && quotes > 0
+            && !t
+                .trim_start_matches(['r', 'b', 'f', 'u', 'R', 'B', 'F', 'U'])
+                .starts_with(['"', '\'']);
         if quotes % 2 == 1 {
             in_quotes = !in_quotes;
         }
@@ -500,8 +510,11 @@ pub fn name_facts(text: &str) -> NameFacts {
             renamed_imports(t, uses, &mut facts.aliases);
             continue;
         }
-        if opened_here {
-            // `prompt = build_prompt("""…`: the code before the triple quote is code.
+        if in_code && quotes % 2 == 0 {
+            // `x = call("""text""", other_fn)`: the string closes on its line; the line is code.
+            uses.code(t);
+        } else if in_code {
+            // `prompt = build_prompt("""…`: the code before the triple quote is code, the rest is text.
             let at = [t.find("\"\"\""), t.find("'''")]
                 .into_iter()
                 .flatten()
@@ -1096,6 +1109,28 @@ def handler(request):
             assert!(!names.contains(&"get"), "{user}: {names:?}");
             assert!(names.contains(&"list_all"), "{user}: {names:?}");
         }
+    }
+
+    #[test]
+    fn triple_quoted_text_inside_code_and_docstrings() {
+        let lib = "def render(x):\n    return x\n\n\ndef sanitize(x):\n    return x\n\n\ndef finish(x):\n    return x\n";
+        let user = "\
+from app.lib import render, sanitize, finish
+
+
+@router.get(\"/\")
+def handler():
+    \"\"\"Calls finish eventually.\"\"\"
+    page = render(\"\"\"<p>hi</p>\"\"\", sanitize)
+    return page
+";
+        let dead = run(&[("app/lib.py", lib), ("app/main.py", user)]);
+        let names: Vec<&str> = dead["app/lib.py"]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // A callback after a closed triple-quoted string is code; a docstring's word is not a call.
+        assert_eq!(names, vec!["finish"]);
     }
 
     #[test]
