@@ -1125,10 +1125,7 @@ def handler():
     return page
 ";
         let dead = run(&[("app/lib.py", lib), ("app/main.py", user)]);
-        let names: Vec<&str> = dead["app/lib.py"]
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
+        let names: Vec<&str> = dead["app/lib.py"].iter().map(|(n, _)| n.as_str()).collect();
         // A callback after a closed triple-quoted string is code; a docstring's word is not a call.
         assert_eq!(names, vec!["finish"]);
     }
