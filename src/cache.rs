@@ -183,7 +183,8 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         healthchecked: _, // derived from `files`
         rate_limited: _,  // derived from `files`
         limited: _,       // derived from `files`
-        reach, // each file's standing enters its own key (`file_key`); the deciding functions enter here
+        orm_index: _,     // derived from `files`
+        reach, // each file's standing enters its own key (`file_key`); the deciding functions and ORM criteria here
     } = repo;
     let mut h = Sha256::new();
     list_field(&mut h, changed.iter().map(String::as_str));
@@ -201,6 +202,18 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
     match reach.as_ref().and_then(|r| r.deciding_names()) {
         Some(names) => list_field(&mut h, names.into_iter()),
         None => field(&mut h, b"not known"),
+    }
+    // Criteria the session adds to every ORM statement (I1's tenant queries read them).
+    if let Some(r) = reach {
+        field(&mut h, &(r.orm_criteria.len() as u64).to_le_bytes());
+        for c in &r.orm_criteria {
+            field(&mut h, c.target.as_bytes());
+            list_field(&mut h, c.columns.iter().map(String::as_str));
+            field(
+                &mut h,
+                &[u8::from(c.select), u8::from(c.update), u8::from(c.delete)],
+            );
+        }
     }
     h.finalize().into()
 }

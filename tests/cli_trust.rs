@@ -448,3 +448,76 @@ fn code_the_change_moved_is_not_blamed_on_it_but_a_new_context_is() {
     );
     assert_eq!(report["summary"]["moved"], 1, "{report}");
 }
+
+/// A session listener that adds the tenant to every ORM SELECT (`do_orm_execute` + `with_loader_criteria`) scopes
+/// the SELECTs I1-unscoped-tenant-query would report, in whichever module it is registered; a DELETE stays reported
+/// until the listener scopes every statement. The cached results of the unchanged query module follow the listener.
+#[test]
+fn a_session_that_scopes_every_statement_to_the_tenant_silences_unscoped_queries() {
+    const DAO: &str = "\
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class Document(Base):
+    __tablename__ = \"documents\"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(index=True)
+
+
+async def get_document(db, doc_id: int):
+    return (await db.execute(select(Document).where(Document.id == doc_id))).scalar_one_or_none()
+
+
+async def delete_document(db, doc_id: int) -> None:
+    await db.execute(delete(Document).where(Document.id == doc_id))
+";
+    const LISTENER: &str = "\
+from sqlalchemy import event
+from sqlalchemy.orm import Session, with_loader_criteria
+
+from app.context import current_tenant
+
+
+@event.listens_for(Session, \"do_orm_execute\")
+def scope_to_tenant(state):
+    if state.is_select:
+        state.statement = state.statement.options(
+            with_loader_criteria(Document, lambda cls: cls.tenant_id == current_tenant.get())
+        )
+";
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    repo.write("app/core/__init__.py", "");
+    repo.write(
+        "app/main.py",
+        "from fastapi import FastAPI\n\nfrom app import dao\nfrom app.core import tenancy\n\napp = FastAPI()\n\n\n@app.get(\"/docs/{doc_id}\")\nasync def read(doc_id: int):\n    return await dao.get_document(None, doc_id)\n\n\n@app.delete(\"/docs/{doc_id}\")\nasync def remove(doc_id: int):\n    await dao.delete_document(None, doc_id)\n",
+    );
+    repo.write("app/dao.py", DAO);
+    repo.write("app/core/tenancy.py", "TENANCY = 'by hand'\n");
+    repo.commit("base");
+    let unscoped = |report: &serde_json::Value| -> Vec<u64> {
+        triples(report)
+            .into_iter()
+            .filter(|(c, p, _)| c == "I1-unscoped-tenant-query" && p == "app/dao.py")
+            .map(|(_, _, l)| l)
+            .collect()
+    };
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(unscoped(&report), vec![12, 16], "{report}");
+
+    // The listener scopes SELECTs: the DELETE is still every tenant's.
+    repo.write("app/core/tenancy.py", LISTENER);
+    repo.commit("scope selects");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(unscoped(&report), vec![16], "{report}");
+
+    // Testing no statement kind, it scopes the DELETE too.
+    repo.write(
+        "app/core/tenancy.py",
+        &LISTENER.replace("    if state.is_select:\n", "    if True:\n"),
+    );
+    repo.commit("scope everything");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(unscoped(&report), Vec::<u64>::new(), "{report}");
+}

@@ -46,6 +46,8 @@ pub struct RepoContext {
     pub rate_limited: OnceLock<bool>,
     /// [`RepoContext::limited_services`], worked out on first use; leave it to its default.
     pub limited: OnceLock<Vec<(String, std::collections::HashSet<String>)>>,
+    /// [`RepoContext::orm_criteria`] without a repository model, worked out on first use; leave it to its default.
+    pub orm_index: OnceLock<Vec<super::semantic::tenancy::OrmCriterion>>,
     /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
     /// built (then every module is judged as the service).
     pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
@@ -81,6 +83,26 @@ impl RepoContext {
             crate::analysis::rules::RepoFact::Http500DetailReplaced => {
                 reach.http_500_detail_replaced
             }
+        }
+    }
+
+    /// Criteria the service adds to every ORM statement (`do_orm_execute` listeners): the repository model's,
+    /// read from every module of the service; without a model, those of the Python files at hand.
+    pub fn orm_criteria(&self) -> &[super::semantic::tenancy::OrmCriterion] {
+        match &self.reach {
+            Some(r) => r.orm_criteria.as_slice(),
+            None => self.orm_index.get_or_init(|| {
+                let mut python: Vec<(&String, &String)> = self
+                    .files
+                    .iter()
+                    .filter(|(p, _)| p.ends_with(".py"))
+                    .collect();
+                python.sort();
+                python
+                    .into_iter()
+                    .flat_map(|(_, text)| super::semantic::tenancy::orm_criteria(text))
+                    .collect()
+            }),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct ModuleFacts {
     pub alembic_revision: Option<String>,
     /// The revisions it builds on (`down_revision`, a tuple for a merge).
     pub alembic_down_revisions: Vec<String>,
+    /// Criteria it adds to every ORM statement through a `do_orm_execute` listener (tenant scoping applied by the
+    /// session itself; see [`super::tenancy::orm_criteria`]).
+    pub orm_criteria: Vec<super::tenancy::OrmCriterion>,
     /// Could not be read: nothing is known of what it says.
     pub unread: bool,
 }
@@ -152,6 +155,9 @@ pub struct Reach {
     /// Were the definitions of every file read (so `deciding` is the whole repository's)?
     #[serde(default)]
     definitions_read: bool,
+    /// Criteria the service's modules add to every ORM statement (`do_orm_execute` listeners).
+    #[serde(default)]
+    pub orm_criteria: Vec<super::tenancy::OrmCriterion>,
 }
 
 impl Reach {
@@ -231,6 +237,9 @@ impl Reach {
         } else {
             Some(false)
         };
+        reach.orm_criteria = service()
+            .flat_map(|(_, f)| as_facts(f).orm_criteria.iter().cloned())
+            .collect();
         // Functions some definition of which may decide access (a file that could not be read may define any
         // name: then every function may).
         if !py.values().any(|f| as_facts(f).unread) {
@@ -1115,6 +1124,7 @@ pub fn module_facts(text: &str) -> ModuleFacts {
     if text.contains("HTTPException") && text.contains("exception_handler") {
         http_error_handlers(text, &mut facts);
     }
+    facts.orm_criteria = super::tenancy::orm_criteria(text);
     facts.lists_files = scan.dynamic
         && [
             "listdir(",

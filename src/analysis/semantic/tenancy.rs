@@ -180,6 +180,8 @@ impl Owner {
 pub struct TenantModels {
     models: HashMap<String, Vec<String>>,
     parents: HashMap<String, ParentOwner>,
+    /// The base classes of each model with a tenant column, followed up to [`MAX_BASE_DEPTH`] levels.
+    ancestors: HashMap<String, HashSet<String>>,
 }
 
 impl TenantModels {
@@ -201,6 +203,7 @@ impl TenantModels {
             scan(text, &mut classes);
         }
         let mut models = HashMap::new();
+        let mut ancestors = HashMap::new();
         for (name, facts) in &classes {
             let (is_model, mut cols) = resolve(name, &classes);
             if !(facts.model || is_model) {
@@ -213,9 +216,14 @@ impl TenantModels {
             let mut cols: Vec<String> = cols.into_iter().collect();
             cols.sort();
             models.insert(name.clone(), cols);
+            ancestors.insert(name.clone(), bases_of(name, &classes));
         }
         let parents = parent_owners(&classes, &models);
-        TenantModels { models, parents }
+        TenantModels {
+            models,
+            parents,
+            ancestors,
+        }
     }
 
     /// How a model without a tenant column of its own belongs to a tenant through its parents (foreign keys
@@ -277,6 +285,286 @@ impl TenantModels {
     pub fn contains(&self, model: &str) -> bool {
         self.models.contains_key(model)
     }
+
+    /// Does the model with a tenant column `model` inherit from `base` (directly or through its bases)?
+    pub fn inherits(&self, model: &str, base: &str) -> bool {
+        self.ancestors.get(model).is_some_and(|a| a.contains(base))
+    }
+}
+
+/// Does a criterion the repository adds to every ORM statement of the `kind` scope queries of `model` on one of its
+/// tenant columns `cols`? The criterion's entity must be the model or one of its bases in `known` (the models with
+/// a tenant column, each set read from different files), or else no model with a tenant column in `known` at all
+/// (a mixin declared elsewhere, a variable naming models from a list): then it applies to every model that has the
+/// column it reads.
+pub fn globally_scoped(
+    criteria: &[OrmCriterion],
+    known: &[&TenantModels],
+    model: &str,
+    cols: &[String],
+    kind: StatementKind,
+) -> bool {
+    criteria.iter().any(|c| {
+        c.covers(kind)
+            && c.columns.iter().any(|col| cols.contains(col))
+            && (c.target == model
+                || known.iter().any(|k| k.inherits(model, &c.target))
+                || !known.iter().any(|k| k.contains(&c.target)))
+    })
+}
+
+/// The base classes of `name`, followed up to [`MAX_BASE_DEPTH`] levels.
+fn bases_of(name: &str, classes: &HashMap<String, ClassFacts>) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    let mut frontier: Vec<String> = classes
+        .get(name)
+        .map(|f| f.bases.clone())
+        .unwrap_or_default();
+    for _ in 0..MAX_BASE_DEPTH {
+        let mut next = Vec::new();
+        for n in frontier {
+            if seen.insert(n.clone())
+                && let Some(f) = classes.get(&n)
+            {
+                next.extend(f.bases.iter().cloned());
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    seen
+}
+
+/// The kind of an ORM statement, for [`OrmCriterion::covers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    Select,
+    Update,
+    Delete,
+}
+
+/// Criteria a repository adds to every ORM statement a session runs: a `do_orm_execute` event listener that
+/// attaches `with_loader_criteria(Entity, lambda cls: cls.tenant_id == …)` (SQLAlchemy's recipe for scoping every
+/// query to the current tenant). Read from the text of the module that registers the listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrmCriterion {
+    /// The entity named first: a model, a base class or mixin (covering its subclasses), or a variable; empty for
+    /// a listener that adds the column by its own code (every model that has it).
+    pub target: String,
+    /// The attributes the criterion reads (`tenant_id` of `cls.tenant_id == current_tenant()`).
+    pub columns: Vec<String>,
+    /// The statements the listener scopes: it tests `is_select` / `is_update` / `is_delete`, or (testing none of
+    /// them) every ORM statement.
+    pub select: bool,
+    pub update: bool,
+    pub delete: bool,
+}
+
+impl OrmCriterion {
+    pub fn covers(&self, kind: StatementKind) -> bool {
+        match kind {
+            StatementKind::Select => self.select,
+            StatementKind::Update => self.update,
+            StatementKind::Delete => self.delete,
+        }
+    }
+}
+
+/// Criteria read per file, at most.
+const MAX_CRITERIA: usize = 32;
+/// Bytes of one `with_loader_criteria(…)` call read, at most.
+const MAX_CRITERION_BYTES: usize = 4_000;
+/// Lines of a listener's body read, at most.
+const MAX_LISTENER_LINES: usize = 400;
+
+/// The criteria a module adds to every ORM statement (see [`OrmCriterion`]): the `with_loader_criteria(…)` calls of
+/// a file that registers a `do_orm_execute` listener (`@event.listens_for(Session, "do_orm_execute")` or
+/// `event.listen(…, "do_orm_execute", fn)`), with the statements the listeners' bodies test for; or, when the file
+/// has no such call, the `…_id` columns its listeners (and the functions they call) name, for every model that has
+/// them. A file without a listener adds nothing: a criterion on one query scopes only that query.
+pub fn orm_criteria(text: &str) -> Vec<OrmCriterion> {
+    if !text.contains("do_orm_execute") {
+        return Vec::new();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    // The listeners, by name.
+    let mut listeners: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.contains("do_orm_execute") {
+            continue;
+        }
+        let t = line.trim_start();
+        if t.starts_with('@') {
+            // The decorated function: the next `def` below the decorators.
+            let def = lines[i + 1..]
+                .iter()
+                .take(10)
+                .map(|l| l.trim_start())
+                .find(|l| !l.starts_with('@'));
+            if let Some(name) = def.and_then(def_name) {
+                listeners.push(name);
+            }
+        } else if let Some(at) = t.find("listen(") {
+            // `event.listen(Session, "do_orm_execute", add_tenant_criteria)`: the last argument.
+            let args = t[at + "listen(".len()..].split(')').next().unwrap_or("");
+            if let Some(last) = args.rsplit(',').next() {
+                let name = last.trim();
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    listeners.push(name.to_string());
+                }
+            }
+        }
+    }
+    if listeners.is_empty() {
+        return Vec::new();
+    }
+    // The listeners' bodies, and those of the file's functions they call (one level).
+    let body_of = |name: &str| -> String {
+        let mut body = String::new();
+        let Some(start) = lines
+            .iter()
+            .position(|l| def_name(l.trim_start()).as_deref() == Some(name))
+        else {
+            return body;
+        };
+        let indent = lines[start].len() - lines[start].trim_start().len();
+        for l in lines[start + 1..].iter().take(MAX_LISTENER_LINES) {
+            let t = l.trim_start();
+            if !t.is_empty() && l.len() - t.len() <= indent {
+                break;
+            }
+            body.push_str(t);
+            body.push('\n');
+        }
+        body
+    };
+    let mut tests: String = listeners.iter().map(|n| body_of(n)).collect();
+    let helpers: Vec<String> = lines
+        .iter()
+        .filter_map(|l| def_name(l.trim_start()))
+        .filter(|d| !listeners.contains(d) && tests.contains(&format!("{d}(")))
+        .take(MAX_CRITERIA)
+        .collect();
+    for h in helpers {
+        tests.push_str(&body_of(&h));
+    }
+    let tested: Vec<bool> = ["is_select", "is_update", "is_delete"]
+        .iter()
+        .map(|w| tests.contains(w))
+        .collect();
+    let any_test = tested.iter().any(|t| *t);
+    let mut out = Vec::new();
+    for (at, m) in text.match_indices("with_loader_criteria(") {
+        if out.len() >= MAX_CRITERIA {
+            break;
+        }
+        // An import line names the function without calling it.
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[line_start..].trim_start();
+        if line.starts_with("from ") || line.starts_with("import ") {
+            continue;
+        }
+        let rest = &text[at + m.len()..];
+        let mut end = rest.len().min(MAX_CRITERION_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let rest = &rest[..end];
+        // The arguments, to the parenthesis that closes the call.
+        let mut depth = 1i32;
+        let mut close = rest.len();
+        for (i, c) in rest.char_indices() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let args = &rest[..close];
+        let Some((first, criterion)) = args.split_once(',') else {
+            continue;
+        };
+        let target = first
+            .trim()
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if target.is_empty() || !target.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let mut columns: Vec<String> = criterion
+            .split('.')
+            .skip(1)
+            .filter_map(|after| {
+                let name: String = after
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                (!name.is_empty()).then_some(name)
+            })
+            .collect();
+        columns.sort();
+        columns.dedup();
+        out.push(OrmCriterion {
+            target,
+            columns,
+            select: !any_test || tested[0],
+            update: !any_test || tested[1],
+            delete: !any_test || tested[2],
+        });
+    }
+    // A listener that adds the tenant by its own code (`statement.where(entity.tenant_id == …)` for each entity
+    // that has the column): the `…_id` columns its bodies name, on every model that has them.
+    if out.is_empty() {
+        let mut columns: Vec<String> = Vec::new();
+        for (i, _) in tests.match_indices("_id") {
+            let before = &tests[..i];
+            let start = before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |k| k + 1);
+            let opener = tests[..start].chars().next_back();
+            let after = tests[i + 3..].chars().next();
+            let word_ends = !after.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if start < i && word_ends && matches!(opener, Some('.' | '"' | '\'')) {
+                columns.push(tests[start..i + 3].to_string());
+            }
+        }
+        columns.sort();
+        columns.dedup();
+        columns.truncate(MAX_CRITERIA);
+        if !columns.is_empty() {
+            out.push(OrmCriterion {
+                target: String::new(),
+                columns,
+                select: !any_test || tested[0],
+                update: !any_test || tested[1],
+                delete: !any_test || tested[2],
+            });
+        }
+    }
+    out
+}
+
+/// The name a `def` / `async def` line defines.
+fn def_name(line: &str) -> Option<String> {
+    let rest = line
+        .strip_prefix("async def ")
+        .or_else(|| line.strip_prefix("def "))?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The snake-case form of a class name (`AgentExecution` → `agent_execution`).
@@ -533,6 +821,77 @@ fn column_declaration(stmt: &str) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn criteria_added_by_orm_listeners() {
+        let decorated = "from sqlalchemy import event\nfrom sqlalchemy.orm import Session, with_loader_criteria\n\n\n@event.listens_for(Session, \"do_orm_execute\")\ndef scope(state):\n    if state.is_select and not state.is_relationship_load:\n        state.statement = state.statement.options(\n            with_loader_criteria(\n                models.TenantMixin,\n                lambda cls: cls.tenant_id == current.get(),\n                include_aliases=True,\n            )\n        )\n";
+        let c = orm_criteria(decorated);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].target, "TenantMixin");
+        assert!(c[0].columns.contains(&"tenant_id".to_string()));
+        assert!(c[0].covers(StatementKind::Select));
+        assert!(!c[0].covers(StatementKind::Update) && !c[0].covers(StatementKind::Delete));
+        // Registered with `event.listen`, testing no statement kind: every ORM statement.
+        let listened = "def add(state):\n    state.statement = state.statement.options(with_loader_criteria(Doc, lambda cls: cls.org_id == g()))\n\nevent.listen(Session, \"do_orm_execute\", add)\n";
+        let c = orm_criteria(listened);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].covers(StatementKind::Delete) && c[0].covers(StatementKind::Update));
+        assert_eq!(c[0].columns, ["org_id"]);
+        // A listener that adds the column itself, through a helper: every model with a column it names.
+        let own = "@event.listens_for(Session, \"do_orm_execute\")\ndef scope(state):\n    if state.is_select:\n        state.statement = add_filter(state.statement)\n\n\ndef add_filter(stmt):\n    for d in stmt.column_descriptions:\n        if hasattr(d[\"entity\"], \"tenant_id\"):\n            stmt = stmt.where(d[\"entity\"].tenant_id == current())\n    return stmt\n\n\ndef unrelated(user_id):\n    return user_id\n";
+        let c = orm_criteria(own);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(
+            (c[0].target.as_str(), c[0].columns.as_slice()),
+            ("", &["tenant_id".to_string()][..])
+        );
+        assert!(c[0].covers(StatementKind::Select) && !c[0].covers(StatementKind::Delete));
+        // A listener naming no `…_id` column (soft deletion) scopes nothing to a tenant.
+        assert!(orm_criteria(&own.replace("tenant_id", "deleted_at")).is_empty());
+        // A criterion on one query, with no listener, scopes that query only.
+        assert!(orm_criteria("rows = s.execute(select(Doc).options(with_loader_criteria(Doc, lambda c: c.org_id == 1)))\n# do_orm_execute\n").is_empty());
+        // Hostile input: unclosed call, a listener line at the end of the file.
+        assert!(orm_criteria("@event.listens_for(S, \"do_orm_execute\")").is_empty());
+        let open = "@event.listens_for(S, \"do_orm_execute\")\ndef f(s):\n    with_loader_criteria(X, lambda c: c.tenant_id == (";
+        assert_eq!(orm_criteria(open).len(), 1);
+
+        // Which models a criterion covers: its entity, the entity's subclasses, or (an entity that is no model
+        // with a tenant column here) every model with the column it reads.
+        let models = TenantModels::build(
+            [
+                "class Base(DeclarativeBase):\n    pass\n\nclass Owned(Base):\n    __abstract__ = True\n    tenant_id: Mapped[int] = mapped_column()\n\nclass Doc(Owned):\n    __tablename__ = \"docs\"\n\nclass Note(Base):\n    __tablename__ = \"notes\"\n    tenant_id: Mapped[int] = mapped_column()\n",
+            ],
+            &[],
+        );
+        let cols = ["tenant_id".to_string()];
+        let on = |target: &str, kind| OrmCriterion {
+            target: target.into(),
+            columns: cols.to_vec(),
+            select: true,
+            update: false,
+            delete: kind,
+        };
+        let scoped = |c: OrmCriterion, model: &str, kind| {
+            globally_scoped(&[c], &[&models], model, &cols, kind)
+        };
+        assert!(scoped(on("Doc", false), "Doc", StatementKind::Select));
+        assert!(scoped(on("Owned", false), "Doc", StatementKind::Select));
+        assert!(
+            !scoped(on("Owned", false), "Note", StatementKind::Select),
+            "Note is no Owned"
+        );
+        assert!(
+            scoped(on("model", false), "Note", StatementKind::Select),
+            "a variable: every model with the column"
+        );
+        assert!(!scoped(on("Doc", false), "Doc", StatementKind::Delete));
+        assert!(scoped(on("Doc", true), "Doc", StatementKind::Delete));
+        let other_column = OrmCriterion {
+            columns: vec!["deleted_at".into()],
+            ..on("Doc", true)
+        };
+        assert!(!scoped(other_column, "Doc", StatementKind::Select));
+    }
 
     #[test]
     fn tenant_scope_columns_leave_owner_only_models_out() {

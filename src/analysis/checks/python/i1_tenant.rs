@@ -18,7 +18,8 @@ use crate::analysis::semantic::python::syntax::{
 };
 use crate::analysis::semantic::python::text::{Cut, shorten};
 use crate::analysis::semantic::tenancy::{
-    MODEL_FILE_GLOBS, TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels, tenant_in_view,
+    MODEL_FILE_GLOBS, StatementKind, TENANT_SCOPE_COLUMNS as TENANT_COLUMNS, TenantModels,
+    globally_scoped, tenant_in_view,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -75,6 +76,26 @@ fn queried_model(call: &PyNode<'_>, imports: &Imports, models: &TenantModels) ->
                 .filter(|t| models.contains(t))
         }
         _ => None,
+    }
+}
+
+/// What a query call runs: `update(M)` / `delete(M)`, `db.query(M)….update(…)` / `.delete()`, else a SELECT.
+fn statement_kind(call: &PyNode<'_>, top: &PyNode<'_>, imports: &Imports) -> StatementKind {
+    let f = imports.callee(call).unwrap_or_default();
+    match f.rsplit('.').next().unwrap_or(&f) {
+        "update" => StatementKind::Update,
+        "delete" => StatementKind::Delete,
+        "query" => {
+            let chain = top.text();
+            if chain.contains(".delete(") {
+                StatementKind::Delete
+            } else if chain.contains(".update(") {
+                StatementKind::Update
+            } else {
+                StatementKind::Select
+            }
+        }
+        _ => StatementKind::Select,
     }
 }
 
@@ -167,6 +188,19 @@ fn tenant_query_matches<'r>(
         let top = chain_top(&call);
         // The query may be the argument of an outer call (`db.execute(select(M).where(...))`): one statement.
         if touches_columns(&top, cols) {
+            continue;
+        }
+        // The session adds the tenant to every statement of this kind (a `do_orm_execute` listener).
+        let criteria = ctx.repo.orm_criteria();
+        if !criteria.is_empty()
+            && globally_scoped(
+                criteria,
+                &[models, repo_models],
+                &model,
+                cols,
+                statement_kind(&call, &top, imports),
+            )
+        {
             continue;
         }
         // Anywhere in the function (including a check after the fetch: `if doc.app_id != app_id`).
