@@ -36,7 +36,7 @@ const MAX_IMPORTS_PER_FILE: usize = 2_000;
 pub struct ModuleFacts {
     /// Imports, as written: `(level, dotted, names)` — `from ..a.b import c, d` is `(2, "a.b", ["c", "d"])`,
     /// `import a.b` is `(0, "a.b", [])`.
-    pub imports: Vec<(usize, String, Vec<String>)>,
+    pub imports: Vec<Import>,
     /// Dotted names in string literals (`"pkg.tasks.email"`, `"pkg.main:app"` without the attribute).
     pub dotted_strings: Vec<String>,
     /// Relative folder paths in string literals (`"superagi/tools"`, `"plugins/external"`): where a loader by
@@ -479,7 +479,7 @@ impl Reach {
         // snippet without an entry point is called from outside). A call from a module the service never runs
         // (unreached, shadowed) does not count either.
         reach.dead = super::uses::unused_functions(
-            py.iter().map(|(p, f)| (p, &as_facts(f).names)),
+            py.iter().map(|(p, f)| (p, as_facts(f))),
             |p| !not_service(p) && !reach.unreached.contains(p) && !reach.shadowed.contains(p),
             commands,
         );
@@ -1022,6 +1022,62 @@ fn module_of_target(w: &str) -> Option<String> {
     ok.then(|| module.to_string())
 }
 
+/// One import as written: `(level, dotted, names)` (see [`ModuleFacts::imports`]).
+pub type Import = (usize, String, Vec<String>);
+
+/// The imports of one `import …` / `from … import …` statement starting with `first` (trimmed); the lines after it
+/// are taken from `more` while parentheses stay open or a line ends with a backslash (at most 200). Names are the
+/// names as written before any `as`; a star import keeps `*`. Anything else: nothing.
+pub fn import_statement<'t>(first: &str, more: &mut impl Iterator<Item = &'t str>) -> Vec<Import> {
+    let mut out = Vec::new();
+    if let Some(rest) = first.strip_prefix("import ") {
+        let rest = rest.split('#').next().unwrap_or("");
+        for part in rest.split(',') {
+            let name = part.split_whitespace().next().unwrap_or("");
+            if valid_dotted(name) {
+                out.push((0, name.to_string(), Vec::new()));
+            }
+        }
+    } else if let Some(rest) = first.strip_prefix("from ") {
+        let Some((module, names)) = rest.split_once(" import") else {
+            return out;
+        };
+        let module = module.trim();
+        let level = module.chars().take_while(|c| *c == '.').count();
+        let dotted = &module[level..];
+        let relative_package = dotted.is_empty() && level > 0;
+        if !relative_package && !valid_dotted(dotted) {
+            return out;
+        }
+        // Names, following parentheses and backslashes over a bounded number of lines.
+        let mut all = names.to_string();
+        let mut extra = 0;
+        while extra < 200
+            && ((all.contains('(') && !all.contains(')')) || all.trim_end().ends_with('\\'))
+        {
+            match more.next() {
+                Some(line) => {
+                    all.push(' ');
+                    all.push_str(line.split('#').next().unwrap_or(""));
+                }
+                None => break,
+            }
+            extra += 1;
+        }
+        let names: Vec<String> = all
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split([',', '(', ')', '\\'])
+            .filter_map(|n| n.split_whitespace().next())
+            .filter(|n| *n == "*" || (valid_dotted(n) && !n.contains('.')))
+            .map(str::to_string)
+            .collect();
+        out.push((level, dotted.to_string(), names));
+    }
+    out
+}
+
 /// The facts of one Python file, from its text (the first [`MAX_FACT_BYTES`]).
 pub fn module_facts(text: &str) -> ModuleFacts {
     let text = match text.get(..MAX_FACT_BYTES) {
@@ -1054,50 +1110,14 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         if facts.imports.len() >= MAX_IMPORTS_PER_FILE {
             break;
         }
-        if let Some(rest) = t.strip_prefix("import ") {
-            let rest = rest.split('#').next().unwrap_or("");
-            for part in rest.split(',') {
-                let name = part.split_whitespace().next().unwrap_or("");
-                if valid_dotted(name) {
-                    facts.imports.push((0, name.to_string(), Vec::new()));
-                }
-            }
-        } else if let Some(rest) = t.strip_prefix("from ") {
-            let Some((module, names)) = rest.split_once(" import") else {
-                continue;
-            };
-            let module = module.trim();
-            let level = module.chars().take_while(|c| *c == '.').count();
-            let dotted = &module[level..];
-            let relative_package = dotted.is_empty() && level > 0;
-            if !relative_package && !valid_dotted(dotted) {
+        if t.starts_with("import ") {
+            facts.imports.extend(import_statement(t, &mut lines));
+        } else if t.starts_with("from ") {
+            let found = import_statement(t, &mut lines);
+            if found.is_empty() {
                 continue;
             }
-            // Names, following parentheses and backslashes over a bounded number of lines.
-            let mut all = names.to_string();
-            let mut extra = 0;
-            while extra < 200
-                && ((all.contains('(') && !all.contains(')')) || all.trim_end().ends_with('\\'))
-            {
-                match lines.next() {
-                    Some(more) => {
-                        all.push(' ');
-                        all.push_str(more.split('#').next().unwrap_or(""));
-                    }
-                    None => break,
-                }
-                extra += 1;
-            }
-            let names: Vec<String> = all
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .split([',', '(', ')', '\\'])
-                .filter_map(|n| n.split_whitespace().next())
-                .filter(|n| valid_dotted(n) && !n.contains('.'))
-                .map(str::to_string)
-                .collect();
-            facts.imports.push((level, dotted.to_string(), names));
+            facts.imports.extend(found);
         }
         // `import_module(` / `__import__(` with its argument on the next line: read them as one.
         let joined;
@@ -1435,6 +1455,39 @@ fn strings_in(t: &str, facts: &mut ModuleFacts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_statements_as_written() {
+        let none = &mut std::iter::empty();
+        assert_eq!(
+            import_statement("import a.b, c as d  # x", none),
+            vec![(0, "a.b".to_string(), vec![]), (0, "c".to_string(), vec![])]
+        );
+        assert_eq!(
+            import_statement("from ..pkg.mod import x as y, z", none),
+            vec![(
+                2,
+                "pkg.mod".to_string(),
+                vec!["x".to_string(), "z".to_string()]
+            )]
+        );
+        assert_eq!(
+            import_statement("from app.cli.api import *", none),
+            vec![(0, "app.cli.api".to_string(), vec!["*".to_string()])]
+        );
+        let mut more = ["    b,  # the second", "    c as d,", ")", "after = 1"].into_iter();
+        assert_eq!(
+            import_statement("from . import (a,", &mut more),
+            vec![(1, String::new(), vec!["a".into(), "b".into(), "c".into()])]
+        );
+        assert_eq!(
+            more.next(),
+            Some("after = 1"),
+            "stops at the closing parenthesis"
+        );
+        assert!(import_statement("from the database import rows", none).is_empty());
+        assert!(import_statement("from x", none).is_empty());
+    }
 
     #[test]
     fn a_call_from_a_module_the_service_never_runs_does_not_count() {

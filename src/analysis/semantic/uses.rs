@@ -21,6 +21,7 @@
 //! class may call them: LangChain's `_run`, a `BaseHTTPMiddleware.dispatch`).
 
 use super::python::text::class_bases;
+use super::reach::{ModuleFacts, import_statement};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Most names recorded per file (definitions and uses); a file past it counts as using every name.
@@ -108,9 +109,6 @@ pub struct NameFacts {
     pub bare: Vec<u64>,
     /// Module-level and class-level code words written after a dot (see [`DefFact::dotted`]).
     pub dotted: Vec<(u64, u64)>,
-    /// `from m.n import a, b`: the last part of the module (`n`; empty for `from . import a`) and the names
-    /// brought in (as written before any `as`); `*` for a star import.
-    pub from_imports: Vec<(String, Vec<String>)>,
     /// Hashes of the names bound by `as` in import lines (`import app.api as fapi` → `fapi`).
     pub aliases: Vec<u64>,
     /// Imports modules by name (`import_module`, `__import__`, `load_module`, `spec_from_file_location`).
@@ -501,9 +499,6 @@ pub fn name_facts(text: &str) -> NameFacts {
                 extra += 1;
             }
             renamed_imports(&all, uses, &mut facts.aliases);
-            if let Some(from) = from_import(&all) {
-                facts.from_imports.push(from);
-            }
             continue;
         }
         if t.starts_with("import ") {
@@ -574,36 +569,17 @@ fn renamed_imports(line: &str, uses: &mut LineWords, aliases: &mut Vec<u64>) {
     }
 }
 
-/// `from m.n import a, b as c` (the whole statement, joined): `("n", ["a", "b"])`; `from . import a`: `("", …)`.
-fn from_import(stmt: &str) -> Option<(String, Vec<String>)> {
-    let rest = stmt.strip_prefix("from ")?;
-    let (module, names) = rest.split_once(" import")?;
-    let module = module.trim();
-    let last = module
-        .trim_start_matches('.')
-        .rsplit('.')
-        .next()
-        .unwrap_or("");
-    let flat = names.replace(['(', ')', '\\'], " ");
-    let names: Vec<String> = flat
-        .split(',')
-        .filter_map(|n| n.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
-    Some((last.to_string(), names))
-}
-
 /// The functions of each file that nothing else uses, by path: `(name, line)`. `counted` says which files' uses
 /// count (the service's code, not tests or scripts); `other_texts` are more texts whose words count as uses
 /// (deployment files, configuration naming a function).
 pub fn unused_functions<'a>(
-    files: impl IntoIterator<Item = (&'a String, &'a NameFacts)> + Clone,
+    files: impl IntoIterator<Item = (&'a String, &'a ModuleFacts)> + Clone,
     counted: impl Fn(&str) -> bool,
     other_texts: &[(String, String)],
 ) -> HashMap<String, Vec<(String, usize)>> {
     let mut classes: HashSet<&str> = HashSet::new();
     for (_, facts) in files.clone() {
-        classes.extend(facts.classes.iter().map(String::as_str));
+        classes.extend(facts.names.classes.iter().map(String::as_str));
     }
     // Never called unused: exempt, or a method a library's base class may call.
     let kept_anyway = |d: &DefFact| {
@@ -612,7 +588,9 @@ pub fn unused_functions<'a>(
                 .as_ref()
                 .is_some_and(|bases| bases.iter().any(|b| !classes.contains(b.as_str())))
     };
-    let files: Vec<(&String, &NameFacts)> = files.into_iter().filter(|(p, _)| counted(p)).collect();
+    let modules: Vec<(&String, &ModuleFacts)> =
+        files.into_iter().filter(|(p, _)| counted(p)).collect();
+    let files: Vec<(&String, &NameFacts)> = modules.iter().map(|(p, m)| (*p, &m.names)).collect();
     if files.iter().any(|(_, f)| f.uses_everything) {
         return HashMap::new();
     }
@@ -632,13 +610,14 @@ pub fn unused_functions<'a>(
     let module_names: Vec<(u64, u64)> = files.iter().map(|(p, _)| names_of(p)).collect();
     // Per file: the names it imports from a module or package (by the module's last name part; empty for
     // `from . import`), and the modules it star-imports.
-    let imported: Vec<HashMap<u64, Vec<u64>>> = files
+    let imported: Vec<HashMap<u64, Vec<u64>>> = modules
         .iter()
         .map(|(_, f)| {
             let mut m: HashMap<u64, Vec<u64>> = HashMap::new();
-            for (module, names) in &f.from_imports {
+            for (_, dotted, names) in &f.imports {
+                let module = hash(dotted.rsplit('.').next().unwrap_or(""));
                 for n in names {
-                    m.entry(hash(n)).or_default().push(hash(module));
+                    m.entry(hash(n)).or_default().push(module);
                 }
             }
             m
@@ -713,9 +692,10 @@ pub fn unused_functions<'a>(
             w.code(line);
             for (at, _) in line.match_indices("from ") {
                 let stmt = line[at..].split([';', '\'', '"']).next().unwrap_or("");
-                if let Some((module, names)) = from_import(stmt) {
+                for (_, dotted, names) in import_statement(stmt, &mut std::iter::empty()) {
+                    let module = hash(dotted.rsplit('.').next().unwrap_or(""));
                     for n in names {
-                        imports.entry(hash(&n)).or_default().push(hash(&module));
+                        imports.entry(hash(&n)).or_default().push(module);
                     }
                 }
             }
@@ -833,10 +813,18 @@ pub fn block_at_line(text: &str, line: usize) -> Option<std::ops::Range<usize>> 
 mod tests {
     use super::*;
 
+    /// A module's facts as the repository model reads them: its imports and its names.
+    fn module(text: &str) -> ModuleFacts {
+        ModuleFacts {
+            names: name_facts(text),
+            ..crate::analysis::semantic::reach::module_facts(text)
+        }
+    }
+
     fn run(files: &[(&str, &str)]) -> HashMap<String, Vec<(String, usize)>> {
-        let facts: BTreeMap<String, NameFacts> = files
+        let facts: BTreeMap<String, ModuleFacts> = files
             .iter()
-            .map(|(p, t)| (p.to_string(), name_facts(t)))
+            .map(|(p, t)| (p.to_string(), module(t)))
             .collect();
         unused_functions(
             facts.iter(),
@@ -995,13 +983,13 @@ def method_helper():
         let indexer =
             "from app.history import get_history_by_date_range\nget_history_by_date_range('c')\n";
         let main = "from app.history import live_entry, Reader\nlive_entry()\nReader().read()\n";
-        let facts: BTreeMap<String, NameFacts> = [
+        let facts: BTreeMap<String, ModuleFacts> = [
             ("app/history.py", history),
             ("app/indexer.py", indexer),
             ("app/main.py", main),
         ]
         .iter()
-        .map(|(p, t)| (p.to_string(), name_facts(t)))
+        .map(|(p, t)| (p.to_string(), module(t)))
         .collect();
         let dead = unused_functions(facts.iter(), |p| p != "app/indexer.py", &[]);
         let names: Vec<&str> = dead["app/history.py"]
@@ -1032,14 +1020,25 @@ def method_helper():
         let tasks = "def nightly_cleanup():\n    pass\n";
         let beat = "SCHEDULE = {\"cleanup\": {\"task\": \"app.tasks.nightly_cleanup\"}}\n";
         assert!(run(&[("app/tasks.py", tasks), ("app/beat.py", beat)]).is_empty());
-        let facts: BTreeMap<String, NameFacts> =
-            [("app/tasks.py".to_string(), name_facts(tasks))].into();
+        let facts: BTreeMap<String, ModuleFacts> =
+            [("app/tasks.py".to_string(), module(tasks))].into();
         let compose = [(
             "docker-compose.yml".to_string(),
             "command: python -c 'from app.tasks import nightly_cleanup; nightly_cleanup()'"
                 .to_string(),
         )];
         assert!(unused_functions(facts.iter(), |_| true, &compose).is_empty());
+    }
+
+    #[test]
+    fn a_star_import_reaches_every_name_of_its_module() {
+        let api = "import requests\n\n\ndef get(url, params):\n    return requests.get(url, params=params)\n";
+        let star = "from app.cli.api import *\nget('u', {})\n";
+        assert!(run(&[("app/cli/api.py", api), ("app/cli/main.py", star)]).is_empty());
+        // A star import of another module does not bring the name in.
+        let other = star.replace("app.cli.api", "app.other");
+        let dead = run(&[("app/cli/api.py", api), ("app/cli/main.py", &other)]);
+        assert_eq!(dead["app/cli/api.py"], vec![("get".to_string(), 4)]);
     }
 
     #[test]
