@@ -203,8 +203,16 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         Some(names) => list_field(&mut h, names.into_iter()),
         None => field(&mut h, b"not known"),
     }
-    // Criteria the session adds to every ORM statement (I1's tenant queries read them).
+    // Criteria the session adds to every ORM statement (I1's tenant queries read them), and the classes whose
+    // attributes hold a synchronous session (C5 reads them).
     if let Some(r) = reach {
+        let mut classes: Vec<(&String, &Vec<String>)> = r.session_attrs.iter().collect();
+        classes.sort();
+        field(&mut h, &(classes.len() as u64).to_le_bytes());
+        for (class, attrs) in classes {
+            field(&mut h, class.as_bytes());
+            list_field(&mut h, attrs.iter().map(String::as_str));
+        }
         field(&mut h, &(r.orm_criteria.len() as u64).to_le_bytes());
         for c in &r.orm_criteria {
             field(&mut h, c.target.as_bytes());
@@ -299,6 +307,8 @@ pub const LOOKS_BEYOND_FILE: &[&str] = &[
     "optional-setting-not-in-env-example",
     // F1: whether the repository's dependencies name a PostgreSQL driver.
     "db-engine-no-statement-timeout",
+    // C5: the classes of other modules whose attributes hold a synchronous session.
+    "sync-session-in-async",
     // I1: the repository's model files.
     "object-by-id-without-owner-check",
     // I1: the repository's model files and its passive functions (the file's other check shares its code).

@@ -521,3 +521,57 @@ def scope_to_tenant(state):
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
     assert_eq!(unscoped(&report), Vec::<u64>::new(), "{report}");
 }
+
+/// A controller's `async def` method querying through `self.db`, a synchronous `Session` its base class keeps in
+/// another module: reported through the repository model; once the base keeps an `AsyncSession`, not (the cached
+/// result of the unchanged controller module follows the base class).
+#[test]
+fn a_sync_session_kept_by_a_base_class_in_another_module_blocks_async_methods() {
+    const BASE: &str = "\
+from sqlalchemy.orm import Session
+
+
+class BaseController:
+    def __init__(self, db: Session, user_id: int):
+        self.db = db
+        self.user_id = user_id
+";
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    repo.write("app/controllers/__init__.py", "");
+    repo.write(
+        "app/main.py",
+        "from fastapi import Depends, FastAPI\n\nfrom app.controllers.chat import ChatController\n\napp = FastAPI()\n\n\n@app.get(\"/chats\")\nasync def chats(db=Depends(get_db)):\n    return await ChatController(db, 1).list_chats()\n",
+    );
+    repo.write("app/controllers/base.py", BASE);
+    repo.write(
+        "app/controllers/chat.py",
+        "from app.controllers.base import BaseController\n\n\nclass ChatController(BaseController):\n    async def list_chats(self):\n        return self.db.query(Chat).filter(Chat.user_id == self.user_id).all()\n",
+    );
+    repo.commit("base");
+    let blocking = |report: &serde_json::Value| -> Vec<(String, u64)> {
+        triples(report)
+            .into_iter()
+            .filter(|(c, _, _)| c == "C5-sync-session-in-async")
+            .map(|(_, p, l)| (p, l))
+            .collect()
+    };
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(
+        blocking(&report),
+        vec![("app/controllers/chat.py".to_string(), 6)],
+        "{report}"
+    );
+    repo.write(
+        "app/controllers/base.py",
+        &BASE
+            .replace(
+                "from sqlalchemy.orm import Session",
+                "from sqlalchemy.ext.asyncio import AsyncSession",
+            )
+            .replace("db: Session", "db: AsyncSession"),
+    );
+    repo.commit("async session");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(blocking(&report), Vec::<(String, u64)>::new(), "{report}");
+}

@@ -106,6 +106,33 @@ impl RepoContext {
         }
     }
 
+    /// The attributes of class `class` (and of its bases) that hold a synchronous SQLAlchemy session: the
+    /// repository model's answer, read from every module; without a model, from `own` (the classes of the file
+    /// under analysis) and the Python files at hand.
+    pub fn session_attrs(
+        &self,
+        own: &[super::semantic::sessions::ClassSessions],
+        class: &str,
+    ) -> Vec<String> {
+        use super::semantic::sessions::{class_sessions, inherited_session_attrs};
+        if let Some(r) = &self.reach {
+            return r.session_attrs.get(class).cloned().unwrap_or_default();
+        }
+        let mut python: Vec<(&String, &String)> = self
+            .files
+            .iter()
+            .filter(|(p, _)| p.ends_with(".py"))
+            .collect();
+        python.sort();
+        let others: Vec<_> = python
+            .into_iter()
+            .flat_map(|(_, text)| class_sessions(text))
+            .collect();
+        inherited_session_attrs(own.iter().chain(&others))
+            .remove(class)
+            .unwrap_or_default()
+    }
+
     /// The functions of a Python module that nothing in the service calls (the repository model; none without one):
     /// `(name, 1-based line of the def)`.
     pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {

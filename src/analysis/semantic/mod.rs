@@ -9,6 +9,7 @@ pub mod python;
 pub mod ratelimit;
 pub mod reach;
 pub mod secrets;
+pub mod sessions;
 pub mod tenancy;
 pub mod uses;
 pub mod yaml;

@@ -77,6 +77,9 @@ pub struct ModuleFacts {
     /// Criteria it adds to every ORM statement through a `do_orm_execute` listener (tenant scoping applied by the
     /// session itself; see [`super::tenancy::orm_criteria`]).
     pub orm_criteria: Vec<super::tenancy::OrmCriterion>,
+    /// Its classes, with their bases and the attributes that hold a synchronous session
+    /// ([`super::sessions::class_sessions`]).
+    pub class_sessions: Vec<super::sessions::ClassSessions>,
     /// Could not be read: nothing is known of what it says.
     pub unread: bool,
 }
@@ -158,6 +161,10 @@ pub struct Reach {
     /// Criteria the service's modules add to every ORM statement (`do_orm_execute` listeners).
     #[serde(default)]
     pub orm_criteria: Vec<super::tenancy::OrmCriterion>,
+    /// The attributes of each class that hold a synchronous SQLAlchemy session, its own and its bases' (across
+    /// modules): `self.db` of a controller whose base class keeps the request's `Session`.
+    #[serde(default)]
+    pub session_attrs: HashMap<String, Vec<String>>,
 }
 
 impl Reach {
@@ -237,6 +244,9 @@ impl Reach {
         } else {
             Some(false)
         };
+        reach.session_attrs = super::sessions::inherited_session_attrs(
+            py.values().flat_map(|f| as_facts(f).class_sessions.iter()),
+        );
         reach.orm_criteria = service()
             .flat_map(|(_, f)| as_facts(f).orm_criteria.iter().cloned())
             .collect();
@@ -1145,6 +1155,7 @@ pub fn module_facts(text: &str) -> ModuleFacts {
         http_error_handlers(text, &mut facts);
     }
     facts.orm_criteria = super::tenancy::orm_criteria(text);
+    facts.class_sessions = super::sessions::class_sessions(text);
     facts.lists_files = scan.dynamic
         && [
             "listdir(",

@@ -12,23 +12,9 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::scopes::{OwnNodes, is_module_level, own_nodes};
 use crate::analysis::semantic::python::syntax::{dotted, has_error, is_async_def, is_awaited};
+use crate::analysis::semantic::sessions::{class_sessions, is_sync_session_type};
 
 pub struct SyncSessionInAsync;
-
-/// Annotation texts that name the synchronous session class.
-fn is_sync_session_type(annotation: &str) -> bool {
-    let t: String = annotation.chars().filter(|c| !c.is_whitespace()).collect();
-    let inner = t
-        .strip_prefix("Annotated[")
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or(&t);
-    let inner = inner.trim_start_matches("Optional[").trim_end_matches(']');
-    let inner = inner.split('|').next().unwrap_or(inner);
-    matches!(
-        inner,
-        "Session" | "orm.Session" | "sqlalchemy.orm.Session" | "sa.orm.Session"
-    )
-}
 
 /// Names of the parameters of `func` annotated as a sync `Session`.
 fn session_params(func: &PyNode<'_>) -> Vec<String> {
@@ -158,20 +144,43 @@ impl Check for SyncSessionInAsync {
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["Session", "session"]
+        // `self`: a method may use a session its base class, in another module, keeps on `self`.
+        &["Session", "session", "self"]
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         let makers = sync_session_makers(ctx, root, &imports);
+        // The file's classes, read only when some `async def` method uses an attribute of `self`.
+        let mut own_classes = None;
+        // Parameters and `with` blocks can hold a session only where the file names one.
+        let names_session = {
+            let text = root.text();
+            text.contains("Session") || text.contains("session")
+        };
         for func in ctx
             .of_kind(root, "function_definition")
             .iter()
             .filter(|n| is_async_def(n))
         {
-            let params = session_params(func);
-            let opened = with_sessions(func, &imports, &makers);
-            if params.is_empty() && opened.is_empty() {
+            let (params, opened) = if names_session {
+                (session_params(func), with_sessions(func, &imports, &makers))
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            // `self.db` of a method whose class, or a base class in any module, keeps a synchronous session there.
+            let held: Vec<String> = match method_class(func) {
+                Some(class) if func.text().contains("self.") => {
+                    let own = own_classes.get_or_insert_with(|| class_sessions(&root.text()));
+                    ctx.repo
+                        .session_attrs(own, &class)
+                        .into_iter()
+                        .map(|a| format!("self.{a}"))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            if params.is_empty() && opened.is_empty() && held.is_empty() {
                 continue;
             }
             for node in own_nodes(func, OwnNodes::BodyNamed) {
@@ -180,6 +189,13 @@ impl Check for SyncSessionInAsync {
                 }
                 if let Some(hit) = session_use(&node, &params, "")
                     .or_else(|| session_use(&node, &opened, " opened with `with`"))
+                    .or_else(|| {
+                        session_use(
+                            &node,
+                            &held,
+                            " that the class or a base class keeps on `self`",
+                        )
+                    })
                 {
                     out.push(CheckMatch {
                         fix: None,
@@ -190,6 +206,22 @@ impl Check for SyncSessionInAsync {
             }
         }
     }
+}
+
+/// The class whose body defines `func` directly (a method), by name.
+fn method_class(func: &PyNode<'_>) -> Option<String> {
+    let mut up = func.parent()?;
+    if up.kind() == "decorated_definition" {
+        up = up.parent()?;
+    }
+    if up.kind() != "block" {
+        return None;
+    }
+    let class = up.parent()?;
+    if class.kind() != "class_definition" {
+        return None;
+    }
+    Some(class.field("name")?.text().to_string())
 }
 
 /// If this call uses one of the session names, say how.
@@ -204,7 +236,7 @@ fn session_use(call: &PyNode<'_>, names: &[String], how: &str) -> Option<String>
     let func = call.field("function")?;
     if func.kind() == "attribute"
         && let Some(obj) = func.field("object")
-        && obj.kind() == "identifier"
+        && matches!(obj.kind().as_ref(), "identifier" | "attribute")
         && names.iter().any(|n| *n == obj.text())
     {
         let attr = func
@@ -228,7 +260,7 @@ fn session_use(call: &PyNode<'_>, names: &[String], how: &str) -> Option<String>
             Some(arg)
         };
         if let Some(v) = value
-            && v.kind() == "identifier"
+            && matches!(v.kind().as_ref(), "identifier" | "attribute")
             && names.iter().any(|n| *n == v.text())
         {
             // Handed to a thread, not called here.
