@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Precision of an audit run against the judged findings in eval/judgments/.
 
-Usage: score.py OUTDIR calibration|evaluation [--all] [--by-detector] [--unjudged FILE]
+Usage: score.py OUTDIR calibration|evaluation [--all] [--by-detector] [--markdown] [--unjudged FILE]
 
 OUTDIR holds <name>.json reports from audit-apps.sh. A finding is matched to a judged row by
 (repo, commit, detector, path:line); when a finding was judged more than once, the row of the latest
-session file wins. Critical+high precision is always printed; --all adds every severity.
+session file wins. Critical+high precision is always printed; --all adds every severity; --markdown prints the
+per-detector figures as a Markdown table (the one RULES.md quotes).
 """
 import csv, glob, json, os, re, sys
 from collections import Counter, defaultdict
@@ -17,6 +18,7 @@ if len(args) < 2:
 outdir, half = args[0], args[1]
 want_all = "--all" in args
 by_det = "--by-detector" in args
+markdown = "--markdown" in args
 unjudged_file = args[args.index("--unjudged") + 1] if "--unjudged" in args else None
 
 apps = {}
@@ -70,6 +72,16 @@ if by_det:
     for (det, sev), c in sorted(det_counts.items()):
         if want_all or sev in ("critical", "high"):
             print("  " + line(f"{det} [{sev}]", c))
+if markdown:
+    print("| detector | severity | findings | judged | TP | FP | debatable | precision (judged) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for (det, sev), c in sorted(det_counts.items()):
+        if not (want_all or sev in ("critical", "high")):
+            continue
+        judged = c["TP"] + c["FP"] + c["debatable"]
+        total = judged + c["unjudged"]
+        pct = f"{100 * c['TP'] / judged:.0f} %" if judged else "—"
+        print(f"| {det} | {sev} | {total} | {judged} | {c['TP']} | {c['FP']} | {c['debatable']} | {pct} |")
 if unjudged_file:
     with open(unjudged_file, "w") as f:
         for r in unjudged:
