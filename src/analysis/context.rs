@@ -86,21 +86,25 @@ impl RepoContext {
         }
     }
 
+    /// The texts of the Python files at hand, by path (the same order every run).
+    fn python_texts(&self) -> impl Iterator<Item = &str> {
+        let mut python: Vec<(&String, &String)> = self
+            .files
+            .iter()
+            .filter(|(p, _)| p.ends_with(".py"))
+            .collect();
+        python.sort();
+        python.into_iter().map(|(_, text)| text.as_str())
+    }
+
     /// Criteria the service adds to every ORM statement (`do_orm_execute` listeners): the repository model's,
     /// read from every module of the service; without a model, those of the Python files at hand.
     pub fn orm_criteria(&self) -> &[super::semantic::tenancy::OrmCriterion] {
         match &self.reach {
             Some(r) => r.orm_criteria.as_slice(),
             None => self.orm_index.get_or_init(|| {
-                let mut python: Vec<(&String, &String)> = self
-                    .files
-                    .iter()
-                    .filter(|(p, _)| p.ends_with(".py"))
-                    .collect();
-                python.sort();
-                python
-                    .into_iter()
-                    .flat_map(|(_, text)| super::semantic::tenancy::orm_criteria(text))
+                self.python_texts()
+                    .flat_map(super::semantic::tenancy::orm_criteria)
                     .collect()
             }),
         }
@@ -118,16 +122,7 @@ impl RepoContext {
         if let Some(r) = &self.reach {
             return r.session_attrs.get(class).cloned().unwrap_or_default();
         }
-        let mut python: Vec<(&String, &String)> = self
-            .files
-            .iter()
-            .filter(|(p, _)| p.ends_with(".py"))
-            .collect();
-        python.sort();
-        let others: Vec<_> = python
-            .into_iter()
-            .flat_map(|(_, text)| class_sessions(text))
-            .collect();
+        let others: Vec<_> = self.python_texts().flat_map(class_sessions).collect();
         inherited_session_attrs(own.iter().chain(&others))
             .remove(class)
             .unwrap_or_default()

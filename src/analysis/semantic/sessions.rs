@@ -23,18 +23,23 @@ pub struct ClassSessions {
     pub attrs: Vec<String>,
 }
 
-/// Annotation texts that name the synchronous SQLAlchemy session class (`Session`, `Optional[Session]`,
-/// `Annotated[Session, Depends(get_db)]`, `Session | None`, `orm.Session`).
-pub fn is_sync_session_type(annotation: &str) -> bool {
+/// The type an annotation names, without `Annotated[…, …]`, `Optional[…]`, `| None` or spaces:
+/// `Annotated[Session, Depends(get_db)]` → `Session`, `orm.Session | None` → `orm.Session`.
+pub fn annotated_type(annotation: &str) -> String {
     let t: String = annotation.chars().filter(|c| !c.is_whitespace()).collect();
     let inner = t
         .strip_prefix("Annotated[")
         .and_then(|rest| rest.split(',').next())
         .unwrap_or(&t);
     let inner = inner.trim_start_matches("Optional[").trim_end_matches(']');
-    let inner = inner.split('|').next().unwrap_or(inner);
+    inner.split('|').next().unwrap_or(inner).to_string()
+}
+
+/// Annotation texts that name the synchronous SQLAlchemy session class (`Session`, `Optional[Session]`,
+/// `Annotated[Session, Depends(get_db)]`, `Session | None`, `orm.Session`).
+pub fn is_sync_session_type(annotation: &str) -> bool {
     matches!(
-        inner,
+        annotated_type(annotation).as_str(),
         "Session" | "orm.Session" | "sqlalchemy.orm.Session" | "sa.orm.Session"
     )
 }

@@ -38,14 +38,8 @@ const DB_METHODS: &[&str] = &[
 
 /// Annotations naming a database session type.
 fn is_db_session_type(annotation: &str) -> bool {
-    let t: String = annotation.chars().filter(|c| !c.is_whitespace()).collect();
-    let inner = t
-        .strip_prefix("Annotated[")
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or(&t);
-    let inner = inner.trim_start_matches("Optional[").trim_end_matches(']');
-    let inner = inner.split('|').next().unwrap_or(inner);
-    let last = inner.rsplit('.').next().unwrap_or(inner);
+    let inner = crate::analysis::semantic::sessions::annotated_type(annotation);
+    let last = inner.rsplit('.').next().unwrap_or(&inner);
     matches!(
         last,
         "Session" | "AsyncSession" | "DbSession" | "DBSession" | "AsyncDbSession"
