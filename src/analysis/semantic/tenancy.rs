@@ -420,6 +420,7 @@ pub fn orm_criteria(text: &str) -> Vec<OrmCriterion> {
     if listeners.is_empty() {
         return Vec::new();
     }
+    listeners.truncate(MAX_CRITERIA);
     // The listeners' bodies, and those of the file's functions they call (one level).
     let body_of = |name: &str| -> String {
         let mut body = String::new();
@@ -441,10 +442,21 @@ pub fn orm_criteria(text: &str) -> Vec<OrmCriterion> {
         body
     };
     let mut tests: String = listeners.iter().map(|n| body_of(n)).collect();
+    // The names the listeners call (`add_filter(` → `add_filter`), then the file's functions of those names.
+    let called: HashSet<&str> = tests
+        .match_indices('(')
+        .filter_map(|(at, _)| {
+            let before = &tests[..at];
+            let start = before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |k| k + 1);
+            (start < at).then(|| &tests[start..at])
+        })
+        .collect();
     let helpers: Vec<String> = lines
         .iter()
         .filter_map(|l| def_name(l.trim_start()))
-        .filter(|d| !listeners.contains(d) && tests.contains(&format!("{d}(")))
+        .filter(|d| !listeners.contains(d) && called.contains(d.as_str()))
         .take(MAX_CRITERIA)
         .collect();
     for h in helpers {
@@ -850,6 +862,13 @@ mod tests {
         assert!(orm_criteria(&own.replace("tenant_id", "deleted_at")).is_empty());
         // A criterion on one query, with no listener, scopes that query only.
         assert!(orm_criteria("rows = s.execute(select(Doc).options(with_loader_criteria(Doc, lambda c: c.org_id == 1)))\n# do_orm_execute\n").is_empty());
+        // Hostile input: thousands of listeners, each calling the next (read up to the bounds, not all).
+        let many: String = (0..3000)
+            .map(|i| format!("@event.listens_for(S, \"do_orm_execute\")\ndef f{i}(s):\n    f{}(s.tenant_id)\n", i + 1))
+            .collect();
+        let c = orm_criteria(&many);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].columns, ["tenant_id"]);
         // Hostile input: unclosed call, a listener line at the end of the file.
         assert!(orm_criteria("@event.listens_for(S, \"do_orm_execute\")").is_empty());
         let open = "@event.listens_for(S, \"do_orm_execute\")\ndef f(s):\n    with_loader_criteria(X, lambda c: c.tenant_id == (";
