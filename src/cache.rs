@@ -184,6 +184,7 @@ pub fn context_hash(repo: &RepoContext) -> Hash {
         rate_limited: _,  // derived from `files`
         limited: _,       // derived from `files`
         orm_index: _,     // derived from `files`
+        session_index: _, // derived from `files`
         reach, // each file's standing enters its own key (`file_key`); the deciding functions and ORM criteria here
     } = repo;
     let mut h = Sha256::new();

@@ -48,6 +48,9 @@ pub struct RepoContext {
     pub limited: OnceLock<Vec<(String, std::collections::HashSet<String>)>>,
     /// [`RepoContext::orm_criteria`] without a repository model, worked out on first use; leave it to its default.
     pub orm_index: OnceLock<Vec<super::semantic::tenancy::OrmCriterion>>,
+    /// The classes of the Python files at hand, for [`RepoContext::session_attrs`] without a repository model,
+    /// read on first use; leave it to its default.
+    pub session_index: OnceLock<Vec<super::semantic::sessions::ClassSessions>>,
     /// Which Python modules the service's entry points reach (the repository model); `None` when it was not
     /// built (then every module is judged as the service).
     pub reach: Option<std::sync::Arc<super::semantic::reach::Reach>>,
@@ -122,8 +125,10 @@ impl RepoContext {
         if let Some(r) = &self.reach {
             return r.session_attrs.get(class).cloned().unwrap_or_default();
         }
-        let others: Vec<_> = self.python_texts().flat_map(class_sessions).collect();
-        inherited_session_attrs(own.iter().chain(&others))
+        let others = self
+            .session_index
+            .get_or_init(|| self.python_texts().flat_map(class_sessions).collect());
+        inherited_session_attrs(own.iter().chain(others))
             .remove(class)
             .unwrap_or_default()
     }

@@ -244,8 +244,10 @@ impl Reach {
         } else {
             Some(false)
         };
+        // Classes of the service's modules only, like the criteria below: a test double of the same name says
+        // nothing of the service's class.
         reach.session_attrs = super::sessions::inherited_session_attrs(
-            py.values().flat_map(|f| as_facts(f).class_sessions.iter()),
+            service().flat_map(|(_, f)| as_facts(f).class_sessions.iter()),
         );
         reach.orm_criteria = service()
             .flat_map(|(_, f)| as_facts(f).orm_criteria.iter().cloned())
