@@ -1,5 +1,5 @@
-//! C5: a synchronous database driver (psycopg2/psycopg, PyMySQL, pymongo, redis-py's sync client) used inside
-//! `async def`.
+//! C5: a synchronous database driver (psycopg2/psycopg, PyMySQL, pymongo, redis-py's sync client), or the
+//! synchronous client of a hosted service's SDK (Supabase, Qdrant, boto3), used inside `async def`.
 //!
 //! The clients are recognised by how they are made, resolved through the file's imports: `psycopg2.connect(...)`,
 //! `pymongo.MongoClient(...)`, `redis.Redis(...)` / `redis.from_url(...)` (not `redis.asyncio`), or a parameter
@@ -9,27 +9,42 @@
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
-use crate::analysis::semantic::python::drivers::DriverTracker;
+use crate::analysis::semantic::python::drivers::{DriverTracker, Family};
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::syntax::{has_error, is_async_def};
 
-/// A synchronous database driver used in `async def`.
-pub struct SyncDriverInAsync;
+/// A synchronous client of one family (database drivers, or service SDKs) used in `async def`.
+pub struct SyncDriverInAsync {
+    pub family: Family,
+}
+
+pub static SYNC_DB_DRIVER: SyncDriverInAsync = SyncDriverInAsync {
+    family: Family::Database,
+};
+pub static SYNC_SDK_CLIENT: SyncDriverInAsync = SyncDriverInAsync {
+    family: Family::Sdk,
+};
 
 impl Check for SyncDriverInAsync {
     fn id(&self) -> &'static str {
-        "sync-db-driver-in-async"
+        match self.family {
+            Family::Database => "sync-db-driver-in-async",
+            Family::Sdk => "sync-sdk-client-in-async",
+        }
     }
 
     fn tokens(&self) -> &'static [&'static str] {
-        &["psycopg", "pymysql", "pymongo", "redis"]
+        match self.family {
+            Family::Database => &["psycopg", "pymysql", "pymongo", "redis"],
+            Family::Sdk => &["supabase", "qdrant_client", "boto3"],
+        }
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
         let imports = Imports::of_file(ctx, root);
         let tracker = DriverTracker::new(root, &imports);
-        if !tracker.active() {
+        if !tracker.active_for(self.family) {
             return;
         }
         for func in ctx
@@ -41,7 +56,7 @@ impl Check for SyncDriverInAsync {
                 continue;
             }
             for u in tracker.blocking_uses(func, true) {
-                if has_error(&u.call) {
+                if u.family != self.family || has_error(&u.call) {
                     continue;
                 }
                 out.push(CheckMatch {
