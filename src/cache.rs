@@ -252,7 +252,8 @@ fn sorted_field<'a>(h: &mut Sha256, items: impl Iterator<Item = &'a str>) {
 pub struct ModelView<'a> {
     pub standing: crate::analysis::semantic::reach::Standing,
     pub dead: &'a [(String, usize)],
-    /// The repository-wide facts detectors' severities read (`lower_without`).
+    /// The repository-wide facts detectors' severities and silences read (`lower_without`, `silent_with`,
+    /// `silent_without`).
     pub facts: &'a [Option<bool>],
 }
 

@@ -433,6 +433,15 @@ impl Engine {
             {
                 continue;
             }
+            // Silent where the harm needs something the repository model knows the service lacks, unless the
+            // configuration set the detector's severity (it asked for the finding).
+            if d.silent_without
+                .is_some_and(|f| repo.fact(f, path) == Some(false))
+                && !self.overrides.severity.contains_key(&d.id)
+                && !self.overrides.severity.contains_key(&rule.id)
+            {
+                continue;
+            }
             let mut severity = self.severity(d);
             // Lower where the repository model says the harm cannot happen, unless the configuration set it.
             let lowered = d.lower_without.as_ref().filter(|l| {

@@ -196,6 +196,8 @@ struct DetectorSer {
     lower_without: Option<LowerWithout>,
     /// Silent where a fact of the repository model says the application removes the harm.
     silent_with: Option<SilentWithSer>,
+    /// Silent where the repository model knows a fact the harm needs is absent (`silent_without: cookies`).
+    silent_without: Option<RepoFact>,
     /// The conforming pattern of this detector, when the rule's own is about something else (a rule's
     /// pattern for CORS says nothing about a Dockerfile's `USER`).
     conforming: Option<String>,
@@ -275,6 +277,9 @@ pub struct Detector {
     pub lower_without: Option<LowerWithout>,
     /// Silent where the repository model says the application removes the harm (`silent_with`).
     pub silent_with: Option<SilentWith>,
+    /// Silent where the repository model knows a fact the harm needs is absent (`silent_without`). Unknown
+    /// (no model, or a module that could not be read): reported.
+    pub silent_without: Option<RepoFact>,
     /// Its own conforming pattern, shown instead of the rule's (`conforming`).
     pub conforming: Option<String>,
     pub invalid: Vec<Example>,
@@ -692,6 +697,7 @@ impl RuleSet {
             except_in: d.except_in,
             lower_without: d.lower_without,
             silent_with,
+            silent_without: d.silent_without,
             conforming: d.conforming.map(|c| c.trim().to_string()),
             invalid,
             valid,
