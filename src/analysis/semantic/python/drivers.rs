@@ -68,18 +68,33 @@ fn family_modules(family: Family) -> &'static [&'static str] {
     }
 }
 
-/// The modules whose clients are followed, both families.
-const ALL_MODULES: &[&str] = &[
-    "psycopg2",
-    "psycopg",
-    "pymysql",
-    "pymongo",
-    "redis",
-    "supabase",
-    "qdrant_client",
-    "boto3",
-    "mypy_boto3",
+/// The synchronous Supabase client's class, by every name it is imported under.
+const SUPABASE_CLIENT_CLASSES: &[&str] = &[
+    "supabase.Client",
+    "supabase.SyncClient",
+    "supabase.client.Client",
+    "supabase.client.SyncClient",
+    "supabase._sync.client.SyncClient",
 ];
+
+/// The synchronous Qdrant client's class.
+const QDRANT_CLIENT_CLASSES: &[&str] = &[
+    "qdrant_client.QdrantClient",
+    "qdrant_client.qdrant_client.QdrantClient",
+];
+
+/// The SDK client classes a name made by a constructor or written as a type may be (shared by both).
+fn sdk_class_kind(resolved: &str) -> Option<Kind> {
+    if SUPABASE_CLIENT_CLASSES.contains(&resolved) {
+        Some(Kind::Supabase)
+    } else if QDRANT_CLIENT_CLASSES.contains(&resolved) {
+        Some(Kind::Qdrant)
+    } else if resolved == "boto3.client" {
+        Some(Kind::Boto3Client)
+    } else {
+        None
+    }
+}
 
 /// The client a resolved constructor name makes.
 fn constructor_kind(resolved: &str) -> Option<Kind> {
@@ -104,18 +119,11 @@ fn constructor_kind(resolved: &str) -> Option<Kind> {
         | "redis.cluster.RedisCluster"
         | "redis.RedisCluster.from_url" => Kind::Redis,
         "supabase.create_client"
-        | "supabase.Client"
-        | "supabase.SyncClient"
         | "supabase.client.create_client"
-        | "supabase.client.Client"
-        | "supabase.client.SyncClient"
-        | "supabase._sync.client.create_client"
-        | "supabase._sync.client.SyncClient" => Kind::Supabase,
-        "qdrant_client.QdrantClient" | "qdrant_client.qdrant_client.QdrantClient" => Kind::Qdrant,
-        "boto3.client" => Kind::Boto3Client,
+        | "supabase._sync.client.create_client" => Kind::Supabase,
         "boto3.resource" => Kind::Boto3Resource,
         "boto3.Session" | "boto3.session.Session" => Kind::Boto3Session,
-        _ => return None,
+        other => return sdk_class_kind(other),
     })
 }
 
@@ -133,16 +141,10 @@ fn annotation_kind(resolved: &str) -> Option<Kind> {
         "redis.Redis" | "redis.StrictRedis" | "redis.client.Redis" | "redis.RedisCluster" => {
             Kind::Redis
         }
-        "supabase.Client"
-        | "supabase.SyncClient"
-        | "supabase.client.Client"
-        | "supabase.client.SyncClient"
-        | "supabase._sync.client.SyncClient" => Kind::Supabase,
-        "qdrant_client.QdrantClient" | "qdrant_client.qdrant_client.QdrantClient" => Kind::Qdrant,
-        // `boto3.client` written as a type, and the type stubs of boto3 clients (`mypy_boto3_s3.S3Client`).
-        "boto3.client" => Kind::Boto3Client,
+        // The type stubs of boto3 clients (`mypy_boto3_s3.S3Client`, `mypy_boto3_s3.client.S3Client`).
         t if t.starts_with("mypy_boto3_") && t.ends_with("Client") => Kind::Boto3Client,
-        _ => return None,
+        // Supabase's and Qdrant's client classes, and `boto3.client` written as a type.
+        other => return sdk_class_kind(other),
     })
 }
 
@@ -531,7 +533,10 @@ impl<'a> DriverTracker<'a> {
             global: HashMap::new(),
             factories: HashMap::new(),
         };
-        if !imports.uses_any(ALL_MODULES) {
+        if ![Family::Database, Family::Sdk]
+            .iter()
+            .any(|f| imports.uses_any(family_modules(*f)))
+        {
             return t;
         }
         // Two passes, so that `db = client.app` after `client = MongoClient()` is seen in either order.
@@ -616,7 +621,7 @@ impl<'a> DriverTracker<'a> {
 
     /// Does the file import any module whose clients are followed?
     pub fn active(&self) -> bool {
-        self.imports.uses_any(ALL_MODULES)
+        self.active_for(Family::Database) || self.active_for(Family::Sdk)
     }
 
     /// Does the file import a module of this family?
