@@ -570,8 +570,14 @@ impl<'a> DriverTracker<'a> {
             }
         }
         // Factories: a sync function whose return annotation is an SDK client, or that returns one (a local, a
-        // global it initialises lazily, a constructor). Two passes: a factory may return another's result.
-        for _ in 0..2 {
+        // global it initialises lazily, a constructor). Two passes: a factory may return another's result. Only
+        // in files that import an SDK (the pass reads every function's scope).
+        let passes = if imports.uses_any(family_modules(Family::Sdk)) {
+            2
+        } else {
+            0
+        };
+        for _ in 0..passes {
             for func in root.dfs().filter(|n| n.kind() == "function_definition") {
                 if is_async_def(&func) {
                     continue;
