@@ -2,7 +2,7 @@
 //! anchor line, findings held back in code that is not the service, opt-in style detectors.
 
 mod common;
-use common::{TestRepo, run, run_json, triples};
+use common::{TestRepo, places_of, run, run_json, triples};
 
 /// An HTTP call without a timeout (F1-requests-no-timeout, high) spread over several lines.
 const OLD_CALL: &str = "\
@@ -488,10 +488,10 @@ def scope_to_tenant(state):
     repo.write("app/core/tenancy.py", "TENANCY = 'by hand'\n");
     repo.commit("base");
     let unscoped = |report: &serde_json::Value| -> Vec<u64> {
-        triples(report)
+        places_of(report, "I1-unscoped-tenant-query")
             .into_iter()
-            .filter(|(c, p, _)| c == "I1-unscoped-tenant-query" && p == "app/dao.py")
-            .map(|(_, _, l)| l)
+            .filter(|(p, _)| p == "app/dao.py")
+            .map(|(_, l)| l)
             .collect()
     };
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
@@ -540,13 +540,7 @@ class BaseController:
         "from app.controllers.base import BaseController\n\n\nclass ChatController(BaseController):\n    async def list_chats(self):\n        return self.db.query(Chat).filter(Chat.user_id == self.user_id).all()\n",
     );
     repo.commit("base");
-    let blocking = |report: &serde_json::Value| -> Vec<(String, u64)> {
-        triples(report)
-            .into_iter()
-            .filter(|(c, _, _)| c == "C5-sync-session-in-async")
-            .map(|(_, p, l)| (p, l))
-            .collect()
-    };
+    let blocking = |report: &serde_json::Value| places_of(report, "C5-sync-session-in-async");
     let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
     assert_eq!(
         blocking(&report),

@@ -108,6 +108,15 @@ pub fn run_json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     }
 }
 
+/// Where one detector reported in a JSON report, as (path, line) pairs.
+pub fn places_of(report: &serde_json::Value, check: &str) -> Vec<(String, u64)> {
+    triples(report)
+        .into_iter()
+        .filter(|(c, _, _)| c == check)
+        .map(|(_, p, l)| (p, l))
+        .collect()
+}
+
 /// The findings of a JSON report as (check, path, line) triples.
 pub fn triples(report: &serde_json::Value) -> Vec<(String, String, u64)> {
     report["findings"]

@@ -10,7 +10,9 @@ use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::drivers::DriverTracker;
 use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
-use crate::analysis::semantic::python::scopes::{OwnNodes, own_nodes, under_memoising_guard};
+use crate::analysis::semantic::python::scopes::{
+    OwnNodes, Owner, def_owner, own_nodes, under_memoising_guard,
+};
 use crate::analysis::semantic::python::syntax::{
     decorators, dotted, function_name, has_error, is_async_def, is_awaited,
 };
@@ -279,8 +281,9 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
     }
     let imports = ctx.imports(root);
     let langchain = imports_langchain(&imports);
-    // Built on first use: most files' async functions call no helper of their own.
-    let drivers: OnceCell<DriverTracker> = OnceCell::new();
+    // Built on first use (and shared with the driver checks): most files' async functions call no helper of
+    // their own.
+    let drivers: OnceCell<Rc<DriverTracker>> = OnceCell::new();
     // Module-level functions by name (a name defined twice, or also async, is ambiguous: skipped), and
     // sync methods by (class node id, name).
     let mut module_defs: HashMap<String, Vec<PyNode<'_>>> = HashMap::new();
@@ -308,7 +311,7 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
         {
             return None;
         }
-        let drivers = drivers.get_or_init(|| DriverTracker::new(root, &imports));
+        let drivers = drivers.get_or_init(|| DriverTracker::of_file(ctx, root));
         helper_blocking(&defs[0], &imports, langchain, drivers).map(Rc::new)
     };
     // Whether a def is a blocking helper is worked out when an async function first calls it.
@@ -407,25 +410,6 @@ fn helper_calls<'r>(root: &PyNode<'r>, ctx: &FileContext<'r>) -> Vec<(Level, Che
         }
     }
     out
-}
-
-/// Where a `def` is defined.
-enum Owner {
-    Module,
-    /// Directly in a class body (the class node's id).
-    Class(usize),
-    Function,
-}
-
-fn def_owner(def: &PyNode<'_>) -> Owner {
-    for a in def.ancestors() {
-        match a.kind().as_ref() {
-            "function_definition" | "lambda" => return Owner::Function,
-            "class_definition" => return Owner::Class(a.node_id()),
-            _ => {}
-        }
-    }
-    Owner::Module
 }
 
 #[cfg(test)]

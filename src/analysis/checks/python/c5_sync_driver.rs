@@ -10,7 +10,6 @@
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
 use crate::analysis::context::FileContext;
 use crate::analysis::semantic::python::drivers::{DriverTracker, Family};
-use crate::analysis::semantic::python::imports::Imports;
 use crate::analysis::semantic::python::roles::is_startup_function;
 use crate::analysis::semantic::python::syntax::{has_error, is_async_def};
 
@@ -42,8 +41,7 @@ impl Check for SyncDriverInAsync {
     }
 
     fn run<'r>(&self, root: &PyNode<'r>, ctx: &FileContext<'r>, out: &mut Vec<CheckMatch>) {
-        let imports = Imports::of_file(ctx, root);
-        let tracker = DriverTracker::new(root, &imports);
+        let tracker = DriverTracker::of_file(ctx, root);
         if !tracker.active_for(self.family) {
             return;
         }

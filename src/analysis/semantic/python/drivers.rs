@@ -3,12 +3,13 @@
 //! through its imports), the names bound to them, and the calls on them that talk to the server.
 
 use super::imports::Imports;
-use super::scopes::is_module_level;
-use super::scopes::{OwnNodes, own_nodes};
-use super::syntax::{dotted, function_name, is_async_def, is_awaited};
+use super::scopes::{OwnNodes, Owner, def_owner, is_module_level, own_nodes};
+use super::syntax::{decorators, dotted, function_name, is_async_def, is_awaited};
 use super::text::{Cut, shorten};
+use crate::analysis::context::FileContext;
 use crate::analysis::nodes::PyNode;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// What a name holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,9 +482,10 @@ fn annotation_core(text: &str) -> String {
     }
 }
 
-/// Follows names bound to sync database clients in one file.
-pub struct DriverTracker<'a> {
-    imports: &'a Imports,
+/// Follows names bound to sync database and SDK clients in one file; built once per file
+/// ([`DriverTracker::of_file`]) and read by every C5 check that needs it.
+pub struct DriverTracker {
+    imports: Rc<Imports>,
     /// Bindings visible everywhere: module-level names and `self.<attr>` (assigned, annotated in the class
     /// body, or a property that returns a client).
     global: HashMap<String, Kind>,
@@ -506,37 +508,31 @@ fn in_class_body(node: &PyNode<'_>) -> bool {
 /// function. Also whether it is a property (read as an attribute).
 fn function_key(func: &PyNode<'_>) -> Option<(String, bool)> {
     let name = function_name(func)?;
-    let outer = match func.parent() {
-        Some(p) if p.kind() == "decorated_definition" => p,
-        _ => func.clone(),
-    };
-    let property = outer.kind() == "decorated_definition"
-        && outer
-            .children()
-            .filter(|c| c.kind() == "decorator")
-            .any(|d| d.text().contains("property"));
-    let container = outer.parent();
-    if container.as_ref().is_some_and(|c| c.kind() == "module") {
-        return Some((name, false));
+    match def_owner(func) {
+        Owner::Module => Some((name, false)),
+        Owner::Class(_) => {
+            let property = decorators(func)
+                .iter()
+                .any(|d| d.text().contains("property"));
+            Some((format!("self.{name}"), property))
+        }
+        Owner::Function => None,
     }
-    let in_class = container
-        .filter(|b| b.kind() == "block")
-        .and_then(|b| b.parent())
-        .is_some_and(|c| c.kind() == "class_definition");
-    in_class.then(|| (format!("self.{name}"), property))
 }
 
-impl<'a> DriverTracker<'a> {
-    pub fn new(root: &PyNode<'_>, imports: &'a Imports) -> Self {
+impl DriverTracker {
+    /// The file's tracker, built on first use and shared by the checks that read it.
+    pub fn of_file<'r>(ctx: &FileContext<'r>, root: &PyNode<'r>) -> Rc<Self> {
+        ctx.memo(root, || DriverTracker::new(root, ctx.imports(root)))
+    }
+
+    pub fn new(root: &PyNode<'_>, imports: Rc<Imports>) -> Self {
         let mut t = DriverTracker {
             imports,
             global: HashMap::new(),
             factories: HashMap::new(),
         };
-        if ![Family::Database, Family::Sdk]
-            .iter()
-            .any(|f| imports.uses_any(family_modules(*f)))
-        {
+        if !t.active() {
             return t;
         }
         // Two passes, so that `db = client.app` after `client = MongoClient()` is seen in either order.
@@ -572,11 +568,7 @@ impl<'a> DriverTracker<'a> {
         // Factories: a sync function whose return annotation is an SDK client, or that returns one (a local, a
         // global it initialises lazily, a constructor). Two passes: a factory may return another's result. Only
         // in files that import an SDK (the pass reads every function's scope).
-        let passes = if imports.uses_any(family_modules(Family::Sdk)) {
-            2
-        } else {
-            0
-        };
+        let passes = if t.active_for(Family::Sdk) { 2 } else { 0 };
         for _ in 0..passes {
             for func in root.dfs().filter(|n| n.kind() == "function_definition") {
                 if is_async_def(&func) {
@@ -885,7 +877,6 @@ fn bound_name(call: &PyNode<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::context::FileContext;
     use crate::analysis::language::Lang;
     use ast_grep_core::tree_sitter::LanguageExt;
 
@@ -893,8 +884,7 @@ mod tests {
     fn uses_in(code: &str) -> Vec<(Family, String)> {
         let doc = Lang::Python.ast_grep(code);
         let root = doc.root();
-        let imports = Imports::of_file(&FileContext::detached(), &root);
-        let tracker = DriverTracker::new(&root, &imports);
+        let tracker = DriverTracker::of_file(&FileContext::detached(), &root);
         root.dfs()
             .filter(|n| n.kind() == "function_definition" && is_async_def(n))
             .flat_map(|f| {

@@ -75,6 +75,27 @@ pub fn is_module_level(node: &PyNode<'_>) -> bool {
     })
 }
 
+/// Where a `def` is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Module,
+    /// Directly in a class body (the class node's id).
+    Class(usize),
+    Function,
+}
+
+/// Where a `def` is defined: at module level, as a method of a class, or inside another function or lambda.
+pub fn def_owner(def: &PyNode<'_>) -> Owner {
+    for a in def.ancestors() {
+        match a.kind().as_ref() {
+            "function_definition" | "lambda" => return Owner::Function,
+            "class_definition" => return Owner::Class(a.node_id()),
+            _ => {}
+        }
+    }
+    Owner::Module
+}
+
 /// Is the node inside an `if __name__ == "__main__":` block?
 pub fn in_main_guard(node: &PyNode<'_>) -> bool {
     node.ancestors().any(|a| {
