@@ -228,7 +228,30 @@ fn env_prefix(class: &PyNode<'_>) -> Option<String> {
     None
 }
 
-fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
+/// Does a field's annotation admit `None` (`Optional[str]`, `str | None`, `Union[str, None]`)?
+fn admits_none(annotation: &str) -> bool {
+    let t: String = annotation.chars().filter(|c| !c.is_whitespace()).collect();
+    let t = t.strip_prefix("typing.").unwrap_or(&t);
+    t.starts_with("Optional[")
+        || t.split('|').any(|p| p == "None")
+        || (t.starts_with("Union[")
+            && t.trim_end_matches(']')
+                .split([',', '['])
+                .any(|p| p == "None"))
+}
+
+fn settings_reads<'r>(root: &PyNode<'r>, imports: &Imports) -> Vec<Read<'r>> {
+    // Pydantic 1 (`BaseSettings` from `pydantic` or `pydantic.v1`; pydantic 2 moved it to `pydantic_settings`)
+    // gives a field annotated `Optional[…]` / `… | None` an implicit default of `None`: the app runs without it.
+    let v1 = |bases: &str| {
+        bases
+            .split([',', '(', ')', ' '])
+            .filter(|b| b.ends_with("BaseSettings"))
+            .any(|b| {
+                let full = imports.resolve(b);
+                full == "pydantic.BaseSettings" || full == "pydantic.v1.BaseSettings"
+            })
+    };
     let mut out = Vec::new();
     for class in root.dfs().filter(|n| n.kind() == "class_definition") {
         let bases: String = class
@@ -247,6 +270,7 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
             continue;
         }
         let prefix = env_prefix(&class).unwrap_or_default();
+        let implicit_none = v1(&bases);
         // Built with explicit values in this file (`Settings(**kwargs)`, `Settings(auth_type=…)`): its fields
         // need not come from the environment.
         let class_name = class.field("name").map(|n| n.text().to_string());
@@ -297,7 +321,7 @@ fn settings_reads<'r>(root: &PyNode<'r>) -> Vec<Read<'r>> {
             }
             // Shown as it is usually written in an env file; matched case-insensitively.
             let mut names = vec![format!("{prefix}{field}").to_ascii_uppercase()];
-            let mut has_default = false;
+            let mut has_default = implicit_none && admits_none(&ty.text());
             if let Some(v) = a.field("right") {
                 has_default = true;
                 if v.kind() == "call" && callee(&v).is_some_and(|c| c.ends_with("Field")) {
@@ -340,7 +364,7 @@ fn run_env<'r>(
         return;
     };
     let mut reads = env_reads(root, &ctx.imports(root));
-    reads.extend(settings_reads(root));
+    reads.extend(settings_reads(root, &ctx.imports(root)));
     for r in reads {
         if r.has_default != defaulted {
             continue;
