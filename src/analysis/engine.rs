@@ -457,8 +457,9 @@ impl Engine {
                 outcome.not_service += 1;
                 continue;
             }
-            // Functions nothing calls hold back every finding; a `__main__` block only critical/high ones (it
-            // is also how `python main.py` launches a service, which the launcher's own detectors are about).
+            // Functions nothing calls and development-only branches hold back every finding; a `__main__` block
+            // only critical/high ones (it is also how `python main.py` launches a service, which the launcher's
+            // own detectors are about).
             if !report_scripts
                 && path.ends_with(".py")
                 && held_blocks
@@ -472,7 +473,13 @@ impl Engine {
                             .iter()
                             .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l))
                             .map(|b| (b, Severity::Low));
-                        main_guards.chain(dead).collect()
+                        // Blocks that run only outside production (`if settings.ENV == "dev":`) hold
+                        // back every finding: production never runs them.
+                        let dev_only =
+                            crate::analysis::semantic::python::scopes::dev_only_ranges(text)
+                                .into_iter()
+                                .map(|b| (b, Severity::Low));
+                        main_guards.chain(dead).chain(dev_only).collect()
                     })
                     .iter()
                     .any(|(b, from)| severity >= *from && b.contains(&m.range.start))

@@ -145,6 +145,144 @@ pub fn main_guard_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// The byte ranges of the `if` blocks (at any depth) that run only outside production: the condition compares
+/// an environment setting with a development value (`if settings.ENVIRONMENT == "dev":`, `if os.getenv("ENV") in
+/// ("local", "test"):`) or reads a debug/development flag (`if settings.DEBUG:`, `if config.is_dev:`), alone or
+/// joined with `and`. A block runs from its `if` line to the next line, neither blank nor a comment, indented no
+/// deeper than the `if` (its `elif`/`else` included: those run in production). Read from the text: a condition
+/// over several lines is not recognised, so the ranges can only be missing, never too wide.
+pub fn dev_only_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    // (indent, start) of the dev-only blocks still open.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_start_matches([' ', '\t']);
+        if body.trim().is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        while open.last().is_some_and(|(i, _)| indent <= *i) {
+            if let Some((_, begin)) = open.pop() {
+                out.push(begin..start);
+            }
+        }
+        let Some(cond) = body.strip_prefix("if ") else {
+            continue;
+        };
+        let cond = cond.split('#').next().unwrap_or("").trim_end();
+        let Some(cond) = cond.strip_suffix(':') else {
+            continue;
+        };
+        if is_dev_condition(cond) {
+            open.push((indent, start));
+        }
+    }
+    out.extend(open.into_iter().map(|(_, begin)| begin..text.len()));
+    out.sort_by_key(|r| r.start);
+    out
+}
+
+/// Values of an environment setting that mean "not production".
+const DEV_VALUES: &[&str] = &[
+    "dev",
+    "develop",
+    "development",
+    "local",
+    "debug",
+    "test",
+    "testing",
+];
+
+/// Flags that mean "not production" when true (`DEBUG`, `settings.is_dev`, `config.is_development()`).
+const DEV_FLAGS: &[&str] = &[
+    "debug",
+    "is_debug",
+    "debug_mode",
+    "dev_mode",
+    "is_dev",
+    "is_development",
+    "is_local",
+    "is_test",
+    "is_testing",
+];
+
+fn is_dev_condition(cond: &str) -> bool {
+    let cond = cond.trim();
+    if cond.contains(" or ") || cond.contains(" not ") || cond.starts_with("not ") {
+        return false;
+    }
+    let cond = cond
+        .strip_prefix('(')
+        .and_then(|c| c.strip_suffix(')'))
+        .unwrap_or(cond);
+    cond.split(" and ").any(|c| is_dev_test(c.trim()))
+}
+
+fn is_dev_test(c: &str) -> bool {
+    let literal = |s: &str| {
+        let s = s.trim();
+        (s.len() >= 2
+            && ((s.starts_with('"') && s.ends_with('"'))
+                || (s.starts_with('\'') && s.ends_with('\''))))
+        .then(|| s[1..s.len() - 1].to_ascii_lowercase())
+    };
+    // A name for the deployment environment: `ENVIRONMENT`, `settings.app_env`, `os.getenv("ENV")`, `STAGE`.
+    let names_environment = |s: &str| {
+        let s = s.trim().to_ascii_lowercase();
+        // The reader of the variable is not its name: `os.getenv("STORAGE")` names storage.
+        let s = [
+            "os.environ.get(",
+            "environ.get(",
+            "os.getenv(",
+            "getenv(",
+            "os.environ[",
+            "environ[",
+        ]
+        .iter()
+        .fold(s, |acc, f| acc.replace(f, "("));
+        let plain = s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '(' | ')' | '"' | '\'' | '[' | ']')
+        });
+        plain && (s.contains("env") || s.contains("stage"))
+    };
+    if let Some((l, r)) = c.split_once("==") {
+        return match (literal(l), literal(r)) {
+            (None, Some(v)) => DEV_VALUES.contains(&v.as_str()) && names_environment(l),
+            (Some(v), None) => DEV_VALUES.contains(&v.as_str()) && names_environment(r),
+            _ => false,
+        };
+    }
+    if c.contains("!=") || c.contains('<') || c.contains('>') {
+        return false;
+    }
+    if let Some((l, r)) = c.split_once(" in ") {
+        let items: Vec<&str> = r
+            .trim()
+            .trim_start_matches(['(', '[', '{'])
+            .trim_end_matches([')', ']', '}'])
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        return !items.is_empty()
+            && items
+                .iter()
+                .all(|i| literal(i).is_some_and(|v| DEV_VALUES.contains(&v.as_str())))
+            && names_environment(l);
+    }
+    // A flag: a name or attribute, or a call of one without arguments.
+    let flag = c.strip_suffix("()").unwrap_or(c);
+    flag.chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+        && flag
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| DEV_FLAGS.contains(&last.to_ascii_lowercase().as_str()))
+}
+
 /// Does `node` run at most once per object or process, because it sits under a memoising guard of `def`:
 /// `if self._client is None:` (or `if not self._client:`, or a module global `if _CACHE is None:`) whose body
 /// assigns that same name? A blocking call there is paid once, on first use, not on every call.
@@ -279,6 +417,47 @@ mod tests {
     use super::*;
     use crate::analysis::language::Lang;
     use ast_grep_core::tree_sitter::LanguageExt;
+
+    #[test]
+    fn dev_only_blocks() {
+        let code = "\
+app = FastAPI()
+if settings.ENVIRONMENT == \"dev\":  # local UI
+    app.add_middleware(CORSMiddleware, allow_origins=[\"*\"])
+
+    app.debug = True
+else:
+    prod()
+def create():
+    if os.getenv('ENV') in ('local', 'test'):
+        seed()
+    if settings.DEBUG and verbose:
+        print(1)
+    if not settings.DEBUG:
+        harden()
+    if settings.ENV != 'dev':
+        harden()
+    if STORAGE == 'local':
+        write()
+    if os.getenv(\"STORAGE_MODE\") == \"local\":
+        write()
+    if settings.DEBUG or force:
+        print(2)
+    if config.is_development():
+        print(3)
+    tail()
+";
+        let blocks: Vec<&str> = dev_only_ranges(code)
+            .into_iter()
+            .map(|r| &code[r])
+            .collect();
+        assert_eq!(blocks.len(), 4, "{blocks:#?}");
+        assert!(blocks[0].starts_with("if settings.ENVIRONMENT") && blocks[0].ends_with("True\n"));
+        assert!(!blocks[0].contains("prod()"));
+        assert!(blocks[1].contains("seed()") && !blocks[1].contains("DEBUG"));
+        assert!(blocks[2].contains("print(1)") && !blocks[2].contains("harden"));
+        assert!(blocks[3].contains("print(3)") && !blocks[3].contains("tail"));
+    }
 
     #[test]
     fn locals_built_with_the_caller() {
