@@ -160,10 +160,27 @@ fn closing_double_quote(s: &str) -> Option<usize> {
 const PUBLIC_EMULATOR_CREDENTIALS: &[&str] =
     &["Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="];
 
+/// Prefixes under which front-end build tools (Next.js, Vite, Create React App, Expo, SvelteKit, Nuxt, Gatsby,
+/// Vue CLI) compile a variable into the JavaScript every visitor downloads: such a value is public by design (an
+/// analytics or chat widget id), never a server secret, wherever its example sits.
+const BROWSER_PUBLIC_PREFIXES: &[&str] = &[
+    "NEXT_PUBLIC_",
+    "VITE_",
+    "REACT_APP_",
+    "EXPO_PUBLIC_",
+    "PUBLIC_",
+    "NUXT_PUBLIC_",
+    "GATSBY_",
+    "VUE_APP_",
+];
+
 /// A value under a secret-ish name that is random-looking enough to be a real secret, not a placeholder.
 fn named_secret(name: &str, value: &str) -> bool {
     let v = value.trim();
     if v.is_empty()
+        || BROWSER_PUBLIC_PREFIXES
+            .iter()
+            .any(|p| name.to_ascii_uppercase().starts_with(p))
         || !secret_name(name)
         || is_placeholder(v)
         || PUBLIC_EMULATOR_CREDENTIALS.contains(&v)
@@ -355,6 +372,15 @@ mod tests {
         assert!(!named_secret(
             "AZURE_STORAGE_SECRET_KEY",
             PUBLIC_EMULATOR_CREDENTIALS[0]
+        ));
+        // Compiled into the browser bundle by the front-end build: public by design.
+        assert!(!named_secret(
+            "NEXT_PUBLIC_MIXPANEL_TOKEN",
+            "04a81d58ade99299e19e5a89fe84c670"
+        ));
+        assert!(named_secret(
+            "MIXPANEL_TOKEN",
+            "04a81d58ade99299e19e5a89fe84c670"
         ));
         assert!(!named_secret(
             "BUILD_ID",
