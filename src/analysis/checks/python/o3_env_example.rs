@@ -193,16 +193,86 @@ fn env_reads<'r>(root: &PyNode<'r>, imports: &Imports) -> Vec<Read<'r>> {
                 let Some(name) = n.field("subscript").and_then(|s| string_value(&s)) else {
                     continue;
                 };
+                let has_default = guarded_read(&n, &name);
                 out.push(Read {
                     node: n.clone(),
                     names: vec![name],
-                    has_default: false,
+                    has_default,
                 });
             }
             _ => {}
         }
     }
     out
+}
+
+/// Does the code around an `os.environ["X"]` read run without X: under `if "X" in os.environ:` (or the
+/// conditional expression's test), or in a `try:` whose handler catches the `KeyError`? Looked for up to the
+/// enclosing function.
+fn guarded_read(read: &PyNode<'_>, name: &str) -> bool {
+    let tests = [
+        format!("\"{name}\"inos.environ"),
+        format!("'{name}'inos.environ"),
+    ];
+    let tests_bare = [format!("\"{name}\"inenviron"), format!("'{name}'inenviron")];
+    let mentions = |t: &str| {
+        let t: String = t.split_whitespace().collect();
+        tests
+            .iter()
+            .chain(&tests_bare)
+            .any(|p| t.contains(p.as_str()))
+    };
+    let mut child = read.clone();
+    for a in read.ancestors() {
+        match a.kind().as_ref() {
+            "function_definition" | "lambda" | "class_definition" => return false,
+            "if_statement" | "elif_clause" => {
+                if a.field("condition").is_some_and(|c| mentions(&c.text()))
+                    && a.field("consequence")
+                        .is_some_and(|b| b.range() == child.range())
+                {
+                    return true;
+                }
+            }
+            "conditional_expression" => {
+                // `os.environ["X"] if "X" in os.environ else d`: the test is the second named child.
+                if a.children()
+                    .filter(|c| c.is_named())
+                    .nth(1)
+                    .is_some_and(|c| mentions(&c.text()))
+                {
+                    return true;
+                }
+            }
+            "try_statement" => {
+                let in_body = a.field("body").is_some_and(|b| b.range() == child.range());
+                // A handler that raises again (`raise RuntimeError("set X")`) still needs X.
+                let catches = a
+                    .children()
+                    .filter(|c| c.kind() == "except_clause")
+                    .any(|c| {
+                        let head = c.text();
+                        let head = head.split(':').next().unwrap_or("");
+                        let head: String = head.split_whitespace().collect();
+                        let raises = c
+                            .children()
+                            .filter(|b| b.kind() == "block")
+                            .any(|b| b.children().any(|st| st.kind() == "raise_statement"));
+                        !raises
+                            && (head == "except"
+                                || ["KeyError", "LookupError", "Exception", "BaseException"]
+                                    .iter()
+                                    .any(|e| head.contains(e)))
+                    });
+                if in_body && catches {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        child = a;
+    }
+    false
 }
 
 /// `env_prefix` of a settings class, from `model_config = SettingsConfigDict(env_prefix=…)` (or a dict) or
