@@ -193,6 +193,45 @@ fn depends_on<'a>(
     }
 }
 
+/// Admin web UIs for a datastore (`adminer`, `dpage/pgadmin4`, …): they connect when a person logs in, not at
+/// start-up.
+fn admin_ui_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)(^|[/_-])(adminer|pgadmin4?|phpmyadmin|redis-?commander|redisinsight|mongo-express)([:@/_-]|$)")
+            .expect("valid regex")
+    })
+}
+
+/// Is the service a reverse proxy (by name, image or command)?
+fn is_proxy_service(doc: &YamlDoc, s: &Service<'_>) -> bool {
+    proxy_re().is_match(s.name)
+        || proxy_re().is_match(image_of(doc, s.body))
+        || runs_proxy(&command_text(doc, s.body))
+}
+
+/// Does the start order matter between `dependent` and `target`? Not when nothing connects to the target at
+/// start-up — a reverse proxy, or a Celery worker or beat (it consumes from the broker; nothing calls it) — nor when
+/// the dependent does not connect at start-up: a reverse proxy resolves its upstreams per request, and a
+/// datastore's admin UI connects when someone logs in (calibration: adminer and celery beat were two of the four
+/// judged findings, both FP).
+fn start_order_matters(doc: &YamlDoc, dependent: &Service<'_>, target: &Service<'_>) -> bool {
+    let target_command = command_text(doc, target.body).to_ascii_lowercase();
+    // A Celery consumer by its command (`celery -A app worker`) or its name (`celery_worker`, `celery-beat`); a
+    // service only named `*worker` may serve calls (DB-GPT's model workers do).
+    let consumes = |t: &str| t.contains("celery") && (t.contains("worker") || t.contains("beat"));
+    let celery_consumer = consumes(&target_command) || consumes(&target.name.to_ascii_lowercase());
+    // An authenticating proxy (`oauth2-proxy`) fetches its identity provider's discovery document at start-up.
+    let authenticating = |s: &Service<'_>| {
+        let words = format!("{} {}", s.name, image_of(doc, s.body)).to_ascii_lowercase();
+        words.contains("oauth2-proxy") || words.contains("oauth2proxy")
+    };
+    !(is_proxy_service(doc, target)
+        || celery_consumer
+        || (is_proxy_service(doc, dependent) && !authenticating(dependent))
+        || admin_ui_re().is_match(image_of(doc, dependent.body)))
+}
+
 pub struct DependencyWithoutHealthcheck;
 
 impl Check for DependencyWithoutHealthcheck {
@@ -215,7 +254,7 @@ impl Check for DependencyWithoutHealthcheck {
                     .filter(|s| {
                         depends_on(doc, s.body).iter().any(|(n, _, cond)| {
                             n == target.name && *cond != Some("service_completed_successfully")
-                        })
+                        }) && start_order_matters(doc, s, target)
                     })
                     .map(|s| s.name)
                     .collect();
@@ -445,7 +484,7 @@ impl Check for DependsOnNotHealthy {
                     let Some(target) = all.iter().find(|t| t.name == name) else {
                         continue;
                     };
-                    if !has_healthcheck(doc, target.body) {
+                    if !has_healthcheck(doc, target.body) || !start_order_matters(doc, s, target) {
                         continue;
                     }
                     out.push(CheckMatch {
