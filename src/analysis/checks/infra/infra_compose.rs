@@ -101,40 +101,45 @@ impl PublishedPort {
                     || repo.is_configured_proxy(s.name)
                     || repo.is_configured_proxy(image)
             };
-            // A stack with no reverse proxy is reached through the ports its app publishes: "let the proxy reach
-            // it" has nothing to point at (calibration: the two such findings judged, one FP, one debatable).
-            if !all.iter().any(|s| s.body.is_map() && is_proxy(s)) {
-                continue;
-            }
-            for s in all {
-                if !s.body.is_map() {
-                    continue;
-                }
-                let image = image_of(doc, s.body);
-                if is_proxy(&s) {
-                    continue;
-                }
-                if datastore_re().is_match(image) {
-                    continue; // reported by compose-datastore-port
-                }
-                let Some(ports) = doc.entry(s.body, "ports") else {
-                    continue;
-                };
-                let open: Vec<String> = doc
-                    .items(&ports.value)
-                    .into_iter()
-                    .filter(|i| !i.templated && published_everywhere(doc, i, Interpolated::Trust))
-                    .map(|i| match doc.str(i) {
-                        Some(s) => s.to_string(),
-                        None => "long-form port".to_string(),
-                    })
-                    .collect();
-                if open.is_empty() {
+            // Services other than proxies and datastores (those are reported by compose-datastore-port) that
+            // publish ports on every interface, with those ports.
+            let publishing: Vec<(&Service<'_>, &std::ops::Range<usize>, Vec<String>)> = all
+                .iter()
+                .filter(|s| {
+                    s.body.is_map()
+                        && !is_proxy(s)
+                        && !datastore_re().is_match(image_of(doc, s.body))
+                })
+                .filter_map(|s| {
+                    let ports = doc.entry(s.body, "ports")?;
+                    let open: Vec<String> = doc
+                        .items(&ports.value)
+                        .into_iter()
+                        .filter(|i| {
+                            !i.templated && published_everywhere(doc, i, Interpolated::Trust)
+                        })
+                        .map(|i| match doc.str(i) {
+                            Some(s) => s.to_string(),
+                            None => "long-form port".to_string(),
+                        })
+                        .collect();
+                    (!open.is_empty()).then_some((s, &ports.key_range, open))
+                })
+                .collect();
+            // A stack with no reverse proxy is reached through the port its app publishes: "let the proxy reach
+            // it" has nothing to point at (judged: one FP, one debatable). The app is the one service publishing,
+            // or among several the ones the repository builds (`build:`); a third-party server beside it (a model
+            // server, a vector store's console) is still reported.
+            let no_proxy = !all.iter().any(|s| s.body.is_map() && is_proxy(s));
+            let built = |s: &Service<'_>| doc.get(s.body, "build").is_some();
+            let entry = |s: &Service<'_>| no_proxy && (publishing.len() == 1 || built(s));
+            for (s, range, open) in &publishing {
+                if entry(s) {
                     continue;
                 }
                 out.push(CheckMatch {
                     fix: None,
-                    range: ports.key_range.clone(),
+                    range: (*range).clone(),
                     message: Some(format!(
                         "service `{}` publishes `{}` on every interface of the host: in production only the reverse proxy publishes ports; let the proxy reach `{}` over the Compose network by service name (use `expose:`), or bind to `127.0.0.1`",
                         s.name,
