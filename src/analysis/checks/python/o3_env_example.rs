@@ -226,23 +226,21 @@ fn guarded_read(read: &PyNode<'_>, name: &str) -> bool {
     for a in read.ancestors() {
         match a.kind().as_ref() {
             "function_definition" | "lambda" | "class_definition" => return false,
-            "if_statement" | "elif_clause" => {
+            "if_statement" | "elif_clause"
                 if a.field("condition").is_some_and(|c| mentions(&c.text()))
                     && a.field("consequence")
-                        .is_some_and(|b| b.range() == child.range())
-                {
-                    return true;
-                }
+                        .is_some_and(|b| b.range() == child.range()) =>
+            {
+                return true;
             }
-            "conditional_expression" => {
-                // `os.environ["X"] if "X" in os.environ else d`: the test is the second named child.
+            // `os.environ["X"] if "X" in os.environ else d`: the test is the second named child.
+            "conditional_expression"
                 if a.children()
                     .filter(|c| c.is_named())
                     .nth(1)
-                    .is_some_and(|c| mentions(&c.text()))
-                {
-                    return true;
-                }
+                    .is_some_and(|c| mentions(&c.text())) =>
+            {
+                return true;
             }
             "try_statement" => {
                 let in_body = a.field("body").is_some_and(|b| b.range() == child.range());
