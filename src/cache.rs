@@ -252,6 +252,8 @@ fn sorted_field<'a>(h: &mut Sha256, items: impl Iterator<Item = &'a str>) {
 pub struct ModelView<'a> {
     pub standing: crate::analysis::semantic::reach::Standing,
     pub dead: &'a [(String, usize)],
+    /// The functions of the module only start-up or shutdown hooks call.
+    pub startup_only: &'a [(String, usize)],
     /// The repository-wide facts detectors' severities and silences read (`lower_without`, `silent_with`,
     /// `silent_without`).
     pub facts: &'a [Option<bool>],
@@ -268,6 +270,7 @@ pub fn file_key(
     let ModelView {
         standing,
         dead,
+        startup_only,
         facts,
     } = *model;
     let mut h = Sha256::new();
@@ -277,10 +280,14 @@ pub fn file_key(
     // Whether the repository model counts the module as the service decides which findings are held back, and
     // so do the functions of the module nothing calls (a call added in another file revives one).
     field(&mut h, format!("{standing:?}").as_bytes());
-    field(&mut h, &(dead.len() as u64).to_le_bytes());
-    for (name, line) in dead {
-        field(&mut h, name.as_bytes());
-        field(&mut h, &(*line as u64).to_le_bytes());
+    // So do the functions only start-up calls (a request handler that starts calling one brings its findings
+    // back).
+    for list in [dead, startup_only] {
+        field(&mut h, &(list.len() as u64).to_le_bytes());
+        for (name, line) in list {
+            field(&mut h, name.as_bytes());
+            field(&mut h, &(*line as u64).to_le_bytes());
+        }
     }
     // The repository-wide facts detectors' severities read (`lower_without`): a cookie read added anywhere
     // raises a CORS finding again.
@@ -506,6 +513,7 @@ impl Cache {
         let kind = repo.kind_of(path, Some(&text));
         let standing = repo.standing(path);
         let dead = repo.dead_functions(path);
+        let startup_only = repo.startup_only_functions(path);
         let facts = [
             repo.fact(crate::analysis::rules::RepoFact::Cookies, path),
             repo.fact(
@@ -516,6 +524,7 @@ impl Cache {
         let model = ModelView {
             standing,
             dead,
+            startup_only,
             facts: &facts,
         };
         let key = file_key(self.base, path, kind, lines, bytes, &model);
@@ -1030,6 +1039,7 @@ mod tests {
                 &ModelView {
                     standing: crate::analysis::semantic::reach::Standing::Service,
                     dead: &[],
+                    startup_only: &[],
                     facts: &[],
                 },
             )

@@ -280,6 +280,45 @@ fn functions_nothing_calls_hold_back_critical_and_high() {
     assert_eq!(lines, vec![6, 9], "{report}");
 }
 
+#[test]
+fn blocking_code_only_start_up_runs_is_left_alone() {
+    let repo = TestRepo::new();
+    repo.write("app/__init__.py", "");
+    let main = |route_calls_it: bool| {
+        format!(
+            "from contextlib import asynccontextmanager\n\nfrom fastapi import FastAPI\n\nfrom app.bootstrap import load_fixtures\n\n\n@asynccontextmanager\nasync def lifespan(app):\n    await load_fixtures()\n    yield\n\n\napp = FastAPI(lifespan=lifespan)\n\n\n@app.post(\"/reload\")\nasync def reload():\n    {}\n",
+            if route_calls_it {
+                "await load_fixtures()"
+            } else {
+                "return {}"
+            }
+        )
+    };
+    repo.write("app/main.py", &main(false));
+    repo.write(
+        "app/bootstrap.py",
+        "import json\n\nFEATURES = {}\n\n\nasync def load_fixtures():\n    with open(\"fixtures.json\") as f:\n        FEATURES.update(json.load(f))\n",
+    );
+    repo.commit("base");
+    for _ in 0..2 {
+        // The second run answers from the cache: the same report.
+        let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+        assert!(
+            places_of(&report, "C5-blocking-file-io").is_empty(),
+            "{report}"
+        );
+    }
+    // A route calls it too: it blocks requests, reported though bootstrap.py did not change.
+    repo.write("app/main.py", &main(true));
+    repo.commit("route calls it");
+    let (_, report) = run_json(repo.path(), &["audit", "--all-lines"]);
+    assert_eq!(
+        places_of(&report, "C5-blocking-file-io"),
+        vec![("app/bootstrap.py".to_string(), 7)],
+        "{report}"
+    );
+}
+
 /// A FastAPI app with wildcard origins and credentials (I4-cors-wildcard-credentials, critical).
 const CORS_APP: &str = "\
 from fastapi import FastAPI

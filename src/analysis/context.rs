@@ -139,6 +139,13 @@ impl RepoContext {
         self.reach.as_ref().map_or(&[], |r| r.dead_functions(path))
     }
 
+    /// Functions of `path` that only start-up or shutdown hooks call (the repository model's; none without it).
+    pub fn startup_only_functions(&self, path: &str) -> &[(String, usize)] {
+        self.reach
+            .as_ref()
+            .map_or(&[], |r| r.startup_only_functions(path))
+    }
+
     /// The text of a file a check asked for.
     pub fn read(&self, path: &str) -> Option<&str> {
         self.files.get(path).map(String::as_str)

@@ -385,6 +385,7 @@ impl Engine {
         // is not the service. Every severity is held back: a comment there is wrong however true.
         // Held-back ranges, each with the least severity it holds back.
         let mut held_blocks: Option<Vec<(std::ops::Range<usize>, Severity)>> = None;
+        let mut startup_blocks: Option<Vec<std::ops::Range<usize>>> = None;
         let report_scripts = self.overrides.report_not_service;
         let mut occurrences: HashMap<(usize, [u8; 32]), usize> = HashMap::new();
         let mut raw = raw;
@@ -485,6 +486,22 @@ impl Engine {
                     .any(|(b, from)| severity >= *from && b.contains(&m.range.start))
             {
                 outcome.not_service += 1;
+                continue;
+            }
+            // A detector that leaves start-up alone (`except_in: [startup]`) leaves alone what only start-up
+            // calls, in any module (the repository model's call graph by names).
+            if d.except_in.contains(&Role::Startup)
+                && path.ends_with(".py")
+                && startup_blocks
+                    .get_or_insert_with(|| {
+                        repo.startup_only_functions(path)
+                            .iter()
+                            .filter_map(|(_, l)| semantic::uses::block_at_line(text, *l))
+                            .collect()
+                    })
+                    .iter()
+                    .any(|b| b.contains(&m.range.start))
+            {
                 continue;
             }
             if outcome.findings.len() >= self.max_findings {

@@ -133,6 +133,9 @@ pub struct Reach {
     pub open_folders: Vec<String>,
     /// Functions nothing in the service calls, by path: `(name, line of the def)`.
     dead: HashMap<String, Vec<(String, usize)>>,
+    /// Functions only start-up or shutdown hooks call, by path: `(name, line of the def)`.
+    #[serde(default)]
+    startup_only: HashMap<String, Vec<(String, usize)>>,
     /// Does any module of the service mention cookies? `None` when a module of the service could not be read.
     #[serde(default)]
     pub cookies: Option<bool>,
@@ -203,6 +206,7 @@ impl Reach {
     /// Drop the functions nothing calls, and the passive ones (their names could not all be read).
     pub fn forget_unused_functions(&mut self) {
         self.dead.clear();
+        self.startup_only.clear();
         self.deciding.clear();
         self.definitions_read = false;
     }
@@ -210,6 +214,11 @@ impl Reach {
     /// The functions of `path` that nothing in the service calls: `(name, 1-based line of the def)`.
     pub fn dead_functions(&self, path: &str) -> &[(String, usize)] {
         self.dead.get(path).map_or(&[], Vec::as_slice)
+    }
+
+    /// The functions of `path` that only start-up or shutdown hooks call: `(name, 1-based line of the def)`.
+    pub fn startup_only_functions(&self, path: &str) -> &[(String, usize)] {
+        self.startup_only.get(path).map_or(&[], Vec::as_slice)
     }
 
     /// Whether the application `path` builds mentions cookies (see `app_cookies`), else the service's answer.
@@ -490,11 +499,13 @@ impl Reach {
         // Functions nothing calls, by names: only in a repository whose service could be found (a library or a
         // snippet without an entry point is called from outside). A call from a module the service never runs
         // (unreached, shadowed) does not count either.
-        reach.dead = super::uses::unused_functions(
+        let unused = super::uses::unused_functions(
             py.iter().map(|(p, f)| (p, as_facts(f))),
             |p| !not_service(p) && !reach.unreached.contains(p) && !reach.shadowed.contains(p),
             commands,
         );
+        reach.dead = unused.dead;
+        reach.startup_only = unused.startup_only;
         reach
     }
 }

@@ -22,7 +22,7 @@
 
 use super::python::text::class_bases;
 use super::reach::{ModuleFacts, import_statement};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Most names recorded per file (definitions and uses); a file past it counts as using every name.
 const MAX_NAMES_PER_FILE: usize = 200_000;
@@ -45,6 +45,13 @@ pub struct DefFact {
     pub uses: Vec<u64>,
     /// Defined at module level (not in a class or another function): used only where its module can be reached.
     pub top_level: bool,
+    /// A start-up or shutdown hook (named `lifespan`/`startup`/`on_startup`/`shutdown`/… or decorated
+    /// `@….on_event(…)`): what only it calls runs before the server takes traffic.
+    pub startup: bool,
+    /// Hashes of the words of its own body's lines that hand work over to run on its own (`create_task(…)`,
+    /// `ensure_future`, `Thread(target=…)`, `add_job`, `start_soon`), sorted and unique: what a start-up hook
+    /// spawns runs while the server serves.
+    pub spawns: Vec<u64>,
     /// The code words of its own body not written after a dot (no docstring or comment), sorted and unique.
     pub bare: Vec<u64>,
     /// The code words of its own body written after a dot, with the word before the dot (`api.get` →
@@ -317,10 +324,12 @@ pub fn name_facts(text: &str) -> NameFacts {
     // Enclosing blocks: (indent, class bases when a class, index in `defs` when a function).
     let mut stack: Vec<(usize, Option<Vec<String>>, Option<usize>)> = Vec::new();
     let mut decorated = false;
+    let mut event_hook = false;
     let mut in_quotes = false;
     // The words of the line read last and the function whose own body holds it (`None`: outside every body).
     let mut pending: (Option<usize>, LineWords) = (None, LineWords::default());
     let mut def_uses: Vec<LineWords> = Vec::new();
+    let mut def_spawns: Vec<Vec<u64>> = Vec::new();
     let mut recorded = 0usize;
     let mut lines = text.lines().enumerate();
     while let Some((i, line)) = lines.next() {
@@ -365,6 +374,7 @@ pub fn name_facts(text: &str) -> NameFacts {
         let uses = &mut pending.1;
         if t.starts_with('@') {
             decorated = true;
+            event_hook |= t.contains(".on_event(");
             uses.code(t);
             // A decorator's arguments over several lines (`@router.patch("/x",\n    response_model=Out)`).
             let mut depth = balance(t);
@@ -404,6 +414,8 @@ pub fn name_facts(text: &str) -> NameFacts {
                 index = Some(facts.defs.len());
                 facts.defs.push(DefFact {
                     passive: !deciding_word(&name.to_ascii_lowercase()),
+                    startup: event_hook || super::python::roles::is_startup_hook_name(&name),
+                    spawns: Vec::new(),
                     name: name.clone(),
                     line: i + 1,
                     exempt,
@@ -414,10 +426,12 @@ pub fn name_facts(text: &str) -> NameFacts {
                     dotted: Vec::new(),
                 });
                 def_uses.push(LineWords::default());
+                def_spawns.push(Vec::new());
             }
             uses.code(&rest[name.len()..]);
             stack.push((indent, None, index));
             decorated = false;
+            event_hook = false;
             continue;
         }
         if let Some(rest) = class {
@@ -447,9 +461,11 @@ pub fn name_facts(text: &str) -> NameFacts {
             }
             stack.push((indent, Some(bases), None));
             decorated = false;
+            event_hook = false;
             continue;
         }
         decorated = false;
+        event_hook = false;
         // A line of a function's body that could decide access: neither it nor the functions around it are
         // passive (a nested function's line counts for its parents too).
         // Docstrings and other triple-quoted text are prose, not code.
@@ -505,6 +521,12 @@ pub fn name_facts(text: &str) -> NameFacts {
             renamed_imports(t, uses, &mut facts.aliases);
             continue;
         }
+        if !prose
+            && spawns_work(t)
+            && let Some(v) = pending.0.and_then(|k| def_spawns.get_mut(k))
+        {
+            v.extend(words(t).map(hash));
+        }
         if in_code && quotes % 2 == 0 {
             // `x = call("""text""", other_fn)`: the string closes on its line; the line is code.
             uses.code(t);
@@ -532,15 +554,34 @@ pub fn name_facts(text: &str) -> NameFacts {
     facts.uses = uses.all;
     facts.bare = uses.bare;
     facts.dotted = uses.dotted;
-    for (d, mut v) in facts.defs.iter_mut().zip(def_uses) {
+    for ((d, mut v), mut spawned) in facts.defs.iter_mut().zip(def_uses).zip(def_spawns) {
         v.sort();
         d.uses = v.all;
         d.bare = v.bare;
         d.dotted = v.dotted;
+        spawned.sort_unstable();
+        spawned.dedup();
+        d.spawns = spawned;
     }
     facts.aliases.sort_unstable();
     facts.aliases.dedup();
     facts
+}
+
+/// Does a line of code hand work over to run on its own (a task, a thread, a scheduled job) rather than run it?
+fn spawns_work(t: &str) -> bool {
+    [
+        "task(",
+        "ensure_future(",
+        "start_soon(",
+        "Thread(",
+        "Process(",
+        "add_job(",
+        "spawn(",
+        "run_forever(",
+    ]
+    .iter()
+    .any(|m| t.contains(m))
 }
 
 /// Lines a decorator's arguments or a class's bases may span.
@@ -572,11 +613,21 @@ fn renamed_imports(line: &str, uses: &mut LineWords, aliases: &mut Vec<u64>) {
 /// The functions of each file that nothing else uses, by path: `(name, line)`. `counted` says which files' uses
 /// count (the service's code, not tests or scripts); `other_texts` are more texts whose words count as uses
 /// (deployment files, configuration naming a function).
+/// What [`unused_functions`] found, by path: `(name, 1-based line of the def)`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unused {
+    /// Functions nothing in the service calls.
+    pub dead: HashMap<String, Vec<(String, usize)>>,
+    /// Functions only start-up or shutdown hooks call (directly or through functions only they call): they run
+    /// before the server takes traffic or after it stops, never while it serves a request.
+    pub startup_only: HashMap<String, Vec<(String, usize)>>,
+}
+
 pub fn unused_functions<'a>(
     files: impl IntoIterator<Item = (&'a String, &'a ModuleFacts)> + Clone,
     counted: impl Fn(&str) -> bool,
     other_texts: &[(String, String)],
-) -> HashMap<String, Vec<(String, usize)>> {
+) -> Unused {
     let mut classes: HashSet<&str> = HashSet::new();
     for (_, facts) in files.clone() {
         classes.extend(facts.names.classes.iter().map(String::as_str));
@@ -592,7 +643,7 @@ pub fn unused_functions<'a>(
         files.into_iter().filter(|(p, _)| counted(p)).collect();
     let files: Vec<(&String, &NameFacts)> = modules.iter().map(|(p, m)| (*p, &m.names)).collect();
     if files.iter().any(|(_, f)| f.uses_everything) {
-        return HashMap::new();
+        return Unused::default();
     }
     // A module's names: its own (`api` for `app/api.py`, `core` for `app/core/__init__.py`) and its package's.
     // A module at the top of the tree has no package: `u64::MAX` names nothing (a missing base is `0`).
@@ -668,16 +719,11 @@ pub fn unused_functions<'a>(
             || files[from].1.loads_unknown_modules
             || (files[from].1.loads_modules && names_module(from, to))
     };
-    // Every function, by name: `(file, index in its defs)`; those used or kept anyway are settled.
+    // Every function, by name: `(file, index in its defs)`.
     let mut by_name: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
-    let mut used: HashSet<(usize, usize)> = HashSet::new();
-    let mut queue: Vec<(usize, usize)> = Vec::new();
     for (i, (_, facts)) in files.iter().enumerate() {
         for (k, d) in facts.defs.iter().enumerate() {
-            if kept_anyway(d) {
-                used.insert((i, k));
-                queue.push((i, k));
-            } else {
+            if !kept_anyway(d) {
                 by_name.entry(hash(&d.name)).or_default().push((i, k));
             }
         }
@@ -685,6 +731,7 @@ pub fn unused_functions<'a>(
     // Words of deployment files and configuration count for a method of that name, and for a module's function
     // the text names with its module (`uvicorn app.main:create_app`) or imports from it (`python -c 'from
     // app.tasks import cleanup; cleanup()'`).
+    let mut from_texts: Vec<(usize, usize)> = Vec::new();
     for (_, text) in other_texts {
         let mut w = LineWords::default();
         let mut imports: HashMap<u64, Vec<u64>> = HashMap::new();
@@ -711,74 +758,111 @@ pub fn unused_functions<'a>(
                     || imports
                         .get(h)
                         .is_some_and(|mods| mods.iter().any(|&m| m == stem || m == parent));
-                if reached && used.insert((i, k)) {
-                    queue.push((i, k));
+                if reached {
+                    from_texts.push((i, k));
                 }
             }
         }
     }
-    // The uses of one stretch of code of file `i` (module level, or a used function's body) settle the
-    // functions they reach; newly used functions are queued, their bodies read in turn.
-    let settle = |i: usize,
-                  all: &[u64],
-                  bare: &[u64],
-                  dotted: &[(u64, u64)],
-                  used: &mut HashSet<(usize, usize)>,
-                  queue: &mut Vec<(usize, usize)>| {
-        let mut mark = |(j, k): (usize, usize), used: &mut HashSet<(usize, usize)>| {
+    // The functions used, to a fixed point: the uses of one stretch of code of file `i` (module level, or a used
+    // function's body) settle the functions they reach; newly used functions are queued, their bodies read in
+    // turn. `blind` (the functions used when start-up is not blinded): start-up hooks count as used, but what their
+    // bodies name does not, except what a used function spawns (what is left is what the service runs once it
+    // takes traffic).
+    let used_functions = |blind: Option<&HashSet<(usize, usize)>>| -> HashSet<(usize, usize)> {
+        let mut used: HashSet<(usize, usize)> = HashSet::new();
+        let mut queue: Vec<(usize, usize)> = Vec::new();
+        let mark = |(j, k): (usize, usize),
+                    used: &mut HashSet<(usize, usize)>,
+                    queue: &mut Vec<(usize, usize)>| {
             if used.insert((j, k)) {
                 queue.push((j, k));
             }
         };
-        for h in all {
-            for &(j, k) in by_name.get(h).into_iter().flatten() {
-                if !files[j].1.defs[k].top_level {
-                    mark((j, k), used);
+        for (i, (_, facts)) in files.iter().enumerate() {
+            for (k, d) in facts.defs.iter().enumerate() {
+                if kept_anyway(d) {
+                    mark((i, k), &mut used, &mut queue);
                 }
             }
         }
-        for &h in bare {
-            for &(j, k) in by_name.get(&h).into_iter().flatten() {
-                if files[j].1.defs[k].top_level && sees_bare(i, j, h) {
-                    mark((j, k), used);
+        for &f in &from_texts {
+            mark(f, &mut used, &mut queue);
+        }
+        let settle = |i: usize,
+                      all: &[u64],
+                      bare: &[u64],
+                      dotted: &[(u64, u64)],
+                      used: &mut HashSet<(usize, usize)>,
+                      queue: &mut Vec<(usize, usize)>| {
+            for h in all {
+                for &(j, k) in by_name.get(h).into_iter().flatten() {
+                    if !files[j].1.defs[k].top_level {
+                        mark((j, k), used, queue);
+                    }
                 }
             }
-        }
-        for &(base, h) in dotted {
-            for &(j, k) in by_name.get(&h).into_iter().flatten() {
-                if files[j].1.defs[k].top_level && sees_dotted(i, j, base) {
-                    mark((j, k), used);
+            for &h in bare {
+                for &(j, k) in by_name.get(&h).into_iter().flatten() {
+                    if files[j].1.defs[k].top_level && sees_bare(i, j, h) {
+                        mark((j, k), used, queue);
+                    }
                 }
             }
+            for &(base, h) in dotted {
+                for &(j, k) in by_name.get(&h).into_iter().flatten() {
+                    if files[j].1.defs[k].top_level && sees_dotted(i, j, base) {
+                        mark((j, k), used, queue);
+                    }
+                }
+            }
+        };
+        for (i, (_, facts)) in files.iter().enumerate() {
+            settle(
+                i,
+                &facts.uses,
+                &facts.bare,
+                &facts.dotted,
+                &mut used,
+                &mut queue,
+            );
         }
+        // Blind to what start-up runs, not to what any used function spawns: a task started at start-up (or by
+        // anything else) serves along with the requests.
+        for &(i, k) in blind.into_iter().flatten() {
+            let d = &files[i].1.defs[k];
+            settle(i, &d.spawns, &d.spawns, &[], &mut used, &mut queue);
+        }
+        while let Some((i, k)) = queue.pop() {
+            let d = &files[i].1.defs[k];
+            if blind.is_none() || !d.startup {
+                settle(i, &d.uses, &d.bare, &d.dotted, &mut used, &mut queue);
+            }
+        }
+        used
     };
-    for (i, (_, facts)) in files.iter().enumerate() {
-        settle(
-            i,
-            &facts.uses,
-            &facts.bare,
-            &facts.dotted,
-            &mut used,
-            &mut queue,
-        );
-    }
-    // To a fixed point: a used function's words are uses.
-    while let Some((i, k)) = queue.pop() {
-        let d = &files[i].1.defs[k];
-        settle(i, &d.uses, &d.bare, &d.dotted, &mut used, &mut queue);
-    }
-    let mut out: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    let used = used_functions(None);
+    let any_hook = files.iter().any(|(_, f)| f.defs.iter().any(|d| d.startup));
+    let running = if any_hook {
+        used_functions(Some(&used))
+    } else {
+        used.clone()
+    };
+    let mut out = Unused::default();
     for (i, (path, facts)) in files.iter().enumerate() {
         for (k, d) in facts.defs.iter().enumerate() {
-            if used.contains(&(i, k)) {
-                continue;
+            let entry = (d.name.clone(), d.line);
+            if !used.contains(&(i, k)) {
+                out.dead.entry((*path).clone()).or_default().push(entry);
+            } else if !running.contains(&(i, k)) && !d.startup {
+                out.startup_only
+                    .entry((*path).clone())
+                    .or_default()
+                    .push(entry);
             }
-            out.entry((*path).clone())
-                .or_default()
-                .push((d.name.clone(), d.line));
         }
     }
-    out.into_iter().collect()
+    out
 }
 
 /// The byte range of the block that starts at 1-based `line` (a `def` and its indented body; comment and blank
@@ -812,6 +896,7 @@ pub fn block_at_line(text: &str, line: usize) -> Option<std::ops::Range<usize>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A module's facts as the repository model reads them: its imports and its names.
     fn module(text: &str) -> ModuleFacts {
@@ -831,6 +916,7 @@ mod tests {
             |p| !crate::analysis::semantic::paths::is_test_path(p),
             &[],
         )
+        .dead
     }
 
     #[test]
@@ -991,7 +1077,7 @@ def method_helper():
         .iter()
         .map(|(p, t)| (p.to_string(), module(t)))
         .collect();
-        let dead = unused_functions(facts.iter(), |p| p != "app/indexer.py", &[]);
+        let dead = unused_functions(facts.iter(), |p| p != "app/indexer.py", &[]).dead;
         let names: Vec<&str> = dead["app/history.py"]
             .iter()
             .map(|(n, _)| n.as_str())
@@ -1007,12 +1093,78 @@ def method_helper():
             ]
         );
         // Once the indexer counts, the chain is used all the way down.
-        let dead = unused_functions(facts.iter(), |_| true, &[]);
+        let dead = unused_functions(facts.iter(), |_| true, &[]).dead;
         let names: Vec<&str> = dead["app/history.py"]
             .iter()
             .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(names, vec!["walk"]);
+    }
+
+    #[test]
+    fn functions_only_start_up_calls() {
+        let main = "\
+from fastapi import FastAPI
+from app.db import init_db, seed
+from app.tasks import listener, register_tasks
+
+@asynccontextmanager
+async def lifespan(app):
+    await init_db()
+    register_tasks()
+    yield
+
+app = FastAPI(lifespan=lifespan)
+
+@app.get('/reseed')
+async def reseed():
+    seed()
+";
+        let db = "\
+def init_db():
+    create_tables()
+    seed()
+
+def create_tables():
+    open('schema.sql').read()
+
+def seed():
+    open('seed.json').read()
+";
+        let tasks = "\
+import asyncio
+
+def register_tasks():
+    asyncio.create_task(listener())
+
+async def listener():
+    poll_forever()
+
+def poll_forever():
+    pass
+";
+        let facts: BTreeMap<String, ModuleFacts> = [
+            ("app/main.py".to_string(), module(main)),
+            ("app/db.py".to_string(), module(db)),
+            ("app/tasks.py".to_string(), module(tasks)),
+        ]
+        .into();
+        let found = unused_functions(facts.iter(), |_| true, &[]);
+        let names = |path: &str| -> Vec<&str> {
+            found
+                .startup_only
+                .get(path)
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| n.as_str())
+                .collect()
+        };
+        // Only start-up reaches `init_db` and `create_tables`; a route calls `seed` too.
+        assert_eq!(names("app/db.py"), ["init_db", "create_tables"]);
+        // `register_tasks` runs once, but the task it spawns serves along with the requests.
+        assert_eq!(names("app/tasks.py"), ["register_tasks"]);
+        assert!(names("app/main.py").is_empty());
+        assert!(found.dead.is_empty(), "{:?}", found.dead);
     }
 
     #[test]
@@ -1027,7 +1179,11 @@ def method_helper():
             "command: python -c 'from app.tasks import nightly_cleanup; nightly_cleanup()'"
                 .to_string(),
         )];
-        assert!(unused_functions(facts.iter(), |_| true, &compose).is_empty());
+        assert!(
+            unused_functions(facts.iter(), |_| true, &compose)
+                .dead
+                .is_empty()
+        );
     }
 
     #[test]

@@ -164,21 +164,25 @@ pub fn is_public_by_design(func: &PyNode<'_>) -> bool {
 /// `shutdown`/`on_shutdown`/`startup_event`/`shutdown_event`, or a lifespan or event hook by its decorator
 /// (`@asynccontextmanager` on a function taking the app, `@app.on_event(…)`) whatever its name.
 pub fn is_startup_function(func: &PyNode<'_>) -> bool {
-    let named = function_name(func).is_some_and(|name| {
-        let n = name.trim_start_matches('_');
-        n == "lifespan"
-            || n.ends_with("_lifespan")
-            || matches!(
-                n,
-                "startup"
-                    | "on_startup"
-                    | "shutdown"
-                    | "on_shutdown"
-                    | "startup_event"
-                    | "shutdown_event"
-            )
-    });
-    named || is_lifespan_or_event_hook(func)
+    function_name(func).is_some_and(|name| is_startup_hook_name(&name))
+        || is_lifespan_or_event_hook(func)
+}
+
+/// The names of [`is_startup_function`]'s hooks: `lifespan`/`*_lifespan`/`startup`/`on_startup`/`shutdown`/
+/// `on_shutdown`/`startup_event`/`shutdown_event` (leading underscores ignored).
+pub fn is_startup_hook_name(name: &str) -> bool {
+    let n = name.trim_start_matches('_');
+    n == "lifespan"
+        || n.ends_with("_lifespan")
+        || matches!(
+            n,
+            "startup"
+                | "on_startup"
+                | "shutdown"
+                | "on_shutdown"
+                | "startup_event"
+                | "shutdown_event"
+        )
 }
 
 /// Is this function a lifespan context (the code around `yield` runs at start-up and at shutdown): an
