@@ -150,7 +150,7 @@ pub fn main_guard_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
 /// ("local", "test"):`) or reads a debug/development flag (`if settings.DEBUG:`, `if config.is_dev:`), alone or
 /// joined with `and`. A block runs from its `if` line to the next line, neither blank nor a comment, indented no
 /// deeper than the `if` (its `elif`/`else` included: those run in production). Read from the text: a condition
-/// over several lines is not recognised, so the ranges can only be missing, never too wide.
+/// over several lines, or a body on the `if` line, is not recognised (the block is then judged as usual).
 pub fn dev_only_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     // (indent, start) of the dev-only blocks still open.
@@ -273,10 +273,14 @@ fn is_dev_test(c: &str) -> bool {
                 .all(|i| literal(i).is_some_and(|v| DEV_VALUES.contains(&v.as_str())))
             && names_environment(l);
     }
-    // A flag: a name or attribute, or a call of one without arguments.
+    // A flag: a setting's attribute (`settings.DEBUG`, `config.is_dev()`) or a module constant (`DEBUG`); a bare
+    // lower-case `debug` may be a request's parameter (`?debug=true` asking for a traceback), not the deployment.
     let flag = c.strip_suffix("()").unwrap_or(c);
-    flag.chars()
-        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+    let setting = flag.contains('.') || !flag.chars().any(|ch| ch.is_ascii_lowercase());
+    setting
+        && flag
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
         && flag
             .rsplit('.')
             .next()
@@ -443,6 +447,8 @@ def create():
         write()
     if settings.DEBUG or force:
         print(2)
+    if debug:
+        return traceback()
     if config.is_development():
         print(3)
     tail()
