@@ -610,9 +610,6 @@ fn renamed_imports(line: &str, uses: &mut LineWords, aliases: &mut Vec<u64>) {
     }
 }
 
-/// The functions of each file that nothing else uses, by path: `(name, line)`. `counted` says which files' uses
-/// count (the service's code, not tests or scripts); `other_texts` are more texts whose words count as uses
-/// (deployment files, configuration naming a function).
 /// What [`unused_functions`] found, by path: `(name, 1-based line of the def)`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Unused {
@@ -623,6 +620,9 @@ pub struct Unused {
     pub startup_only: HashMap<String, Vec<(String, usize)>>,
 }
 
+/// The functions of each file that nothing else uses, and those only start-up uses, by path: `(name, line)`.
+/// `counted` says which files' uses count (the service's code, not tests or scripts); `other_texts` are more texts
+/// whose words count as uses (deployment files, configuration naming a function).
 pub fn unused_functions<'a>(
     files: impl IntoIterator<Item = (&'a String, &'a ModuleFacts)> + Clone,
     counted: impl Fn(&str) -> bool,

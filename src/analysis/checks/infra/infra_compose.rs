@@ -218,8 +218,8 @@ fn is_proxy_service(doc: &YamlDoc, s: &Service<'_>) -> bool {
 /// Does the start order matter between `dependent` and `target`? Not when nothing connects to the target at
 /// start-up — a reverse proxy, or a Celery worker or beat (it consumes from the broker; nothing calls it) — nor when
 /// the dependent does not connect at start-up: a reverse proxy resolves its upstreams per request, and a
-/// datastore's admin UI connects when someone logs in (calibration: adminer and celery beat were two of the four
-/// judged findings, both FP).
+/// datastore's admin UI connects when someone logs in (the judged findings of these shapes, calibration's adminer
+/// and celery beat, were both FP).
 fn start_order_matters(doc: &YamlDoc, dependent: &Service<'_>, target: &Service<'_>) -> bool {
     let target_command = command_text(doc, target.body).to_ascii_lowercase();
     // A Celery consumer by its command (`celery -A app worker`) or its name (`celery_worker`, `celery-beat`); a

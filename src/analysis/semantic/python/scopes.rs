@@ -147,7 +147,8 @@ pub fn main_guard_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
 
 /// The byte ranges of the `if` blocks (at any depth) that run only outside production: the condition compares
 /// an environment setting with a development value (`if settings.ENVIRONMENT == "dev":`, `if os.getenv("ENV") in
-/// ("local", "test"):`) or reads a debug/development flag (`if settings.DEBUG:`, `if config.is_dev:`), alone or
+/// ("local", "test"):`) or reads a debug/development flag of the settings or a module constant (`if
+/// settings.DEBUG:`, `if config.is_dev:`, `if DEBUG:`; not a bare lower-case `debug`, maybe a request's), alone or
 /// joined with `and`. A block runs from its `if` line to the next line, neither blank nor a comment, indented no
 /// deeper than the `if` (its `elif`/`else` included: those run in production). Read from the text: a condition
 /// over several lines, or a body on the `if` line, is not recognised (the block is then judged as usual).
