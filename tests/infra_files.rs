@@ -246,4 +246,24 @@ spec:
         "only `api` is left"
     );
     assert_eq!(exposed(&configured), vec![]);
+    // A configured proxy depending on its upstream: start order is not judged (it resolves upstreams per request).
+    let ordered = "\
+services:
+  myproxy:
+    image: registry.local/edge/myproxy:2.1
+    depends_on: [api]
+  api:
+    image: ghcr.io/acme/api:1.0.0
+";
+    let start_order = |repo: &RepoContext| -> Vec<(String, usize)> {
+        checks_at(&e.analyze_in("deploy/docker-compose.prod.yml", ordered, None, repo, None))
+            .into_iter()
+            .filter(|(c, _)| c == "F7-compose-dependency-without-healthcheck")
+            .collect()
+    };
+    assert_eq!(
+        start_order(&RepoContext::default()),
+        vec![("F7-compose-dependency-without-healthcheck".to_string(), 5)]
+    );
+    assert_eq!(start_order(&configured), vec![]);
 }

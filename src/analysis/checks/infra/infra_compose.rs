@@ -17,7 +17,7 @@
 //! * [`LiteralSecret`] (O3): a literal secret in `environment:` (map or list form), outside dev/test files.
 
 use crate::analysis::checks::{Check, CheckMatch, PyNode};
-use crate::analysis::context::FileContext;
+use crate::analysis::context::{FileContext, RepoContext};
 use crate::analysis::semantic::container::{datastore_re, image_ref, moving_tag};
 use crate::analysis::semantic::dockerfile::image_health_covered;
 use crate::analysis::semantic::paths::{
@@ -93,14 +93,7 @@ impl PublishedPort {
         let file = ctx.yaml(root);
         for doc in &file.docs {
             let all = services(doc);
-            let is_proxy = |s: &Service<'_>| {
-                let image = image_of(doc, s.body);
-                proxy_re().is_match(s.name)
-                    || proxy_re().is_match(image)
-                    || runs_proxy(&command_text(doc, s.body))
-                    || repo.is_configured_proxy(s.name)
-                    || repo.is_configured_proxy(image)
-            };
+            let is_proxy = |s: &Service<'_>| is_proxy_service(doc, s, repo);
             // Services other than proxies and datastores (those are reported by compose-datastore-port) that
             // publish ports on every interface, with those ports.
             let publishing: Vec<(&Service<'_>, &std::ops::Range<usize>, Vec<String>)> = all
@@ -208,11 +201,15 @@ fn admin_ui_re() -> &'static Regex {
     })
 }
 
-/// Is the service a reverse proxy (by name, image or command)?
-fn is_proxy_service(doc: &YamlDoc, s: &Service<'_>) -> bool {
+/// Is the service a reverse proxy: by name or image (the built-in list), by the command it runs, or named in the
+/// repository config's `infra.reverse_proxies`? The one definition every Compose check reads.
+fn is_proxy_service(doc: &YamlDoc, s: &Service<'_>, repo: &RepoContext) -> bool {
+    let image = image_of(doc, s.body);
     proxy_re().is_match(s.name)
-        || proxy_re().is_match(image_of(doc, s.body))
+        || proxy_re().is_match(image)
         || runs_proxy(&command_text(doc, s.body))
+        || repo.is_configured_proxy(s.name)
+        || repo.is_configured_proxy(image)
 }
 
 /// Does the start order matter between `dependent` and `target`? Not when nothing connects to the target at
@@ -220,7 +217,12 @@ fn is_proxy_service(doc: &YamlDoc, s: &Service<'_>) -> bool {
 /// the dependent does not connect at start-up: a reverse proxy resolves its upstreams per request, and a
 /// datastore's admin UI connects when someone logs in (the judged findings of these shapes, calibration's adminer
 /// and celery beat, were both FP).
-fn start_order_matters(doc: &YamlDoc, dependent: &Service<'_>, target: &Service<'_>) -> bool {
+fn start_order_matters(
+    doc: &YamlDoc,
+    dependent: &Service<'_>,
+    target: &Service<'_>,
+    repo: &RepoContext,
+) -> bool {
     let target_command = command_text(doc, target.body).to_ascii_lowercase();
     // A Celery consumer by its command (`celery -A app worker`) or its name (`celery_worker`, `celery-beat`); a
     // service only named `*worker` may serve calls (DB-GPT's model workers do).
@@ -231,9 +233,9 @@ fn start_order_matters(doc: &YamlDoc, dependent: &Service<'_>, target: &Service<
         let words = format!("{} {}", s.name, image_of(doc, s.body)).to_ascii_lowercase();
         words.contains("oauth2-proxy") || words.contains("oauth2proxy")
     };
-    !(is_proxy_service(doc, target)
+    !(is_proxy_service(doc, target, repo)
         || celery_consumer
-        || (is_proxy_service(doc, dependent) && !authenticating(dependent))
+        || (is_proxy_service(doc, dependent, repo) && !authenticating(dependent))
         || admin_ui_re().is_match(image_of(doc, dependent.body)))
 }
 
@@ -259,7 +261,7 @@ impl Check for DependencyWithoutHealthcheck {
                     .filter(|s| {
                         depends_on(doc, s.body).iter().any(|(n, _, cond)| {
                             n == target.name && *cond != Some("service_completed_successfully")
-                        }) && start_order_matters(doc, s, target)
+                        }) && start_order_matters(doc, s, target, ctx.repo)
                     })
                     .map(|s| s.name)
                     .collect();
@@ -366,10 +368,7 @@ impl Check for AppWithoutHealthcheck {
                     continue;
                 }
                 let image = image_of(doc, s.body);
-                if proxy_re().is_match(s.name)
-                    || proxy_re().is_match(image)
-                    || ctx.repo.is_configured_proxy(s.name)
-                    || ctx.repo.is_configured_proxy(image)
+                if is_proxy_service(doc, s, ctx.repo)
                     || datastore_re().is_match(image)
                     || datastore_re().is_match(s.name)
                 {
@@ -489,7 +488,9 @@ impl Check for DependsOnNotHealthy {
                     let Some(target) = all.iter().find(|t| t.name == name) else {
                         continue;
                     };
-                    if !has_healthcheck(doc, target.body) || !start_order_matters(doc, s, target) {
+                    if !has_healthcheck(doc, target.body)
+                        || !start_order_matters(doc, s, target, ctx.repo)
+                    {
                         continue;
                     }
                     out.push(CheckMatch {

@@ -213,14 +213,12 @@ fn guarded_read(read: &PyNode<'_>, name: &str) -> bool {
     let tests = [
         format!("\"{name}\"inos.environ"),
         format!("'{name}'inos.environ"),
+        format!("\"{name}\"inenviron"),
+        format!("'{name}'inenviron"),
     ];
-    let tests_bare = [format!("\"{name}\"inenviron"), format!("'{name}'inenviron")];
     let mentions = |t: &str| {
         let t: String = t.split_whitespace().collect();
-        tests
-            .iter()
-            .chain(&tests_bare)
-            .any(|p| t.contains(p.as_str()))
+        tests.iter().any(|p| t.contains(p.as_str()))
     };
     let mut child = read.clone();
     for a in read.ancestors() {
